@@ -1,0 +1,10 @@
+package proxier
+
+// Backend makes one kernel subsystem (iptables chains, IPVS tables) match a Snapshot. The watcher's
+// runner calls Sync from one goroutine at a time.
+type Backend interface {
+	// Sync programs snap. A nil error means the kernel now forwards exactly as snap says. A non-nil
+	// error means the previous rules are still in force (nothing was half-applied); the runner logs it
+	// and retries with snap.Full set.
+	Sync(snap *Snapshot) error
+}
