@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Runs a statically linked program as root inside a throwaway qemu VM whose Debian kernel has IPVS,
+# dummy devices and the rest of netfilter as modules (this machine's kernel has neither IPVS nor
+# dummy). The program's output streams to stdout and run.sh exits with the program's exit code.
+#
+# Usage: hack/vm/run.sh [options] BINARY [ARGS...]
+#   --mem MB           guest memory (default 2048)
+#   --smp N            guest CPUs (default 2)
+#   --timeout SECS     kill qemu and fail after this long (default 1800)
+#   --env K=V          set K=V for the program (repeatable)
+#   --files SRC:DST    copy host file or directory SRC to DST in the guest (repeatable)
+#   --cwd DIR          run the program in guest directory DIR (default /root)
+#   --console FILE     keep the guest's kernel console log in FILE
+#   -v, --verbose      print boot timing and the image in use to stderr
+#
+# Exit status: the program's, or 124 when the timeout hit, or 125 when the VM itself failed (the
+# tail of the kernel console is then printed to stderr).
+#
+# Emulation is software only (TCG): no KVM here. The guest reaches this machine's loopback at
+# 10.0.2.2 through qemu's user-mode network, which adds nothing to the host's network namespace.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+die() { echo "vm: error: $*" >&2; exit 125; }
+
+MEM=2048
+SMP=2
+TIMEOUT=1800
+CWD=/root
+CONSOLE=""
+VERBOSE=0
+ENVS=()
+FILES=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--mem) MEM="${2:?--mem needs a value}"; shift 2 ;;
+	--smp) SMP="${2:?--smp needs a value}"; shift 2 ;;
+	--timeout) TIMEOUT="${2:?--timeout needs a value}"; shift 2 ;;
+	--env) ENVS+=("${2:?--env needs K=V}"); shift 2 ;;
+	--files) FILES+=("${2:?--files needs SRC:DST}"); shift 2 ;;
+	--cwd) CWD="${2:?--cwd needs a directory}"; shift 2 ;;
+	--console) CONSOLE="${2:?--console needs a file}"; shift 2 ;;
+	-v | --verbose) VERBOSE=1; shift ;;
+	-h | --help) usage ;;
+	--) shift; break ;;
+	-*) echo "vm: unknown option $1" >&2; usage ;;
+	*) break ;;
+	esac
+done
+[ $# -ge 1 ] || usage
+BINARY="$1"
+shift
+
+[[ "$MEM" =~ ^[0-9]+$ ]] || die "--mem must be a number of MB, got '$MEM'"
+[[ "$SMP" =~ ^[0-9]+$ ]] || die "--smp must be a number, got '$SMP'"
+[[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout must be a number of seconds, got '$TIMEOUT'"
+[ -f "$BINARY" ] && [ -x "$BINARY" ] || die "$BINARY is not an executable file"
+[ "$(head -c4 "$BINARY" | od -An -c | tr -d ' ')" = '177ELF' ] || die "$BINARY is not an ELF executable"
+if ldd "$BINARY" >/dev/null 2>&1; then
+	die "$BINARY is dynamically linked; build it with CGO_ENABLED=0 (the guest has no Go toolchain libraries)"
+fi
+
+IMAGE="$("$HERE/build-image.sh")" || die "building the VM image failed"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-vm.XXXXXX")"
+QEMU_PID=""
+cleanup() {
+	if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then kill "$QEMU_PID" 2>/dev/null || true; fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The per-run archive: nonce, program, files and a bash script that sets up the environment and
+# execs the program. It is appended, uncompressed, to the cached base initramfs; the kernel unpacks
+# concatenated archives in order.
+RUNROOT="$WORK/root"
+mkdir -p "$RUNROOT/switchyard/bin"
+NONCE="SYVM-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')"
+echo "$NONCE" >"$RUNROOT/switchyard/nonce"
+BASENAME="$(basename "$BINARY")"
+cp "$BINARY" "$RUNROOT/switchyard/bin/$BASENAME"
+chmod 0755 "$RUNROOT/switchyard/bin/$BASENAME"
+for f in "${FILES[@]+"${FILES[@]}"}"; do
+	src="${f%%:*}"
+	dst="${f#*:}"
+	[ "$src" != "$f" ] && [ -n "$src" ] && [[ "$dst" == /* ]] || die "--files wants SRC:/absolute/DST, got '$f'"
+	[ -e "$src" ] || die "--files source $src does not exist"
+	mkdir -p "$RUNROOT$(dirname "$dst")"
+	cp -a "$src" "$RUNROOT$dst"
+done
+{
+	echo '#!/usr/bin/bash'
+	printf 'mkdir -p %q && cd %q || exit 125\n' "$CWD" "$CWD"
+	for kv in "${ENVS[@]+"${ENVS[@]}"}"; do
+		k="${kv%%=*}"
+		[ "$k" != "$kv" ] && [[ "$k" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "--env wants K=V with a valid name, got '$kv'"
+		printf 'export %s=%q\n' "$k" "${kv#*=}"
+	done
+	printf 'exec %q' "/switchyard/bin/$BASENAME"
+	for a in "$@"; do printf ' %q' "$a"; done
+	echo
+} >"$RUNROOT/switchyard/run.sh"
+(cd "$RUNROOT" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) >"$WORK/run.cpio"
+cat "$IMAGE/base.cpio.gz" "$WORK/run.cpio" >"$WORK/initrd"
+
+LOG="${CONSOLE:-$WORK/console.log}"
+: >"$LOG"
+RESULT="$WORK/result"
+READY="$WORK/ready"
+
+console_tail() {
+	echo "vm: last lines of the guest console ($LOG):" >&2
+	tail -n 40 "$LOG" | tr -d '\r' | sed 's/^/  | /' >&2
+}
+
+START="$(date +%s.%N)"
+# qemu writes the program's serial port to its stdout. The filter passes program bytes through,
+# line by line, and turns the marker lines into files. A marker may follow program output that did
+# not end in a newline, so it is matched anywhere in the line.
+set +e
+timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
+	-accel tcg -machine pc -smp "$SMP" -m "$MEM" \
+	-nodefaults -no-user-config -display none -no-reboot \
+	-kernel "$IMAGE/vmlinuz" -initrd "$WORK/initrd" \
+	-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init" \
+	-serial "file:$LOG" \
+	-chardev stdio,id=prog,signal=off -serial chardev:prog \
+	-netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
+	-device virtio-rng-pci \
+	</dev/null | awk -v nonce="$NONCE" -v result="$RESULT" -v ready="$READY" '
+	{
+		i = index($0, nonce)
+		if (i == 0) { print; fflush(); next }
+		if (i > 1) { printf "%s", substr($0, 1, i - 1); fflush() }
+		n = split(substr($0, i + length(nonce) + 1), f, " ")
+		if (f[1] == "ready") {
+			system("date +%s.%N > " ready)
+			print f[2] >> ready; close(ready)
+		} else if (f[1] == "exit" || f[1] == "setup-failed") {
+			print f[1] " " f[2] > result; close(result)
+		}
+	}'
+STATUS=("${PIPESTATUS[@]}")
+set -e
+END="$(date +%s.%N)"
+
+if [ "$VERBOSE" = 1 ] || [ ! -s "$RESULT" ]; then
+	if [ -s "$READY" ]; then
+		{ read -r ready_at; read -r guest_uptime; } <"$READY"
+		awk -v s="$START" -v r="$ready_at" -v e="$END" -v u="$guest_uptime" -v img="$IMAGE" 'BEGIN {
+			printf "vm: image %s\nvm: guest ready %.1fs after qemu start (guest uptime %.1fs); program %.1fs; total %.1fs\n",
+				img, r - s, u, e - r, e - s }' >&2
+	fi
+fi
+
+if [ "${STATUS[0]}" = 124 ] || [ "${STATUS[0]}" = 137 ]; then
+	echo "vm: error: timed out after ${TIMEOUT}s; qemu killed" >&2
+	console_tail
+	exit 124
+fi
+if [ ! -s "$RESULT" ]; then
+	echo "vm: error: the guest stopped without reporting an exit code (qemu status ${STATUS[0]})" >&2
+	console_tail
+	exit 125
+fi
+read -r kind code <"$RESULT"
+if [ "$kind" = setup-failed ]; then
+	echo "vm: error: guest setup failed (see the line above)" >&2
+	console_tail
+	exit 125
+fi
+[[ "$code" =~ ^[0-9]+$ ]] || die "malformed exit marker '$kind $code'"
+exit "$code"
