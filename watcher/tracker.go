@@ -1,0 +1,243 @@
+package watcher
+
+import (
+	"maps"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/metrics"
+)
+
+// servicePorts is one service's converted ports, keyed by port name.
+type servicePorts = map[proxier.ServicePortName]*proxier.ServicePort
+
+// serviceEndpoints is one service's merged endpoints, keyed by slice port name and protocol.
+type serviceEndpoints = map[portKey][]proxier.Endpoint
+
+// sliceRef names an EndpointSlice object.
+type sliceRef struct{ Namespace, Name string }
+
+// tracker is the watcher's model state and its change tracking, free of client-go so that it can be
+// tested and fuzzed directly. It is not safe for concurrent use; the Watcher serialises calls.
+//
+// Like kube-proxy's change trackers, it remembers for each service with unpublished changes what the
+// service looked like when it was last published ("previous"). An update that brings the service back
+// to that value cancels the pending change, so resourceVersion bumps and annotation-only edits never
+// reach a backend.
+type tracker struct {
+	nodeName string
+
+	services  map[proxier.ServiceKey]servicePorts
+	slices    map[proxier.ServiceKey]map[string]*sliceInfo // by slice name
+	sliceSvc  map[sliceRef]proxier.ServiceKey                // which service a slice was filed under
+	endpoints map[proxier.ServiceKey]serviceEndpoints
+
+	prevServices  map[proxier.ServiceKey]servicePorts     // pending service changes: published value
+	prevEndpoints map[proxier.ServiceKey]serviceEndpoints // pending endpoint changes: published value
+	triggerTimes  map[proxier.ServiceKey][]time.Time      // of pending endpoint changes
+
+	node        proxier.NodeInfo
+	nodeChanged bool // node facts differ from the last published snapshot
+}
+
+func newTracker(nodeName string) *tracker {
+	return &tracker{
+		nodeName:      nodeName,
+		services:      map[proxier.ServiceKey]servicePorts{},
+		slices:        map[proxier.ServiceKey]map[string]*sliceInfo{},
+		sliceSvc:      map[sliceRef]proxier.ServiceKey{},
+		endpoints:     map[proxier.ServiceKey]serviceEndpoints{},
+		prevServices:  map[proxier.ServiceKey]servicePorts{},
+		prevEndpoints: map[proxier.ServiceKey]serviceEndpoints{},
+		triggerTimes:  map[proxier.ServiceKey][]time.Time{},
+		node:          proxier.NodeInfo{Name: nodeName},
+	}
+}
+
+// setService records a service's converted ports (nil or empty: the service is gone or not proxied).
+// It reports whether the service's model changed.
+func (t *tracker) setService(key proxier.ServiceKey, ports servicePorts) bool {
+	cur := t.services[key]
+	if equalPorts(cur, ports) {
+		return false
+	}
+	if _, pending := t.prevServices[key]; !pending {
+		t.prevServices[key] = cur
+	}
+	if len(ports) == 0 {
+		delete(t.services, key)
+	} else {
+		t.services[key] = ports
+	}
+	if equalPorts(t.prevServices[key], ports) {
+		delete(t.prevServices, key) // back to what was published: nothing to do
+	}
+	metrics.ServiceChangesTotal.Inc()
+	metrics.ServiceChangesPending.Set(float64(len(t.prevServices)))
+	return true
+}
+
+// setSlice files an EndpointSlice's content under its service (info nil: the slice is gone) and
+// re-merges that service's endpoints. trigger is the slice's last-change-trigger-time, or zero. It
+// reports whether any service's endpoints changed.
+func (t *tracker) setSlice(ref sliceRef, svc proxier.ServiceKey, info *sliceInfo, trigger time.Time) bool {
+	changed := false
+	// A slice relabelled to another service (or deleted) leaves its old service first.
+	if old, ok := t.sliceSvc[ref]; ok && (info == nil || old != svc) {
+		delete(t.slices[old], ref.Name)
+		if len(t.slices[old]) == 0 {
+			delete(t.slices, old)
+		}
+		delete(t.sliceSvc, ref)
+		changed = t.remerge(old, trigger) || changed
+	}
+	if info != nil {
+		if t.slices[svc] == nil {
+			t.slices[svc] = map[string]*sliceInfo{}
+		}
+		t.slices[svc][ref.Name] = info
+		t.sliceSvc[ref] = svc
+		changed = t.remerge(svc, trigger) || changed
+	}
+	return changed
+}
+
+func (t *tracker) remerge(key proxier.ServiceKey, trigger time.Time) bool {
+	merged := mergeEndpoints(t.slices[key], t.nodeName)
+	cur := t.endpoints[key]
+	if equalEndpoints(cur, merged) {
+		return false
+	}
+	if _, pending := t.prevEndpoints[key]; !pending {
+		t.prevEndpoints[key] = cur
+	}
+	if len(merged) == 0 {
+		delete(t.endpoints, key)
+	} else {
+		t.endpoints[key] = merged
+	}
+	if !trigger.IsZero() {
+		t.triggerTimes[key] = append(t.triggerTimes[key], trigger)
+	}
+	if equalEndpoints(t.prevEndpoints[key], merged) {
+		// Back to what was published: the change, and the latency it would have measured, are void.
+		delete(t.prevEndpoints, key)
+		delete(t.triggerTimes, key)
+	}
+	metrics.EndpointChangesTotal.Inc()
+	metrics.EndpointChangesPending.Set(float64(len(t.prevEndpoints)))
+	return true
+}
+
+// setNode records this node's facts. It reports whether they changed; a change marks every service
+// changed at the next snapshot, because topology and locality decisions may differ for all of them.
+func (t *tracker) setNode(n proxier.NodeInfo) bool {
+	if equalNode(t.node, n) {
+		return false
+	}
+	t.node = n
+	t.nodeChanged = true
+	return true
+}
+
+// pending reports whether the next snapshot would carry any change.
+func (t *tracker) pending() bool {
+	return len(t.prevServices) > 0 || len(t.prevEndpoints) > 0 || t.nodeChanged
+}
+
+// snapshot publishes the full current model plus the changes since the previous snapshot, and
+// consumes those changes. The returned maps are new; the values they reference are never mutated.
+func (t *tracker) snapshot(full bool) (*proxier.Snapshot, SyncInfo) {
+	snap := &proxier.Snapshot{
+		Services:  make(map[proxier.ServicePortName]*proxier.ServicePort, len(t.services)),
+		Endpoints: make(map[proxier.ServicePortName][]proxier.Endpoint, len(t.services)),
+		Changed:   map[proxier.ServiceKey]struct{}{},
+		Node:      t.node,
+		Full:      full,
+	}
+	for _, ports := range t.services {
+		for name, sp := range ports {
+			snap.Services[name] = sp
+			if eps := t.endpoints[name.ServiceKey][portKey{Name: name.Port, Protocol: sp.Protocol}]; len(eps) > 0 {
+				snap.Endpoints[name] = eps
+			}
+		}
+	}
+	for key := range t.prevServices {
+		snap.Changed[key] = struct{}{}
+	}
+	for key := range t.prevEndpoints {
+		snap.Changed[key] = struct{}{}
+	}
+	if t.nodeChanged {
+		// Every service present now; those that just left are already in prevServices.
+		for key := range t.services {
+			snap.Changed[key] = struct{}{}
+		}
+	}
+
+	var info SyncInfo
+	for _, times := range t.triggerTimes {
+		info.TriggerTimes = append(info.TriggerTimes, times...)
+	}
+	slices.SortFunc(info.TriggerTimes, func(a, b time.Time) int { return a.Compare(b) })
+
+	clear(t.prevServices)
+	clear(t.prevEndpoints)
+	clear(t.triggerTimes)
+	t.nodeChanged = false
+	metrics.ServiceChangesPending.Set(0)
+	metrics.EndpointChangesPending.Set(0)
+	return snap, info
+}
+
+func equalPorts(a, b servicePorts) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for name, pa := range a {
+		pb, ok := b[name]
+		if !ok || !reflect.DeepEqual(*pa, *pb) {
+			return false
+		}
+	}
+	return true
+}
+
+func equalEndpoints(a, b serviceEndpoints) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, ea := range a {
+		eb, ok := b[k]
+		if !ok || !reflect.DeepEqual(ea, eb) {
+			return false
+		}
+	}
+	return true
+}
+
+func equalNode(a, b proxier.NodeInfo) bool {
+	return a.Name == b.Name && maps.Equal(a.Labels, b.Labels) && slices.Equal(a.PodCIDRs, b.PodCIDRs)
+}
+
+// nodeInfoFrom builds NodeInfo from the Node object's fields. Bad pod CIDRs are skipped (and
+// reported): the node is one object, and a bad CIDR must not hide its zone label.
+func nodeInfoFrom(name string, labels map[string]string, podCIDRs []string) (proxier.NodeInfo, []rejection) {
+	n := proxier.NodeInfo{Name: name}
+	if len(labels) > 0 {
+		n.Labels = maps.Clone(labels)
+	}
+	var rejects []rejection
+	for _, s := range podCIDRs {
+		p, err := parsePrefix(s)
+		if err != nil {
+			rejects = append(rejects, rejection{Kind: "node", Object: name, Part: "podCIDR", Reason: reasonInvalidIP, Detail: s})
+			continue
+		}
+		n.PodCIDRs = append(n.PodCIDRs, p)
+	}
+	return n, rejects
+}
