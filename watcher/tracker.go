@@ -31,7 +31,7 @@ type tracker struct {
 
 	services  map[proxier.ServiceKey]servicePorts
 	slices    map[proxier.ServiceKey]map[string]*sliceInfo // by slice name
-	sliceSvc  map[sliceRef]proxier.ServiceKey                // which service a slice was filed under
+	sliceSvc  map[sliceRef]proxier.ServiceKey              // which service a slice was filed under
 	endpoints map[proxier.ServiceKey]serviceEndpoints
 
 	prevServices  map[proxier.ServiceKey]servicePorts     // pending service changes: published value
