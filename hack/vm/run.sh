@@ -104,7 +104,14 @@ done
 	echo
 } >"$RUNROOT/switchyard/run.sh"
 (cd "$RUNROOT" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) >"$WORK/run.cpio"
-cat "$IMAGE/base.cpio.gz" "$WORK/run.cpio" >"$WORK/initrd"
+# The kernel only recognises an uncompressed archive that starts at a 4-byte-aligned offset, so
+# pad the compressed base with zeros (which it skips) up to the next multiple of 4.
+BASE_SIZE="$(stat -c %s "$IMAGE/base.cpio.gz")"
+{
+	cat "$IMAGE/base.cpio.gz"
+	head -c $(((4 - BASE_SIZE % 4) % 4)) /dev/zero
+	cat "$WORK/run.cpio"
+} >"$WORK/initrd"
 
 LOG="${CONSOLE:-$WORK/console.log}"
 : >"$LOG"
@@ -115,6 +122,11 @@ console_tail() {
 	echo "vm: last lines of the guest console ($LOG):" >&2
 	tail -n 40 "$LOG" | tr -d '\r' | sed 's/^/  | /' >&2
 }
+
+# mawk (Debian's default awk) reads a pipe in large blocks unless told it is interactive, which would
+# hold the program's output back until the VM exits.
+AWK=(awk)
+if awk -W version 2>&1 | grep -q mawk; then AWK=(awk -W interactive); fi
 
 START="$(date +%s.%N)"
 # qemu writes the program's serial port to its stdout. The filter passes program bytes through,
@@ -130,7 +142,7 @@ timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
 	-chardev stdio,id=prog,signal=off -serial chardev:prog \
 	-netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
 	-device virtio-rng-pci \
-	</dev/null | awk -v nonce="$NONCE" -v result="$RESULT" -v ready="$READY" '
+	</dev/null | "${AWK[@]}" -v nonce="$NONCE" -v result="$RESULT" -v ready="$READY" '
 	{
 		i = index($0, nonce)
 		if (i == 0) { print; fflush(); next }
