@@ -1,0 +1,358 @@
+package watcher
+
+import (
+	"reflect"
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/switchyard/switchyard/proxier"
+)
+
+// basePort is what svc("ns", "web", "10.96.0.10") converts to.
+func basePort(t *testing.T) proxier.ServicePort {
+	return proxier.ServicePort{
+		Name:           spn("ns", "web", "http"),
+		Protocol:       proxier.TCP,
+		Port:           80,
+		ClusterIPs:     addrs(t, "10.96.0.10"),
+		ExternalPolicy: proxier.PolicyCluster,
+		InternalPolicy: proxier.PolicyCluster,
+	}
+}
+
+func TestConvertServiceFields(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*v1.Service)
+		want   func(*proxier.ServicePort)
+	}{
+		{name: "plain ClusterIP", mutate: func(*v1.Service) {}, want: func(*proxier.ServicePort) {}},
+		{
+			name:   "empty protocol defaults to TCP and empty type to ClusterIP",
+			mutate: func(s *v1.Service) { s.Spec.Type = ""; s.Spec.Ports[0].Protocol = "" },
+			want:   func(*proxier.ServicePort) {},
+		},
+		{
+			name:   "clusterIPs empty falls back to clusterIP",
+			mutate: func(s *v1.Service) { s.Spec.ClusterIPs = nil },
+			want:   func(*proxier.ServicePort) {},
+		},
+		{
+			name: "dual-stack cluster IPs",
+			mutate: func(s *v1.Service) {
+				s.Spec.ClusterIPs = []string{"10.96.0.10", "fd00:10:96::a"}
+				s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
+			},
+			want: func(p *proxier.ServicePort) { p.ClusterIPs = addrs(t, "10.96.0.10", "fd00:10:96::a") },
+		},
+		{
+			name: "IPv4 with leading zeros, as old objects may hold, reads as decimal",
+			mutate: func(s *v1.Service) {
+				s.Spec.ClusterIPs = []string{"010.096.000.010"}
+				s.Spec.ExternalIPs = []string{"203.0.113.007"}
+			},
+			want: func(p *proxier.ServicePort) { p.ExternalIPs = addrs(t, "203.0.113.7") },
+		},
+		{
+			name:   "IPv4-mapped IPv6 reads as IPv4",
+			mutate: func(s *v1.Service) { s.Spec.ClusterIPs = []string{"::ffff:10.96.0.10"} },
+			want:   func(*proxier.ServicePort) {},
+		},
+		{
+			name: "NodePort with external IPs",
+			mutate: func(s *v1.Service) {
+				s.Spec.Type = v1.ServiceTypeNodePort
+				s.Spec.Ports[0].NodePort = 30080
+				s.Spec.ExternalIPs = []string{"203.0.113.10", "2001:db8::10"}
+			},
+			want: func(p *proxier.ServicePort) {
+				p.NodePort = 30080
+				p.ExternalIPs = addrs(t, "203.0.113.10", "2001:db8::10")
+			},
+		},
+		{
+			name: "load balancer: hostname-only and Proxy-mode ingress are skipped, spec source ranges win over the annotation",
+			mutate: func(s *v1.Service) {
+				s.Spec.Type = v1.ServiceTypeLoadBalancer
+				s.Spec.Ports[0].NodePort = 30080
+				s.Spec.LoadBalancerSourceRanges = []string{" 198.51.100.0/24", "192.0.2.7/16"}
+				s.Annotations = map[string]string{annotationSourceRanges: "10.0.0.0/8"}
+				s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{
+					{IP: "203.0.113.20"},
+					{Hostname: "lb.example.com"},
+					{IP: "203.0.113.21", IPMode: ptr(v1.LoadBalancerIPModeProxy)},
+					{IP: "203.0.113.22", IPMode: ptr(v1.LoadBalancerIPModeVIP)},
+				}
+			},
+			want: func(p *proxier.ServicePort) {
+				p.NodePort = 30080
+				p.LoadBalancerIPs = addrs(t, "203.0.113.20", "203.0.113.22")
+				p.LoadBalancerSourceRanges = prefixes(t, "198.51.100.0/24", "192.0.0.0/16")
+			},
+		},
+		{
+			name: "source-range annotation when the spec field is empty",
+			mutate: func(s *v1.Service) {
+				s.Spec.Type = v1.ServiceTypeLoadBalancer
+				s.Annotations = map[string]string{annotationSourceRanges: "198.51.100.0/24, 2001:db8::/32"}
+			},
+			want: func(p *proxier.ServicePort) {
+				p.LoadBalancerSourceRanges = prefixes(t, "198.51.100.0/24", "2001:db8::/32")
+			},
+		},
+		{
+			name:   "ClientIP affinity defaults to 10800s",
+			mutate: func(s *v1.Service) { s.Spec.SessionAffinity = v1.ServiceAffinityClientIP },
+			want:   func(p *proxier.ServicePort) { p.Affinity = proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 10800} },
+		},
+		{
+			name: "ClientIP affinity with a timeout",
+			mutate: func(s *v1.Service) {
+				s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+				s.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr(int32(60))}}
+			},
+			want: func(p *proxier.ServicePort) { p.Affinity = proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 60} },
+		},
+		{
+			name: "eTP=Local load balancer keeps its health-check node port",
+			mutate: func(s *v1.Service) {
+				s.Spec.Type = v1.ServiceTypeLoadBalancer
+				s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+				s.Spec.HealthCheckNodePort = 32000
+				s.Spec.Ports[0].NodePort = 30080
+			},
+			want: func(p *proxier.ServicePort) {
+				p.ExternalPolicy = proxier.PolicyLocal
+				p.HealthCheckNodePort = 32000
+				p.NodePort = 30080
+			},
+		},
+		{
+			name: "health-check node port is ignored unless type LoadBalancer",
+			mutate: func(s *v1.Service) {
+				s.Spec.Type = v1.ServiceTypeNodePort
+				s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+				s.Spec.HealthCheckNodePort = 32000
+			},
+			want: func(p *proxier.ServicePort) { p.ExternalPolicy = proxier.PolicyLocal },
+		},
+		{
+			name:   "iTP=Local",
+			mutate: func(s *v1.Service) { s.Spec.InternalTrafficPolicy = ptr(v1.ServiceInternalTrafficPolicyLocal) },
+			want:   func(p *proxier.ServicePort) { p.InternalPolicy = proxier.PolicyLocal },
+		},
+		{
+			name:   "iTP=Cluster explicitly",
+			mutate: func(s *v1.Service) { s.Spec.InternalTrafficPolicy = ptr(v1.ServiceInternalTrafficPolicyCluster) },
+			want:   func(*proxier.ServicePort) {},
+		},
+		{
+			name:   "trafficDistribution",
+			mutate: func(s *v1.Service) { s.Spec.TrafficDistribution = ptr(v1.ServiceTrafficDistributionPreferClose) },
+			want:   func(p *proxier.ServicePort) { p.TrafficDistribution = proxier.TrafficDistributionPreferClose },
+		},
+		{
+			name:   "topology-mode Auto means PreferClose",
+			mutate: func(s *v1.Service) { s.Annotations = map[string]string{annotationTopologyMode: "Auto"} },
+			want:   func(p *proxier.ServicePort) { p.TrafficDistribution = proxier.TrafficDistributionPreferClose },
+		},
+		{
+			name:   "deprecated topology-aware-hints annotation",
+			mutate: func(s *v1.Service) { s.Annotations = map[string]string{annotationTopologyOld: "auto"} },
+			want:   func(p *proxier.ServicePort) { p.TrafficDistribution = proxier.TrafficDistributionPreferClose },
+		},
+		{
+			name: "topology-mode Disabled wins over the deprecated annotation",
+			mutate: func(s *v1.Service) {
+				s.Annotations = map[string]string{annotationTopologyMode: "Disabled", annotationTopologyOld: "Auto"}
+			},
+			want: func(*proxier.ServicePort) {},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := svc("ns", "web", "10.96.0.10", tc.mutate)
+			ports, rejects := convertService(s)
+			if len(rejects) != 0 {
+				t.Fatalf("unexpected rejections: %v", rejects)
+			}
+			want := basePort(t)
+			tc.want(&want)
+			got := ports[want.Name]
+			if len(ports) != 1 || got == nil {
+				t.Fatalf("got ports %v, want exactly %s", ports, want.Name)
+			}
+			if !reflect.DeepEqual(*got, want) {
+				t.Errorf("got  %+v\nwant %+v", *got, want)
+			}
+		})
+	}
+}
+
+func TestConvertServiceMultiplePorts(t *testing.T) {
+	s := svc("ns", "dns", "10.96.0.53", func(s *v1.Service) {
+		s.Spec.Ports = []v1.ServicePort{
+			{Name: "dns", Protocol: v1.ProtocolUDP, Port: 53},
+			{Name: "dns-tcp", Protocol: v1.ProtocolTCP, Port: 53},
+			{Name: "sctp", Protocol: v1.ProtocolSCTP, Port: 9999},
+		}
+	})
+	ports, rejects := convertService(s)
+	if len(rejects) != 0 {
+		t.Fatalf("unexpected rejections: %v", rejects)
+	}
+	want := map[proxier.ServicePortName]proxier.Protocol{
+		spn("ns", "dns", "dns"): proxier.UDP, spn("ns", "dns", "dns-tcp"): proxier.TCP, spn("ns", "dns", "sctp"): proxier.SCTP,
+	}
+	if len(ports) != len(want) {
+		t.Fatalf("got %d ports, want %d", len(ports), len(want))
+	}
+	for name, proto := range want {
+		if p := ports[name]; p == nil || p.Protocol != proto || p.Name != name {
+			t.Errorf("port %s: got %+v, want protocol %s", name, p, proto)
+		}
+	}
+	// Each port is its own value, so a backend may keep one without aliasing another.
+	if ports[spn("ns", "dns", "dns")] == ports[spn("ns", "dns", "dns-tcp")] {
+		t.Error("two ports share one *ServicePort")
+	}
+}
+
+func TestConvertServiceSkipped(t *testing.T) {
+	cases := map[string]*v1.Service{
+		"headless":      svc("ns", "h", v1.ClusterIPNone, func(s *v1.Service) { s.Spec.ClusterIPs = []string{v1.ClusterIPNone} }),
+		"no cluster IP": svc("ns", "n", "", func(s *v1.Service) { s.Spec.ClusterIPs = nil }),
+		"ExternalName": svc("ns", "e", "", func(s *v1.Service) {
+			s.Spec.Type = v1.ServiceTypeExternalName
+			s.Spec.ExternalName = "example.com"
+			s.Spec.ClusterIPs = nil
+		}),
+		"another proxy's": svc("ns", "o", "10.96.0.11", func(s *v1.Service) {
+			s.Labels = map[string]string{LabelServiceProxyName: "other"}
+		}),
+	}
+	for name, s := range cases {
+		t.Run(name, func(t *testing.T) {
+			ports, rejects := convertService(s)
+			if len(ports) != 0 || len(rejects) != 0 {
+				t.Errorf("got ports %v and rejections %v, want neither", ports, rejects)
+			}
+		})
+	}
+}
+
+// TestConvertServiceRejects covers every kind of bad input: the refused ports, the ports kept, and
+// the metric increment per refused port.
+func TestConvertServiceRejects(t *testing.T) {
+	twoPorts := func(s *v1.Service) {
+		s.Spec.Ports = []v1.ServicePort{{Name: "a", Port: 80}, {Name: "b", Port: 81}}
+	}
+	cases := []struct {
+		name    string
+		mutate  []func(*v1.Service)
+		reason  string
+		refused []string // port names refused
+		kept    []string // port names kept
+	}{
+		{"unparseable cluster IP", []func(*v1.Service){twoPorts, func(s *v1.Service) { s.Spec.ClusterIPs = []string{"10.96.0.300"} }},
+			reasonInvalidIP, []string{"a", "b"}, nil},
+		{"zoned cluster IP", []func(*v1.Service){func(s *v1.Service) { s.Spec.ClusterIPs = []string{"fe80::1%eth0"} }},
+			reasonInvalidIP, []string{"http"}, nil},
+		{"cluster IP of the wrong family", []func(*v1.Service){func(s *v1.Service) {
+			s.Spec.IPFamilies = []v1.IPFamily{v1.IPv6Protocol}
+		}}, reasonWrongFamily, []string{"http"}, nil},
+		{"two cluster IPs of one family", []func(*v1.Service){func(s *v1.Service) {
+			s.Spec.ClusterIPs = []string{"10.96.0.10", "10.96.0.11"}
+		}}, reasonWrongFamily, []string{"http"}, nil},
+		{"unparseable external IP", []func(*v1.Service){func(s *v1.Service) { s.Spec.ExternalIPs = []string{"not-an-ip"} }},
+			reasonInvalidIP, []string{"http"}, nil},
+		{"unparseable load-balancer ingress IP", []func(*v1.Service){func(s *v1.Service) {
+			s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "203.0.113"}}
+		}}, reasonInvalidIP, []string{"http"}, nil},
+		{"bad source range is refused, not dropped", []func(*v1.Service){func(s *v1.Service) {
+			s.Spec.LoadBalancerSourceRanges = []string{"198.51.100.0/24", "198.51.100.0/33"}
+		}}, reasonSourceRange, []string{"http"}, nil},
+		{"bad source range in the annotation", []func(*v1.Service){func(s *v1.Service) {
+			s.Annotations = map[string]string{annotationSourceRanges: "198.51.100.0"}
+		}}, reasonSourceRange, []string{"http"}, nil},
+		{"affinity timeout of zero", []func(*v1.Service){func(s *v1.Service) {
+			s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+			s.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr(int32(0))}}
+		}}, reasonAffinityTimeout, []string{"http"}, nil},
+		{"affinity timeout over a day", []func(*v1.Service){func(s *v1.Service) {
+			s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
+			s.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr(int32(86401))}}
+		}}, reasonAffinityTimeout, []string{"http"}, nil},
+		{"health-check node port out of range", []func(*v1.Service){func(s *v1.Service) {
+			s.Spec.Type = v1.ServiceTypeLoadBalancer
+			s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
+			s.Spec.HealthCheckNodePort = 70000
+		}}, reasonPortRange, []string{"http"}, nil},
+		{"unknown service type", []func(*v1.Service){func(s *v1.Service) { s.Spec.Type = "Magic" }},
+			reasonServiceType, []string{"http"}, nil},
+		{"port zero refuses only that port", []func(*v1.Service){twoPorts, func(s *v1.Service) { s.Spec.Ports[0].Port = 0 }},
+			reasonPortRange, []string{"a"}, []string{"b"}},
+		{"port over 65535", []func(*v1.Service){twoPorts, func(s *v1.Service) { s.Spec.Ports[1].Port = 65536 }},
+			reasonPortRange, []string{"b"}, []string{"a"}},
+		{"negative node port", []func(*v1.Service){twoPorts, func(s *v1.Service) { s.Spec.Ports[1].NodePort = -1 }},
+			reasonPortRange, []string{"b"}, []string{"a"}},
+		{"unknown protocol", []func(*v1.Service){twoPorts, func(s *v1.Service) { s.Spec.Ports[0].Protocol = "ICMP" }},
+			reasonProtocol, []string{"a"}, []string{"b"}},
+		{"duplicate port name keeps the first", []func(*v1.Service){twoPorts, func(s *v1.Service) { s.Spec.Ports[1].Name = "a" }},
+			reasonDuplicatePort, []string{"a"}, []string{"a"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := svc("ns", "web", "10.96.0.10", tc.mutate...)
+			before := invalidCount(t, kindService, tc.reason)
+			ports, rejects := convertService(s)
+			report(rejects)
+
+			if len(rejects) != len(tc.refused) {
+				t.Fatalf("got rejections %v, want %d for ports %v", rejects, len(tc.refused), tc.refused)
+			}
+			for i, r := range rejects {
+				if r.Reason != tc.reason || r.Part != tc.refused[i] || r.Object != "ns/web" || r.Kind != kindService {
+					t.Errorf("rejection %d = %+v, want reason %s for port %s of ns/web", i, r, tc.reason, tc.refused[i])
+				}
+			}
+			if len(ports) != len(tc.kept) {
+				t.Errorf("got ports %v, want %v", ports, tc.kept)
+			}
+			for _, k := range tc.kept {
+				if ports[spn("ns", "web", k)] == nil {
+					t.Errorf("port %s was dropped", k)
+				}
+			}
+			if got := invalidCount(t, kindService, tc.reason) - before; got != float64(len(tc.refused)) {
+				t.Errorf("%s{kind=service,reason=%s} rose by %v, want %d", "switchyard_invalid_objects_total", tc.reason, got, len(tc.refused))
+			}
+		})
+	}
+}
+
+func TestParseHelpers(t *testing.T) {
+	good := map[string]string{
+		"10.96.0.1": "10.96.0.1", "010.096.000.001": "10.96.0.1", "::ffff:10.0.0.1": "10.0.0.1", "fd00::1": "fd00::1",
+	}
+	for in, want := range good {
+		got, err := parseIP(in)
+		if err != nil || got.String() != want {
+			t.Errorf("parseIP(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "1.2.3", "1.2.3.4.5", "256.0.0.1", "1.2.3.0400", "fe80::1%eth0", "1.2.3.-1", " 1.2.3.4"} {
+		if got, err := parseIP(in); err == nil {
+			t.Errorf("parseIP(%q) = %v, want an error", in, got)
+		}
+	}
+	if p, err := parsePrefix("10.1.2.3/8"); err != nil || p.String() != "10.0.0.0/8" {
+		t.Errorf("parsePrefix masks host bits: got %v, %v", p, err)
+	}
+	for _, in := range []string{"10.0.0.0", "10.0.0.0/33", "10.0.0.0/-1", "10.0.0.0/+8", "/8", "fd00::/129"} {
+		if p, err := parsePrefix(in); err == nil {
+			t.Errorf("parsePrefix(%q) = %v, want an error", in, p)
+		}
+	}
+}
