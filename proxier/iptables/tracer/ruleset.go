@@ -1,0 +1,308 @@
+// Package tracer parses iptables-save text into a model and walks packets through it the way the
+// kernel's netfilter hooks would, so that tests can assert what rules do (where a packet is DNATed
+// to, whether it is dropped, rejected or masqueraded) instead of what they look like.
+//
+// The parser is strict on purpose: any match, option or target it does not understand is an error
+// that names the rule. A renderer that starts emitting something new therefore breaks the tests that
+// trace its output until the tracer learns the new construct, and the two cannot drift apart.
+package tracer
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Ruleset is the state of the iptables tables of one address family: what iptables-save prints.
+type Ruleset struct {
+	Tables map[string]*Table
+}
+
+// Table is one iptables table (filter, nat, mangle, raw, security).
+type Table struct {
+	Name   string
+	Chains map[string]*Chain
+}
+
+// Chain is a built-in or user-defined chain.
+type Chain struct {
+	Name    string
+	Builtin bool
+	// Policy is ACCEPT or DROP for a built-in chain and empty for a user chain.
+	Policy string
+	Rules  []*Rule
+}
+
+// Rule is one parsed rule. Text is the rule as written (after "-A CHAIN"), kept for messages.
+type Rule struct {
+	Chain   string
+	Text    string
+	Line    int
+	Comment string
+
+	generic []match // -s -d -p -i -o: the kernel checks these before any -m match
+	matches []match
+	target  target
+}
+
+func (r *Rule) String() string { return fmt.Sprintf("-A %s %s", r.Chain, r.Text) }
+
+// builtinChains lists the built-in chains of each table the kernel knows.
+var builtinChains = map[string][]string{
+	"filter":   {"INPUT", "FORWARD", "OUTPUT"},
+	"nat":      {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"},
+	"mangle":   {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"},
+	"raw":      {"PREROUTING", "OUTPUT"},
+	"security": {"INPUT", "FORWARD", "OUTPUT"},
+}
+
+func isBuiltin(table, chain string) bool {
+	for _, c := range builtinChains[table] {
+		if c == chain {
+			return true
+		}
+	}
+	return false
+}
+
+// NewRuleset returns a ruleset with no tables, like a fresh network namespace before any table is
+// loaded.
+func NewRuleset() *Ruleset { return &Ruleset{Tables: map[string]*Table{}} }
+
+// Parse reads iptables-save output (optionally with -c counters) into a Ruleset and validates it the
+// way the kernel would validate a load: unknown jump targets, loops, and targets used from hooks
+// that do not allow them are errors.
+func Parse(text string) (*Ruleset, error) {
+	rs := NewRuleset()
+	if err := rs.Restore(text, false); err != nil {
+		return nil, err
+	}
+	return rs, nil
+}
+
+// Restore applies iptables-restore input to the ruleset, atomically: on error the ruleset is left as
+// it was. With noflush false each table named in the input is replaced; with noflush true, as with
+// `iptables-restore --noflush`, declared user chains are flushed (or created), built-in chains keep
+// their rules and only take the declared policy, and -X deletes a chain.
+func (rs *Ruleset) Restore(text string, noflush bool) error {
+	next := rs.clone()
+	var cur *Table
+	for i, raw := range strings.Split(text, "\n") {
+		lineNo := i + 1
+		line := strings.TrimSpace(raw)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fail := func(format string, a ...any) error {
+			return fmt.Errorf("line %d %q: %s", lineNo, line, fmt.Sprintf(format, a...))
+		}
+		switch {
+		case strings.HasPrefix(line, "*"):
+			if cur != nil {
+				return fail("table %s not committed before next table", cur.Name)
+			}
+			name := line[1:]
+			if _, ok := builtinChains[name]; !ok {
+				return fail("unknown table %q", name)
+			}
+			t := next.Tables[name]
+			if t == nil || !noflush {
+				t = newTable(name)
+				next.Tables[name] = t
+			}
+			cur = t
+		case line == "COMMIT":
+			if cur == nil {
+				return fail("COMMIT outside a table")
+			}
+			cur = nil
+		case strings.HasPrefix(line, ":"):
+			if cur == nil {
+				return fail("chain declared outside a table")
+			}
+			if err := declareChain(cur, strings.Fields(line[1:]), noflush); err != nil {
+				return fail("%v", err)
+			}
+		default:
+			if cur == nil {
+				return fail("rule outside a table")
+			}
+			if err := applyCommand(cur, line, lineNo); err != nil {
+				return fmt.Errorf("line %d: %w", lineNo, err)
+			}
+		}
+	}
+	if cur != nil {
+		return fmt.Errorf("table %s: missing COMMIT", cur.Name)
+	}
+	if err := next.validate(); err != nil {
+		return err
+	}
+	*rs = *next
+	return nil
+}
+
+func newTable(name string) *Table {
+	t := &Table{Name: name, Chains: map[string]*Chain{}}
+	for _, c := range builtinChains[name] {
+		t.Chains[c] = &Chain{Name: c, Builtin: true, Policy: "ACCEPT"}
+	}
+	return t
+}
+
+func (rs *Ruleset) clone() *Ruleset {
+	out := NewRuleset()
+	for name, t := range rs.Tables {
+		nt := &Table{Name: name, Chains: map[string]*Chain{}}
+		for cn, c := range t.Chains {
+			cc := *c
+			cc.Rules = append([]*Rule(nil), c.Rules...) // rules are immutable once parsed
+			nt.Chains[cn] = &cc
+		}
+		out.Tables[name] = nt
+	}
+	return out
+}
+
+func declareChain(t *Table, f []string, noflush bool) error {
+	if len(f) < 2 {
+		return fmt.Errorf("chain declaration needs a name and a policy")
+	}
+	name, policy := f[0], f[1]
+	if len(name) > 28 {
+		return fmt.Errorf("chain name %q longer than 28 characters", name)
+	}
+	if isBuiltin(t.Name, name) {
+		if policy != "ACCEPT" && policy != "DROP" {
+			return fmt.Errorf("built-in chain %s needs policy ACCEPT or DROP, not %q", name, policy)
+		}
+		c := t.Chains[name]
+		c.Policy = policy
+		if !noflush {
+			c.Rules = nil
+		}
+		return nil
+	}
+	if policy != "-" {
+		return fmt.Errorf("user chain %s cannot have policy %q", name, policy)
+	}
+	if strings.HasPrefix(name, "-") || name == "" {
+		return fmt.Errorf("bad chain name %q", name)
+	}
+	// Declaring a chain creates it or, if it exists, flushes it.
+	t.Chains[name] = &Chain{Name: name}
+	return nil
+}
+
+func applyCommand(t *Table, line string, lineNo int) error {
+	toks, err := tokenize(line)
+	if err != nil {
+		return err
+	}
+	// iptables-save -c prefixes each rule with its [packets:bytes] counters.
+	if len(toks) > 0 && strings.HasPrefix(toks[0], "[") {
+		toks = toks[1:]
+	}
+	if len(toks) < 2 {
+		return fmt.Errorf("incomplete command")
+	}
+	cmd, chainName := toks[0], toks[1]
+	c := t.Chains[chainName]
+	if c == nil {
+		return fmt.Errorf("chain %s does not exist in table %s", chainName, t.Name)
+	}
+	switch cmd {
+	case "-A", "--append":
+		r, err := parseRule(t.Name, chainName, toks[2:])
+		if err != nil {
+			return err
+		}
+		r.Line = lineNo
+		c.Rules = append(c.Rules, r)
+	case "-F", "--flush":
+		if len(toks) != 2 {
+			return fmt.Errorf("-F takes only a chain name")
+		}
+		c.Rules = nil
+	case "-X", "--delete-chain":
+		if len(toks) != 2 {
+			return fmt.Errorf("-X takes only a chain name")
+		}
+		if c.Builtin {
+			return fmt.Errorf("cannot delete built-in chain %s", chainName)
+		}
+		if len(c.Rules) > 0 {
+			return fmt.Errorf("cannot delete chain %s: it still holds %d rules", chainName, len(c.Rules))
+		}
+		// Whether anything still jumps to it is checked by validate, after the whole input.
+		delete(t.Chains, chainName)
+	default:
+		return fmt.Errorf("unsupported command %q", cmd)
+	}
+	return nil
+}
+
+// tokenize splits a line into words the way iptables-restore does: on blanks, with double quotes
+// grouping words and backslash escaping a quote inside them.
+func tokenize(line string) ([]string, error) {
+	var toks []string
+	var b strings.Builder
+	inWord, inQuote := false, false
+	for i := 0; i < len(line); i++ {
+		ch := line[i]
+		switch {
+		case inQuote && ch == '\\' && i+1 < len(line) && (line[i+1] == '"' || line[i+1] == '\\'):
+			b.WriteByte(line[i+1])
+			i++
+		case ch == '"':
+			inQuote = !inQuote
+			inWord = true
+		case !inQuote && (ch == ' ' || ch == '\t'):
+			if inWord {
+				toks = append(toks, b.String())
+				b.Reset()
+				inWord = false
+			}
+		default:
+			b.WriteByte(ch)
+			inWord = true
+		}
+	}
+	if inQuote {
+		return nil, fmt.Errorf("unterminated quote")
+	}
+	if inWord {
+		toks = append(toks, b.String())
+	}
+	return toks, nil
+}
+
+// Chain returns the named chain of the named table, or nil.
+func (rs *Ruleset) Chain(table, chain string) *Chain {
+	t := rs.Tables[table]
+	if t == nil {
+		return nil
+	}
+	return t.Chains[chain]
+}
+
+// ChainNames returns the table's chain names, sorted, for messages and tests.
+func (t *Table) ChainNames() []string {
+	names := make([]string, 0, len(t.Chains))
+	for n := range t.Chains {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// RuleCount is the number of rules in all tables.
+func (rs *Ruleset) RuleCount() int {
+	n := 0
+	for _, t := range rs.Tables {
+		for _, c := range t.Chains {
+			n += len(c.Rules)
+		}
+	}
+	return n
+}
