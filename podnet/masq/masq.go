@@ -1,0 +1,85 @@
+// Package masq owns the pod network's iptables rules in the node's network namespace: masquerading of
+// pod egress that leaves the cluster CIDR (never pod-to-pod traffic), and FORWARD acceptance of pod
+// traffic for nodes whose FORWARD policy is DROP. The rules live in Switchyard's own chains, which one
+// `iptables-restore --noflush` call rewrites atomically; only the jumps into them are added to the
+// built-in chains.
+package masq
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+)
+
+// Chain names, derived here only.
+const (
+	MasqChain    = "SY-POD-MASQ"
+	ForwardChain = "SY-POD-FORWARD"
+)
+
+// Jump is a rule in a built-in chain that enters one of ours.
+type Jump struct {
+	Table, Chain, Target string
+	// Insert puts the jump first (for FORWARD, where a DROP rule of another tool may come first);
+	// otherwise it is appended.
+	Insert bool
+}
+
+// Jumps are the rules Switchyard adds to built-in chains.
+var Jumps = []Jump{
+	{Table: "nat", Chain: "POSTROUTING", Target: MasqChain},
+	{Table: "filter", Chain: "FORWARD", Target: ForwardChain, Insert: true},
+}
+
+// JumpRule is the rule spec (after "-A CHAIN") of a jump; the comment makes it recognisable.
+func JumpRule(j Jump) []string {
+	return []string{"-m", "comment", "--comment", "switchyard pod network", "-j", j.Target}
+}
+
+// Render returns iptables-restore input for the pod network's chains. With masquerade off, the
+// masquerade chain is declared empty, which also removes rules an earlier run left.
+func Render(clusterCIDR *net.IPNet, masquerade bool) ([]byte, error) {
+	if clusterCIDR == nil || clusterCIDR.IP.To4() == nil {
+		return nil, fmt.Errorf("cluster CIDR %v is not IPv4", clusterCIDR)
+	}
+	c := (&net.IPNet{IP: clusterCIDR.IP.Mask(clusterCIDR.Mask), Mask: clusterCIDR.Mask}).String()
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "*nat\n:%s - [0:0]\n", MasqChain)
+	if masquerade {
+		fmt.Fprintf(&b, "-A %s -s %s -d %s -m comment --comment \"pod to pod keeps its source\" -j RETURN\n", MasqChain, c, c)
+		fmt.Fprintf(&b, "-A %s -s %s -d 224.0.0.0/4 -m comment --comment \"multicast is not routed out\" -j RETURN\n", MasqChain, c)
+		fmt.Fprintf(&b, "-A %s -s %s -m comment --comment \"pod egress leaving the cluster\" -j MASQUERADE --random-fully\n", MasqChain, c)
+	}
+	b.WriteString("COMMIT\n")
+	fmt.Fprintf(&b, "*filter\n:%s - [0:0]\n", ForwardChain)
+	fmt.Fprintf(&b, "-A %s -s %s -m comment --comment \"from pods\" -j ACCEPT\n", ForwardChain, c)
+	fmt.Fprintf(&b, "-A %s -d %s -m comment --comment \"to pods\" -j ACCEPT\n", ForwardChain, c)
+	b.WriteString("COMMIT\n")
+	return b.Bytes(), nil
+}
+
+// Iptables is the side-effect seam: the real type runs iptables-restore and iptables, the fake keeps
+// chains in memory.
+type Iptables interface {
+	// Restore feeds data to iptables-restore --noflush.
+	Restore(data []byte) error
+	// EnsureRule adds rule to table/chain unless an identical rule exists; insert puts it first.
+	EnsureRule(table, chain string, rule []string, insert bool) error
+}
+
+// Sync renders the rules and applies them: chains first, then the jumps into them.
+func Sync(ipt Iptables, clusterCIDR *net.IPNet, masquerade bool) error {
+	data, err := Render(clusterCIDR, masquerade)
+	if err != nil {
+		return err
+	}
+	if err := ipt.Restore(data); err != nil {
+		return fmt.Errorf("restore pod network chains: %w", err)
+	}
+	for _, j := range Jumps {
+		if err := ipt.EnsureRule(j.Table, j.Chain, JumpRule(j), j.Insert); err != nil {
+			return fmt.Errorf("jump from %s/%s to %s: %w", j.Table, j.Chain, j.Target, err)
+		}
+	}
+	return nil
+}
