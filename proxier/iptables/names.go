@@ -1,0 +1,109 @@
+package iptables
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"net/netip"
+	"strings"
+
+	"github.com/switchyard/switchyard/proxier"
+)
+
+// Every chain Switchyard owns starts with "SY-". kube-proxy's chains start with "KUBE-", and during a
+// migration `kube-proxy --cleanup` deletes KUBE- chains, so sharing its prefix would let it delete ours.
+const chainPrefix = "SY-"
+
+// Fixed chains. The nat and filter tables each have their own SY-SERVICES and SY-NODEPORTS, as in
+// kube-proxy; a chain name is only unique within its table.
+const (
+	chainServices         = "SY-SERVICES"          // nat: dispatch by destination; filter: REJECT/DROP for ClusterIPs
+	chainNodePorts        = "SY-NODEPORTS"         // nat: dispatch by node port; filter: health-check ports
+	chainPostrouting      = "SY-POSTROUTING"       // nat: masquerade marked packets
+	chainHairpin          = "SY-HAIRPIN"           // nat: mark pods that reached themselves through a service
+	chainForward          = "SY-FORWARD"           // filter: INVALID drop, accept marked traffic
+	chainExternalServices = "SY-EXTERNAL-SERVICES" // filter: REJECT/DROP for external destinations
+	chainFirewall         = "SY-FIREWALL"          // filter: drop LB traffic outside loadBalancerSourceRanges
+	// CanaryChain is an empty chain in mangle, nat and filter. If it disappears, someone flushed the
+	// tables and the next sync must rewrite everything.
+	CanaryChain = "SY-PROXY-CANARY"
+)
+
+// Per-service chain kinds. A service port owns at most one chain of each kind.
+const (
+	kindCluster  = "SY-SVC-" // endpoints for Cluster-policy traffic, DNAT inline
+	kindLocal    = "SY-SVL-" // this node's endpoints for Local-policy traffic
+	kindExternal = "SY-EXT-" // entry for traffic to a node port, external IP or LB IP
+)
+
+// Names of the per-service chains of one service port.
+type serviceChains struct {
+	Cluster, Local, External string
+}
+
+// chainsFor derives the chain names of a service port from a hash of its name and protocol, so names
+// are stable across restarts, fit iptables' 28-character limit, and never collide for two ports that
+// differ only in protocol.
+func chainsFor(name proxier.ServicePortName, proto proxier.Protocol) serviceChains {
+	h := hashOf(name.String() + "/" + strings.ToLower(string(proto)))
+	return serviceChains{
+		Cluster:  kindCluster + h,
+		Local:    kindLocal + h,
+		External: kindExternal + h,
+	}
+}
+
+// affinityListName names the xt_recent list that remembers which clients a ClientIP-affinity service
+// sent to one endpoint. The list is per endpoint, as kube-proxy's per-endpoint chains make it.
+func affinityListName(name proxier.ServicePortName, proto proxier.Protocol, ep netip.AddrPort) string {
+	return "SY-AFF-" + hashOf(name.String()+"/"+strings.ToLower(string(proto))+"/"+ep.String())
+}
+
+// hashOf returns 16 base32 characters of a SHA-256, as kube-proxy does: 80 bits keep collisions out of
+// reach for any real cluster, and the result is a valid chain name suffix.
+func hashOf(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return base32.StdEncoding.EncodeToString(sum[:])[:16]
+}
+
+// isServiceChain reports whether a chain name is one of the per-service chains that a sync may create
+// and delete, as opposed to a fixed chain that always exists.
+func isServiceChain(name string) bool {
+	for _, k := range []string{kindCluster, kindLocal, kindExternal} {
+		if strings.HasPrefix(name, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// isOwnedChain reports whether Switchyard created the chain.
+func isOwnedChain(name string) bool { return strings.HasPrefix(name, chainPrefix) }
+
+// maxCommentLen is the kernel's limit on an xt_comment, less the terminating NUL.
+const maxCommentLen = 255
+
+// sanitizeComment makes user-controlled text safe inside a double-quoted iptables-restore argument:
+// only letters, digits and " ./:_-" survive, anything else becomes '_', and the result is cut to the
+// kernel's comment limit. Kubernetes validation already restricts names, but this must not rely on it,
+// because a quote or newline here would break the whole restore transaction for every service.
+func sanitizeComment(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case strings.ContainsRune(" ./:_-", r):
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+		if b.Len() >= maxCommentLen {
+			break
+		}
+	}
+	out := b.String()
+	if len(out) > maxCommentLen {
+		out = out[:maxCommentLen]
+	}
+	return out
+}

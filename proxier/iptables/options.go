@@ -1,0 +1,79 @@
+package iptables
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/switchyard/switchyard/proxier"
+)
+
+// LocalDetector says which source addresses are "local" pod traffic, like kube-proxy's
+// --detect-local-mode. Local traffic to a ClusterIP keeps its source; anything else is masqueraded,
+// and pod traffic to an eTP=Local external address is short-circuited to the cluster path.
+// With neither field set there is no detector: kube-proxy's "no-op" detector, which never
+// masquerades ClusterIP traffic unless MasqueradeAll is set.
+type LocalDetector struct {
+	// ClusterCIDRs is --cluster-cidr (detect-local-mode ClusterCIDR). A renderer uses the one prefix
+	// of its own family; a family may have at most one.
+	ClusterCIDRs []netip.Prefix
+	// UseNodeCIDR selects detect-local-mode NodeCIDR: the node's own pod CIDR of the family, taken
+	// from each snapshot's Node.PodCIDRs. It wins over ClusterCIDRs when set.
+	UseNodeCIDR bool
+}
+
+// Options are the node facts and flags the renderer needs besides the snapshot.
+type Options struct {
+	// Family is the address family this renderer programs (iptables for IPv4, ip6tables for IPv6).
+	Family        proxier.IPFamily
+	LocalDetector LocalDetector
+	// MasqueradeAll marks all ClusterIP traffic for SNAT (--masquerade-all).
+	MasqueradeAll bool
+	// MasqueradeBit is the fwmark bit that asks POSTROUTING to masquerade (--iptables-masquerade-bit,
+	// 0..31). DefaultOptions sets kube-proxy's 14, that is 0x4000.
+	MasqueradeBit int
+	// NodePortAddresses limits node ports to local addresses inside these prefixes
+	// (--nodeport-addresses). Empty means every local address. Prefixes of the other family are ignored.
+	NodePortAddresses []netip.Prefix
+	// NodeIPs are this node's addresses. When a loadBalancerSourceRanges entry contains one of them,
+	// the node itself may reach the load balancer IP, as in kube-proxy.
+	NodeIPs []netip.Addr
+	// RandomFully adds --random-fully to MASQUERADE; set it when the iptables binary supports it.
+	RandomFully bool
+}
+
+// DefaultOptions returns kube-proxy's defaults for family.
+func DefaultOptions(family proxier.IPFamily) Options {
+	return Options{Family: family, MasqueradeBit: 14}
+}
+
+// validate checks the options and returns the family's cluster CIDR (invalid when none).
+func (o *Options) validate() (netip.Prefix, error) {
+	if o.Family != proxier.IPv4 && o.Family != proxier.IPv6 {
+		return netip.Prefix{}, fmt.Errorf("iptables options: unknown IP family %d", o.Family)
+	}
+	if o.MasqueradeBit < 0 || o.MasqueradeBit > 31 {
+		return netip.Prefix{}, fmt.Errorf("iptables options: masquerade bit %d is outside 0..31", o.MasqueradeBit)
+	}
+	var cidr netip.Prefix
+	for _, p := range o.LocalDetector.ClusterCIDRs {
+		if !p.IsValid() {
+			return netip.Prefix{}, fmt.Errorf("iptables options: invalid cluster CIDR %v", p)
+		}
+		if !o.Family.Of(p.Addr()) {
+			continue
+		}
+		if cidr.IsValid() {
+			return netip.Prefix{}, fmt.Errorf("iptables options: more than one %s cluster CIDR (%v, %v); the ClusterCIDR detector takes one per family", o.Family, cidr, p)
+		}
+		cidr = p.Masked()
+	}
+	for _, p := range o.NodePortAddresses {
+		if !p.IsValid() {
+			return netip.Prefix{}, fmt.Errorf("iptables options: invalid node port address prefix %v", p)
+		}
+	}
+	return cidr, nil
+}
+
+// markHex is the masquerade mark as iptables prints it, e.g. "0x4000".
+func (o *Options) markHex() string { return fmt.Sprintf("%#x", uint32(1)<<o.MasqueradeBit) }

@@ -1,0 +1,283 @@
+package iptables
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/switchyard/switchyard/proxier"
+)
+
+// renderContext is what one render pass knows besides the service being rendered.
+type renderContext struct {
+	*Renderer
+	node      proxier.NodeInfo
+	localCIDR netip.Prefix // the local-traffic detector's prefix; invalid when there is none
+}
+
+// serviceRules is everything one service port contributes to the ruleset: its lines in the shared
+// dispatch chains and its own chains. Kept per service so an incremental render reuses it.
+type serviceRules struct {
+	filterServices, filterExternal, filterFirewall, filterNodePorts ruleBuf
+	natServices, natNodePorts                                       ruleBuf
+	chains                                                          []string // nat chains it owns
+	chainBody                                                       ruleBuf  // the rules of those chains
+	hairpin                                                         []netip.Addr
+	noLocalInternal, noLocalExternal                                bool
+}
+
+// svcArgs holds the pieces most rules of one service port repeat.
+type svcArgs struct {
+	name, proto, port string
+}
+
+// match returns "-p proto -m comment --comment "<name> <what>" -m proto --dport port".
+func (a svcArgs) match(what string, port string) []string {
+	return []string{"-p", a.proto, "-m", "comment", "--comment", quote(a.name + " " + what), "-m", a.proto, "--dport", port}
+}
+
+// renderService renders one service port. The layout (see doc.go) is kube-proxy's minus the
+// per-endpoint chains: DNAT is inline in SY-SVC/SY-SVL, and the hairpin case is caught in
+// POSTROUTING instead of by a per-endpoint "-s endpoint -j MARK" rule.
+func (c *renderContext) renderService(svc *proxier.ServicePort, all []proxier.Endpoint) *serviceRules {
+	s := &serviceRules{}
+	f := c.opts.Family
+	vip := svc.ClusterIPFor(f)
+	if !vip.IsValid() {
+		// The service has no address of this family; the other family's renderer programs it.
+		return s
+	}
+	eps := make([]proxier.Endpoint, 0, len(all))
+	for _, ep := range all {
+		if f.Of(ep.IP) {
+			eps = append(eps, ep)
+		}
+	}
+	cat := proxier.Categorize(svc, eps, c.node)
+	names := chainsFor(svc.Name, svc.Protocol)
+	a := svcArgs{name: svc.Name.String(), proto: strings.ToLower(string(svc.Protocol)), port: strconv.Itoa(int(svc.Port))}
+
+	clusterChain, localChain := "", ""
+	if len(cat.Cluster) > 0 {
+		clusterChain = names.Cluster
+	}
+	if svc.UsesLocalEndpoints() && len(cat.Local) > 0 {
+		localChain = names.Local
+	}
+	internalChain, externalPolicyChain := clusterChain, clusterChain
+	if svc.InternalPolicyLocal() {
+		internalChain = localChain
+	}
+	if svc.ExternalPolicyLocal() {
+		externalPolicyChain = localChain
+	}
+	externalChain := ""
+	if svc.ExternallyAccessible() && cat.HasAny {
+		externalChain = names.External
+	}
+	// Traffic that finds no chain to go to is refused in the filter table: REJECT when the service
+	// has no endpoints at all, DROP when it has some but none this traffic's policy may use.
+	noEndpointsTarget := []string{"-j", "REJECT", "--reject-with", c.rejectWith()}
+	noEndpointsWhy := "has no endpoints"
+	if cat.HasAny {
+		noEndpointsTarget = []string{"-j", "DROP"}
+		noEndpointsWhy = "has no local endpoints"
+	}
+	s.noLocalInternal = cat.HasAny && svc.InternalPolicyLocal() && internalChain == ""
+	s.noLocalExternal = cat.HasAny && svc.ExternalPolicyLocal() && externalPolicyChain == ""
+
+	// ClusterIP.
+	vipS := hostPrefix(vip)
+	if internalChain != "" {
+		s.natServices.rule(chainServices, append([]string{"-d", vipS}, append(a.match("cluster IP", a.port), "-j", internalChain)...)...)
+	} else {
+		s.filterServices.rule(chainServices, append([]string{"-d", vipS}, append(a.match(noEndpointsWhy, a.port), noEndpointsTarget...)...)...)
+	}
+
+	// External IPs.
+	for _, ip := range proxier.AddrsFor(f, svc.ExternalIPs) {
+		d := []string{"-d", hostPrefix(ip)}
+		if externalChain != "" {
+			s.natServices.rule(chainServices, append(d, append(a.match("external IP", a.port), "-j", externalChain)...)...)
+		}
+		if externalPolicyChain == "" {
+			s.filterExternal.rule(chainExternalServices, append(d, append(a.match(noEndpointsWhy, a.port), noEndpointsTarget...)...)...)
+		}
+	}
+
+	// Load-balancer ingress IPs, with loadBalancerSourceRanges as a source filter on the dispatch
+	// rules themselves (kube-proxy's KUBE-FW chain, inlined). Traffic from elsewhere is not DNATed, so
+	// it still carries the LB IP when SY-FIREWALL in the filter table sees and drops it.
+	lbIPs := proxier.AddrsFor(f, svc.LoadBalancerIPs)
+	firewalled := len(svc.LoadBalancerSourceRanges) > 0
+	ranges := proxier.PrefixesFor(f, svc.LoadBalancerSourceRanges)
+	for _, ip := range lbIPs {
+		d := hostPrefix(ip)
+		if externalChain != "" {
+			rest := append(a.match("loadbalancer IP", a.port), "-j", externalChain)
+			if !firewalled {
+				s.natServices.rule(chainServices, append([]string{"-d", d}, rest...)...)
+			} else {
+				for _, p := range ranges {
+					s.natServices.rule(chainServices, append([]string{"-s", p.Masked().String(), "-d", d}, rest...)...)
+				}
+				if c.allowFromNode(ranges) {
+					for _, src := range lbIPs {
+						s.natServices.rule(chainServices, append([]string{"-s", hostPrefix(src), "-d", d}, rest...)...)
+					}
+				}
+			}
+		}
+		if firewalled {
+			s.filterFirewall.rule(chainFirewall, append([]string{"-d", d}, append(a.match("traffic not accepted by loadBalancerSourceRanges", a.port), "-j", "DROP")...)...)
+		}
+		if externalPolicyChain == "" {
+			s.filterExternal.rule(chainExternalServices, append([]string{"-d", d}, append(a.match(noEndpointsWhy, a.port), noEndpointsTarget...)...)...)
+		}
+	}
+
+	// Node port.
+	if svc.NodePort != 0 {
+		np := strconv.Itoa(int(svc.NodePort))
+		if externalChain != "" {
+			s.natNodePorts.rule(chainNodePorts, append(a.match("node port", np), "-j", externalChain)...)
+		}
+		if externalPolicyChain == "" {
+			s.filterExternal.rule(chainExternalServices, "-p", a.proto, "-m", "comment", "--comment", quote(a.name+" "+noEndpointsWhy),
+				"-m", "addrtype", "--dst-type", "LOCAL", "-m", a.proto, "--dport", np, strings.Join(noEndpointsTarget, " "))
+		}
+	}
+	if svc.HealthCheckNodePort != 0 {
+		s.filterNodePorts.rule(chainNodePorts, "-p", "tcp", "-m", "comment", "--comment", quote(a.name+" health check node port"),
+			"-m", "tcp", "--dport", strconv.Itoa(int(svc.HealthCheckNodePort)), "-j", "ACCEPT")
+	}
+
+	if externalChain != "" {
+		s.chains = append(s.chains, externalChain)
+		c.writeExternalChain(s, svc, a, externalChain, clusterChain, localChain, externalPolicyChain)
+	}
+	if clusterChain != "" {
+		s.chains = append(s.chains, clusterChain)
+		c.writeEndpointChain(s, svc, a, vipS, clusterChain, clusterChain == internalChain, cat.Cluster)
+	}
+	if localChain != "" {
+		s.chains = append(s.chains, localChain)
+		c.writeEndpointChain(s, svc, a, vipS, localChain, localChain == internalChain, cat.Local)
+	}
+
+	// An endpoint that may be the source of traffic to its own service is one on this node (or one
+	// whose node is unknown). Only those need SY-HAIRPIN's masquerade.
+	for _, ep := range cat.AllReachable {
+		if ep.NodeName == c.node.Name || ep.NodeName == "" {
+			s.hairpin = append(s.hairpin, ep.IP)
+		}
+	}
+	return s
+}
+
+// writeExternalChain writes SY-EXT, the entry for node-port, external-IP and LB-IP traffic.
+// eTP=Cluster: masquerade everything (the reply must come back through this node), then go to the
+// cluster endpoints. eTP=Local: keep the client's source and use only this node's endpoints, except
+// that pod traffic and the node's own traffic take the cluster path, as if they had gone out to the
+// load balancer and come back; node traffic is masqueraded since its source is a node address.
+func (c *renderContext) writeExternalChain(s *serviceRules, svc *proxier.ServicePort, a svcArgs, ext, clusterChain, localChain, policyChain string) {
+	b := &s.chainBody
+	if !svc.ExternalPolicyLocal() {
+		b.rule(ext, "-m", "comment", "--comment", quote("masquerade traffic for "+a.name+" external destinations"),
+			"-j", "MARK", "--set-xmark", c.markMask)
+	} else {
+		// The short-circuit needs the cluster endpoints. The shared model does not compute them when
+		// both policies are Local, so fall back to this node's endpoints then.
+		short := clusterChain
+		if short == "" {
+			short = localChain
+		}
+		if c.localCIDR.IsValid() && short != "" {
+			b.rule(ext, "-s", c.localCIDR.String(), "-m", "comment", "--comment", quote("pod traffic for "+a.name+" external destinations"),
+				"-j", short)
+		}
+		b.rule(ext, "-m", "comment", "--comment", quote("masquerade LOCAL traffic for "+a.name+" external destinations"),
+			"-m", "addrtype", "--src-type", "LOCAL", "-j", "MARK", "--set-xmark", c.markMask)
+		if short != "" {
+			b.rule(ext, "-m", "comment", "--comment", quote("route LOCAL traffic for "+a.name+" external destinations"),
+				"-m", "addrtype", "--src-type", "LOCAL", "-j", short)
+		}
+	}
+	if policyChain != "" {
+		b.rule(ext, "-j", policyChain)
+	}
+}
+
+// writeEndpointChain writes SY-SVC or SY-SVL: optionally the ClusterIP masquerade rule, then
+// ClientIP-affinity lookups, then one DNAT per endpoint chosen at random with kube-proxy's
+// probabilities (1/n, 1/(n-1), ..., the last unconditional).
+func (c *renderContext) writeEndpointChain(s *serviceRules, svc *proxier.ServicePort, a svcArgs, vip, chain string, internal bool, eps []*proxier.Endpoint) {
+	b := &s.chainBody
+	if internal {
+		dst := append([]string{"-d", vip}, a.match("cluster IP", a.port)...)
+		if c.opts.MasqueradeAll {
+			b.rule(chain, append(dst, "-j", "MARK", "--set-xmark", c.markMask)...)
+		} else if c.localCIDR.IsValid() {
+			b.rule(chain, append(append([]string{"!", "-s", c.localCIDR.String()}, dst...), "-j", "MARK", "--set-xmark", c.markMask)...)
+		}
+	}
+	affinity := svc.Affinity.ClientIP
+	timeout := strconv.Itoa(int(svc.Affinity.TimeoutSeconds))
+	if affinity {
+		for _, ep := range eps {
+			b.rule(chain, "-p", a.proto, "-m", "recent", "--update", "--seconds", timeout, "--reap",
+				"--name", affinityListName(svc.Name, svc.Protocol, ep.AddrPort()), "--mask", c.hostMask(), "--rsource",
+				"-j", "DNAT", "--to-destination", ep.AddrPort().String())
+		}
+	}
+	n := len(eps)
+	for i, ep := range eps {
+		args := []string{"-p", a.proto}
+		if i < n-1 {
+			args = append(args, "-m", "statistic", "--mode", "random", "--probability", probability(n-i))
+		}
+		if affinity {
+			args = append(args, "-m", "recent", "--set", "--name", affinityListName(svc.Name, svc.Protocol, ep.AddrPort()),
+				"--mask", c.hostMask(), "--rsource")
+		}
+		b.rule(chain, append(args, "-j", "DNAT", "--to-destination", ep.AddrPort().String())...)
+	}
+}
+
+// probability spells 1/n the way iptables-save prints it back: xt_statistic keeps the probability as
+// a 31-bit fraction and prints it with 11 decimals. Writing that exact text makes a save of the kernel
+// state byte-identical to what was rendered, so the fake's dump and a real dump agree.
+func probability(n int) string {
+	frac := math.Round(float64(0x80000000) / float64(n))
+	return fmt.Sprintf("%.11f", frac/float64(0x80000000))
+}
+
+// allowFromNode reports whether a source range admits one of the node's own addresses; kube-proxy
+// then also admits traffic whose source is one of the service's LB IPs (the node talking to a VIP
+// bound locally).
+func (c *renderContext) allowFromNode(ranges []netip.Prefix) bool {
+	for _, p := range ranges {
+		for _, ip := range c.opts.NodeIPs {
+			if p.Contains(ip) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (c *renderContext) rejectWith() string {
+	if c.opts.Family == proxier.IPv6 {
+		return "icmp6-port-unreachable"
+	}
+	return "icmp-port-unreachable"
+}
+
+func (c *renderContext) hostMask() string {
+	if c.opts.Family == proxier.IPv6 {
+		return "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+	}
+	return "255.255.255.255"
+}
