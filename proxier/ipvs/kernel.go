@@ -1,0 +1,187 @@
+package ipvs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	mobyipvs "github.com/moby/ipvs"
+	"github.com/vishvananda/netlink"
+
+	"github.com/switchyard/switchyard/proxier"
+)
+
+// IPVS is the part of *ipvs.Handle (github.com/moby/ipvs) the backend uses. Every method is one
+// netlink round trip.
+type IPVS interface {
+	GetServices() ([]*mobyipvs.Service, error)
+	GetDestinations(s *mobyipvs.Service) ([]*mobyipvs.Destination, error)
+	NewService(s *mobyipvs.Service) error
+	UpdateService(s *mobyipvs.Service) error
+	DelService(s *mobyipvs.Service) error
+	NewDestination(s *mobyipvs.Service, d *mobyipvs.Destination) error
+	UpdateDestination(s *mobyipvs.Service, d *mobyipvs.Destination) error
+	DelDestination(s *mobyipvs.Service, d *mobyipvs.Destination) error
+	// SetConfig sets the IPVS connection timeouts; a zero field leaves that timeout unchanged.
+	SetConfig(c *mobyipvs.Config) error
+}
+
+var _ IPVS = (*mobyipvs.Handle)(nil)
+
+// Links is the part of *netlink.Handle used for kube-ipvs0 and for reading the node's addresses.
+type Links interface {
+	LinkByName(name string) (netlink.Link, error)
+	LinkAdd(link netlink.Link) error
+	LinkSetUp(link netlink.Link) error
+	LinkList() ([]netlink.Link, error)
+	AddrList(link netlink.Link, family int) ([]netlink.Addr, error)
+	AddrAdd(link netlink.Link, addr *netlink.Addr) error
+	AddrDel(link netlink.Link, addr *netlink.Addr) error
+}
+
+var _ Links = (*netlink.Handle)(nil)
+
+// Sysctl reads and writes kernel parameters by their /proc/sys path, e.g. "net/ipv4/vs/conntrack".
+type Sysctl interface {
+	Get(name string) (string, error)
+	Set(name, value string) error
+}
+
+// ProcSysctl is the real Sysctl over /proc/sys of the caller's network namespace.
+type ProcSysctl struct{}
+
+var _ Sysctl = ProcSysctl{}
+
+func (ProcSysctl) Get(name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join("/proc/sys", name))
+	return strings.TrimSpace(string(b)), err
+}
+
+func (ProcSysctl) Set(name, value string) error {
+	return os.WriteFile(filepath.Join("/proc/sys", name), []byte(value+"\n"), 0o644)
+}
+
+// Conntrack removes the conntrack entries of UDP flows that IPVS sent to a real server that is gone, so
+// a client's next datagram is scheduled afresh instead of following a stale entry.
+type Conntrack interface {
+	ClearUDPDest(vip netip.Addr, port uint16, dest netip.AddrPort) error
+}
+
+// ExecConntrack is the real Conntrack, running conntrack(8) from conntrack-tools. It stands in for
+// the shared proxier/conntrack package, which did not exist when this backend was written.
+type ExecConntrack struct{}
+
+var _ Conntrack = ExecConntrack{}
+
+func (ExecConntrack) ClearUDPDest(vip netip.Addr, port uint16, dest netip.AddrPort) error {
+	fam := "ipv4"
+	if vip.Is6() {
+		fam = "ipv6"
+	}
+	args := []string{"-D", "-f", fam, "-p", "udp", "--orig-dst", vip.String(), "--dport", strconv.Itoa(int(port)),
+		"--reply-src", dest.Addr().String(), "--reply-port-src", strconv.Itoa(int(dest.Port()))}
+	out, err := exec.Command("conntrack", args...).CombinedOutput()
+	// conntrack exits 1 with "0 flow entries have been deleted" when nothing matched: not a failure.
+	if err != nil && !bytes.Contains(out, []byte("0 flow entries")) {
+		return fmt.Errorf("conntrack %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// Iptables applies iptables-restore text and keeps the few jump rules in built-in chains that a
+// restore cannot own. It is this backend's own minimal seam: proxier/iptables had no shared restore
+// interface yet when it was written.
+type Iptables interface {
+	// Restore feeds data to iptables-restore --noflush: chains it declares are flushed and refilled,
+	// all others are left alone.
+	Restore(data []byte) error
+	// EnsureRule inserts the rule at the head of table/chain unless an identical rule exists.
+	EnsureRule(table, chain string, args ...string) error
+	// DeleteRule deletes the rule if present; an absent rule is not an error.
+	DeleteRule(table, chain string, args ...string) error
+}
+
+// ExecIptables is the real Iptables for one family, running the node's iptables binaries.
+type ExecIptables struct{ Family proxier.IPFamily }
+
+var _ Iptables = ExecIptables{}
+
+func (x ExecIptables) bin(suffix string) string {
+	if x.Family == proxier.IPv6 {
+		return "ip6tables" + suffix
+	}
+	return "iptables" + suffix
+}
+
+func (x ExecIptables) Restore(data []byte) error {
+	cmd := exec.Command(x.bin("-restore"), "-w", "5", "--noflush")
+	cmd.Stdin = bytes.NewReader(data)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %w: %s", x.bin("-restore"), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+func (x ExecIptables) run(args ...string) ([]byte, error) {
+	return exec.Command(x.bin(""), append([]string{"-w", "5"}, args...)...).CombinedOutput()
+}
+
+func (x ExecIptables) EnsureRule(table, chain string, args ...string) error {
+	if _, err := x.run(append([]string{"-t", table, "-C", chain}, args...)...); err == nil {
+		return nil
+	}
+	if out, err := x.run(append([]string{"-t", table, "-I", chain}, args...)...); err != nil {
+		return fmt.Errorf("%s -t %s -I %s %s: %w: %s", x.bin(""), table, chain, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+func (x ExecIptables) DeleteRule(table, chain string, args ...string) error {
+	if _, err := x.run(append([]string{"-t", table, "-C", chain}, args...)...); err != nil {
+		return nil // absent (or the chain is): nothing to delete
+	}
+	if out, err := x.run(append([]string{"-t", table, "-D", chain}, args...)...); err != nil {
+		return fmt.Errorf("%s -t %s -D %s %s: %w: %s", x.bin(""), table, chain, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// ErrNoIPVS is wrapped by the start-up check's error on a kernel without IPVS.
+var ErrNoIPVS = errors.New("kernel has no IPVS support")
+
+// GenlFamilyGetter looks up a generic-netlink family; netlink.GenlFamilyGet and *netlink.Handle fit.
+type GenlFamilyGetter func(name string) (*netlink.GenlFamily, error)
+
+// CheckKernel verifies that the kernel offers IPVS before the backend is built. IPVS registers the
+// generic-netlink family "IPVS" when the ip_vs module is loaded, so its absence after a best-effort
+// modprobe means the kernel lacks CONFIG_IP_VS or the module. There is no fallback: the caller exits.
+func CheckKernel(lookup GenlFamilyGetter, modprobe func(module string) error) error {
+	if _, err := lookup("IPVS"); err == nil {
+		return nil
+	}
+	var loadErr error
+	if modprobe != nil {
+		loadErr = modprobe("ip_vs")
+	}
+	if _, err := lookup("IPVS"); err == nil {
+		return nil
+	} else if loadErr == nil {
+		loadErr = err
+	}
+	return fmt.Errorf("--proxy-mode=ipvs: %w: the generic-netlink family \"IPVS\" is missing, so the kernel was built without CONFIG_IP_VS or the ip_vs module cannot be loaded (%v); load ip_vs (and the ip_vs_<scheduler> module) or run with --proxy-mode=iptables", ErrNoIPVS, loadErr)
+}
+
+// Modprobe loads a kernel module with modprobe(8).
+func Modprobe(module string) error {
+	out, err := exec.Command("modprobe", module).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("modprobe %s: %w: %s", module, err, bytes.TrimSpace(out))
+	}
+	return nil
+}

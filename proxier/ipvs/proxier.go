@@ -1,0 +1,411 @@
+// Package ipvs renders Switchyard's service model into the kernel's IPVS tables: a virtual server per
+// service address and port with its endpoints as real servers, the service addresses bound to the
+// dummy interface kube-ipvs0, and a constant set of iptables rules over ipsets for what IPVS cannot do
+// (masquerade, hairpin, source ranges, NodePort source preservation, unknown ports).
+//
+// Rendering is pure (render.go); the Proxier diffs it against what it knows the kernel holds and
+// issues only the operations needed, through narrow interfaces that real handles and stateful fakes
+// both implement. An incremental sync re-renders only services whose model values changed and touches
+// only the kernel entries they own; a full sync (the first one, the periodic resync, a retry) lists
+// the kernel and repairs any drift.
+package ipvs
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"time"
+
+	mobyipvs "github.com/moby/ipvs"
+	"github.com/vishvananda/netlink"
+	"k8s.io/klog/v2"
+
+	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
+	"github.com/switchyard/switchyard/proxier/metrics"
+)
+
+// Deps are the kernel seams. NewHost fills them with the real implementations.
+type Deps struct {
+	IPVS      IPVS
+	Links     Links
+	Ipset     ipset.Netlink
+	Iptables  Iptables
+	Sysctl    Sysctl
+	Conntrack Conntrack
+	Now       func() time.Time // nil means time.Now
+}
+
+// Proxier is the IPVS backend for one IP family.
+type Proxier struct {
+	opts      Options
+	ipvs      IPVS
+	links     Links
+	ipset     ipset.Netlink
+	iptables  Iptables
+	conntrack Conntrack
+	now       func() time.Time
+	stats     SyncStats // of the sync in progress; the wrappers count into it
+
+	desired      *desiredState
+	applied      map[vsKey]*appliedVS
+	appliedAddrs map[netip.Addr]struct{}
+	appliedSets  [numSetKinds]map[ipset.Entry]struct{}
+	terminating  map[vsKey]map[netip.AddrPort]terminatingDest
+	dummy        netlink.Link
+	nodeAddrs    nodeAddrs
+	needFull     bool
+	lastStats    SyncStats
+}
+
+var _ proxier.Backend = (*Proxier)(nil)
+
+// New builds a Proxier over deps after validating opts and setting the sysctls and IPVS timeouts IPVS
+// mode needs. It does not touch IPVS tables, addresses, ipsets or iptables: the first Sync does.
+func New(opts Options, deps Deps) (*Proxier, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Proxier{
+		opts:        opts,
+		conntrack:   deps.Conntrack,
+		now:         deps.Now,
+		desired:     newDesiredState(),
+		applied:     map[vsKey]*appliedVS{},
+		terminating: map[vsKey]map[netip.AddrPort]terminatingDest{},
+		needFull:    true,
+	}
+	p.ipvs = countingIPVS{deps.IPVS, &p.stats}
+	p.links = countingLinks{deps.Links, &p.stats}
+	p.ipset = countingIpset{deps.Ipset, &p.stats}
+	p.iptables = countingIptables{deps.Iptables, &p.stats}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.conntrack == nil {
+		p.conntrack = ExecConntrack{}
+	}
+	if err := setSysctls(deps.Sysctl, &opts); err != nil {
+		return nil, err
+	}
+	if opts.TCPTimeout > 0 || opts.TCPFinTimeout > 0 || opts.UDPTimeout > 0 {
+		cfg := &mobyipvs.Config{TimeoutTCP: opts.TCPTimeout, TimeoutTCPFin: opts.TCPFinTimeout, TimeoutUDP: opts.UDPTimeout}
+		if err := p.ipvs.SetConfig(cfg); err != nil {
+			return nil, fmt.Errorf("set IPVS timeouts (tcp %v, tcpfin %v, udp %v): %w", opts.TCPTimeout, opts.TCPFinTimeout, opts.UDPTimeout, err)
+		}
+	}
+	return p, nil
+}
+
+// NewHost checks the kernel and builds a Proxier over the host's real kernel interfaces, in the
+// caller's network namespace.
+func NewHost(opts Options) (*Proxier, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if err := CheckKernel(netlink.GenlFamilyGet, Modprobe); err != nil {
+		return nil, err
+	}
+	h, err := mobyipvs.New("")
+	if err != nil {
+		return nil, fmt.Errorf("open IPVS netlink socket: %w", err)
+	}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("open netlink handle: %w", err)
+	}
+	return New(opts, Deps{IPVS: h, Links: nl, Ipset: nl, Iptables: ExecIptables{Family: opts.Family}, Sysctl: ProcSysctl{}, Conntrack: ExecConntrack{}})
+}
+
+// sysctlSettings are the kernel parameters IPVS mode relies on.
+func sysctlSettings(o *Options) [][2]string {
+	s := [][2]string{
+		// Let netfilter track IPVS connections, so masquerade and the filter rules see them.
+		{"net/ipv4/vs/conntrack", "1"},
+		// Drop packets of connections whose real server is gone, so clients reconnect elsewhere.
+		{"net/ipv4/vs/expire_nodest_conn", "1"},
+		// Expire persistence templates of weight-0 real servers, so affinity moves off a draining one.
+		{"net/ipv4/vs/expire_quiescent_template", "1"},
+	}
+	if o.StrictARP {
+		// Service addresses on kube-ipvs0 must not be announced or answered for on other interfaces.
+		s = append(s, [2]string{"net/ipv4/conf/all/arp_ignore", "1"}, [2]string{"net/ipv4/conf/all/arp_announce", "2"})
+	}
+	return s
+}
+
+func setSysctls(s Sysctl, o *Options) error {
+	for _, kv := range sysctlSettings(o) {
+		if cur, err := s.Get(kv[0]); err == nil && cur == kv[1] {
+			continue
+		}
+		if err := s.Set(kv[0], kv[1]); err != nil {
+			hint := ""
+			if errors.Is(err, os.ErrPermission) {
+				hint = " (needs root with CAP_NET_ADMIN and a writable /proc/sys)"
+			} else if errors.Is(err, os.ErrNotExist) {
+				hint = " (the ip_vs module is not loaded)"
+			}
+			return fmt.Errorf("set sysctl %s=%s%s: %w", kv[0], kv[1], hint, err)
+		}
+		klog.V(2).InfoS("Set sysctl", "name", kv[0], "value", kv[1])
+	}
+	return nil
+}
+
+// LastSyncStats reports the kernel round trips of the last Sync.
+func (p *Proxier) LastSyncStats() SyncStats { return p.lastStats }
+
+// Sync makes the kernel match snap. IPVS offers no transactions, so an error can leave part of the
+// change applied; the backend then distrusts its record and the next sync is a full one that lists
+// the kernel and repairs whatever is off. Nothing is ever flushed wholesale.
+func (p *Proxier) Sync(snap *proxier.Snapshot) error {
+	start := time.Now()
+	p.stats = SyncStats{}
+	full := snap.Full || p.needFull
+	err := p.sync(snap, full)
+	p.lastStats = p.stats
+	metrics.SyncProxyRulesLatency.Observe(metrics.SinceInSeconds(start))
+	if full {
+		metrics.SyncFullProxyRulesLatency.Observe(metrics.SinceInSeconds(start))
+	} else {
+		metrics.SyncPartialProxyRulesLatency.Observe(metrics.SinceInSeconds(start))
+	}
+	if err != nil {
+		p.needFull = true
+		return fmt.Errorf("ipvs %s sync: %w", p.opts.Family, err)
+	}
+	p.needFull = false
+	metrics.SyncProxyRulesLastTimestamp.SetToCurrentTime()
+	klog.V(2).InfoS("IPVS sync done", "family", p.opts.Family, "full", full, "services", len(snap.Services),
+		"netlinkRoundTrips", p.stats.NetlinkRoundTrips(), "writes", p.stats.Writes(), "elapsed", time.Since(start))
+	return nil
+}
+
+func (p *Proxier) sync(snap *proxier.Snapshot, full bool) error {
+	if full || p.dummy == nil {
+		link, err := p.ensureDummy()
+		if err != nil {
+			return err
+		}
+		p.dummy = link
+	}
+	all, err := p.nodeAddresses(p.dummy.Attrs().Index)
+	if err != nil {
+		return err
+	}
+	addrs := selectNodeAddrs(&p.opts, all)
+	if !slices.Equal(addrs.All, p.nodeAddrs.All) || !slices.Equal(addrs.NodePort, p.nodeAddrs.NodePort) {
+		p.nodeAddrs = addrs
+		full = true // every NodePort and external-IP decision depends on these
+	}
+	p.render(snap, full)
+	if full {
+		if err := p.loadKernelState(); err != nil {
+			return err
+		}
+	}
+	if err := p.apply(full); err != nil {
+		return err
+	}
+	if full {
+		if err := p.syncRules(); err != nil {
+			return err
+		}
+	}
+	return p.processTerminating()
+}
+
+// render brings the desired state up to date: everything on a full sync, otherwise only the services
+// whose model values are not the ones last rendered (or that the snapshot names as changed).
+func (p *Proxier) render(snap *proxier.Snapshot, full bool) {
+	if full {
+		p.desired = newDesiredState()
+	}
+	for name, svc := range snap.Services {
+		eps := snap.Endpoints[name]
+		if old := p.desired.services[name]; old != nil && old.sameInputs(svc, eps) {
+			if _, changed := snap.Changed[name.ServiceKey]; !changed {
+				continue
+			}
+		}
+		r, err := renderService(svc, eps, snap.Node, p.nodeAddrs, &p.opts)
+		if err != nil {
+			klog.ErrorS(err, "Skipping service port the IPVS backend cannot program", "servicePort", name)
+			p.desired.set(name, nil)
+			continue
+		}
+		p.desired.set(name, &renderedService{svc: svc, eps: eps, render: r})
+	}
+	for name := range p.desired.services {
+		if _, ok := snap.Services[name]; !ok {
+			p.desired.set(name, nil)
+		}
+	}
+}
+
+// owns reports whether a listed virtual server is Switchyard's to change: its address is not in
+// --ipvs-exclude-cidrs, it is of this family, and either its address is bound to kube-ipvs0, the
+// NodePort sets record it, or this process created it. Anything else belongs to someone else.
+func (p *Proxier) owns(k vsKey, bound map[netip.Addr]struct{}, sets *[numSetKinds]map[ipset.Entry]struct{}) bool {
+	if p.opts.excluded(k.Addr) || !p.opts.Family.Of(k.Addr) {
+		return false
+	}
+	if _, ok := bound[k.Addr]; ok {
+		return true
+	}
+	if _, ok := p.applied[k]; ok {
+		return true
+	}
+	np := ipset.Entry{IP: k.Addr, Protocol: ipsetProto(k.Protocol), Port: k.Port}
+	_, a := sets[setNodePort][np]
+	_, b := sets[setNodePortLocal][np]
+	return a || b
+}
+
+// loadKernelState replaces the backend's record of the kernel with a fresh listing: the ipsets (created
+// when missing), kube-ipvs0's addresses, the virtual servers Switchyard owns, and the real servers of
+// those it still wants.
+func (p *Proxier) loadKernelState() error {
+	sets, err := p.listSets()
+	if err != nil {
+		return err
+	}
+	bound, err := p.listBound(p.dummy)
+	if err != nil {
+		return err
+	}
+	listed, err := p.ipvs.GetServices()
+	if err != nil {
+		return fmt.Errorf("list IPVS virtual servers: %w", err)
+	}
+	applied := make(map[vsKey]*appliedVS, len(listed))
+	for _, s := range listed {
+		k, ok := keyOf(s)
+		if !ok || !p.owns(k, bound, &sets) {
+			continue
+		}
+		a := appliedFromKernel(s)
+		applied[k] = a
+		if p.desired.virtualServer(k) == nil {
+			continue // to be deleted; its real servers go with it
+		}
+		dests, err := p.ipvs.GetDestinations(s)
+		if err != nil {
+			return fmt.Errorf("list real servers of %s: %w", k, err)
+		}
+		for _, d := range dests {
+			if ip, ok := netip.AddrFromSlice(d.Address); ok {
+				a.dests[netip.AddrPortFrom(ip.Unmap(), d.Port)] = d.Weight
+			}
+		}
+	}
+	// Real servers found at weight 0 and unwanted are drained, whether this process or an earlier one
+	// started their termination.
+	for k, ds := range p.terminating {
+		if applied[k] == nil {
+			delete(p.terminating, k)
+			continue
+		}
+		for d := range ds {
+			if _, ok := applied[k].dests[d]; !ok {
+				delete(ds, d)
+			}
+		}
+	}
+	p.applied, p.appliedAddrs, p.appliedSets = applied, bound, sets
+	return nil
+}
+
+// apply issues the changes: on a full sync for every key either side knows, otherwise for the keys the
+// render marked. Additions (addresses, set entries, virtual servers) come before removals, so a
+// service that moves never has a gap in which its packets match nothing.
+func (p *Proxier) apply(full bool) error {
+	d := p.desired
+	vsKeys := d.dirtyVS
+	addrKeys := d.dirtyAddrs
+	setKeys := d.dirtySets
+	if full {
+		vsKeys = map[vsKey]struct{}{}
+		for k := range d.claims {
+			vsKeys[k] = struct{}{}
+		}
+		for k := range p.applied {
+			vsKeys[k] = struct{}{}
+		}
+		addrKeys = map[netip.Addr]struct{}{}
+		for a := range d.addrs {
+			addrKeys[a] = struct{}{}
+		}
+		for a := range p.appliedAddrs {
+			addrKeys[a] = struct{}{}
+		}
+		for k := range setKeys {
+			m := map[ipset.Entry]struct{}{}
+			for e := range d.sets[k] {
+				m[e] = struct{}{}
+			}
+			for e := range p.appliedSets[k] {
+				m[e] = struct{}{}
+			}
+			setKeys[k] = m
+		}
+	}
+	var errs []error
+	for a := range addrKeys {
+		if err := p.syncAddr(a, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for k := range setKeys {
+		for e := range setKeys[k] {
+			if err := p.syncSetEntry(setKind(k), e, true); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for k := range vsKeys {
+		want := d.virtualServer(k)
+		if want != nil && len(d.claims[k]) > 1 {
+			klog.ErrorS(nil, "Several services want the same IPVS virtual server; the first by name gets it", "virtualServer", k, "winner", want.Service, "claims", len(d.claims[k]))
+		}
+		if want == nil && p.applied[k] == nil {
+			continue
+		}
+		if err := p.syncVirtualServer(k, want); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for a := range addrKeys {
+		if err := p.syncAddr(a, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for k := range setKeys {
+		for e := range setKeys[k] {
+			if err := p.syncSetEntry(setKind(k), e, false); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	d.clearDirty()
+	return errors.Join(errs...)
+}
+
+// syncRules (re)writes the constant iptables rules and their jumps. Only full syncs do, since the rules
+// never depend on services.
+func (p *Proxier) syncRules() error {
+	if err := p.iptables.Restore(renderRules(&p.opts)); err != nil {
+		metrics.IptablesRestoreFailuresTotal.Inc()
+		return fmt.Errorf("restore IPVS-mode iptables rules: %w", err)
+	}
+	for _, j := range jumpRules() {
+		if err := p.iptables.EnsureRule(j.table, j.chain, j.args...); err != nil {
+			return fmt.Errorf("ensure jump from %s/%s: %w", j.table, j.chain, err)
+		}
+	}
+	return nil
+}
