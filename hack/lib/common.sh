@@ -77,18 +77,29 @@ sy_start() {
 	echo $! >"${SY_STATE}/pids/${name}.pid"
 }
 
+# sy_pid_running PID is true while PID exists and is not a zombie: what we start is reparented
+# once local-up.sh exits, and its new parent may reap it late.
+sy_pid_running() {
+	local stat
+	stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+	stat="${stat##*) }"
+	[[ "${stat%% *}" != Z ]]
+}
+
 # sy_stop NAME terminates a recorded process (TERM, then KILL after 5 s) and forgets it.
 sy_stop() {
 	local name="$1" pidfile="${SY_STATE}/pids/$1.pid"
 	if sy_pid_alive "${name}"; then
 		local pid i
 		pid="$(<"${pidfile}")"
-		kill -TERM "${pid}" 2>/dev/null || true
+		# sy_start made it a process group leader (setsid); signalling the group also ends
+		# the children it forked, such as socat's per-connection copies.
+		kill -TERM -- "-${pid}" 2>/dev/null || kill -TERM "${pid}" 2>/dev/null || true
 		for ((i = 0; i < 50; i++)); do
-			kill -0 "${pid}" 2>/dev/null || break
+			sy_pid_running "${pid}" || break
 			sleep 0.1
 		done
-		kill -KILL "${pid}" 2>/dev/null || true
+		kill -KILL -- "-${pid}" 2>/dev/null || true
 	fi
 	rm -f "${pidfile}" "${SY_STATE}/pids/${name}.marker"
 }
