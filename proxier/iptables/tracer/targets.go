@@ -83,6 +83,9 @@ var rejectTypes = map[string]bool{
 	"icmp-net-unreachable": true, "icmp-host-unreachable": true, "icmp-port-unreachable": true,
 	"icmp-proto-unreachable": true, "icmp-net-prohibited": true, "icmp-host-prohibited": true,
 	"icmp-admin-prohibited": true, "tcp-reset": true,
+	// ip6tables' spellings.
+	"icmp6-no-route": true, "icmp6-adm-prohibited": true, "icmp6-addr-unreachable": true,
+	"icmp6-port-unreachable": true,
 }
 
 func (t *rejectTarget) option(opt string, neg bool, args []string) (int, error) {

@@ -1,0 +1,392 @@
+package iptables_test
+
+// Behaviour tests: render a snapshot, load the result into the packet tracer, and assert where
+// packets go (DNAT targets, REJECT/DROP, masquerade), not what the rules look like.
+
+import (
+	"math"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/iptables"
+	"github.com/switchyard/switchyard/proxier/iptables/tracer"
+)
+
+// Fixture: pods 10.244.0.0/16 (this node's pods in 10.244.1.0/24 behind cni0, other nodes' pods
+// through flannel.1), ClusterIPs 10.96.0.0/16, node underlay 192.168.50.0/24 on eth0.
+const thisNode = "node-a"
+
+var (
+	nodeIP    = netip.MustParseAddr("192.168.50.10")
+	bridgeIP  = netip.MustParseAddr("10.244.1.1")
+	traceNode = tracer.Node{
+		Interfaces: []tracer.Interface{
+			{Name: "eth0", Addrs: []netip.Prefix{netip.MustParsePrefix("192.168.50.10/24")}},
+			{Name: "cni0", Addrs: []netip.Prefix{netip.MustParsePrefix("10.244.1.1/24")}},
+			{Name: "flannel.1", Addrs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/32")}},
+		},
+		Routes: []tracer.Route{
+			{Dst: netip.MustParsePrefix("10.244.0.0/16"), Iface: "flannel.1"},
+			{Dst: netip.MustParsePrefix("0.0.0.0/0"), Iface: "eth0"},
+		},
+	}
+)
+
+func a(s string) netip.Addr      { return netip.MustParseAddr(s) }
+func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+func pfx(s string) netip.Prefix  { return netip.MustParsePrefix(s) }
+func addrs(ss ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		out = append(out, a(s))
+	}
+	return out
+}
+
+func name(svc string) proxier.ServicePortName {
+	return proxier.ServicePortName{ServiceKey: proxier.ServiceKey{Namespace: "default", Name: svc}, Port: "p"}
+}
+
+func ready(ip string, port int32, node string) proxier.Endpoint {
+	return proxier.Endpoint{IP: a(ip), Port: port, Ready: true, Serving: true, NodeName: node}
+}
+
+func servingTerminating(ip string, port int32, node string) proxier.Endpoint {
+	return proxier.Endpoint{IP: a(ip), Port: port, Serving: true, Terminating: true, NodeName: node}
+}
+
+func traceOptions() iptables.Options {
+	o := iptables.DefaultOptions(proxier.IPv4)
+	o.LocalDetector.ClusterCIDRs = []netip.Prefix{pfx("10.244.0.0/16")}
+	o.NodeIPs = []netip.Addr{nodeIP}
+	o.RandomFully = true
+	return o
+}
+
+func add(s *proxier.Snapshot, svc *proxier.ServicePort, eps ...proxier.Endpoint) {
+	if svc.Protocol == "" {
+		svc.Protocol = proxier.TCP
+	}
+	if svc.ExternalPolicy == "" {
+		svc.ExternalPolicy = proxier.PolicyCluster
+	}
+	if svc.InternalPolicy == "" {
+		svc.InternalPolicy = proxier.PolicyCluster
+	}
+	s.Services[svc.Name] = svc
+	s.Endpoints[svc.Name] = eps
+	s.Changed[svc.Name.ServiceKey] = struct{}{}
+}
+
+// traceSnapshot has one service per behaviour under test.
+func traceSnapshot() *proxier.Snapshot {
+	s := proxier.NewSnapshot()
+	s.Full = true
+	s.Node = proxier.NodeInfo{Name: thisNode, PodCIDRs: []netip.Prefix{pfx("10.244.1.0/24")}}
+	// Five ready endpoints (one on this node) and one that is neither ready nor serving.
+	add(s, &proxier.ServicePort{Name: name("web"), Port: 80, ClusterIPs: addrs("10.96.0.10"), NodePort: 30010,
+		ExternalIPs: addrs("192.168.50.200")},
+		ready("10.244.1.5", 8080, thisNode), ready("10.244.2.7", 8080, "node-b"), ready("10.244.3.9", 8080, "node-c"),
+		ready("10.244.2.8", 8080, "node-b"), ready("10.244.3.10", 8080, "node-c"),
+		proxier.Endpoint{IP: a("10.244.4.4"), Port: 8080, NodeName: "node-d"})
+	add(s, &proxier.ServicePort{Name: name("dns"), Protocol: proxier.UDP, Port: 53, ClusterIPs: addrs("10.96.0.53")},
+		ready("10.244.2.2", 53, "node-b"), ready("10.244.3.3", 53, "node-c"))
+	// eTP=Local load balancer with a local endpoint, source ranges and a health check port.
+	add(s, &proxier.ServicePort{Name: name("lb-local"), Port: 80, ClusterIPs: addrs("10.96.0.20"), NodePort: 30020,
+		LoadBalancerIPs: addrs("198.18.0.20"), LoadBalancerSourceRanges: []netip.Prefix{pfx("203.0.113.0/24")},
+		ExternalPolicy: proxier.PolicyLocal, HealthCheckNodePort: 32020},
+		ready("10.244.1.7", 8080, thisNode), ready("10.244.2.9", 8080, "node-b"))
+	// eTP=Local with endpoints only elsewhere.
+	add(s, &proxier.ServicePort{Name: name("lb-remote"), Port: 80, ClusterIPs: addrs("10.96.0.30"), NodePort: 30030,
+		ExternalPolicy: proxier.PolicyLocal},
+		ready("10.244.2.10", 8080, "node-b"))
+	// No endpoints at all.
+	add(s, &proxier.ServicePort{Name: name("empty"), Port: 80, ClusterIPs: addrs("10.96.0.40"), NodePort: 30040,
+		ExternalIPs: addrs("192.168.50.201")})
+	add(s, &proxier.ServicePort{Name: name("sticky"), Port: 80, ClusterIPs: addrs("10.96.0.50"),
+		Affinity: proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 600}},
+		ready("10.244.2.11", 8080, "node-b"), ready("10.244.3.11", 8080, "node-c"), ready("10.244.1.11", 8080, thisNode))
+	add(s, &proxier.ServicePort{Name: name("itp-local"), Port: 80, ClusterIPs: addrs("10.96.0.60"), InternalPolicy: proxier.PolicyLocal},
+		ready("10.244.1.12", 8080, thisNode), ready("10.244.2.12", 8080, "node-b"))
+	add(s, &proxier.ServicePort{Name: name("itp-remote"), Port: 80, ClusterIPs: addrs("10.96.0.61"), InternalPolicy: proxier.PolicyLocal},
+		ready("10.244.2.13", 8080, "node-b"))
+	// Only terminating endpoints: the serving one is the fallback, the non-serving one is never used.
+	add(s, &proxier.ServicePort{Name: name("draining"), Port: 80, ClusterIPs: addrs("10.96.0.70")},
+		servingTerminating("10.244.2.14", 8080, "node-b"),
+		proxier.Endpoint{IP: a("10.244.3.14"), Port: 8080, Terminating: true, NodeName: "node-c"})
+	// A ready endpoint beside a serving-terminating one: only the ready one is used.
+	add(s, &proxier.ServicePort{Name: name("half-drained"), Port: 80, ClusterIPs: addrs("10.96.0.71")},
+		servingTerminating("10.244.2.15", 8080, "node-b"), ready("10.244.3.15", 8080, "node-c"))
+	return s
+}
+
+// load renders snap with opts and returns a tracer over the resulting kernel state.
+func load(t *testing.T, snap *proxier.Snapshot, opts iptables.Options) *tracer.Tracer {
+	t.Helper()
+	rs := kernelState(t, snap, opts)
+	return tracer.New(rs, traceNode, nil)
+}
+
+type pkt = tracer.Packet
+
+func from(src, in string) func(dst string, port uint16) pkt {
+	return func(dst string, port uint16) pkt {
+		return pkt{Src: a(src), Dst: a(dst), Proto: "tcp", SrcPort: 43210, DstPort: port, InIface: in}
+	}
+}
+
+var (
+	fromPod       = from("10.244.1.20", "cni0")      // a pod on this node
+	fromSelf      = from("10.244.1.5", "cni0")       // web's local endpoint
+	fromNodeLAN   = from("192.168.50.99", "eth0")    // another machine on the underlay, not a pod
+	fromInternet  = from("8.8.8.8", "eth0")          // off-cluster client
+	fromAllowed   = from("203.0.113.7", "eth0")      // inside lb-local's source ranges
+	fromRemotePod = from("10.244.2.50", "flannel.1") // a pod on another node, arriving over VXLAN
+)
+
+func fromHost(dst string, port uint16) pkt {
+	return pkt{Src: nodeIP, Dst: a(dst), Proto: "tcp", SrcPort: 43210, DstPort: port, Local: true}
+}
+
+// want describes where a packet must end up.
+type want struct {
+	verdict tracer.Verdict
+	dsts    []string // accepted destinations, each equally likely
+	masq    *bool    // nil: not checked; else every outcome must match
+	srcKept bool     // the backend must see the client's own address
+}
+
+var (
+	yes = func() *bool { b := true; return &b }()
+	no  = func() *bool { b := false; return &b }()
+)
+
+func check(t *testing.T, tr *tracer.Tracer, p pkt, w want) *tracer.Result {
+	t.Helper()
+	res, err := tr.Trace(p)
+	if err != nil {
+		t.Fatalf("trace: %v", err)
+	}
+	verdicts := res.Verdicts()
+	if math.Abs(verdicts[w.verdict]-1) > 1e-9 {
+		t.Fatalf("want %s always, got %v\n%s", w.verdict, verdicts, res)
+	}
+	if w.verdict == tracer.Accept {
+		got := res.Destinations()
+		if len(got) != len(w.dsts) {
+			t.Fatalf("want destinations %v, got %v\n%s", w.dsts, got, res)
+		}
+		for _, d := range w.dsts {
+			p, ok := got[ap(d)]
+			if !ok || math.Abs(p-1/float64(len(w.dsts))) > 1e-6 {
+				t.Fatalf("destination %s: probability %v, want %v\n%s", d, p, 1/float64(len(w.dsts)), res)
+			}
+		}
+	}
+	for _, o := range res.Outcomes {
+		if w.masq != nil && o.Masqueraded != *w.masq {
+			t.Fatalf("masqueraded=%v, want %v\n%s", o.Masqueraded, *w.masq, res)
+		}
+		if w.srcKept && o.Src.Addr() != p.Src {
+			t.Fatalf("source rewritten to %s, want the client's %s\n%s", o.Src, p.Src, res)
+		}
+	}
+	return res
+}
+
+var webEndpoints = []string{"10.244.1.5:8080", "10.244.2.7:8080", "10.244.3.9:8080", "10.244.2.8:8080", "10.244.3.10:8080"}
+
+func TestTraceBehaviour(t *testing.T) {
+	tr := load(t, traceSnapshot(), traceOptions())
+	accept := tracer.Accept
+	for _, c := range []struct {
+		name string
+		p    pkt
+		w    want
+	}{
+		{"pod to ClusterIP lands on every ready endpoint, not masqueraded",
+			fromPod("10.96.0.10", 80), want{verdict: accept, dsts: webEndpoints, masq: no, srcKept: true}},
+		{"pod on another node to ClusterIP is not masqueraded",
+			fromRemotePod("10.96.0.10", 80), want{verdict: accept, dsts: webEndpoints, masq: no, srcKept: true}},
+		{"UDP ClusterIP",
+			pkt{Src: a("10.244.1.20"), Dst: a("10.96.0.53"), Proto: "udp", SrcPort: 5353, DstPort: 53, InIface: "cni0"},
+			want{verdict: accept, dsts: []string{"10.244.2.2:53", "10.244.3.3:53"}, masq: no}},
+		{"wrong port of a ClusterIP is not DNATed",
+			fromPod("10.96.0.10", 81), want{verdict: accept, dsts: []string{"10.96.0.10:81"}, masq: no}},
+		{"off-cluster source to ClusterIP is masqueraded",
+			fromNodeLAN("10.96.0.10", 80), want{verdict: accept, dsts: webEndpoints, masq: yes}},
+		{"node itself to ClusterIP is masqueraded",
+			fromHost("10.96.0.10", 80), want{verdict: accept, dsts: webEndpoints, masq: yes}},
+		{"external to NodePort (eTP=Cluster) is masqueraded",
+			fromInternet("192.168.50.10", 30010), want{verdict: accept, dsts: webEndpoints, masq: yes}},
+		{"external to externalIP (eTP=Cluster) is masqueraded",
+			fromInternet("192.168.50.200", 80), want{verdict: accept, dsts: webEndpoints, masq: yes}},
+		{"NodePort on the bridge address too (default nodeport-addresses: all local)",
+			fromPod("10.244.1.1", 30010), want{verdict: accept, dsts: webEndpoints}},
+		{"eTP=Local NodePort keeps the client IP and uses only local endpoints",
+			fromInternet("192.168.50.10", 30020), want{verdict: accept, dsts: []string{"10.244.1.7:8080"}, masq: no, srcKept: true}},
+		{"eTP=Local: a pod takes the cluster path",
+			fromPod("192.168.50.10", 30020), want{verdict: accept, dsts: []string{"10.244.1.7:8080", "10.244.2.9:8080"}, masq: no}},
+		{"eTP=Local: the node itself takes the cluster path, masqueraded",
+			fromHost("192.168.50.10", 30020), want{verdict: accept, dsts: []string{"10.244.1.7:8080", "10.244.2.9:8080"}, masq: yes}},
+		{"eTP=Local without local endpoints drops external traffic",
+			fromInternet("192.168.50.10", 30030), want{verdict: tracer.Drop}},
+		{"eTP=Local without local endpoints: pods still reach the remote endpoint",
+			fromPod("192.168.50.10", 30030), want{verdict: accept, dsts: []string{"10.244.2.10:8080"}}},
+		{"ClusterIP of an eTP=Local service uses every endpoint",
+			fromPod("10.96.0.30", 80), want{verdict: accept, dsts: []string{"10.244.2.10:8080"}, masq: no}},
+		{"no endpoints: ClusterIP rejects",
+			fromPod("10.96.0.40", 80), want{verdict: tracer.Reject}},
+		{"no endpoints: NodePort rejects",
+			fromInternet("192.168.50.10", 30040), want{verdict: tracer.Reject}},
+		{"no endpoints: externalIP rejects",
+			fromInternet("192.168.50.201", 80), want{verdict: tracer.Reject}},
+		{"no endpoints: the node itself is rejected",
+			fromHost("10.96.0.40", 80), want{verdict: tracer.Reject}},
+		{"loadBalancerSourceRanges: allowed source reaches the local endpoint with its IP",
+			fromAllowed("198.18.0.20", 80), want{verdict: accept, dsts: []string{"10.244.1.7:8080"}, masq: no, srcKept: true}},
+		{"loadBalancerSourceRanges: other sources are dropped",
+			fromInternet("198.18.0.20", 80), want{verdict: tracer.Drop}},
+		{"loadBalancerSourceRanges do not filter the node port, as in kube-proxy",
+			fromInternet("192.168.50.10", 30020), want{verdict: accept, dsts: []string{"10.244.1.7:8080"}, srcKept: true}},
+		{"iTP=Local: pods reach only local endpoints",
+			fromPod("10.96.0.60", 80), want{verdict: accept, dsts: []string{"10.244.1.12:8080"}, masq: no}},
+		{"iTP=Local without local endpoints drops",
+			fromPod("10.96.0.61", 80), want{verdict: tracer.Drop}},
+		{"terminating fallback: only the serving terminating endpoint",
+			fromPod("10.96.0.70", 80), want{verdict: accept, dsts: []string{"10.244.2.14:8080"}}},
+		{"terminating endpoints are not used while a ready one exists",
+			fromPod("10.96.0.71", 80), want{verdict: accept, dsts: []string{"10.244.3.15:8080"}}},
+	} {
+		t.Run(c.name, func(t *testing.T) { check(t, tr, c.p, c.w) })
+	}
+}
+
+func TestTraceHairpin(t *testing.T) {
+	tr := load(t, traceSnapshot(), traceOptions())
+	res := check(t, tr, fromSelf("10.96.0.10", 80), want{verdict: tracer.Accept, dsts: webEndpoints})
+	for _, o := range res.Outcomes {
+		self := o.Dst == ap("10.244.1.5:8080")
+		if o.Masqueraded != self {
+			t.Fatalf("hairpin: to %s masqueraded=%v, want %v\n%s", o.Dst, o.Masqueraded, self, res)
+		}
+		if self && o.Src.Addr() != bridgeIP {
+			t.Fatalf("hairpin reply must come back through the bridge address, source is %s", o.Src)
+		}
+	}
+}
+
+func TestTraceSessionAffinity(t *testing.T) {
+	tr := load(t, traceSnapshot(), traceOptions())
+	sticky := []string{"10.244.2.11:8080", "10.244.3.11:8080", "10.244.1.11:8080"}
+	first := check(t, tr, fromPod("10.96.0.50", 80), want{verdict: tracer.Accept, dsts: sticky, masq: no})
+	for _, pick := range first.Outcomes {
+		if pick.Dst != ap("10.244.3.11:8080") {
+			continue
+		}
+		tr.Commit(pick)
+	}
+	// Each new connection from the client goes to the same endpoint and, as the kernel's --update
+	// does, refreshes the entry; committing each trace records that.
+	stuck := func(srcPort uint16) {
+		t.Helper()
+		p := fromPod("10.96.0.50", 80)
+		p.SrcPort = srcPort
+		res := check(t, tr, p, want{verdict: tracer.Accept, dsts: []string{"10.244.3.11:8080"}})
+		tr.Commit(res.Outcomes[0])
+	}
+	for i := uint16(1); i <= 3; i++ {
+		tr.Advance(500 * time.Second) // each gap is shorter than the 600 s timeout
+		stuck(50000 + i)
+	}
+	// Another client is balanced as before.
+	check(t, tr, fromRemotePod("10.96.0.50", 80), want{verdict: tracer.Accept, dsts: sticky})
+	// The entry ends once the client has been silent for longer than the timeout.
+	tr.Advance(601 * time.Second)
+	check(t, tr, fromPod("10.96.0.50", 80), want{verdict: tracer.Accept, dsts: sticky})
+}
+
+func TestTraceMasqueradeAll(t *testing.T) {
+	opts := traceOptions()
+	opts.MasqueradeAll = true
+	tr := load(t, traceSnapshot(), opts)
+	check(t, tr, fromPod("10.96.0.10", 80), want{verdict: tracer.Accept, dsts: webEndpoints, masq: yes})
+	check(t, tr, fromRemotePod("10.96.0.10", 80), want{verdict: tracer.Accept, dsts: webEndpoints, masq: yes})
+}
+
+func TestTraceNoLocalDetector(t *testing.T) {
+	// Without --cluster-cidr, kube-proxy does not masquerade ClusterIP traffic from anywhere;
+	// external entry points still do.
+	opts := traceOptions()
+	opts.LocalDetector = iptables.LocalDetector{}
+	tr := load(t, traceSnapshot(), opts)
+	check(t, tr, fromNodeLAN("10.96.0.10", 80), want{verdict: tracer.Accept, dsts: webEndpoints, masq: no})
+	check(t, tr, fromInternet("192.168.50.10", 30010), want{verdict: tracer.Accept, dsts: webEndpoints, masq: yes})
+}
+
+func TestTraceNodePortAddresses(t *testing.T) {
+	opts := traceOptions()
+	opts.NodePortAddresses = []netip.Prefix{pfx("192.168.50.0/24")}
+	tr := load(t, traceSnapshot(), opts)
+	check(t, tr, fromInternet("192.168.50.10", 30010), want{verdict: tracer.Accept, dsts: webEndpoints, masq: yes})
+	// The bridge address is outside --nodeport-addresses: no DNAT, the packet is for the node.
+	res := check(t, tr, fromPod("10.244.1.1", 30010), want{verdict: tracer.Accept, dsts: []string{"10.244.1.1:30010"}})
+	if o := res.Outcomes[0]; o.DNATed || o.Delivery != "local" {
+		t.Fatalf("want local delivery without DNAT: %s", res)
+	}
+}
+
+// TestTraceRulesAreUnderstood traces one packet to every service so that any rule the renderer
+// emits but the tracer does not understand fails here with the rule named.
+func TestTraceRulesAreUnderstood(t *testing.T) {
+	snap := traceSnapshot()
+	tr := load(t, snap, traceOptions())
+	for _, svc := range snap.Services {
+		p := fromPod(svc.ClusterIPs[0].String(), uint16(svc.Port))
+		p.Proto = strings.ToLower(string(svc.Protocol))
+		if _, err := tr.Trace(p); err != nil {
+			t.Errorf("%s: %v", svc.Name, err)
+		}
+	}
+}
+
+// builtinJumps are the rules that send traffic from the built-in chains into Switchyard's chains,
+// which the Proxier installs outside the restore transaction.
+const builtinJumps = `*nat
+-A PREROUTING -j SY-SERVICES
+-A OUTPUT -j SY-SERVICES
+-A POSTROUTING -j SY-POSTROUTING
+COMMIT
+*filter
+-A INPUT -m conntrack --ctstate NEW -j SY-FIREWALL
+-A INPUT -j SY-NODEPORTS
+-A INPUT -m conntrack --ctstate NEW -j SY-EXTERNAL-SERVICES
+-A FORWARD -m conntrack --ctstate NEW -j SY-FIREWALL
+-A FORWARD -j SY-FORWARD
+-A FORWARD -m conntrack --ctstate NEW -j SY-SERVICES
+-A FORWARD -m conntrack --ctstate NEW -j SY-EXTERNAL-SERVICES
+-A OUTPUT -m conntrack --ctstate NEW -j SY-FIREWALL
+-A OUTPUT -m conntrack --ctstate NEW -j SY-SERVICES
+COMMIT
+`
+
+// kernelState renders snap and loads it, as a --noflush restore would, into a ruleset holding the
+// built-in jumps.
+func kernelState(t *testing.T, snap *proxier.Snapshot, opts iptables.Options) *tracer.Ruleset {
+	t.Helper()
+	r, err := iptables.RenderFull(snap, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := tracer.NewRuleset()
+	if err := rs.Restore(string(r.Restore), true); err != nil {
+		t.Fatalf("rendered rules do not load: %v", err)
+	}
+	if err := rs.Restore(builtinJumps, true); err != nil {
+		t.Fatalf("built-in jumps: %v", err)
+	}
+	return rs
+}
