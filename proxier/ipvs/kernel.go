@@ -13,8 +13,6 @@ import (
 
 	mobyipvs "github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
-
-	"github.com/switchyard/switchyard/proxier"
 )
 
 // IPVS is the part of *ipvs.Handle (github.com/moby/ipvs) the backend uses. Every method is one
@@ -94,62 +92,17 @@ func (ExecConntrack) ClearUDPDest(vip netip.Addr, port uint16, dest netip.AddrPo
 	return nil
 }
 
-// Iptables applies iptables-restore text and keeps the few jump rules in built-in chains that a
-// restore cannot own. It is this backend's own minimal seam: proxier/iptables had no shared restore
-// interface yet when it was written.
+// Iptables is the part of proxier/iptables' Interface this backend needs (*iptables.Real and
+// *iptables.Fake satisfy it): restore text, plus the jump rules in built-in chains that a --noflush
+// restore cannot own.
 type Iptables interface {
 	// Restore feeds data to iptables-restore --noflush: chains it declares are flushed and refilled,
-	// all others are left alone.
+	// all others are left alone. On error none of data is in force.
 	Restore(data []byte) error
 	// EnsureRule inserts the rule at the head of table/chain unless an identical rule exists.
-	EnsureRule(table, chain string, args ...string) error
+	EnsureRule(table, chain string, rule ...string) error
 	// DeleteRule deletes the rule if present; an absent rule is not an error.
-	DeleteRule(table, chain string, args ...string) error
-}
-
-// ExecIptables is the real Iptables for one family, running the node's iptables binaries.
-type ExecIptables struct{ Family proxier.IPFamily }
-
-var _ Iptables = ExecIptables{}
-
-func (x ExecIptables) bin(suffix string) string {
-	if x.Family == proxier.IPv6 {
-		return "ip6tables" + suffix
-	}
-	return "iptables" + suffix
-}
-
-func (x ExecIptables) Restore(data []byte) error {
-	cmd := exec.Command(x.bin("-restore"), "-w", "5", "--noflush")
-	cmd.Stdin = bytes.NewReader(data)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %w: %s", x.bin("-restore"), err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-func (x ExecIptables) run(args ...string) ([]byte, error) {
-	return exec.Command(x.bin(""), append([]string{"-w", "5"}, args...)...).CombinedOutput()
-}
-
-func (x ExecIptables) EnsureRule(table, chain string, args ...string) error {
-	if _, err := x.run(append([]string{"-t", table, "-C", chain}, args...)...); err == nil {
-		return nil
-	}
-	if out, err := x.run(append([]string{"-t", table, "-I", chain}, args...)...); err != nil {
-		return fmt.Errorf("%s -t %s -I %s %s: %w: %s", x.bin(""), table, chain, strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-func (x ExecIptables) DeleteRule(table, chain string, args ...string) error {
-	if _, err := x.run(append([]string{"-t", table, "-C", chain}, args...)...); err != nil {
-		return nil // absent (or the chain is): nothing to delete
-	}
-	if out, err := x.run(append([]string{"-t", table, "-D", chain}, args...)...); err != nil {
-		return fmt.Errorf("%s -t %s -D %s %s: %w: %s", x.bin(""), table, chain, strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return nil
+	DeleteRule(table, chain string, rule ...string) error
 }
 
 // ErrNoIPVS is wrapped by the start-up check's error on a kernel without IPVS.

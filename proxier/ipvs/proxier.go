@@ -100,8 +100,9 @@ func New(opts Options, deps Deps) (*Proxier, error) {
 }
 
 // NewHost checks the kernel and builds a Proxier over the host's real kernel interfaces, in the
-// caller's network namespace.
-func NewHost(opts Options) (*Proxier, error) {
+// caller's network namespace. ipt is the node's iptables of the family and variant kubelet uses
+// (proxier/iptables.NewReal).
+func NewHost(opts Options, ipt Iptables) (*Proxier, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -117,7 +118,7 @@ func NewHost(opts Options) (*Proxier, error) {
 		h.Close()
 		return nil, fmt.Errorf("open netlink handle: %w", err)
 	}
-	return New(opts, Deps{IPVS: h, Links: nl, Ipset: nl, Iptables: ExecIptables{Family: opts.Family}, Sysctl: ProcSysctl{}, Conntrack: ExecConntrack{}})
+	return New(opts, Deps{IPVS: h, Links: nl, Ipset: nl, Iptables: ipt, Sysctl: ProcSysctl{}, Conntrack: ExecConntrack{}})
 }
 
 // sysctlSettings are the kernel parameters IPVS mode relies on.

@@ -1,0 +1,144 @@
+package ipvs
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/switchyard/switchyard/proxier"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// renderSnapshot computes the desired state of a whole snapshot, purely.
+func renderSnapshot(t *testing.T, snap *proxier.Snapshot, opts Options, addrs []netip.Addr) *desiredState {
+	t.Helper()
+	if err := opts.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := newDesiredState()
+	na := selectNodeAddrs(&opts, addrs)
+	for _, name := range snap.SortedServiceNames() {
+		r, err := renderService(snap.Services[name], snap.Endpoints[name], snap.Node, na, &opts)
+		if err != nil {
+			d.set(name, nil)
+			continue
+		}
+		d.set(name, &renderedService{svc: snap.Services[name], eps: snap.Endpoints[name], render: r})
+	}
+	return d
+}
+
+// describe prints a desired state for reviewers: virtual servers with their real servers, the
+// addresses for kube-ipvs0 and every ipset's members, all sorted.
+func describe(d *desiredState, f proxier.IPFamily) string {
+	var b strings.Builder
+	var keys []vsKey
+	for k := range d.claims {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b vsKey) int {
+		if c := a.Addr.Compare(b.Addr); c != 0 {
+			return c
+		}
+		if a.Protocol != b.Protocol {
+			return strings.Compare(string(a.Protocol), string(b.Protocol))
+		}
+		return int(a.Port) - int(b.Port)
+	})
+	b.WriteString("# virtual servers\n")
+	for _, k := range keys {
+		vs := d.virtualServer(k)
+		fmt.Fprintf(&b, "%s %s %s", k, vs.Scheduler, vs.Kind)
+		if vs.Persistent {
+			fmt.Fprintf(&b, " persistent=%ds", vs.Timeout)
+		}
+		fmt.Fprintf(&b, " (%s)\n", vs.Service)
+		for _, dst := range vs.Dests {
+			fmt.Fprintf(&b, "  -> %s weight 1\n", dst)
+		}
+	}
+	b.WriteString("# " + DummyDevice + "\n")
+	var addrs []netip.Addr
+	for a := range d.addrs {
+		addrs = append(addrs, a)
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	for _, a := range addrs {
+		fmt.Fprintf(&b, "%s\n", a)
+	}
+	for k := setKind(0); k < numSetKinds; k++ {
+		fmt.Fprintf(&b, "# ipset %s (%s)\n", setName(f, k), setDefs[k].typ)
+		var members []string
+		for e := range d.sets[k] {
+			members = append(members, e.String())
+		}
+		slices.Sort(members)
+		for _, m := range members {
+			b.WriteString(m + "\n")
+		}
+	}
+	return b.String()
+}
+
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the golden file (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func TestGoldenDesiredState(t *testing.T) {
+	nodeAddrs := []netip.Addr{ip("127.0.0.1"), nodeIP, node2IP, ip("10.244.1.1"), ip("::1"), ip("fd00:50::10"), ip("fe80::1")}
+	t.Run("IPv4", func(t *testing.T) {
+		checkGolden(t, "desired-ipv4.golden", describe(renderSnapshot(t, fixture(), testOptions(), nodeAddrs), proxier.IPv4))
+	})
+	t.Run("IPv6", func(t *testing.T) {
+		o := testOptions()
+		o.Family = proxier.IPv6
+		o.NodePortAddresses = nil // the default: every non-loopback, non-link-local address
+		o.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("fd00:244::/48")}
+		checkGolden(t, "desired-ipv6.golden", describe(renderSnapshot(t, fixture(), o, nodeAddrs), proxier.IPv6))
+	})
+	t.Run("scheduler", func(t *testing.T) {
+		o := testOptions()
+		o.Scheduler = "mh"
+		d := renderSnapshot(t, fixture(), o, nodeAddrs)
+		for k := range d.claims {
+			if s := d.virtualServer(k).Scheduler; s != "mh" {
+				t.Fatalf("%s has scheduler %q, want mh", k, s)
+			}
+		}
+	})
+}
+
+func TestGoldenRules(t *testing.T) {
+	o := testOptions()
+	checkGolden(t, "rules-ipv4.golden", string(renderRules(&o)))
+	o.MasqueradeAll = true
+	o.MasqueradeBit = 13
+	checkGolden(t, "rules-ipv4-masquerade-all.golden", string(renderRules(&o)))
+	o = testOptions()
+	o.Family = proxier.IPv6
+	o.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("fd00:244::/48")}
+	checkGolden(t, "rules-ipv6.golden", string(renderRules(&o)))
+}
