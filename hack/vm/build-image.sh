@@ -248,6 +248,9 @@ trap cleanup EXIT
 
 main() {
 	mkdir -p "$CACHE"
+	# One builder at a time per cache: parallel runs wait here, then find the image built.
+	exec 9>"$CACHE/.lock"
+	flock 9
 	ensure_host_packages
 	local kdir key out
 	kdir="$(fetch_kernel)"

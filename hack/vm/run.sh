@@ -65,9 +65,10 @@ fi
 IMAGE="$("$HERE/build-image.sh")" || die "building the VM image failed"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-vm.XXXXXX")"
-QEMU_PID=""
 cleanup() {
-	if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then kill "$QEMU_PID" 2>/dev/null || true; fi
+	# qemu writes its pid file once it runs; kill exactly that process if we are stopped early.
+	if [ -s "$WORK/qemu.pid" ]; then kill "$(cat "$WORK/qemu.pid")" 2>/dev/null || true; fi
+	if [ -n "${PIPE_PID:-}" ]; then wait "$PIPE_PID" 2>/dev/null || true; fi
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -132,8 +133,11 @@ START="$(date +%s.%N)"
 # qemu writes the program's serial port to its stdout. The filter passes program bytes through,
 # line by line, and turns the marker lines into files. A marker may follow program output that did
 # not end in a newline, so it is matched anywhere in the line.
+# The pipeline runs in the background so that a signal to run.sh is handled at once (bash defers
+# traps until a foreground pipeline ends) and the trap can stop qemu.
+(
 set +e
-timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
+timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -pidfile "$WORK/qemu.pid" \
 	-accel tcg -machine pc -smp "$SMP" -m "$MEM" \
 	-nodefaults -no-user-config -display none -no-reboot \
 	-kernel "$IMAGE/vmlinuz" -initrd "$WORK/initrd" \
@@ -155,8 +159,12 @@ timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
 			print f[1] " " f[2] > result; close(result)
 		}
 	}'
-STATUS=("${PIPESTATUS[@]}")
-set -e
+echo "${PIPESTATUS[0]}" >"$WORK/qemu-status"
+) &
+PIPE_PID=$!
+wait "$PIPE_PID" || true
+PIPE_PID=""
+QEMU_STATUS="$(cat "$WORK/qemu-status" 2>/dev/null || echo unknown)"
 END="$(date +%s.%N)"
 
 if [ "$VERBOSE" = 1 ] || [ ! -s "$RESULT" ]; then
@@ -168,13 +176,13 @@ if [ "$VERBOSE" = 1 ] || [ ! -s "$RESULT" ]; then
 	fi
 fi
 
-if [ "${STATUS[0]}" = 124 ] || [ "${STATUS[0]}" = 137 ]; then
+if [ "$QEMU_STATUS" = 124 ] || [ "$QEMU_STATUS" = 137 ]; then
 	echo "vm: error: timed out after ${TIMEOUT}s; qemu killed" >&2
 	console_tail
 	exit 124
 fi
 if [ ! -s "$RESULT" ]; then
-	echo "vm: error: the guest stopped without reporting an exit code (qemu status ${STATUS[0]})" >&2
+	echo "vm: error: the guest stopped without reporting an exit code (qemu status $QEMU_STATUS)" >&2
 	console_tail
 	exit 125
 fi
