@@ -1,0 +1,231 @@
+package iptables
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/metrics"
+)
+
+// jumpRule is a rule in a built-in chain that hands packets to one of ours. These rules cannot be
+// part of the restore (that would need rewriting the built-in chains, which other agents own), so
+// they are ensured one by one after a full sync.
+type jumpRule struct {
+	table, chain string
+	args         []string
+}
+
+func jump(table, chain, comment, target string, newOnly bool) jumpRule {
+	var args []string
+	if newOnly {
+		args = append(args, "-m", "conntrack", "--ctstate", "NEW")
+	}
+	args = append(args, "-m", "comment", "--comment", comment, "-j", target)
+	return jumpRule{table, chain, args}
+}
+
+// jumpRules in the order they end up in each built-in chain, all ahead of other agents' rules.
+var jumpRules = []jumpRule{
+	jump(TableNAT, "PREROUTING", "switchyard service portals", chainServices, false),
+	jump(TableNAT, "OUTPUT", "switchyard service portals", chainServices, false),
+	jump(TableNAT, "POSTROUTING", "switchyard postrouting rules", chainPostrouting, false),
+	jump(TableFilter, "FORWARD", "switchyard load balancer firewall", chainFirewall, true),
+	jump(TableFilter, "FORWARD", "switchyard forwarding rules", chainForward, false),
+	jump(TableFilter, "FORWARD", "switchyard service portals", chainServices, true),
+	jump(TableFilter, "FORWARD", "switchyard externally-visible service portals", chainExternalServices, true),
+	jump(TableFilter, "INPUT", "switchyard load balancer firewall", chainFirewall, true),
+	jump(TableFilter, "INPUT", "switchyard health check service ports", chainNodePorts, false),
+	jump(TableFilter, "INPUT", "switchyard externally-visible service portals", chainExternalServices, true),
+	jump(TableFilter, "OUTPUT", "switchyard load balancer firewall", chainFirewall, true),
+	jump(TableFilter, "OUTPUT", "switchyard service portals", chainServices, true),
+}
+
+// Config builds a Proxier.
+type Config struct {
+	Options Options
+	// IPTables applies the rules: NewReal for a node, NewFake in tests.
+	IPTables Interface
+	// Conntrack, when set, removes stale UDP flows after each successful sync.
+	Conntrack conntrack.Deleter
+}
+
+// Proxier is the iptables backend: it implements proxier.Backend for one IP family. A dual-stack
+// node runs two, each with its own Interface (iptables and ip6tables).
+type Proxier struct {
+	ipt      Interface
+	renderer *Renderer
+	family   proxier.IPFamily
+	ct       conntrack.Deleter
+
+	// existing is the set of per-service chains the last successful sync left in the kernel.
+	existing ChainSet
+	// needFull forces the next sync to rewrite everything: set at start and after any failure.
+	needFull bool
+	// sweep asks the next successful full sync to look for per-service chains left by an earlier
+	// run of Switchyard (whose names this process never rendered) and delete them.
+	sweep bool
+	started bool
+	prev    *proxier.Snapshot
+}
+
+var _ proxier.Backend = (*Proxier)(nil)
+
+// NewProxier checks the options and returns a Proxier that has applied nothing yet. It installs
+// nothing and removes nothing: the first Sync does, and no call ever flushes working rules.
+func NewProxier(cfg Config) (*Proxier, error) {
+	if cfg.IPTables == nil {
+		return nil, errors.New("iptables proxier: no iptables interface")
+	}
+	r, err := NewRenderer(cfg.Options)
+	if err != nil {
+		return nil, err
+	}
+	return &Proxier{ipt: cfg.IPTables, renderer: r, family: cfg.Options.Family, ct: cfg.Conntrack, existing: ChainSet{}, needFull: true}, nil
+}
+
+// Sync programs snap with a single iptables-restore transaction. It rewrites everything when snap
+// says so, after a failure, or when the canary chain shows that someone flushed the tables;
+// otherwise only the changed services' chains and whichever shared chains changed. On error the
+// previous rules stay in force and the next sync is full.
+func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
+	start := time.Now()
+	full := snap.Full || p.needFull
+	if !p.started {
+		// Per-service chains from a previous run can only exist if the canary does.
+		present, cerr := p.canaryPresent()
+		p.sweep = present || cerr != nil
+		p.started = true
+	} else if !full {
+		present, cerr := p.canaryPresent()
+		switch {
+		case cerr != nil:
+			klog.ErrorS(cerr, "Could not check the canary chain; doing a full sync", "ipFamily", p.family)
+			full = true
+		case !present:
+			klog.InfoS("Canary chain is gone, so the tables were flushed; doing a full sync", "ipFamily", p.family, "chain", CanaryChain)
+			full = true
+		}
+	}
+	defer func() {
+		if err != nil {
+			p.needFull = true
+		}
+	}()
+
+	rendered := p.renderer.Render(snap, full, p.existing)
+	if !rendered.Empty {
+		if err := p.ipt.Restore(rendered.Restore); err != nil {
+			metrics.IptablesRestoreFailuresTotal.Inc()
+			return fmt.Errorf("iptables-restore for %s (full=%v): %w", p.family, full, err)
+		}
+	}
+	if full {
+		// Reverse order: each rule is inserted at the top, so the first in the list ends up first.
+		for _, j := range slices.Backward(jumpRules) {
+			if err := p.ipt.EnsureRule(j.table, j.chain, j.args...); err != nil {
+				return fmt.Errorf("ensure jump to %s from %s/%s: %w", j.args[len(j.args)-1], j.table, j.chain, err)
+			}
+		}
+	}
+	p.existing = rendered.ServiceChains
+	p.needFull = false
+	if full && p.sweep {
+		if err := p.sweepStale(); err != nil {
+			// Stale chains are unreferenced, so they cost memory, not correctness; try again later.
+			klog.ErrorS(err, "Could not delete chains left by an earlier run", "ipFamily", p.family)
+		} else {
+			p.sweep = false
+		}
+	}
+	p.clearConntrack(snap)
+
+	for _, t := range []string{TableFilter, TableNAT} {
+		metrics.IptablesRulesTotal.WithLabelValues(t).Set(float64(rendered.RulesTotal[t]))
+		metrics.IptablesRulesLast.WithLabelValues(t).Set(float64(rendered.RulesWritten[t]))
+	}
+	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal").Set(float64(rendered.NoLocalInternal))
+	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external").Set(float64(rendered.NoLocalExternal))
+	elapsed := metrics.SinceInSeconds(start)
+	metrics.SyncProxyRulesLatency.Observe(elapsed)
+	if full {
+		metrics.SyncFullProxyRulesLatency.Observe(elapsed)
+	} else {
+		metrics.SyncPartialProxyRulesLatency.Observe(elapsed)
+	}
+	metrics.SyncProxyRulesLastTimestamp.SetToCurrentTime()
+	klog.V(2).InfoS("Synced iptables rules", "ipFamily", p.family, "full", full, "elapsed", time.Since(start),
+		"natRulesWritten", rendered.RulesWritten[TableNAT], "natRulesTotal", rendered.RulesTotal[TableNAT])
+	return nil
+}
+
+// canaryPresent reports whether the canary exists in every table it was put in.
+func (p *Proxier) canaryPresent() (bool, error) {
+	for _, t := range []string{TableMangle, TableNAT, TableFilter} {
+		ok, err := p.ipt.ChainExists(t, CanaryChain)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// sweepStale deletes per-service chains that exist in the kernel but not in the current ruleset:
+// leftovers of an earlier Switchyard process. They are unreferenced once the dispatch chains were
+// rewritten, so deleting them changes no traffic.
+func (p *Proxier) sweepStale() error {
+	chains, err := p.ipt.ListChains(TableNAT)
+	if err != nil {
+		return err
+	}
+	var stale []string
+	for _, c := range chains {
+		if _, ok := p.existing[c]; !ok && isServiceChain(c) {
+			stale = append(stale, c)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	if err := p.ipt.Restore(deleteChainsInput(TableNAT, stale)); err != nil {
+		return fmt.Errorf("delete %d stale chains: %w", len(stale), err)
+	}
+	klog.V(2).InfoS("Deleted chains left by an earlier run", "ipFamily", p.family, "count", len(stale))
+	return nil
+}
+
+// deleteChainsInput is restore input that flushes and then deletes chains of one table.
+func deleteChainsInput(table string, chains []string) []byte {
+	var b []byte
+	b = append(b, "*"+table+"\n"...)
+	for _, c := range chains {
+		b = append(b, ":"+c+" - [0:0]\n"...)
+	}
+	for _, c := range chains {
+		b = append(b, "-X "+c+"\n"...)
+	}
+	return append(b, "COMMIT\n"...)
+}
+
+// clearConntrack deletes UDP flows that the new rules would no longer produce, or that were created
+// while a service had no endpoints. Failures are logged: the rules are already right, and stale flows
+// expire on their own.
+func (p *Proxier) clearConntrack(snap *proxier.Snapshot) {
+	prev := p.prev
+	p.prev = snap
+	if p.ct == nil {
+		return
+	}
+	stale := conntrack.StaleUDP(prev, snap, p.family)
+	if stale.Empty() {
+		return
+	}
+	if err := conntrack.Delete(p.ct, p.family, stale); err != nil {
+		klog.ErrorS(err, "Failed to delete stale UDP conntrack entries", "ipFamily", p.family)
+	}
+}
