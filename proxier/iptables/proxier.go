@@ -69,7 +69,7 @@ type Proxier struct {
 	needFull bool
 	// sweep asks the next successful full sync to look for per-service chains left by an earlier
 	// run of Switchyard (whose names this process never rendered) and delete them.
-	sweep bool
+	sweep   bool
 	started bool
 	prev    *proxier.Snapshot
 }
