@@ -57,7 +57,7 @@ for ns in "${namespaces[@]}"; do
 	sy_netns_exists "${ns}" || continue
 	pids="$(ip netns pids "${ns}" 2>/dev/null || true)"
 	if [[ -n "${pids}" ]]; then
-		sy_log "killing leftover processes in ${ns}: $(echo ${pids})"
+		sy_log "killing leftover processes in ${ns}: ${pids//$'\n'/ }"
 		# shellcheck disable=SC2086
 		kill -KILL ${pids} 2>/dev/null || true
 	fi

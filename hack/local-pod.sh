@@ -10,10 +10,15 @@ SY_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SY_LOG_TAG=local-pod
 # shellcheck source=lib/common.sh
 source "${SY_REPO}/hack/lib/common.sh"
+# shellcheck source=lib/certs.sh
 source "${SY_REPO}/hack/lib/certs.sh"
+# shellcheck source=lib/controlplane.sh
 source "${SY_REPO}/hack/lib/controlplane.sh"
+# shellcheck source=lib/nodes.sh
 source "${SY_REPO}/hack/lib/nodes.sh"
+# shellcheck source=lib/proxy.sh
 source "${SY_REPO}/hack/lib/proxy.sh"
+# shellcheck source=lib/pods.sh
 source "${SY_REPO}/hack/lib/pods.sh"
 
 [[ -s "${SY_STATE}/state.env" ]] || sy_die "no local cluster in ${SY_STATE}: run hack/local-up.sh"
@@ -21,7 +26,9 @@ source "${SY_REPO}/hack/lib/pods.sh"
 source "${SY_STATE}/state.env"
 (($# >= 4)) || sy_die "usage: $0 add|del NODE_INDEX NAMESPACE NAME [LABELS_JSON]"
 cmd="$1" idx="$2" ns="$3" name="$4"
-[[ "${idx}" =~ ^[0-9]+$ ]] && ((idx >= 1 && idx <= SY_NODES)) || sy_die "node index must be 1..${SY_NODES}"
+if ! [[ "${idx}" =~ ^[0-9]+$ ]] || ((idx < 1 || idx > SY_NODES)); then
+	sy_die "node index must be 1..${SY_NODES}"
+fi
 case "${cmd}" in
 add)
 	sy_pod_add "${idx}" "${ns}" "${name}" "${5:-}"

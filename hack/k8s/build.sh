@@ -60,15 +60,15 @@ main() {
 	local ldflags="-s -w"
 	ldflags+=" -X ${pkg}.gitVersion=${K8S_VERSION} -X ${pkg}.gitMajor=1 -X ${pkg}.gitMinor=${minor}"
 	ldflags+=" -X ${pkg}.gitTreeState=clean -X ${pkg}.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	ldflags+=" -X ${pkg}/verflag.programName=kubernetes"
 
 	cd "${HERE}"
 	log "downloading modules for k8s.io/kubernetes ${K8S_VERSION} (Go module proxy)"
 	go mod download
 	local start=${SECONDS}
+	log "building ${missing[*]}: about 10 minutes in all from a cold Go build cache on 2 cores"
 	for b in "${missing[@]}"; do
 		local t0=${SECONDS}
-		log "building ${b} (a cold build of the first binary takes ~10 min on 2 cores; later ones reuse the cache)"
+		log "building ${b}"
 		# Build into a temp name and rename, so an interrupted build never leaves a half binary
 		# that the cache check above would accept.
 		CGO_ENABLED=0 go build -trimpath -ldflags "${ldflags}" -o "${out}/.${b}.tmp" "k8s.io/kubernetes/cmd/${b}" &

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Certificates and kubeconfigs for the local cluster, made with openssl. Source after common.sh.
 # One CA signs everything; keys are EC P-256 because they are fast to generate.
 # Each file is made once: re-running up keeps existing credentials valid for running processes.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # the layout variables are used by the scripts that source this
 # Shared helpers for the local cluster scripts (hack/local-up.sh, hack/local-down.sh).
 # Source it; it defines functions and the cluster's layout, and changes no shell options.
 #

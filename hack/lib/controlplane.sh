@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The local control plane: etcd, kube-apiserver and kube-controller-manager, all on 127.0.0.1.
 # Source after common.sh and certs.sh; needs SY_K8S_BIN (from hack/k8s/build.sh).
 
@@ -121,9 +122,10 @@ sy_start_root_relay() {
 sy_controlplane_up() {
 	sy_make_pki
 	sy_start_etcd
-	local t0=${SECONDS}
+	local t0
+	t0="$(date +%s%N)"
 	sy_start_apiserver
-	sy_log "kube-apiserver ready ($((SECONDS - t0))s) on https://127.0.0.1:${SY_APISERVER_PORT}"
+	sy_log "kube-apiserver ready after $((($(date +%s%N) - t0) / 1000000)) ms on https://127.0.0.1:${SY_APISERVER_PORT}"
 	sy_bootstrap_rbac
 	sy_start_controller_manager
 	sy_start_root_relay

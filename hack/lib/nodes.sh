@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Cluster nodes as network namespaces on an underlay. Source after controlplane.sh.
 #
 #   sy-underlay:  bridge sy-br0 192.168.50.1/24, one veth port per node, and an API relay on

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Pods of the local cluster: a network namespace wired by the real switchyard-cni plugin, running
 # the echo server, plus a Pod object whose status is patched the way a kubelet would (podIP and
 # Ready), so the real EndpointSlice controller publishes it. Source after proxy.sh.

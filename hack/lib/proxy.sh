@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The per-node proxy: Switchyard itself, or upstream kube-proxy for comparison. Source after
 # nodes.sh. SY_REPO must point at the repository root.
 #
@@ -36,12 +37,19 @@ sy_start_switchyard() {
 	local i="$1" bin="$2" node
 	node="$(sy_node_name "${i}")"
 	local dir="${SY_STATE}/nodes/${node}"
+	local args=(--kubeconfig="${dir}/kubeconfig" --hostname-override="${node}"
+		--proxy-mode="${SY_PROXY_MODE}" --cluster-cidr="${SY_CLUSTER_CIDR}" --pod-network=vxlan)
+	# Nodes share one filesystem, so each node's pod-network files get a directory of its own
+	# (a real node's defaults are /run/switchyard, /etc/cni/net.d, ...). The plugin binary is not
+	# installed anywhere: pods.sh runs it from ${SY_STATE}/bin.
+	if "${bin}" --help 2>&1 | grep -q -- '--subnet-file'; then
+		mkdir -p "${dir}/cni/net.d" "${dir}/cni/data"
+		args+=(--subnet-file="${dir}/subnet.env" --cni-conf-dir="${dir}/cni/net.d"
+			--cni-data-dir="${dir}/cni/data" --cni-bin-dir=)
+	fi
 	# shellcheck disable=SC2086 # SWITCHYARD_EXTRA_ARGS is a list of flags by design.
 	sy_start "switchyard-${node}" "--hostname-override=${node}" \
-		ip netns exec "${node}" "${bin}" \
-		--kubeconfig="${dir}/kubeconfig" --hostname-override="${node}" \
-		--proxy-mode="${SY_PROXY_MODE}" --cluster-cidr="${SY_CLUSTER_CIDR}" \
-		--pod-network=vxlan ${SWITCHYARD_EXTRA_ARGS:-}
+		ip netns exec "${node}" "${bin}" "${args[@]}" ${SWITCHYARD_EXTRA_ARGS:-}
 }
 
 # sy_start_kube_proxy I starts upstream kube-proxy in node I, at the release the control plane runs.
