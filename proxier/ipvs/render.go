@@ -102,6 +102,12 @@ func renderService(svc *proxier.ServicePort, eps []proxier.Endpoint, node proxie
 		return r, fmt.Errorf("protocol %q not supported by IPVS", svc.Protocol)
 	}
 	fam := opts.Family
+	// As in kube-proxy, a family's proxier handles exactly the services with a ClusterIP of that
+	// family; a single-stack IPv4 service gets no IPv6 NodePorts.
+	cip := svc.ClusterIPFor(fam)
+	if !cip.IsValid() {
+		return r, nil
+	}
 	cat := proxier.Categorize(svc, eps, node)
 	internal, external := cat.Cluster, cat.Cluster
 	if svc.InternalPolicyLocal() {
@@ -140,11 +146,9 @@ func renderService(svc *proxier.ServicePort, eps []proxier.Endpoint, node proxie
 	}
 	isNodeAddr := func(a netip.Addr) bool { _, ok := slices.BinarySearchFunc(addrs.All, a, netip.Addr.Compare); return ok }
 
-	if cip := svc.ClusterIPFor(fam); cip.IsValid() {
-		r.VirtualServers = append(r.VirtualServers, newVS(cip, port, "ClusterIP", internal))
-		r.Bind = append(r.Bind, cip)
-		ipPort(setClusterIP, cip, port)
-	}
+	r.VirtualServers = append(r.VirtualServers, newVS(cip, port, "ClusterIP", internal))
+	r.Bind = append(r.Bind, cip)
+	ipPort(setClusterIP, cip, port)
 	for _, eip := range proxier.AddrsFor(fam, svc.ExternalIPs) {
 		r.VirtualServers = append(r.VirtualServers, newVS(eip, port, "ExternalIP", external))
 		// An external IP that is already one of the node's own addresses stays where it is: binding a
