@@ -1,0 +1,198 @@
+package iptables
+
+import (
+	"fmt"
+	"math/rand"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/switchyard/switchyard/proxier"
+)
+
+// cloneSnapshot copies the maps so a test can mutate the next snapshot without touching the one
+// already handed to a renderer (the model's values are immutable, maps are not).
+func cloneSnapshot(s *proxier.Snapshot) *proxier.Snapshot {
+	out := proxier.NewSnapshot()
+	out.Node = s.Node
+	for k, v := range s.Services {
+		out.Services[k] = v
+	}
+	for k, v := range s.Endpoints {
+		out.Endpoints[k] = v
+	}
+	return out
+}
+
+// applyFull renders snap from scratch into a fresh fake and returns the fake's dump.
+func applyFull(t *testing.T, snap *proxier.Snapshot, opts Options) string {
+	t.Helper()
+	r, err := RenderFull(snap, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := NewFake()
+	if err := f.Restore(r.Restore); err != nil {
+		t.Fatalf("full render rejected: %v", err)
+	}
+	return f.Dump()
+}
+
+// mutate changes one random service of s in one of the ways a cluster does, and records it in
+// s.Changed.
+func mutate(rng *rand.Rand, s *proxier.Snapshot, step int) {
+	names := s.SortedServiceNames()
+	pick := func() proxier.ServicePortName { return names[rng.Intn(len(names))] }
+	switch op := rng.Intn(8); {
+	case op == 0 || len(names) == 0: // add a service
+		name := spn("mut", fmt.Sprintf("svc%d", step), "")
+		svc := &proxier.ServicePort{Name: name, Protocol: proxier.UDP, Port: 53, ClusterIPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 96, 200, byte(step)})},
+			NodePort: int32(31000 + step), ExternalPolicy: proxier.PolicyLocal, InternalPolicy: proxier.PolicyCluster}
+		addService(s, svc, ep(fmt.Sprintf("10.244.1.%d", 100+step%100), 53, testNode))
+	case op == 1: // delete a service (all its ports)
+		key := pick().ServiceKey
+		for _, n := range s.PortsOf(key) {
+			delete(s.Services, n)
+			delete(s.Endpoints, n)
+		}
+		s.Changed[key] = struct{}{}
+	case op <= 4: // replace one endpoint
+		n := pick()
+		eps := append([]proxier.Endpoint(nil), s.Endpoints[n]...)
+		node := "node-b"
+		if rng.Intn(2) == 0 {
+			node = testNode
+		}
+		nep := ep(fmt.Sprintf("10.244.%d.%d", 1+rng.Intn(3), 2+rng.Intn(250)), 8080, node)
+		if len(eps) > 0 {
+			eps[rng.Intn(len(eps))] = nep
+		} else {
+			eps = append(eps, nep)
+		}
+		s.Endpoints[n] = eps
+		s.Changed[n.ServiceKey] = struct{}{}
+	case op == 5: // drop all endpoints
+		n := pick()
+		delete(s.Endpoints, n)
+		s.Changed[n.ServiceKey] = struct{}{}
+	case op == 6: // flip the internal traffic policy
+		n := pick()
+		svc := *s.Services[n]
+		if svc.InternalPolicy == proxier.PolicyLocal {
+			svc.InternalPolicy = proxier.PolicyCluster
+		} else {
+			svc.InternalPolicy = proxier.PolicyLocal
+		}
+		s.Services[n] = &svc
+		s.Changed[n.ServiceKey] = struct{}{}
+	default: // toggle affinity
+		n := pick()
+		svc := *s.Services[n]
+		svc.Affinity = proxier.SessionAffinity{ClientIP: !svc.Affinity.ClientIP, TimeoutSeconds: 60}
+		s.Services[n] = &svc
+		s.Changed[n.ServiceKey] = struct{}{}
+	}
+}
+
+// TestIncrementalEqualsFull applies a long run of incremental renders to one fake and checks after
+// every step that it holds exactly what a full render of the same snapshot produces.
+func TestIncrementalEqualsFull(t *testing.T) {
+	opts := testOptions()
+	r, err := NewRenderer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := NewFake()
+	snap := fixtureSnapshot()
+	first := r.Render(snap, true, nil)
+	if err := fake.Restore(first.Restore); err != nil {
+		t.Fatal(err)
+	}
+	existing := first.ServiceChains
+	rng := rand.New(rand.NewSource(1))
+	for step := 0; step < 150; step++ {
+		next := cloneSnapshot(snap)
+		for i := 0; i < 1+rng.Intn(3); i++ {
+			mutate(rng, next, step)
+		}
+		out := r.Render(next, false, existing)
+		if out.Full {
+			t.Fatalf("step %d: render went full without being asked", step)
+		}
+		if !out.Empty {
+			if err := fake.Restore(out.Restore); err != nil {
+				t.Fatalf("step %d: incremental restore rejected: %v\n%s", step, err, out.Restore)
+			}
+		}
+		existing = out.ServiceChains
+		want := applyFull(t, next, opts)
+		if got := fake.Dump(); got != want {
+			t.Fatalf("step %d: incremental state differs from a full render:\n%s", step, lineDiff(want, got))
+		}
+		snap = next
+	}
+}
+
+// TestEndpointChangeWritesOneChain: the common case, one endpoint replaced, rewrites that service's
+// chain and nothing shared.
+func TestEndpointChangeWritesOneChain(t *testing.T) {
+	r, _ := NewRenderer(testOptions())
+	snap := scaleSnapshot(50, 5)
+	first := r.Render(snap, true, nil)
+	next := cloneSnapshot(snap)
+	n := next.SortedServiceNames()[7]
+	eps := append([]proxier.Endpoint(nil), next.Endpoints[n]...)
+	eps[0] = ep("10.250.0.1", 8080, "node-b")
+	next.Endpoints[n] = eps
+	next.Changed[n.ServiceKey] = struct{}{}
+	out := r.Render(next, false, first.ServiceChains)
+	text := string(out.Restore)
+	chain := chainsFor(n, proxier.TCP).Cluster
+	if !strings.Contains(text, ":"+chain+" ") {
+		t.Fatalf("changed service's chain %s not rewritten:\n%s", chain, text)
+	}
+	for _, shared := range []string{chainServices, chainNodePorts, chainForward, chainPostrouting, chainHairpin} {
+		if strings.Contains(text, ":"+shared+" ") {
+			t.Errorf("shared chain %s rewritten although it did not change:\n%s", shared, text)
+		}
+	}
+	if got := out.RulesWritten[TableNAT]; got != 6 {
+		t.Errorf("nat rules written = %d, want 6 (the service chain: masquerade + 5 DNAT)", got)
+	}
+	// Nothing changed at all: nothing to write.
+	again := r.Render(cloneSnapshot(next), false, out.ServiceChains)
+	if !again.Empty {
+		t.Errorf("a sync without changes renders a restore:\n%s", again.Restore)
+	}
+}
+
+// TestStaleChainsDeleted: a removed service's chains go, and a chain the kernel lost meanwhile does
+// not make the deletion fail.
+func TestStaleChainsDeleted(t *testing.T) {
+	r, _ := NewRenderer(testOptions())
+	snap := fixtureSnapshot()
+	first := r.Render(snap, true, nil)
+	fake := NewFake()
+	if err := fake.Restore(first.Restore); err != nil {
+		t.Fatal(err)
+	}
+	next := cloneSnapshot(snap)
+	gone := spn("default", "lb-local", "https")
+	delete(next.Services, gone)
+	delete(next.Endpoints, gone)
+	next.Changed[gone.ServiceKey] = struct{}{}
+	names := chainsFor(gone, proxier.TCP)
+	fake.DeleteChainForTest(TableNAT, names.Local) // someone removed one already
+	out := r.Render(next, false, first.ServiceChains)
+	if err := fake.Restore(out.Restore); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	for _, c := range []string{names.Cluster, names.Local, names.External} {
+		if ok, _ := fake.ChainExists(TableNAT, c); ok {
+			t.Errorf("chain %s of the deleted service still exists", c)
+		}
+		if _, ok := out.ServiceChains[c]; ok {
+			t.Errorf("chain %s still listed as existing", c)
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package iptables
+
+import (
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/switchyard/switchyard/proxier"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// checkGolden compares got with testdata/name, or rewrites the file under -update.
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (regenerate with go test ./proxier/iptables -update): %v", err)
+	}
+	if string(want) != string(got) {
+		t.Errorf("rendered rules differ from %s (regenerate with -update if intended):\n%s", path, lineDiff(string(want), string(got)))
+	}
+}
+
+// lineDiff lists lines only in want (-) or only in got (+), enough to read a golden mismatch.
+func lineDiff(want, got string) string {
+	count := func(s string) map[string]int {
+		m := map[string]int{}
+		for _, l := range strings.Split(s, "\n") {
+			m[l]++
+		}
+		return m
+	}
+	w, g := count(want), count(got)
+	var b strings.Builder
+	for _, l := range strings.Split(want, "\n") {
+		if g[l] < w[l] {
+			b.WriteString("- " + l + "\n")
+			g[l]++
+		}
+	}
+	w = count(want)
+	for _, l := range strings.Split(got, "\n") {
+		if w[l] == 0 {
+			b.WriteString("+ " + l + "\n")
+		} else {
+			w[l]--
+		}
+	}
+	return b.String()
+}
+
+func v6Options() Options {
+	o := testOptions()
+	o.Family = proxier.IPv6
+	o.NodeIPs = []netip.Addr{mustAddr("fd00:192:168:50::1")}
+	return o
+}
+
+func TestRenderGolden(t *testing.T) {
+	optsAll := testOptions()
+	optsAll.MasqueradeAll = true
+	optsAll.RandomFully = false
+	optsAll.MasqueradeBit = 5
+	optsAll.NodePortAddresses = []netip.Prefix{mustPrefix("192.168.50.0/24"), mustPrefix("fd00::/8")}
+	optsNodeCIDR := testOptions()
+	optsNodeCIDR.LocalDetector = LocalDetector{UseNodeCIDR: true}
+	optsNone := testOptions()
+	optsNone.LocalDetector = LocalDetector{}
+
+	for _, tc := range []struct {
+		golden string
+		opts   Options
+	}{
+		{"fixture-ipv4.golden", testOptions()},
+		{"fixture-ipv6.golden", v6Options()},
+		{"fixture-masquerade-all.golden", optsAll},
+		{"fixture-nodecidr.golden", optsNodeCIDR},
+		{"fixture-no-detector.golden", optsNone},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			r, err := RenderFull(fixtureSnapshot(), tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, tc.golden, r.Restore)
+			// Whatever is rendered must be acceptable to iptables-restore.
+			if err := NewFake().Restore(r.Restore); err != nil {
+				t.Fatalf("fake rejects rendered rules: %v", err)
+			}
+		})
+	}
+}
+
+func TestOptionsValidation(t *testing.T) {
+	bad := []Options{
+		{Family: 5, MasqueradeBit: 14},
+		{Family: proxier.IPv4, MasqueradeBit: 32},
+		{Family: proxier.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{ClusterCIDRs: []netip.Prefix{mustPrefix("10.0.0.0/8"), mustPrefix("10.244.0.0/16")}}},
+		{Family: proxier.IPv4, MasqueradeBit: 14, NodePortAddresses: []netip.Prefix{{}}},
+	}
+	for i, o := range bad {
+		if _, err := NewRenderer(o); err == nil {
+			t.Errorf("options %d (%+v): want an error", i, o)
+		}
+	}
+	// One cluster CIDR per family is fine, whatever the other family holds.
+	if _, err := NewRenderer(testOptions()); err != nil {
+		t.Errorf("test options: %v", err)
+	}
+}
+
+// TestRulesPerService pins the layout's cost: a ClusterIP service with 5 remote endpoints takes 7
+// nat rules (dispatch, masquerade, 5 DNAT) and one chain, against kube-proxy's 17 rules and 6 chains.
+func TestRulesPerService(t *testing.T) {
+	empty, err := RenderFull(scaleSnapshot(0, 5), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := RenderFull(scaleSnapshot(100, 5), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (r.RulesTotal[TableNAT] - empty.RulesTotal[TableNAT]) / 100; got != 7 {
+		t.Errorf("nat rules per ClusterIP service with 5 endpoints = %d, want 7", got)
+	}
+	if got := len(r.ServiceChains); got != 100 {
+		t.Errorf("per-service chains for 100 services = %d, want 100", got)
+	}
+	if r.RulesTotal[TableFilter] != empty.RulesTotal[TableFilter] {
+		t.Errorf("services with endpoints added filter rules: %d -> %d", empty.RulesTotal[TableFilter], r.RulesTotal[TableFilter])
+	}
+}
+
+func TestSanitizeComment(t *testing.T) {
+	for in, want := range map[string]string{
+		"default/web:http":       "default/web:http",
+		"ns/a\"b\n-j ACCEPT":     "ns/a_b_-j ACCEPT",
+		"x`$(rm -rf /)`;\\":      "x___rm -rf /____",
+		strings.Repeat("a", 300): strings.Repeat("a", maxCommentLen),
+		"ünïcode":                "_n_code",
+	} {
+		if got := sanitizeComment(in); got != want {
+			t.Errorf("sanitizeComment(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestChainNames(t *testing.T) {
+	a := chainsFor(spn("ns", "svc", "p"), proxier.TCP)
+	b := chainsFor(spn("ns", "svc", "p"), proxier.UDP)
+	c := chainsFor(spn("ns", "svc", "p"), proxier.TCP)
+	if a == b {
+		t.Errorf("TCP and UDP ports share chain names %v", a)
+	}
+	if a != c {
+		t.Errorf("chain names are not stable: %v vs %v", a, c)
+	}
+	for _, n := range []string{a.Cluster, a.Local, a.External} {
+		if len(n) > 28 {
+			t.Errorf("chain %s is longer than iptables' 28 characters", n)
+		}
+		if !strings.HasPrefix(n, "SY-") || strings.HasPrefix(n, "KUBE-") {
+			t.Errorf("chain %s lacks Switchyard's prefix", n)
+		}
+		if !isServiceChain(n) || !isOwnedChain(n) {
+			t.Errorf("chain %s not recognised as a per-service chain", n)
+		}
+	}
+	if isServiceChain(chainServices) {
+		t.Errorf("%s must not count as a per-service chain", chainServices)
+	}
+}
+
+func TestProbabilityMatchesIptablesSave(t *testing.T) {
+	// Values iptables-save prints back for 1/n (measured with iptables 1.8.9).
+	for n, want := range map[int]string{2: "0.50000000000", 3: "0.33333333349", 4: "0.25000000000", 5: "0.20000000019"} {
+		if got := probability(n); got != want {
+			t.Errorf("probability(%d) = %s, want %s", n, got, want)
+		}
+	}
+}
