@@ -1,0 +1,289 @@
+package iptables
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/metrics"
+)
+
+// metricValue reads a counter or gauge (prometheus' testutil would add a module to go.mod).
+func metricValue(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var out dto.Metric
+	if err := m.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	if c := out.GetCounter(); c != nil {
+		return c.GetValue()
+	}
+	return out.GetGauge().GetValue()
+}
+
+func newTestProxier(t *testing.T, fake *Fake, ct conntrack.Deleter) *Proxier {
+	t.Helper()
+	p, err := NewProxier(Config{Options: testOptions(), IPTables: fake, Conntrack: ct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// wantState is what a fresh kernel holds after one full sync of snap: the rendered chains plus the
+// jumps from the built-in chains.
+func wantState(t *testing.T, snap *proxier.Snapshot) string {
+	t.Helper()
+	fake := NewFake()
+	p := newTestProxier(t, fake, nil)
+	s := cloneSnapshot(snap)
+	s.Full = true
+	if err := p.Sync(s); err != nil {
+		t.Fatal(err)
+	}
+	return fake.Dump()
+}
+
+func TestProxierSyncInstallsJumpsAndCanary(t *testing.T) {
+	fake := NewFake()
+	p := newTestProxier(t, fake, nil)
+	if err := p.Sync(fixtureSnapshot()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ table, chain, target string }{
+		{TableNAT, "PREROUTING", chainServices}, {TableNAT, "OUTPUT", chainServices}, {TableNAT, "POSTROUTING", chainPostrouting},
+		{TableFilter, "FORWARD", chainForward}, {TableFilter, "FORWARD", chainFirewall}, {TableFilter, "INPUT", chainExternalServices},
+		{TableFilter, "INPUT", chainNodePorts}, {TableFilter, "OUTPUT", chainServices},
+	} {
+		found := false
+		for _, r := range fake.Rules(tc.table, tc.chain) {
+			found = found || strings.HasSuffix(r, "-j "+tc.target)
+		}
+		if !found {
+			t.Errorf("%s/%s has no jump to %s: %v", tc.table, tc.chain, tc.target, fake.Rules(tc.table, tc.chain))
+		}
+	}
+	for _, table := range []string{TableFilter, TableNAT, TableMangle} {
+		if ok, _ := fake.ChainExists(table, CanaryChain); !ok {
+			t.Errorf("no canary in %s", table)
+		}
+	}
+	// A second full sync leaves exactly the same state (jumps are not duplicated).
+	before := fake.Dump()
+	s := cloneSnapshot(fixtureSnapshot())
+	s.Full = true
+	if err := p.Sync(s); err != nil {
+		t.Fatal(err)
+	}
+	if after := fake.Dump(); after != before {
+		t.Errorf("second full sync changed the state:\n%s", lineDiff(before, after))
+	}
+}
+
+func TestProxierMutateAndResync(t *testing.T) {
+	fake := NewFake()
+	p := newTestProxier(t, fake, nil)
+	snap := fixtureSnapshot()
+	if err := p.Sync(snap); err != nil {
+		t.Fatal(err)
+	}
+	next := cloneSnapshot(snap)
+	web := spn("default", "web", "http")
+	next.Endpoints[web] = []proxier.Endpoint{ep("10.244.2.99", 8080, "node-b")}
+	next.Changed[web.ServiceKey] = struct{}{}
+	empty := spn("default", "empty", "")
+	next.Endpoints[empty] = []proxier.Endpoint{ep("10.244.1.20", 80, testNode)}
+	next.Changed[empty.ServiceKey] = struct{}{}
+	if err := p.Sync(next); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fake.Dump(), wantState(t, next); got != want {
+		t.Fatalf("state after incremental sync differs from a fresh full sync:\n%s", lineDiff(want, got))
+	}
+	// The REJECT for the service that gained an endpoint is gone, its DNAT is in.
+	if strings.Contains(fake.DumpTable(TableFilter), "default/empty has no endpoints") {
+		t.Errorf("REJECT rules for default/empty remain after it gained an endpoint")
+	}
+	if !strings.Contains(fake.DumpTable(TableNAT), "--to-destination 10.244.1.20:80") {
+		t.Errorf("no DNAT to default/empty's new endpoint")
+	}
+
+	// A sync with nothing changed writes nothing.
+	fake.LastRestore = nil
+	before := fake.Dump()
+	if err := p.Sync(cloneSnapshot(next)); err != nil {
+		t.Fatal(err)
+	}
+	if fake.LastRestore != nil {
+		t.Errorf("a sync without changes ran a restore:\n%s", fake.LastRestore)
+	}
+	if fake.Dump() != before {
+		t.Errorf("a sync without changes changed the state")
+	}
+}
+
+func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
+	fake := NewFake()
+	p := newTestProxier(t, fake, nil)
+	snap := fixtureSnapshot()
+	if err := p.Sync(snap); err != nil {
+		t.Fatal(err)
+	}
+	before := fake.Dump()
+	failures := metricValue(t, metrics.IptablesRestoreFailuresTotal)
+
+	next := cloneSnapshot(snap)
+	web := spn("default", "web", "http")
+	delete(next.Services, web)
+	delete(next.Endpoints, web)
+	next.Changed[web.ServiceKey] = struct{}{}
+	fake.InjectRestoreError(errors.New("xtables lock held"))
+	if err := p.Sync(next); err == nil {
+		t.Fatal("sync succeeded although the restore failed")
+	}
+	if fake.Dump() != before {
+		t.Errorf("a failed restore changed the state")
+	}
+	if got := metricValue(t, metrics.IptablesRestoreFailuresTotal); got != failures+1 {
+		t.Errorf("restore failures metric = %v, want %v", got, failures+1)
+	}
+
+	// The retry carries no Changed set and no Full flag: the proxier itself must know to go full.
+	retry := cloneSnapshot(next)
+	if err := p.Sync(retry); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(fake.LastRestore), ":"+CanaryChain) {
+		t.Errorf("the sync after a failure was not full")
+	}
+	if got, want := fake.Dump(), wantState(t, next); got != want {
+		t.Fatalf("state after the retry differs from a fresh full sync:\n%s", lineDiff(want, got))
+	}
+}
+
+func TestProxierCanaryRepair(t *testing.T) {
+	fake := NewFake()
+	p := newTestProxier(t, fake, nil)
+	snap := fixtureSnapshot()
+	if err := p.Sync(snap); err != nil {
+		t.Fatal(err)
+	}
+	want := fake.Dump()
+	// An administrator (or firewalld) deletes everything: every chain of ours and the jumps to them.
+	for _, table := range []string{TableFilter, TableNAT, TableMangle} {
+		chains, _ := fake.ListChains(table)
+		for _, c := range chains {
+			if isOwnedChain(c) {
+				fake.DeleteChainForTest(table, c)
+			}
+		}
+	}
+	if err := p.Sync(cloneSnapshot(snap)); err != nil {
+		t.Fatal(err)
+	}
+	if got := fake.Dump(); got != want {
+		t.Fatalf("the sync after a flush did not repair the state:\n%s", lineDiff(want, got))
+	}
+}
+
+func TestProxierSweepsLeftoversOfEarlierRun(t *testing.T) {
+	fake := NewFake()
+	// An earlier Switchyard left its canary and a chain for a service that no longer exists.
+	leftover := "SY-SVC-LEFTOVERLEFTOVER"
+	if err := fake.Restore([]byte("*nat\n:" + CanaryChain + " - [0:0]\n:" + leftover + " - [0:0]\n-A " + leftover + " -p tcp -j DNAT --to-destination 10.244.9.9:80\nCOMMIT\n*filter\n:" + CanaryChain + " - [0:0]\nCOMMIT\n*mangle\n:" + CanaryChain + " - [0:0]\nCOMMIT\n")); err != nil {
+		t.Fatal(err)
+	}
+	p := newTestProxier(t, fake, nil)
+	if err := p.Sync(fixtureSnapshot()); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := fake.ChainExists(TableNAT, leftover); ok {
+		t.Errorf("leftover chain %s survived the first sync", leftover)
+	}
+	if got, want := fake.Dump(), wantState(t, fixtureSnapshot()); got != want {
+		t.Errorf("state differs from a fresh full sync:\n%s", lineDiff(want, got))
+	}
+}
+
+func TestProxierMetrics(t *testing.T) {
+	fake := NewFake()
+	p := newTestProxier(t, fake, nil)
+	if err := p.Sync(fixtureSnapshot()); err != nil {
+		t.Fatal(err)
+	}
+	// The fixture has one iTP=Local and one eTP=Local service without a local endpoint.
+	if got := metricValue(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal")); got != 1 {
+		t.Errorf("no-local-endpoints internal = %v, want 1", got)
+	}
+	if got := metricValue(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external")); got != 1 {
+		t.Errorf("no-local-endpoints external = %v, want 1", got)
+	}
+	// Owned nat rules = every rule in SY- chains of nat (the jumps in built-in chains are not counted).
+	owned := 0
+	for _, l := range strings.Split(fake.DumpTable(TableNAT), "\n") {
+		if strings.HasPrefix(l, "-A SY-") {
+			owned++
+		}
+	}
+	if got := metricValue(t, metrics.IptablesRulesTotal.WithLabelValues(TableNAT)); int(got) != owned {
+		t.Errorf("nat rules total metric = %v, fake holds %d", got, owned)
+	}
+}
+
+func TestProxierClearsStaleUDPFlows(t *testing.T) {
+	fake := NewFake()
+	ct := &conntrack.Fake{}
+	p := newTestProxier(t, fake, ct)
+	snap := fixtureSnapshot()
+	if err := p.Sync(snap); err != nil {
+		t.Fatal(err)
+	}
+	dns := spn("kube-system", "dns", "dns")
+	vip := netip.MustParseAddrPort("10.96.0.53:53")
+	client := netip.MustParseAddrPort("10.244.1.50:40000")
+	ct.Flows = []conntrack.Flow{
+		{Protocol: proxier.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.2.2:53")}, // to the endpoint that goes
+		{Protocol: proxier.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.3.3:53")}, // to the one that stays
+	}
+	next := cloneSnapshot(snap)
+	next.Endpoints[dns] = []proxier.Endpoint{ep("10.244.3.3", 53, "node-c")}
+	next.Changed[dns.ServiceKey] = struct{}{}
+	if err := p.Sync(next); err != nil {
+		t.Fatal(err)
+	}
+	if len(ct.Flows) != 1 || ct.Flows[0].ReplySrc.Addr() != mustAddr("10.244.3.3") {
+		t.Errorf("flows after the endpoint left = %+v, want only the one to 10.244.3.3", ct.Flows)
+	}
+}
+
+func TestCleanupRemovesEverything(t *testing.T) {
+	fake := NewFake()
+	pristine := fake.Dump()
+	p := newTestProxier(t, fake, nil)
+	if err := p.Sync(fixtureSnapshot()); err != nil {
+		t.Fatal(err)
+	}
+	// Another agent's rule in a built-in chain must survive.
+	if err := fake.EnsureRule(TableFilter, "INPUT", "-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "ACCEPT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Cleanup(fake); err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.DeleteRule(TableFilter, "INPUT", "-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "ACCEPT"); err != nil {
+		t.Fatal(err)
+	}
+	if got := fake.Dump(); got != pristine {
+		t.Errorf("cleanup left something behind:\n%s", lineDiff(pristine, got))
+	}
+	// Cleaning a clean kernel is not an error.
+	if err := Cleanup(fake); err != nil {
+		t.Errorf("second cleanup: %v", err)
+	}
+}
