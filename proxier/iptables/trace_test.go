@@ -353,40 +353,21 @@ func TestTraceRulesAreUnderstood(t *testing.T) {
 	}
 }
 
-// builtinJumps are the rules that send traffic from the built-in chains into Switchyard's chains,
-// which the Proxier installs outside the restore transaction.
-const builtinJumps = `*nat
--A PREROUTING -j SY-SERVICES
--A OUTPUT -j SY-SERVICES
--A POSTROUTING -j SY-POSTROUTING
-COMMIT
-*filter
--A INPUT -m conntrack --ctstate NEW -j SY-FIREWALL
--A INPUT -j SY-NODEPORTS
--A INPUT -m conntrack --ctstate NEW -j SY-EXTERNAL-SERVICES
--A FORWARD -m conntrack --ctstate NEW -j SY-FIREWALL
--A FORWARD -j SY-FORWARD
--A FORWARD -m conntrack --ctstate NEW -j SY-SERVICES
--A FORWARD -m conntrack --ctstate NEW -j SY-EXTERNAL-SERVICES
--A OUTPUT -m conntrack --ctstate NEW -j SY-FIREWALL
--A OUTPUT -m conntrack --ctstate NEW -j SY-SERVICES
-COMMIT
-`
-
-// kernelState renders snap and loads it, as a --noflush restore would, into a ruleset holding the
-// built-in jumps.
+// kernelState syncs snap through a Proxier against the stateful fake, as the daemon would, and loads
+// the fake's iptables-save dump (built-in jumps included) into the tracer.
 func kernelState(t *testing.T, snap *proxier.Snapshot, opts iptables.Options) *tracer.Ruleset {
 	t.Helper()
-	r, err := iptables.RenderFull(snap, opts)
+	fake := iptables.NewFake()
+	p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: fake})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := tracer.NewRuleset()
-	if err := rs.Restore(string(r.Restore), true); err != nil {
-		t.Fatalf("rendered rules do not load: %v", err)
+	if err := p.Sync(snap); err != nil {
+		t.Fatalf("sync: %v", err)
 	}
-	if err := rs.Restore(builtinJumps, true); err != nil {
-		t.Fatalf("built-in jumps: %v", err)
+	rs, err := tracer.Parse(fake.Dump())
+	if err != nil {
+		t.Fatalf("the tracer cannot read the synced rules: %v", err)
 	}
 	return rs
 }
