@@ -11,10 +11,12 @@ import (
 )
 
 // Fake is an in-memory iptables for one family that behaves like the kernel where Proxier depends on
-// it: restore input is parsed and applied as one transaction, so a jump to a chain that does not
-// exist, a rule in an undeclared chain, or deleting a chain that is still referenced or not empty
-// fails the whole input and leaves the tables untouched. Dump prints the tables as iptables-save
-// would, so the packet tracer can walk the fake's end state.
+// it. Restore input is applied one table at a time, each "*table ... COMMIT" block as one
+// transaction, exactly as iptables-restore (nft and legacy alike) commits it: a jump to a chain that
+// does not exist, a rule in an undeclared chain, or deleting a chain that is still referenced or not
+// empty fails that block with nothing of it applied, stops the input there, and leaves the blocks
+// committed before it in force. Dump prints the tables as iptables-save would, so the packet tracer
+// can walk the fake's end state.
 type Fake struct {
 	tables map[string]*fakeTable
 	// injected, when set, makes the next Restore fail with it and change nothing, standing in for
@@ -72,7 +74,6 @@ func (f *Fake) Restore(data []byte) error {
 		f.injected = nil
 		return fmt.Errorf("fake iptables-restore: %w", err)
 	}
-	work := f.clone()
 	var table *fakeTable
 	var tableName string
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -91,14 +92,17 @@ func (f *Fake) Restore(data []byte) error {
 				return fail("table %s not committed", tableName)
 			}
 			tableName = line[1:]
-			if table = work.tables[tableName]; table == nil {
+			committed := f.tables[tableName]
+			if committed == nil {
 				return fail("no such table")
 			}
+			table = committed.clone()
 			continue
 		case line == "COMMIT":
 			if table == nil {
 				return fail("COMMIT outside a table")
 			}
+			f.tables[tableName] = table
 			table = nil
 			continue
 		}
@@ -129,7 +133,6 @@ func (f *Fake) Restore(data []byte) error {
 	if table != nil {
 		return fmt.Errorf("fake iptables-restore: table %s not committed", tableName)
 	}
-	f.tables = work.tables
 	f.LastRestore = append([]byte(nil), data...)
 	return nil
 }
@@ -144,7 +147,7 @@ func (t *fakeTable) declare(name, policy string) error {
 		return nil
 	}
 	if c != nil && c.builtin {
-		return fmt.Errorf("built-in chain %s declared without a policy", name)
+		return nil // iptables-restore accepts "-" for a built-in chain and changes nothing
 	}
 	if c == nil {
 		t.chains[name] = &fakeChain{}
@@ -382,16 +385,12 @@ func (f *Fake) Rules(table, chain string) []string {
 	return nil
 }
 
-func (f *Fake) clone() *Fake {
-	out := &Fake{tables: map[string]*fakeTable{}}
-	for tn, t := range f.tables {
-		nt := &fakeTable{chains: make(map[string]*fakeChain, len(t.chains))}
-		for cn, c := range t.chains {
-			nc := *c
-			nc.rules = slices.Clone(c.rules)
-			nt.chains[cn] = &nc
-		}
-		out.tables[tn] = nt
+func (t *fakeTable) clone() *fakeTable {
+	out := &fakeTable{chains: make(map[string]*fakeChain, len(t.chains))}
+	for cn, c := range t.chains {
+		nc := *c
+		nc.rules = slices.Clone(c.rules)
+		out.chains[cn] = &nc
 	}
 	return out
 }

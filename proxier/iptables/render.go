@@ -262,12 +262,10 @@ func (r *Renderer) assemble(full bool, written map[proxier.ServicePortName]bool,
 
 	var b bytes.Buffer
 	b.Grow(chainDecls.Len() + chainBodies.Len() + natSvc.b.Len() + natNP.b.Len() + 4096)
-	b.WriteString("*filter\n")
-	if full {
-		b.WriteString(":" + CanaryChain + " - [0:0]\n")
-	}
-	filterWritten := r.writeFixed(&b, TableFilter, filterFixed)
-	b.WriteString("COMMIT\n*nat\n")
+	// iptables-restore commits table by table, so the order matters when one fails. nat goes first:
+	// it is the table whose rules reference per-service chains and so the one that can be refused;
+	// when it is, nothing at all has changed. filter only touches chains that always exist.
+	b.WriteString("*nat\n")
 	if full {
 		b.WriteString(":" + CanaryChain + " - [0:0]\n")
 	}
@@ -280,6 +278,11 @@ func (r *Renderer) assemble(full bool, written map[proxier.ServicePortName]bool,
 	for _, c := range stale {
 		b.WriteString("-X " + c + "\n")
 	}
+	b.WriteString("COMMIT\n*filter\n")
+	if full {
+		b.WriteString(":" + CanaryChain + " - [0:0]\n")
+	}
+	filterWritten := r.writeFixed(&b, TableFilter, filterFixed)
 	b.WriteString("COMMIT\n")
 	if full {
 		b.WriteString("*mangle\n:" + CanaryChain + " - [0:0]\nCOMMIT\n")
