@@ -10,15 +10,15 @@ import (
 func TestFakeRejectsLikeTheKernel(t *testing.T) {
 	setup := "*nat\n:SY-A - [0:0]\n:SY-B - [0:0]\n-A SY-A -j SY-B\n-A SY-B -j RETURN\nCOMMIT\n"
 	for name, input := range map[string]string{
-		"jump to undeclared chain":      "*nat\n:SY-C - [0:0]\n-A SY-C -j SY-NOPE\nCOMMIT\n",
-		"rule in undeclared chain":      "*nat\n-A SY-NOPE -j RETURN\nCOMMIT\n",
-		"delete referenced chain":       "*nat\n:SY-B - [0:0]\n-X SY-B\nCOMMIT\n",
-		"delete non-empty chain":        "*nat\n-X SY-A\nCOMMIT\n",
-		"delete built-in chain":         "*nat\n-X PREROUTING\nCOMMIT\n",
-		"delete missing chain":          "*nat\n-X SY-NOPE\nCOMMIT\n",
-		"unknown table":                 "*bogus\nCOMMIT\n",
-		"missing COMMIT":                "*nat\n:SY-C - [0:0]\n",
-		"unterminated quote":            "*nat\n:SY-C - [0:0]\n-A SY-C -m comment --comment \"oops -j RETURN\nCOMMIT\n",
+		"jump to undeclared chain": "*nat\n:SY-C - [0:0]\n-A SY-C -j SY-NOPE\nCOMMIT\n",
+		"rule in undeclared chain": "*nat\n-A SY-NOPE -j RETURN\nCOMMIT\n",
+		"delete referenced chain":  "*nat\n:SY-B - [0:0]\n-X SY-B\nCOMMIT\n",
+		"delete non-empty chain":   "*nat\n-X SY-A\nCOMMIT\n",
+		"delete built-in chain":    "*nat\n-X PREROUTING\nCOMMIT\n",
+		"delete missing chain":     "*nat\n-X SY-NOPE\nCOMMIT\n",
+		"unknown table":            "*bogus\nCOMMIT\n",
+		"missing COMMIT":           "*nat\n:SY-C - [0:0]\n",
+		"unterminated quote":       "*nat\n:SY-C - [0:0]\n-A SY-C -m comment --comment \"oops -j RETURN\nCOMMIT\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := NewFake()
