@@ -50,7 +50,6 @@ func (h *ProxyHealth) QueuedUpdate() {
 	if h.oldestPending.IsZero() {
 		h.oldestPending = h.clock.Now()
 	}
-	metrics.SyncProxyRulesLastQueuedTimestamp.SetToCurrentTime()
 }
 
 // Updated records a successful sync: everything queued before it is now programmed.

@@ -1,0 +1,216 @@
+// Command switchyard is a Kubernetes service proxy that replaces the kube-proxy DaemonSet: it watches
+// Services, EndpointSlices and Nodes and programs them into iptables chains or IPVS tables, and can
+// also run a flannel-style VXLAN pod network. It takes kube-proxy's flags.
+package main
+
+import (
+	"context"
+	goflag "flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/switchyard/switchyard/podnet"
+	"github.com/switchyard/switchyard/proxier/healthcheck"
+	"github.com/switchyard/switchyard/watcher"
+)
+
+// fullSyncPeriod bounds how long partial syncs may go on trusting what was applied before, as
+// kube-proxy's iptables mode does: once an hour the periodic sync rewrites everything.
+const fullSyncPeriod = time.Hour
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		klog.ErrorS(err, "switchyard failed")
+		klog.Flush()
+		os.Exit(1)
+	}
+	klog.Flush()
+}
+
+func run(args []string) error {
+	opts, pcfg, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	if opts.Cleanup {
+		if err := cleanupAll(opts); err != nil {
+			return fmt.Errorf("cleanup: %w", err)
+		}
+		klog.InfoS("Cleanup done")
+		return nil
+	}
+	nodeName, err := opts.NodeName()
+	if err != nil {
+		return err
+	}
+	klog.InfoS("Starting switchyard", "node", nodeName, "proxyMode", opts.ProxyMode, "podNetwork", pcfg.Mode)
+
+	// SIGTERM and SIGINT stop the process and nothing else: the rules in the kernel stay exactly as
+	// they are, so traffic flows on until the next switchyard (or kube-proxy) takes over.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	backend, err := newBackend(opts)
+	if err != nil {
+		return err
+	}
+	client, err := newClient(opts)
+	if err != nil {
+		return err
+	}
+
+	syncPeriod, minSyncPeriod := opts.SyncPeriod, opts.MinSyncPeriod
+	if opts.ProxyMode == "ipvs" {
+		syncPeriod, minSyncPeriod = opts.IPVS.SyncPeriod, opts.IPVS.MinSyncPeriod
+	}
+	health := healthcheck.NewProxyHealth(clock.RealClock{}, 2*syncPeriod)
+	serviceHealth := healthcheck.NewServiceHealth(healthcheck.NetListener{}, health, nil)
+	defer serviceHealth.Close()
+	serveMetrics(ctx, opts.MetricsBindAddress, opts.ProxyMode)
+	go func() {
+		if err := health.Serve(opts.HealthzBindAddress); err != nil {
+			klog.ErrorS(err, "Health check server stopped")
+		}
+	}()
+
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(client, 15*time.Minute)
+	w, err := watcher.New(client, nodeFactory, watcher.Options{NodeName: nodeName, ResyncPeriod: 15 * time.Minute})
+	if err != nil {
+		return err
+	}
+	watchNodeEligibility(nodeFactory, nodeName, health)
+
+	var pod *podnet.Controller
+	if pcfg.Enabled() {
+		pcfg.ClusterCIDR = opts.ClusterCIDR
+		if pod, err = podnet.NewController(client, nodeFactory, nodeName, *pcfg); err != nil {
+			return err
+		}
+	}
+
+	lastFull := time.Time{}
+	runner, err := watcher.NewRunner(watcher.RunnerOptions{Name: opts.ProxyMode, MinInterval: minSyncPeriod, MaxInterval: syncPeriod},
+		func(reason watcher.Reason) error {
+			full := reason == watcher.ReasonFirst || reason == watcher.ReasonRetry || time.Since(lastFull) > fullSyncPeriod
+			snap, info := w.Snapshot(full)
+			if err := backend.Sync(snap); err != nil {
+				klog.ErrorS(err, "Sync failed; the previous rules stay in force and the next sync is full", "reason", reason)
+				return err
+			}
+			if full {
+				lastFull = time.Now()
+			}
+			info.ObserveProgrammed(time.Now())
+			health.Updated()
+			if err := serviceHealth.Sync(snap); err != nil {
+				klog.ErrorS(err, "Some service health check ports could not be served")
+			}
+			klog.V(2).InfoS("Synced", "reason", reason, "full", snap.Full, "services", len(snap.Services), "changed", len(snap.Changed))
+			return nil
+		})
+	if err != nil {
+		return err
+	}
+	w.OnChange(func() {
+		health.QueuedUpdate()
+		runner.Run()
+	})
+
+	w.Start(ctx)
+	nodeFactory.Start(ctx.Done())
+	if pod != nil {
+		go watchPodNetworkHealth(ctx, pod, health)
+		go func() {
+			if err := pod.Run(ctx); err != nil && ctx.Err() == nil {
+				klog.ErrorS(err, "Pod network controller stopped")
+			}
+		}()
+	}
+	// No sync before the caches are complete: a partial view would delete the rules of services not
+	// yet seen. While the API server is unreachable we keep waiting and the old rules keep working.
+	klog.InfoS("Waiting for the Service, EndpointSlice and Node caches to sync")
+	if !w.WaitForCacheSync(ctx) {
+		klog.InfoS("Stopped before the caches synced; the installed rules are untouched")
+		return nil
+	}
+	klog.InfoS("Caches synced; starting the sync loop")
+	runner.Loop(ctx.Done())
+	klog.InfoS("Stopping; the installed rules stay in place")
+	return nil
+}
+
+// parseFlags reads the command line over kube-proxy's defaults.
+func parseFlags(args []string) (*Options, *podnet.Config, error) {
+	opts := DefaultOptions()
+	pcfg := podnet.DefaultConfig()
+	fs := pflag.NewFlagSet("switchyard", pflag.ContinueOnError)
+	opts.AddFlags(fs)
+	pcfg.AddFlags(fs)
+	klogFlags := goflag.NewFlagSet("klog", goflag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	fs.AddGoFlagSet(klogFlags)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if err := pcfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return opts, &pcfg, nil
+}
+
+// watchNodeEligibility fails /healthz (but not /livez) while this node is being deleted or carries
+// the cluster autoscaler's ToBeDeleted taint, so load balancers drain it first.
+func watchNodeEligibility(f informers.SharedInformerFactory, nodeName string, health *healthcheck.ProxyHealth) {
+	update := func(obj any) {
+		node, ok := obj.(*v1.Node)
+		if !ok || node.Name != nodeName {
+			return
+		}
+		eligible := node.DeletionTimestamp == nil
+		for _, t := range node.Spec.Taints {
+			if t.Key == healthcheck.ToBeDeletedTaint {
+				eligible = false
+			}
+		}
+		health.SetNodeEligible(eligible)
+	}
+	_, _ = f.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    update,
+		UpdateFunc: func(_, cur any) { update(cur) },
+	})
+}
+
+// watchPodNetworkHealth mirrors the pod network controller's state (e.g. "waiting for this node's
+// podCIDR") into /healthz.
+func watchPodNetworkHealth(ctx context.Context, pod *podnet.Controller, health *healthcheck.ProxyHealth) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		ok, msg := pod.Healthy()
+		if ok {
+			msg = ""
+		}
+		health.SetCondition("pod-network", msg)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/switchyard/switchyard/proxier/metrics"
+)
+
+// newClient builds an API client the way kube-proxy does: --master and --kubeconfig, else the
+// in-cluster configuration; protobuf on the wire, since the proxy's watches carry every Service and
+// EndpointSlice in the cluster.
+func newClient(o *Options) (kubernetes.Interface, error) {
+	if o.Kubeconfig == "" && o.Master == "" {
+		klog.InfoS("Neither --kubeconfig nor --master was given; using the in-cluster configuration")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags(o.Master, o.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("API client configuration: %w", err)
+	}
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.QPS, cfg.Burst = 5, 10
+	cfg.UserAgent = "switchyard"
+	return kubernetes.NewForConfig(cfg)
+}
+
+// serveMetrics serves /metrics, kube-proxy's /proxyMode and a plain /healthz on addr until ctx ends.
+func serveMetrics(ctx context.Context, addr, mode string) {
+	if addr == "" {
+		return
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.Register(reg)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprint(w, mode)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") })
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() {
+		klog.InfoS("Serving metrics", "address", addr)
+		// A busy port must not stop the proxy: rules matter more than metrics. Keep retrying.
+		for ctx.Err() == nil {
+			err := srv.ListenAndServe()
+			if errors.Is(err, http.ErrServerClosed) {
+				return
+			}
+			klog.ErrorS(err, "Metrics server failed; retrying in 5s", "address", addr)
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}()
+}
