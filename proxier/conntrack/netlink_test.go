@@ -74,7 +74,7 @@ func TestNetlinkDeletesOnlyMatchingFlows(t *testing.T) {
 	vipPort := netip.MustParseAddrPort("10.96.0.53:53")
 	n, err := d.DeleteUDP(proxier.IPv4, []Filter{
 		{OrigDstIP: vipPort.Addr(), OrigDstPort: 53, ReplySrcIP: netip.MustParseAddr("127.0.0.1"), ReplySrcPort: 5001}, // endpoint gone
-		{OrigDstIP: vipPort.Addr(), OrigDstPort: 53, ReplySrcIP: vipPort.Addr(), ReplySrcPort: 53},                  // never DNATed
+		{OrigDstIP: vipPort.Addr(), OrigDstPort: 53, ReplySrcIP: vipPort.Addr(), ReplySrcPort: 53},                     // never DNATed
 	})
 	if err != nil {
 		t.Fatal(err)
