@@ -392,6 +392,78 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 	})
 }
 
+// TestRealKernelMatchesFake syncs the behaviour fixture into a real kernel and into the fake and
+// requires the same tables from both, so that what the tracer proves on the fake's dump holds for
+// the kernel; it then runs the behaviour cases on the kernel's own dump as well.
+func TestRealKernelMatchesFake(t *testing.T) {
+	netnstest.Require(t)
+	fake := iptables.NewFake()
+	pf, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: fake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pf.Sync(traceSnapshot()); err != nil {
+		t.Fatal(err)
+	}
+	want := splitTables(fake.Dump())
+	for _, v := range []iptables.Variant{iptables.VariantNFT, iptables.VariantLegacy} {
+		t.Run(string(v), func(t *testing.T) {
+			ns := netnstest.New(t, "node")
+			err := ns.Do(func() error {
+				ipt, err := iptables.NewReal(proxier.IPv4, v)
+				if err != nil {
+					return err
+				}
+				if !ipt.HasRandomFully() {
+					return fmt.Errorf("iptables-%s lacks MASQUERADE --random-fully, which the fixture renders", v)
+				}
+				p, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: ipt})
+				if err != nil {
+					return err
+				}
+				return p.Sync(traceSnapshot())
+			})
+			if err != nil {
+				t.Fatalf("sync into %s: %v", ns.Name, err)
+			}
+			dump := ns.MustRun(t, "iptables-"+string(v)+"-save")
+			got := splitTables(dump)
+			for _, table := range []string{"filter", "nat", "mangle"} {
+				if got[table] != want[table] {
+					t.Errorf("table %s: kernel and fake differ\nkernel:\n%s\nfake:\n%s", table, got[table], want[table])
+				}
+			}
+			rs, err := tracer.Parse(dump)
+			if err != nil {
+				t.Fatalf("the tracer cannot read the kernel's dump: %v", err)
+			}
+			tr := tracer.New(rs, traceNode, nil)
+			for _, c := range behaviourCases() {
+				t.Run(c.name, func(t *testing.T) { check(t, tr, c.p, c.w) })
+			}
+		})
+	}
+}
+
+// splitTables returns each table of an iptables-save dump without comments and counters.
+func splitTables(dump string) map[string]string {
+	out := map[string]string{}
+	var cur string
+	var b strings.Builder
+	for _, line := range strings.Split(stripCounters(dump), "\n") {
+		switch {
+		case strings.HasPrefix(line, "*"):
+			cur = line[1:]
+			b.Reset()
+		case line == "COMMIT":
+			out[cur] = b.String()
+		case cur != "":
+			b.WriteString(line + "\n")
+		}
+	}
+	return out
+}
+
 // stripCounters drops the parts of iptables-save output that change without any rule changing.
 func stripCounters(s string) string {
 	var out []string

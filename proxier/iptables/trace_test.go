@@ -199,14 +199,17 @@ func check(t *testing.T, tr *tracer.Tracer, p pkt, w want) *tracer.Result {
 
 var webEndpoints = []string{"10.244.1.5:8080", "10.244.2.7:8080", "10.244.3.9:8080", "10.244.2.8:8080", "10.244.3.10:8080"}
 
-func TestTraceBehaviour(t *testing.T) {
-	tr := load(t, traceSnapshot(), traceOptions())
+// behaviourCase is one packet and where it must end up.
+type behaviourCase struct {
+	name string
+	p    pkt
+	w    want
+}
+
+// behaviourCases are the expectations for traceSnapshot under traceOptions.
+func behaviourCases() []behaviourCase {
 	accept := tracer.Accept
-	for _, c := range []struct {
-		name string
-		p    pkt
-		w    want
-	}{
+	return []behaviourCase{
 		{"pod to ClusterIP lands on every ready endpoint, not masqueraded",
 			fromPod("10.96.0.10", 80), want{verdict: accept, dsts: webEndpoints, masq: no, srcKept: true}},
 		{"pod on another node to ClusterIP is not masqueraded",
@@ -260,7 +263,12 @@ func TestTraceBehaviour(t *testing.T) {
 			fromPod("10.96.0.70", 80), want{verdict: accept, dsts: []string{"10.244.2.14:8080"}}},
 		{"terminating endpoints are not used while a ready one exists",
 			fromPod("10.96.0.71", 80), want{verdict: accept, dsts: []string{"10.244.3.15:8080"}}},
-	} {
+	}
+}
+
+func TestTraceBehaviour(t *testing.T) {
+	tr := load(t, traceSnapshot(), traceOptions())
+	for _, c := range behaviourCases() {
 		t.Run(c.name, func(t *testing.T) { check(t, tr, c.p, c.w) })
 	}
 }
