@@ -117,6 +117,8 @@ func traceSnapshot() *proxier.Snapshot {
 	add(s, &proxier.ServicePort{Name: name("draining"), Port: 80, ClusterIPs: addrs("10.96.0.70")},
 		servingTerminating("10.244.2.14", 8080, "node-b"),
 		proxier.Endpoint{IP: a("10.244.3.14"), Port: 8080, Terminating: true, NodeName: "node-c"})
+	add(s, &proxier.ServicePort{Name: name("sctp"), Protocol: proxier.SCTP, Port: 9999, ClusterIPs: addrs("10.96.0.80")},
+		ready("10.244.2.16", 9999, "node-b"))
 	// A ready endpoint beside a serving-terminating one: only the ready one is used.
 	add(s, &proxier.ServicePort{Name: name("half-drained"), Port: 80, ClusterIPs: addrs("10.96.0.71")},
 		servingTerminating("10.244.2.15", 8080, "node-b"), ready("10.244.3.15", 8080, "node-c"))
@@ -217,6 +219,11 @@ func behaviourCases() []behaviourCase {
 		{"UDP ClusterIP",
 			pkt{Src: a("10.244.1.20"), Dst: a("10.96.0.53"), Proto: "udp", SrcPort: 5353, DstPort: 53, InIface: "cni0"},
 			want{verdict: accept, dsts: []string{"10.244.2.2:53", "10.244.3.3:53"}, masq: no}},
+		{"SCTP ClusterIP",
+			pkt{Src: a("10.244.1.20"), Dst: a("10.96.0.80"), Proto: "sctp", SrcPort: 5000, DstPort: 9999, InIface: "cni0"},
+			want{verdict: accept, dsts: []string{"10.244.2.16:9999"}, masq: no}},
+		{"TCP to the SCTP service's port is not DNATed",
+			fromPod("10.96.0.80", 9999), want{verdict: accept, dsts: []string{"10.96.0.80:9999"}}},
 		{"wrong port of a ClusterIP is not DNATed",
 			fromPod("10.96.0.10", 81), want{verdict: accept, dsts: []string{"10.96.0.10:81"}, masq: no}},
 		{"off-cluster source to ClusterIP is masqueraded",
@@ -378,4 +385,103 @@ func kernelState(t *testing.T, snap *proxier.Snapshot, opts iptables.Options) *t
 		t.Fatalf("the tracer cannot read the synced rules: %v", err)
 	}
 	return rs
+}
+
+// TestTraceIncrementalSync checks the rules an incremental sync leaves behind, not only a full one.
+func TestTraceIncrementalSync(t *testing.T) {
+	fake := iptables.NewFake()
+	p, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: fake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := traceSnapshot()
+	if err := p.Sync(snap); err != nil {
+		t.Fatal(err)
+	}
+	trace := func() *tracer.Tracer {
+		t.Helper()
+		rs, err := tracer.Parse(fake.Dump())
+		if err != nil {
+			t.Fatalf("the tracer cannot read the synced rules: %v", err)
+		}
+		return tracer.New(rs, traceNode, nil)
+	}
+
+	// web loses four endpoints and gains one; empty gains one; sticky is deleted.
+	next := traceSnapshot()
+	next.Full = false
+	next.Changed = map[proxier.ServiceKey]struct{}{}
+	for _, svc := range []string{"web", "empty", "sticky"} {
+		next.Changed[name(svc).ServiceKey] = struct{}{}
+	}
+	next.Endpoints[name("web")] = []proxier.Endpoint{ready("10.244.1.5", 8080, thisNode), ready("10.244.5.5", 8080, "node-e")}
+	next.Endpoints[name("empty")] = []proxier.Endpoint{ready("10.244.2.40", 80, "node-b")}
+	delete(next.Services, name("sticky"))
+	delete(next.Endpoints, name("sticky"))
+	if err := p.Sync(next); err != nil {
+		t.Fatal(err)
+	}
+	tr := trace()
+	check(t, tr, fromPod("10.96.0.10", 80), want{verdict: tracer.Accept, dsts: []string{"10.244.1.5:8080", "10.244.5.5:8080"}, masq: no})
+	check(t, tr, fromInternet("192.168.50.10", 30010), want{verdict: tracer.Accept, dsts: []string{"10.244.1.5:8080", "10.244.5.5:8080"}, masq: yes})
+	check(t, tr, fromPod("10.96.0.40", 80), want{verdict: tracer.Accept, dsts: []string{"10.244.2.40:80"}, masq: no})
+	check(t, tr, fromInternet("192.168.50.10", 30040), want{verdict: tracer.Accept, dsts: []string{"10.244.2.40:80"}, masq: yes})
+	// The deleted service's ClusterIP is no longer DNATed anywhere.
+	check(t, tr, fromPod("10.96.0.50", 80), want{verdict: tracer.Accept, dsts: []string{"10.96.0.50:80"}})
+	// Untouched services behave as before.
+	check(t, tr, fromInternet("192.168.50.10", 30030), want{verdict: tracer.Drop})
+	check(t, tr, fromPod("10.96.0.60", 80), want{verdict: tracer.Accept, dsts: []string{"10.244.1.12:8080"}})
+
+	// The incremental result must equal a full sync of the same snapshot.
+	fresh := iptables.NewFake()
+	pf, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: fresh})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := *next
+	full.Full = true
+	if err := pf.Sync(&full); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fake.Dump(), fresh.Dump(); got != want {
+		t.Fatalf("incremental sync differs from a full sync of the same state:\nincremental:\n%s\nfull:\n%s", got, want)
+	}
+}
+
+func TestTraceIPv6(t *testing.T) {
+	opts := iptables.DefaultOptions(proxier.IPv6)
+	opts.LocalDetector.ClusterCIDRs = []netip.Prefix{pfx("fd00:10:244::/48")}
+	opts.NodeIPs = []netip.Addr{a("fd00:192:168:50::10")}
+	opts.RandomFully = true
+	s := proxier.NewSnapshot()
+	s.Full = true
+	s.Node = proxier.NodeInfo{Name: thisNode, PodCIDRs: []netip.Prefix{pfx("fd00:10:244:1::/64")}}
+	add(s, &proxier.ServicePort{Name: name("web"), Port: 80, ClusterIPs: addrs("10.96.0.10", "fd00:10:96::10"), NodePort: 30010,
+		Affinity: proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 60}},
+		ready("10.244.1.5", 8080, thisNode), ready("fd00:10:244:1::5", 8080, thisNode), ready("fd00:10:244:2::7", 8080, "node-b"))
+	add(s, &proxier.ServicePort{Name: name("empty"), Port: 80, ClusterIPs: addrs("fd00:10:96::40")})
+	node := tracer.Node{
+		Interfaces: []tracer.Interface{
+			{Name: "eth0", Addrs: []netip.Prefix{pfx("fd00:192:168:50::10/64")}},
+			{Name: "cni0", Addrs: []netip.Prefix{pfx("fd00:10:244:1::1/64")}},
+			{Name: "flannel.1", Addrs: []netip.Prefix{pfx("fd00:10:244:1::/128")}},
+		},
+		Routes: []tracer.Route{{Dst: pfx("fd00:10:244::/48"), Iface: "flannel.1"}, {Dst: pfx("::/0"), Iface: "eth0"}},
+	}
+	tr := tracer.New(kernelState(t, s, opts), node, nil)
+	v6 := func(src, in, dst string, port uint16) pkt {
+		return pkt{Src: a(src), Dst: a(dst), Proto: "tcp", SrcPort: 43210, DstPort: port, InIface: in}
+	}
+	eps := []string{"[fd00:10:244:1::5]:8080", "[fd00:10:244:2::7]:8080"}
+	check(t, tr, v6("fd00:10:244:1::20", "cni0", "fd00:10:96::10", 80), want{verdict: tracer.Accept, dsts: eps, masq: no, srcKept: true})
+	check(t, tr, v6("2001:db8::1", "eth0", "fd00:192:168:50::10", 30010), want{verdict: tracer.Accept, dsts: eps, masq: yes})
+	res := check(t, tr, v6("fd00:10:244:1::20", "cni0", "fd00:10:96::40", 80), want{verdict: tracer.Reject})
+	if o := res.Outcomes[0]; o.RejectWith != "icmp6-port-unreachable" {
+		t.Fatalf("IPv6 REJECT type %q", o.RejectWith)
+	}
+	// Affinity keys on the full IPv6 source address.
+	first := check(t, tr, v6("fd00:10:244:1::20", "cni0", "fd00:10:96::10", 80), want{verdict: tracer.Accept, dsts: eps})
+	tr.Commit(first.Outcomes[0])
+	check(t, tr, v6("fd00:10:244:1::20", "cni0", "fd00:10:96::10", 80), want{verdict: tracer.Accept, dsts: []string{first.Outcomes[0].Dst.String()}})
+	check(t, tr, v6("fd00:10:244:1::21", "cni0", "fd00:10:96::10", 80), want{verdict: tracer.Accept, dsts: eps})
 }
