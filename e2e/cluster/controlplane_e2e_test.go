@@ -176,9 +176,11 @@ func TestNodeReachesAPIServerThroughRelay(t *testing.T) {
 		len(slice.Ports) != 1 || *slice.Ports[0].Port != 6443 {
 		t.Errorf("kubernetes EndpointSlice = %+v %+v, want 192.168.50.1:6443", slice.Endpoints, slice.Ports)
 	}
-	if out, err := c.NodeExec(ctx, 1, "curl", "-sS", "--cacert", filepath.Join(pki, "ca.crt"),
-		"https://192.168.50.1:6443/readyz"); err != nil || out != "ok" {
-		t.Errorf("node 1 to the advertised API address: %q %v", out, err)
+	for _, n := range c.Nodes {
+		if out, err := c.NodeExec(ctx, n.Index, "curl", "-sS", "--cacert", filepath.Join(pki, "ca.crt"),
+			"https://192.168.50.1:6443/readyz"); err != nil || out != "ok" {
+			t.Errorf("node %s to the advertised API address over the underlay: %q %v", n.Name, out, err)
+		}
 	}
 }
 

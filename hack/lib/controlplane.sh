@@ -84,10 +84,22 @@ sy_start_controller_manager() {
 		sy_die "kube-controller-manager did not become healthy; see ${SY_STATE}/logs/kube-controller-manager.log"
 }
 
-# sy_bootstrap_rbac lets the nodes' identity (group switchyard:nodes) do what kube-proxy may do
+# sy_bootstrap_rbac gives kube-controller-manager's own identity the bootstrap roles of exactly the
+# controllers it runs (upstream gives each controller a service account of its own with
+# --use-service-account-credentials; one identity with the same roles needs no token machinery).
+# It also lets the nodes' identity (group switchyard:nodes) do what kube-proxy may do
 # (system:node-proxier) plus what the VXLAN network needs: read Nodes and write its own
 # annotations, as flannel's kube subnet manager does.
 sy_bootstrap_rbac() {
+	local role
+	for role in node-controller endpointslice-controller endpointslicemirroring-controller \
+		namespace-controller generic-garbage-collector; do
+		sy_apply /apis/rbac.authorization.k8s.io/v1/clusterrolebindings '{
+		  "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+		  "metadata": {"name": "switchyard-local:kcm:'"${role}"'"},
+		  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:controller:'"${role}"'"},
+		  "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:kube-controller-manager"}]}'
+	done
 	sy_apply /apis/rbac.authorization.k8s.io/v1/clusterroles '{
 	  "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
 	  "metadata": {"name": "switchyard:node"},
@@ -97,7 +109,6 @@ sy_bootstrap_rbac() {
 	    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
 	    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]}
 	  ]}'
-	local role
 	for role in system:node-proxier switchyard:node; do
 		sy_apply /apis/rbac.authorization.k8s.io/v1/clusterrolebindings '{
 		  "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",

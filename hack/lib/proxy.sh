@@ -71,6 +71,9 @@ sy_start_kube_proxy() {
 		--v="${SWITCHYARD_K8S_V:-1}" ${KUBE_PROXY_EXTRA_ARGS:-}
 }
 
+# SY_POD_NETWORK_RUNNING is set to 1 once switchyard (which also runs the pod network) runs.
+SY_POD_NETWORK_RUNNING=0
+
 # sy_proxies_up PROXY starts PROXY (switchyard, kube-proxy or none) in every node. Switchyard is
 # skipped with a message while its command is missing from the tree or does not build.
 sy_proxies_up() {
@@ -94,6 +97,8 @@ sy_proxies_up() {
 		for ((i = 1; i <= SY_NODES; i++)); do
 			sy_start_switchyard "${i}" "${bin}"
 		done
+		# shellcheck disable=SC2034 # read by local-up.sh
+		SY_POD_NETWORK_RUNNING=1
 		;;
 	kube-proxy)
 		for ((i = 1; i <= SY_NODES; i++)); do
