@@ -42,6 +42,9 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	if opts.WriteConfigTo != "" {
+		return writeConfig(opts, opts.WriteConfigTo)
+	}
 	if opts.Cleanup {
 		if err := cleanupAll(opts); err != nil {
 			return fmt.Errorf("cleanup: %w", err)
@@ -149,9 +152,37 @@ func run(args []string) error {
 	return nil
 }
 
-// parseFlags reads the command line over kube-proxy's defaults.
+// parseFlags reads the command line over kube-proxy's defaults. With --config, the file is applied
+// over the defaults first and the command line is then parsed again on top, so that flags given
+// explicitly win over the file, as in kube-proxy.
 func parseFlags(args []string) (*Options, *podnet.Config, error) {
-	opts := DefaultOptions()
+	opts, pcfg, err := parseOnto(args, DefaultOptions())
+	if err != nil {
+		return nil, nil, err
+	}
+	if opts.ConfigFile != "" {
+		fromFile := DefaultOptions()
+		ignored, err := loadConfigFile(opts.ConfigFile, fromFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(ignored) > 0 {
+			klog.InfoS("WARNING: these KubeProxyConfiguration fields are set but Switchyard ignores them", "config", opts.ConfigFile, "fields", ignored)
+		}
+		if opts, pcfg, err = parseOnto(args, fromFile); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if err := pcfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return opts, pcfg, nil
+}
+
+func parseOnto(args []string, opts *Options) (*Options, *podnet.Config, error) {
 	pcfg := podnet.DefaultConfig()
 	fs := pflag.NewFlagSet("switchyard", pflag.ContinueOnError)
 	opts.AddFlags(fs)
@@ -164,12 +195,6 @@ func parseFlags(args []string) (*Options, *podnet.Config, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, nil, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if err := opts.Validate(); err != nil {
-		return nil, nil, err
-	}
-	if err := pcfg.Validate(); err != nil {
-		return nil, nil, err
 	}
 	return opts, &pcfg, nil
 }

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	sigsyaml "sigs.k8s.io/yaml"
+)
+
+// configMapFile extracts one key of a ConfigMap manifest into a file, as the kubelet's volume mount
+// would, and returns its path.
+func configMapFile(t *testing.T, manifest, key string) string {
+	t.Helper()
+	data, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm v1.ConfigMap
+	if err := sigsyaml.UnmarshalStrict(data, &cm); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), key)
+	if err := os.WriteFile(path, []byte(cm.Data[key]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestKubeadmDefaultConfigMap(t *testing.T) {
+	path := configMapFile(t, "testdata/kubeadm-kube-proxy-configmap.yaml", "config.conf")
+	// kubeadm's DaemonSet passes exactly these two flags.
+	opts, _, err := parseFlags([]string{"--config=" + path, "--hostname-override=node-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultOptions()
+	want.ConfigFile = path
+	want.Kubeconfig = "/var/lib/kube-proxy/kubeconfig.conf"
+	want.ClusterCIDR = "10.244.0.0/16"
+	want.HostnameOverride = "node-a"
+	if !reflect.DeepEqual(opts, want) {
+		t.Fatalf("effective options\n got %+v\nwant %+v", opts, want)
+	}
+	// kubeadm's file sets nothing Switchyard ignores: every other field holds its zero value.
+	ignored, err := loadConfigFile(path, DefaultOptions())
+	if err != nil || len(ignored) != 0 {
+		t.Fatalf("ignored %v, err %v", ignored, err)
+	}
+}
+
+func TestFlagsOverrideConfigFile(t *testing.T) {
+	path := writeFile(t, `apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: ipvs
+clusterCIDR: 10.244.0.0/16
+iptables:
+  syncPeriod: 10s
+  masqueradeBit: 15
+ipvs:
+  scheduler: lc
+  excludeCIDRs: [192.168.99.0/24]
+`)
+	opts, _, err := parseFlags([]string{"--config", path, "--proxy-mode=iptables", "--iptables-sync-period=20s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.ProxyMode != "iptables" || opts.SyncPeriod != 20*time.Second {
+		t.Errorf("flags must win: mode %q sync %v", opts.ProxyMode, opts.SyncPeriod)
+	}
+	if opts.MasqueradeBit != 15 || opts.IPVS.Scheduler != "lc" || opts.ClusterCIDR != "10.244.0.0/16" ||
+		!reflect.DeepEqual(opts.IPVS.ExcludeCIDRs, []string{"192.168.99.0/24"}) {
+		t.Errorf("file values not applied: %+v", opts)
+	}
+}
+
+func TestIgnoredFieldsAreListed(t *testing.T) {
+	path := writeFile(t, `apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+oomScoreAdj: -999
+conntrack:
+  maxPerCore: 32768
+iptables:
+  localhostNodePorts: true
+featureGates:
+  SomeGate: true
+`)
+	ignored, err := loadConfigFile(path, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"conntrack.maxPerCore", "featureGates", "iptables.localhostNodePorts", "oomScoreAdj"}
+	if !reflect.DeepEqual(ignored, want) {
+		t.Fatalf("ignored = %v, want %v", ignored, want)
+	}
+}
+
+func TestMalformedConfigNamesLineAndReason(t *testing.T) {
+	for name, tc := range map[string]struct{ body, want string }{
+		"syntax": {"apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs: iptables\n", "line 3: mapping values are not allowed"},
+		"unknown field": {"apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\niptables:\n  syncPeriod: 5s\n  bogus: 1\n",
+			`:5: unknown field "bogus"`},
+		"wrong type": {"apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\niptables:\n  masqueradeBit: fourteen\n",
+			":4: field iptables.masqueradeBit: wrong type"},
+		"wrong kind": {"apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeletConfiguration\n", ":2: apiVersion"},
+		"invalid value": {"apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: userspace\n",
+			`--proxy-mode="userspace"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := parseFlags([]string{"--config=" + writeFile(t, tc.body)})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestWriteConfigRoundTrips(t *testing.T) {
+	opts, _, err := parseFlags([]string{"--proxy-mode=ipvs", "--cluster-cidr=10.244.0.0/16", "--ipvs-scheduler=wlc", "--masquerade-all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "effective.yaml")
+	if err := writeConfig(opts, out); err != nil {
+		t.Fatal(err)
+	}
+	back, _, err := parseFlags([]string{"--config=" + out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back.ConfigFile = ""
+	if !reflect.DeepEqual(back, opts) {
+		t.Fatalf("round trip\n got %+v\nwant %+v", back, opts)
+	}
+}
+
+func TestValidateRejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--proxy-mode=userspace"},
+		{"--iptables-masquerade-bit=32"},
+		{"--cluster-cidr=10.244.0.0/33"},
+		{"--nodeport-addresses=not-a-cidr"},
+		{"--iptables-sync-period=0s"},
+		{"--iptables-min-sync-period=1m", "--iptables-sync-period=30s"},
+		{"--iptables-variant=xtables"},
+	} {
+		if _, _, err := parseFlags(args); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}
