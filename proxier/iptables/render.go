@@ -3,6 +3,7 @@ package iptables
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -41,8 +42,9 @@ type Rendered struct {
 }
 
 // Renderer turns snapshots into iptables-restore input for one IP family. It remembers the rules it
-// rendered for each service port, so that an incremental render only recomputes the services a
-// snapshot marks as changed. It performs no I/O: Proxier applies what it returns.
+// rendered for each service port, and the shared chains assembled from them, so that an incremental
+// render costs in proportion to what changed rather than to the size of the cluster. It performs no
+// I/O: Proxier applies what it returns.
 type Renderer struct {
 	opts        Options
 	clusterCIDR netip.Prefix
@@ -50,7 +52,18 @@ type Renderer struct {
 	markMask    string // "0x4000/0x4000"
 
 	services map[proxier.ServicePortName]*serviceRules
+	byKey    map[proxier.ServiceKey][]proxier.ServicePortName
 	order    []proxier.ServicePortName // sorted keys of services
+
+	// Aggregates over services, kept up to date as services are added and removed.
+	chains                 ChainSet // every per-service chain
+	chainRules             int      // rules in those chains
+	hairpinRefs            map[netip.Addr]int
+	noLocalInt, noLocalExt int
+	// shared is the text of the shared chains assembled from every service; nil when a change to
+	// some service's share of them requires assembling it again.
+	shared *sharedChains
+
 	// Inputs outside the per-service data that every service's rules depend on; a change to any of
 	// them makes the next render recompute every service.
 	lastNode  string
@@ -61,6 +74,11 @@ type Renderer struct {
 	lastFixed map[string]string
 }
 
+// sharedChains holds the shared chains' rules, concatenated over services in name order.
+type sharedChains struct {
+	filterSvc, filterExt, filterFW, filterNP, natSvc, natNP, hairpin, forward, postrouting ruleBuf
+}
+
 // NewRenderer checks opts and returns a renderer with nothing rendered yet.
 func NewRenderer(opts Options) (*Renderer, error) {
 	cidr, err := opts.validate()
@@ -68,14 +86,20 @@ func NewRenderer(opts Options) (*Renderer, error) {
 		return nil, err
 	}
 	m := opts.markHex()
-	return &Renderer{
-		opts:        opts,
-		clusterCIDR: cidr,
-		mark:        m,
-		markMask:    m + "/" + m,
-		services:    map[proxier.ServicePortName]*serviceRules{},
-		lastFixed:   map[string]string{},
-	}, nil
+	r := &Renderer{opts: opts, clusterCIDR: cidr, mark: m, markMask: m + "/" + m}
+	r.reset()
+	return r, nil
+}
+
+func (r *Renderer) reset() {
+	r.services = map[proxier.ServicePortName]*serviceRules{}
+	r.byKey = map[proxier.ServiceKey][]proxier.ServicePortName{}
+	r.order = nil
+	r.chains = ChainSet{}
+	r.chainRules, r.noLocalInt, r.noLocalExt = 0, 0, 0
+	r.hairpinRefs = map[netip.Addr]int{}
+	r.shared = nil
+	r.lastFixed = map[string]string{}
 }
 
 // RenderFull renders snap from scratch: a convenience for tests and tools that want the complete
@@ -90,11 +114,13 @@ func RenderFull(snap *proxier.Snapshot, opts Options) (*Rendered, error) {
 
 // Render returns the restore input that takes the kernel from the state of the previous render to
 // snap. With full set (or on the first render, or when node facts changed) every service's chains
-// are written; otherwise only those of services in snap.Changed. The dispatch chains are always
-// rewritten whole. existing is the set of per-service chains the kernel holds (the ServiceChains of
-// the last render that was applied successfully); chains in it that the new state does not use are
-// deleted. Rendering a full sync after a failed apply is always safe: chains are declared before
-// they are deleted, so a chain that is missing from the kernel does not fail the transaction.
+// and every shared chain are written; otherwise only the chains of services in snap.Changed, and
+// the shared chains whose text changed. existing matters for full renders: it is the set of
+// per-service chains the kernel may hold (the ServiceChains of the last render applied
+// successfully), and chains in it that the new state does not use are deleted. An incremental
+// render assumes the previous render was applied; after a failure, render full.
+// Stale chains are declared before they are deleted, so a chain that is already missing from the
+// kernel cannot fail the transaction.
 func (r *Renderer) Render(snap *proxier.Snapshot, full bool, existing ChainSet) *Rendered {
 	local := r.localCIDR(snap)
 	if !r.rendered || snap.Node.Name != r.lastNode || snap.Node.Zone() != r.lastZone || local != r.lastLocal {
@@ -103,39 +129,126 @@ func (r *Renderer) Render(snap *proxier.Snapshot, full bool, existing ChainSet) 
 	r.rendered, r.lastNode, r.lastZone, r.lastLocal = true, snap.Node.Name, snap.Node.Zone(), local
 	ctx := &renderContext{Renderer: r, node: snap.Node, localCIDR: local}
 
-	written := map[proxier.ServicePortName]bool{} // service port names re-rendered in this pass
-	orderChanged := false
+	var written []proxier.ServicePortName // services whose chains this render writes
+	var staleCandidates []string
 	if full {
-		clear(r.services)
+		r.reset()
 		for name, svc := range snap.Services {
-			r.services[name] = ctx.renderService(svc, snap.Endpoints[name])
-			written[name] = true
+			r.add(name, ctx.renderService(svc, snap.Endpoints[name]))
+			written = append(written, name)
 		}
-		orderChanged = true
+		for c := range existing {
+			staleCandidates = append(staleCandidates, c)
+		}
+		r.sortOrder()
 	} else {
+		orderChanged := false
 		for key := range snap.Changed {
-			// Drop every port of a changed service, then render the ports it has now.
-			for name := range r.services {
-				if name.ServiceKey == key {
-					delete(r.services, name)
-					orderChanged = true
+			old := map[proxier.ServicePortName]*serviceRules{}
+			for _, name := range slices.Clone(r.byKey[key]) { // remove edits byKey
+				old[name] = r.services[name]
+				for _, c := range r.services[name].chains {
+					staleCandidates = append(staleCandidates, c)
 				}
+				r.remove(name)
 			}
 			for _, name := range snap.PortsOf(key) {
-				r.services[name] = ctx.renderService(snap.Services[name], snap.Endpoints[name])
-				written[name] = true
+				s := ctx.renderService(snap.Services[name], snap.Endpoints[name])
+				r.add(name, s)
+				written = append(written, name)
+				if o, ok := old[name]; !ok {
+					orderChanged = true
+				} else if !o.sameShare(s) {
+					r.shared = nil
+				}
+				delete(old, name)
+			}
+			if len(old) > 0 {
 				orderChanged = true
 			}
 		}
-	}
-	if orderChanged {
-		r.order = r.order[:0]
-		for name := range r.services {
-			r.order = append(r.order, name)
+		if orderChanged {
+			r.sortOrder()
+			r.shared = nil
 		}
-		proxier.SortServicePortNames(r.order)
 	}
-	return r.assemble(full, written, existing)
+	proxier.SortServicePortNames(written)
+
+	var stale []string
+	for _, c := range staleCandidates {
+		if _, ok := r.chains[c]; !ok && isServiceChain(c) {
+			stale = append(stale, c)
+		}
+	}
+	slices.Sort(stale)
+	stale = slices.Compact(stale)
+	return r.assemble(full, written, stale)
+}
+
+// add and remove keep the aggregates in step with r.services.
+func (r *Renderer) add(name proxier.ServicePortName, s *serviceRules) {
+	r.services[name] = s
+	r.byKey[name.ServiceKey] = append(r.byKey[name.ServiceKey], name)
+	for _, c := range s.chains {
+		r.chains[c] = struct{}{}
+	}
+	r.chainRules += s.chainBody.rules
+	for _, ip := range s.hairpin {
+		if r.hairpinRefs[ip]++; r.hairpinRefs[ip] == 1 {
+			r.shared = nil
+		}
+	}
+	r.noLocalInt += b2i(s.noLocalInternal)
+	r.noLocalExt += b2i(s.noLocalExternal)
+}
+
+func (r *Renderer) remove(name proxier.ServicePortName) {
+	s := r.services[name]
+	if s == nil {
+		return
+	}
+	delete(r.services, name)
+	r.byKey[name.ServiceKey] = slices.DeleteFunc(r.byKey[name.ServiceKey], func(n proxier.ServicePortName) bool { return n == name })
+	if len(r.byKey[name.ServiceKey]) == 0 {
+		delete(r.byKey, name.ServiceKey)
+	}
+	for _, c := range s.chains {
+		delete(r.chains, c)
+	}
+	r.chainRules -= s.chainBody.rules
+	for _, ip := range s.hairpin {
+		if r.hairpinRefs[ip]--; r.hairpinRefs[ip] == 0 {
+			delete(r.hairpinRefs, ip)
+			r.shared = nil
+		}
+	}
+	r.noLocalInt -= b2i(s.noLocalInternal)
+	r.noLocalExt -= b2i(s.noLocalExternal)
+}
+
+func (r *Renderer) sortOrder() {
+	r.order = r.order[:0]
+	for name := range r.services {
+		r.order = append(r.order, name)
+	}
+	proxier.SortServicePortNames(r.order)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// sameShare reports whether two renderings of a service put the same rules in the shared chains.
+func (s *serviceRules) sameShare(o *serviceRules) bool {
+	return s.filterServices.String() == o.filterServices.String() &&
+		s.filterExternal.String() == o.filterExternal.String() &&
+		s.filterFirewall.String() == o.filterFirewall.String() &&
+		s.filterNodePorts.String() == o.filterNodePorts.String() &&
+		s.natServices.String() == o.natServices.String() &&
+		s.natNodePorts.String() == o.natNodePorts.String()
 }
 
 // localCIDR is the prefix the local-traffic detector matches for this snapshot (invalid: none).
@@ -169,50 +282,60 @@ func (l *ruleBuf) rule(chain string, args ...string) {
 	l.rules++
 }
 
+// append adds another buffer's lines.
+func (l *ruleBuf) append(o *ruleBuf) {
+	l.b.WriteString(o.b.String())
+	l.rules += o.rules
+}
+
 func (l *ruleBuf) String() string { return l.b.String() }
 
-// assemble writes the restore input from the per-service cache.
-func (r *Renderer) assemble(full bool, written map[proxier.ServicePortName]bool, existing ChainSet) *Rendered {
-	out := &Rendered{
-		Full:          full,
-		ServiceChains: ChainSet{},
-		RulesWritten:  map[string]int{},
-		RulesTotal:    map[string]int{},
-	}
-	var filterSvc, filterExt, filterFW, filterNP, natSvc, natNP ruleBuf
-	var chainDecls, chainBodies strings.Builder
-	hairpin := map[netip.Addr]struct{}{}
-	chainRulesWritten, chainRulesTotal := 0, 0
+// buildShared concatenates every service's share of the shared chains, in name order.
+func (r *Renderer) buildShared() *sharedChains {
+	sc := &sharedChains{}
 	for _, name := range r.order {
 		s := r.services[name]
-		filterSvc.b.WriteString(s.filterServices.String())
-		filterSvc.rules += s.filterServices.rules
-		filterExt.b.WriteString(s.filterExternal.String())
-		filterExt.rules += s.filterExternal.rules
-		filterFW.b.WriteString(s.filterFirewall.String())
-		filterFW.rules += s.filterFirewall.rules
-		filterNP.b.WriteString(s.filterNodePorts.String())
-		filterNP.rules += s.filterNodePorts.rules
-		natSvc.b.WriteString(s.natServices.String())
-		natSvc.rules += s.natServices.rules
-		natNP.b.WriteString(s.natNodePorts.String())
-		natNP.rules += s.natNodePorts.rules
-		for _, ip := range s.hairpin {
-			hairpin[ip] = struct{}{}
-		}
-		for _, c := range s.chains {
-			out.ServiceChains[c] = struct{}{}
-		}
-		chainRulesTotal += s.chainBody.rules
-		if s.noLocalInternal {
-			out.NoLocalInternal++
-		}
-		if s.noLocalExternal {
-			out.NoLocalExternal++
-		}
-		if !written[name] {
-			continue
-		}
+		sc.filterSvc.append(&s.filterServices)
+		sc.filterExt.append(&s.filterExternal)
+		sc.filterFW.append(&s.filterFirewall)
+		sc.filterNP.append(&s.filterNodePorts)
+		sc.natSvc.append(&s.natServices)
+		sc.natNP.append(&s.natNodePorts)
+	}
+	r.writeNodePortsJump(&sc.natSvc)
+	r.writeFixedFilter(&sc.forward)
+	r.writePostrouting(&sc.postrouting)
+	ips := make([]netip.Addr, 0, len(r.hairpinRefs))
+	for ip := range r.hairpinRefs {
+		ips = append(ips, ip)
+	}
+	slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
+	for _, ip := range ips {
+		a := hostPrefix(ip)
+		sc.hairpin.rule(chainHairpin, "-s", a, "-d", a, "-m", "comment", "--comment", `"pod reached itself through a service"`,
+			"-j", "MARK", "--set-xmark", r.markMask)
+	}
+	return sc
+}
+
+// assemble writes the restore input.
+func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, stale []string) *Rendered {
+	out := &Rendered{
+		Full:            full,
+		ServiceChains:   maps.Clone(r.chains),
+		RulesWritten:    map[string]int{},
+		RulesTotal:      map[string]int{},
+		NoLocalInternal: r.noLocalInt,
+		NoLocalExternal: r.noLocalExt,
+	}
+	if r.shared == nil {
+		r.shared = r.buildShared()
+	}
+	sc := r.shared
+	var chainDecls, chainBodies strings.Builder
+	chainRulesWritten := 0
+	for _, name := range written {
+		s := r.services[name]
 		for _, c := range s.chains {
 			chainDecls.WriteString(":" + c + " - [0:0]\n")
 		}
@@ -220,48 +343,20 @@ func (r *Renderer) assemble(full bool, written map[proxier.ServicePortName]bool,
 		chainRulesWritten += s.chainBody.rules
 	}
 
-	var fixedFilter, post, hp ruleBuf
-	r.writeFixedFilter(&fixedFilter)
-	r.writePostrouting(&post)
-	ips := make([]netip.Addr, 0, len(hairpin))
-	for ip := range hairpin {
-		ips = append(ips, ip)
-	}
-	slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
-	for _, ip := range ips {
-		a := hostPrefix(ip)
-		hp.rule(chainHairpin, "-s", a, "-d", a, "-m", "comment", "--comment", `"pod reached itself through a service"`,
-			"-j", "MARK", "--set-xmark", r.markMask)
-	}
-	r.writeNodePortsJump(&natSvc)
-
 	// The shared chains, in the order their rules are written. A shared chain whose text is what
 	// the previous (applied) render wrote is left alone in an incremental render: rewriting the
 	// dispatch chain of 10k services costs about 1.5 s on the nft variant, while a typical endpoint
 	// change does not alter it at all.
 	filterFixed := []fixedChain{
-		{chainServices, &filterSvc}, {chainExternalServices, &filterExt}, {chainFirewall, &filterFW},
-		{chainNodePorts, &filterNP}, {chainForward, &fixedFilter},
+		{chainServices, &sc.filterSvc}, {chainExternalServices, &sc.filterExt}, {chainFirewall, &sc.filterFW},
+		{chainNodePorts, &sc.filterNP}, {chainForward, &sc.forward},
 	}
 	natFixed := []fixedChain{
-		{chainServices, &natSvc}, {chainNodePorts, &natNP}, {chainPostrouting, &post}, {chainHairpin, &hp},
+		{chainServices, &sc.natSvc}, {chainNodePorts, &sc.natNP}, {chainPostrouting, &sc.postrouting}, {chainHairpin, &sc.hairpin},
 	}
-	if full {
-		r.lastFixed = map[string]string{}
-	}
-
-	// Stale chains: owned before, not produced now. Declaring them first flushes them (dropping their
-	// jumps to sibling chains) and creates any that vanished, so the -X lines cannot fail.
-	var stale []string
-	for c := range existing {
-		if _, ok := out.ServiceChains[c]; !ok && isServiceChain(c) {
-			stale = append(stale, c)
-		}
-	}
-	slices.Sort(stale)
 
 	var b bytes.Buffer
-	b.Grow(chainDecls.Len() + chainBodies.Len() + natSvc.b.Len() + natNP.b.Len() + 4096)
+	b.Grow(chainDecls.Len() + chainBodies.Len() + 4096)
 	// iptables-restore commits table by table, so the order matters when one fails. nat goes first:
 	// it is the table whose rules reference per-service chains and so the one that can be refused;
 	// when it is, nothing at all has changed. filter only touches chains that always exist.
@@ -273,7 +368,7 @@ func (r *Renderer) assemble(full bool, written map[proxier.ServicePortName]bool,
 	for _, c := range stale {
 		b.WriteString(":" + c + " - [0:0]\n")
 	}
-	natWritten := r.writeFixed(&b, TableNAT, natFixed)
+	natWritten, natDeclared := r.writeFixed(&b, TableNAT, natFixed)
 	b.WriteString(chainBodies.String())
 	for _, c := range stale {
 		b.WriteString("-X " + c + "\n")
@@ -282,16 +377,16 @@ func (r *Renderer) assemble(full bool, written map[proxier.ServicePortName]bool,
 	if full {
 		b.WriteString(":" + CanaryChain + " - [0:0]\n")
 	}
-	filterWritten := r.writeFixed(&b, TableFilter, filterFixed)
+	filterWritten, filterDeclared := r.writeFixed(&b, TableFilter, filterFixed)
 	b.WriteString("COMMIT\n")
 	if full {
 		b.WriteString("*mangle\n:" + CanaryChain + " - [0:0]\nCOMMIT\n")
 	}
-	out.Empty = !full && filterWritten == 0 && natWritten == 0 && chainDecls.Len() == 0 && len(stale) == 0
+	out.Empty = !full && filterDeclared == 0 && natDeclared == 0 && len(written) == 0 && len(stale) == 0
 	out.Restore = b.Bytes()
 
 	out.RulesTotal[TableFilter] = countRules(filterFixed)
-	out.RulesTotal[TableNAT] = countRules(natFixed) + chainRulesTotal
+	out.RulesTotal[TableNAT] = countRules(natFixed) + r.chainRules
 	out.RulesWritten[TableFilter] = filterWritten
 	out.RulesWritten[TableNAT] = natWritten + chainRulesWritten
 	return out
@@ -304,9 +399,10 @@ type fixedChain struct {
 }
 
 // writeFixed declares and writes the shared chains of a table whose text changed since the last
-// render (all of them after a full render), and returns the number of rules written. Declarations
+// render (all of them after a full render), and returns the number of rules written and of chains
+// declared (a chain that became empty is declared, which flushes it, with no rules). Declarations
 // come first in the table's section, as iptables-restore reads them, then the rules.
-func (r *Renderer) writeFixed(b *bytes.Buffer, table string, chains []fixedChain) int {
+func (r *Renderer) writeFixed(b *bytes.Buffer, table string, chains []fixedChain) (rules, declared int) {
 	var changed []fixedChain
 	for _, c := range chains {
 		key := table + "/" + c.name
@@ -318,12 +414,11 @@ func (r *Renderer) writeFixed(b *bytes.Buffer, table string, chains []fixedChain
 		changed = append(changed, c)
 		b.WriteString(":" + c.name + " - [0:0]\n")
 	}
-	n := 0
 	for _, c := range changed {
 		b.WriteString(c.rules.String())
-		n += c.rules.rules
+		rules += c.rules.rules
 	}
-	return n
+	return rules, len(changed)
 }
 
 func countRules(chains []fixedChain) int {
