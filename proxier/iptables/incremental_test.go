@@ -196,3 +196,34 @@ func TestStaleChainsDeleted(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedChainBecomingEmptyIsFlushed: when the last REJECT leaves filter SY-SERVICES, the
+// incremental restore must still flush the chain, although it writes no rule into it.
+func TestSharedChainBecomingEmptyIsFlushed(t *testing.T) {
+	snap := proxier.NewSnapshot()
+	snap.Node = testNodeInfo()
+	name := spn("default", "lonely", "")
+	addService(snap, &proxier.ServicePort{Name: name, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.0.99")}})
+	r, _ := NewRenderer(testOptions())
+	fake := NewFake()
+	first := r.Render(snap, true, nil)
+	if err := fake.Restore(first.Restore); err != nil {
+		t.Fatal(err)
+	}
+	if len(fake.Rules(TableFilter, chainServices)) != 1 {
+		t.Fatalf("expected one REJECT in filter %s, got %v", chainServices, fake.Rules(TableFilter, chainServices))
+	}
+	next := cloneSnapshot(snap)
+	next.Endpoints[name] = []proxier.Endpoint{ep("10.244.2.1", 80, "node-b")}
+	next.Changed[name.ServiceKey] = struct{}{}
+	out := r.Render(next, false, first.ServiceChains)
+	if out.Empty {
+		t.Fatal("render claims nothing changed")
+	}
+	if err := fake.Restore(out.Restore); err != nil {
+		t.Fatal(err)
+	}
+	if got := fake.Rules(TableFilter, chainServices); len(got) != 0 {
+		t.Errorf("filter %s still holds %v", chainServices, got)
+	}
+}
