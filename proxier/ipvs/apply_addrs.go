@@ -116,7 +116,7 @@ func (p *Proxier) listSets() ([numSetKinds]map[ipset.Entry]struct{}, error) {
 			return out, err
 		}
 		if !found {
-			if _, err := ipset.Ensure(p.ipset, s); err != nil {
+			if err := ipset.Create(p.ipset, s); err != nil {
 				return out, err
 			}
 			entries = map[ipset.Entry]struct{}{}

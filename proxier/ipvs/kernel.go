@@ -72,19 +72,21 @@ type Conntrack interface {
 }
 
 // ExecConntrack is the real Conntrack, running conntrack(8) from conntrack-tools. It stands in for
-// the shared proxier/conntrack package, which did not exist when this backend was written.
-type ExecConntrack struct{}
+// the shared proxier/conntrack package, which did not exist when this backend was written. Prefix,
+// when set, is prepended to the command (tests use "ip netns exec NAME").
+type ExecConntrack struct{ Prefix []string }
 
 var _ Conntrack = ExecConntrack{}
 
-func (ExecConntrack) ClearUDPDest(vip netip.Addr, port uint16, dest netip.AddrPort) error {
+func (x ExecConntrack) ClearUDPDest(vip netip.Addr, port uint16, dest netip.AddrPort) error {
 	fam := "ipv4"
 	if vip.Is6() {
 		fam = "ipv6"
 	}
 	args := []string{"-D", "-f", fam, "-p", "udp", "--orig-dst", vip.String(), "--dport", strconv.Itoa(int(port)),
 		"--reply-src", dest.Addr().String(), "--reply-port-src", strconv.Itoa(int(dest.Port()))}
-	out, err := exec.Command("conntrack", args...).CombinedOutput()
+	argv := append(append(append([]string(nil), x.Prefix...), "conntrack"), args...)
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	// conntrack exits 1 with "0 flow entries have been deleted" when nothing matched: not a failure.
 	if err != nil && !bytes.Contains(out, []byte("0 flow entries")) {
 		return fmt.Errorf("conntrack %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
@@ -128,6 +130,24 @@ func CheckKernel(lookup GenlFamilyGetter, modprobe func(module string) error) er
 		loadErr = err
 	}
 	return fmt.Errorf("--proxy-mode=ipvs: %w: the generic-netlink family \"IPVS\" is missing, so the kernel was built without CONFIG_IP_VS or the ip_vs module cannot be loaded (%v); load ip_vs (and the ip_vs_<scheduler> module) or run with --proxy-mode=iptables", ErrNoIPVS, loadErr)
+}
+
+// CheckScheduler verifies that the kernel has the IPVS scheduler s (module ip_vs_<s>, or built in),
+// loading it when possible, so that a scheduler this kernel lacks (ip_vs_twos arrived in 6.7) is a
+// start-up error rather than a failure on every virtual server.
+func CheckScheduler(s string, modprobe func(module string) error) error {
+	mod := "ip_vs_" + s
+	if _, err := os.Stat(filepath.Join("/sys/module", mod)); err == nil {
+		return nil
+	}
+	var loadErr error
+	if modprobe != nil {
+		loadErr = modprobe(mod)
+	}
+	if _, err := os.Stat(filepath.Join("/sys/module", mod)); err == nil {
+		return nil
+	}
+	return fmt.Errorf("--ipvs-scheduler=%s: this kernel has no %s module (%v); choose another scheduler", s, mod, loadErr)
 }
 
 // Modprobe loads a kernel module with modprobe(8).

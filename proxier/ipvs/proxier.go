@@ -20,6 +20,7 @@ import (
 
 	mobyipvs "github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
 	"github.com/switchyard/switchyard/proxier"
@@ -109,11 +110,15 @@ func NewHost(opts Options, ipt Iptables) (*Proxier, error) {
 	if err := CheckKernel(netlink.GenlFamilyGet, Modprobe); err != nil {
 		return nil, err
 	}
+	if err := CheckScheduler(opts.Scheduler, Modprobe); err != nil {
+		return nil, err
+	}
 	h, err := mobyipvs.New("")
 	if err != nil {
 		return nil, fmt.Errorf("open IPVS netlink socket: %w", err)
 	}
-	nl, err := netlink.NewHandle()
+	// Only the families used: a kernel without XFRM (the default set includes it) must not fail here.
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("open netlink handle: %w", err)

@@ -235,14 +235,25 @@ func Ensure(h Netlink, s Set) (created bool, err error) {
 		}
 		return false, nil
 	}
+	if err := Create(h, s); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Create creates set s, failing if a set of that name exists.
+func Create(h Netlink, s Set) error {
+	if len(s.Name) > MaxNameLen {
+		return fmt.Errorf("ipset name %q longer than %d characters", s.Name, MaxNameLen)
+	}
 	opts := netlink.IpsetCreateOptions{Family: unix.AF_INET}
 	if s.Family == 6 {
 		opts.Family = unix.AF_INET6
 	}
 	if err := h.IpsetCreate(s.Name, string(s.Type), opts); err != nil {
-		return false, fmt.Errorf("create ipset %s (%s): %w", s.Name, s.Type, err)
+		return fmt.Errorf("create ipset %s (%s): %w", s.Name, s.Type, err)
 	}
-	return true, nil
+	return nil
 }
 
 // List returns the members of set s, or found=false when the set does not exist. The kernel may split a
