@@ -104,7 +104,9 @@ func TestConvertServiceFields(t *testing.T) {
 		{
 			name:   "ClientIP affinity defaults to 10800s",
 			mutate: func(s *v1.Service) { s.Spec.SessionAffinity = v1.ServiceAffinityClientIP },
-			want:   func(p *proxier.ServicePort) { p.Affinity = proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 10800} },
+			want: func(p *proxier.ServicePort) {
+				p.Affinity = proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 10800}
+			},
 		},
 		{
 			name: "ClientIP affinity with a timeout",
