@@ -40,7 +40,7 @@ func Categorize(svc *ServicePort, eps []Endpoint, node NodeInfo) Categorized {
 	localReady, localServingTerminating := false, false
 	for i := range eps {
 		ep := &eps[i]
-		local := ep.NodeName == node.Name
+		local := isLocal(ep, node)
 		switch {
 		case ep.Ready:
 			c.HasAny = true
@@ -52,9 +52,9 @@ func Categorize(svc *ServicePort, eps []Endpoint, node NodeInfo) Categorized {
 	}
 	switch {
 	case localReady:
-		c.Local = filter(eps, func(ep *Endpoint) bool { return ep.NodeName == node.Name && ep.Ready })
+		c.Local = filter(eps, func(ep *Endpoint) bool { return isLocal(ep, node) && ep.Ready })
 	case localServingTerminating:
-		c.Local = filter(eps, func(ep *Endpoint) bool { return ep.NodeName == node.Name && servingTerminating(ep) })
+		c.Local = filter(eps, func(ep *Endpoint) bool { return isLocal(ep, node) && servingTerminating(ep) })
 	}
 
 	if !svc.UsesClusterEndpoints() {
@@ -71,6 +71,13 @@ func Categorize(svc *ServicePort, eps []Endpoint, node NodeInfo) Categorized {
 }
 
 func servingTerminating(ep *Endpoint) bool { return ep.Serving && ep.Terminating }
+
+// isLocal reports whether ep runs on node. An empty name on either side means "unknown", never a
+// match: otherwise a NodeInfo without a name would treat every endpoint that lacks a nodeName as
+// local, and Local policies would send traffic off the node.
+func isLocal(ep *Endpoint, node NodeInfo) bool {
+	return node.Name != "" && ep.NodeName == node.Name
+}
 
 func filter(eps []Endpoint, keep func(*Endpoint) bool) []*Endpoint {
 	var out []*Endpoint
