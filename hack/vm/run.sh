@@ -63,6 +63,9 @@ if ldd "$BINARY" >/dev/null 2>&1; then
 fi
 
 IMAGE="$("$HERE/build-image.sh")" || die "building the VM image failed"
+# The bare ELF kernel boots through PVH and skips firmware and decompression; see build-image.sh.
+KERNEL="$IMAGE/vmlinuz"
+if [ -f "$IMAGE/vmlinux" ]; then KERNEL="$IMAGE/vmlinux"; fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-vm.XXXXXX")"
 cleanup() {
@@ -140,7 +143,7 @@ set +e
 timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -pidfile "$WORK/qemu.pid" \
 	-accel tcg -machine pc -smp "$SMP" -m "$MEM" \
 	-nodefaults -no-user-config -display none -no-reboot \
-	-kernel "$IMAGE/vmlinuz" -initrd "$WORK/initrd" \
+	-kernel "$KERNEL" -initrd "$WORK/initrd" \
 	-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init" \
 	-serial "file:$LOG" \
 	-chardev stdio,id=prog,signal=off -serial chardev:prog \
