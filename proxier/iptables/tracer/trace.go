@@ -156,6 +156,9 @@ type Tracer struct {
 	recent map[string]map[netip.Addr]time.Time
 	// MaxOutcomes bounds the branches one trace may explore.
 	MaxOutcomes int
+	// MaxSteps bounds the rules one trace may evaluate over all its branches. Loops are refused
+	// when parsing, but chains that call each other several times can still multiply the work.
+	MaxSteps int
 }
 
 // New returns a tracer for rs on node. sets may be nil when the rules use no ipsets.
@@ -165,6 +168,7 @@ func New(rs *Ruleset, node Node, sets SetTable) *Tracer {
 		now:         time.Unix(1_000_000, 0),
 		recent:      map[string]map[netip.Addr]time.Time{},
 		MaxOutcomes: 4096,
+		MaxSteps:    1 << 20,
 	}
 }
 
@@ -215,11 +219,11 @@ func (t *Tracer) Trace(p Packet) (*Result, error) {
 	}
 	res := &Result{Packet: p}
 	work := []*run{start}
-	runs := 1
+	runs, steps := 1, 0
 	for len(work) > 0 {
 		r := work[len(work)-1]
 		work = work[:len(work)-1]
-		err := t.walk(r, func(alt *run) error {
+		err := t.walk(r, &steps, func(alt *run) error {
 			runs++
 			if runs > t.MaxOutcomes {
 				return fmt.Errorf("more than %d outcomes", t.MaxOutcomes)
@@ -363,8 +367,11 @@ type evalCtx struct {
 // maxDepth bounds nested jumps; validate already rejects loops, so this only guards the walker.
 const maxDepth = 64
 
-func (t *Tracer) walk(r *run, fork func(*run) error) error {
+func (t *Tracer) walk(r *run, steps *int, fork func(*run) error) error {
 	for !r.done {
+		if *steps++; *steps > t.MaxSteps {
+			return fmt.Errorf("more than %d steps", t.MaxSteps)
+		}
 		if len(r.stack) == 0 {
 			if len(r.stages) == 0 {
 				r.finish(Accept, "")

@@ -1,6 +1,7 @@
 package tracer_test
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
 	"os"
@@ -530,5 +531,28 @@ add KUBE-LOAD-BALANCER-SOURCE-CIDR 203.0.113.5,tcp:80,198.51.100.0/24
 	}
 	if _, err := tracer.ParseIPSetSave("create X list:set\n"); err == nil {
 		t.Errorf("unsupported set type should be an error")
+	}
+}
+
+func TestStepBudget(t *testing.T) {
+	// No loop, but each chain calls the next twice: 2^40 rule evaluations without a budget.
+	var b strings.Builder
+	b.WriteString("*filter\n")
+	for i := 0; i < 40; i++ {
+		fmt.Fprintf(&b, ":C%d - [0:0]\n", i)
+	}
+	for i := 0; i < 39; i++ {
+		fmt.Fprintf(&b, "-A C%d -j C%d\n-A C%d -j C%d\n", i, i+1, i, i+1)
+	}
+	b.WriteString("-A INPUT -j C0\nCOMMIT\n")
+	rs, err := tracer.Parse(b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tracer.New(rs, nodeBoth, nil)
+	tr.MaxSteps = 10000
+	_, err = tr.Trace(tcp("8.8.8.8", "192.168.50.10", 80, "eth0"))
+	if err == nil || !strings.Contains(err.Error(), "more than 10000 steps") {
+		t.Fatalf("want the step budget to stop the trace, got %v", err)
 	}
 }
