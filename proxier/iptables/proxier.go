@@ -71,6 +71,10 @@ type Proxier struct {
 	// run of Switchyard (whose names this process never rendered) and delete them.
 	sweep   bool
 	started bool
+	// jumpsOK records that the jumps from the built-in chains were ensured since the canary was
+	// last seen missing. They are not re-checked on every full sync: each check is a full read of
+	// the table on the nft variant.
+	jumpsOK bool
 	prev    *proxier.Snapshot
 }
 
@@ -96,27 +100,38 @@ func NewProxier(cfg Config) (*Proxier, error) {
 func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 	start := time.Now()
 	full := snap.Full || p.needFull
-	if !p.started {
-		// Per-service chains from a previous run can only exist if the canary does.
-		present, cerr := p.canaryPresent()
-		p.sweep = present || cerr != nil
-		p.started = true
-	} else if !full {
-		present, cerr := p.canaryPresent()
-		switch {
-		case cerr != nil:
-			klog.ErrorS(cerr, "Could not check the canary chain; doing a full sync", "ipFamily", p.family)
-			full = true
-		case !present:
-			klog.InfoS("Canary chain is gone, so the tables were flushed; doing a full sync", "ipFamily", p.family, "chain", CanaryChain)
-			full = true
-		}
-	}
 	defer func() {
 		if err != nil {
 			p.needFull = true
 		}
 	}()
+
+	present, cerr := p.canaryPresent()
+	if !p.started {
+		// Per-service chains from a previous run can only exist if the canary does.
+		p.sweep = present || cerr != nil
+		p.started = true
+	}
+	switch {
+	case cerr != nil:
+		klog.ErrorS(cerr, "Could not check the canary chain; doing a full sync", "ipFamily", p.family)
+		full, p.jumpsOK = true, false
+	case !present:
+		if p.jumpsOK {
+			klog.InfoS("Canary chain is gone, so the tables were flushed; doing a full sync", "ipFamily", p.family, "chain", CanaryChain)
+		}
+		full, p.jumpsOK = true, false
+		// Nothing of ours is in the tables, so hook empty chains in now, while the tables are small:
+		// iptables-nft reads a whole table for every rule check, which costs seconds once the nat
+		// table holds 10k services. Empty chains change no traffic.
+		if err := p.ipt.Restore(bootstrapInput()); err != nil {
+			metrics.IptablesRestoreFailuresTotal.Inc()
+			return fmt.Errorf("create %s chains: %w", p.family, err)
+		}
+		if err := p.ensureJumps(); err != nil {
+			return err
+		}
+	}
 
 	rendered := p.renderer.Render(snap, full, p.existing)
 	if !rendered.Empty {
@@ -125,12 +140,9 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 			return fmt.Errorf("iptables-restore for %s (full=%v): %w", p.family, full, err)
 		}
 	}
-	if full {
-		// Reverse order: each rule is inserted at the top, so the first in the list ends up first.
-		for _, j := range slices.Backward(jumpRules) {
-			if err := p.ipt.EnsureRule(j.table, j.chain, j.args...); err != nil {
-				return fmt.Errorf("ensure jump to %s from %s/%s: %w", j.args[len(j.args)-1], j.table, j.chain, err)
-			}
+	if !p.jumpsOK {
+		if err := p.ensureJumps(); err != nil {
+			return err
 		}
 	}
 	p.existing = rendered.ServiceChains
@@ -162,6 +174,25 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 	klog.V(2).InfoS("Synced iptables rules", "ipFamily", p.family, "full", full, "elapsed", time.Since(start),
 		"natRulesWritten", rendered.RulesWritten[TableNAT], "natRulesTotal", rendered.RulesTotal[TableNAT])
 	return nil
+}
+
+// ensureJumps makes sure every jump from a built-in chain exists, in jumpRules order.
+func (p *Proxier) ensureJumps() error {
+	// Reverse order: each rule is inserted at the top, so the first in the list ends up first.
+	for _, j := range slices.Backward(jumpRules) {
+		if err := p.ipt.EnsureRule(j.table, j.chain, j.args...); err != nil {
+			return fmt.Errorf("ensure jump to %s from %s/%s: %w", j.args[len(j.args)-1], j.table, j.chain, err)
+		}
+	}
+	p.jumpsOK = true
+	return nil
+}
+
+// bootstrapInput declares (and so creates, or flushes) the shared chains the jumps point to.
+func bootstrapInput() []byte {
+	return []byte("*nat\n:" + chainServices + " - [0:0]\n:" + chainNodePorts + " - [0:0]\n:" + chainPostrouting + " - [0:0]\n:" +
+		chainHairpin + " - [0:0]\nCOMMIT\n*filter\n:" + chainServices + " - [0:0]\n:" + chainExternalServices + " - [0:0]\n:" +
+		chainFirewall + " - [0:0]\n:" + chainNodePorts + " - [0:0]\n:" + chainForward + " - [0:0]\nCOMMIT\n")
 }
 
 // canaryPresent reports whether the canary exists in every table it was put in.

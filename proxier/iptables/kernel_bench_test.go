@@ -1,0 +1,69 @@
+package iptables
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/netnstest"
+	"github.com/switchyard/switchyard/proxier"
+)
+
+// BenchmarkKernelSync measures real syncs through the iptables binaries inside a throwaway
+// namespace: the first (full) sync into empty tables, then an incremental sync that replaces one
+// endpoint, then one that adds a service (which rewrites the nat dispatch chain). Run it once per
+// size: SWITCHYARD_PRIVILEGED=1 go test -run XXX -bench KernelSync -benchtime 1x ./proxier/iptables
+func BenchmarkKernelSync(b *testing.B) {
+	netnstest.Require(b)
+	for _, v := range []Variant{VariantNFT, VariantLegacy} {
+		for _, n := range []int{1000, 5000, 10000} {
+			b.Run(fmt.Sprintf("%s/services=%d", v, n), func(b *testing.B) {
+				var full, endpoint, addService time.Duration
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					ns := netnstest.New(b, "bench")
+					snap := scaleSnapshot(n, 5)
+					var p *Proxier
+					run := func(fn func() error) time.Duration {
+						start := time.Now()
+						if err := ns.Do(fn); err != nil {
+							b.Fatal(err)
+						}
+						return time.Since(start)
+					}
+					run(func() error {
+						real, err := NewReal(proxier.IPv4, v)
+						if err != nil {
+							return err
+						}
+						p, err = NewProxier(Config{Options: testOptions(), IPTables: real})
+						return err
+					})
+					b.StartTimer()
+					full += run(func() error { return p.Sync(snap) })
+					b.StopTimer()
+
+					next := cloneSnapshot(snap)
+					name := next.SortedServiceNames()[n/2]
+					eps := append([]proxier.Endpoint(nil), next.Endpoints[name]...)
+					eps[0].Port = 9999
+					next.Endpoints[name] = eps
+					next.Changed[name.ServiceKey] = struct{}{}
+					endpoint += run(func() error { return p.Sync(next) })
+
+					third := cloneSnapshot(next)
+					added := spn("bench", "added", "")
+					third.Services[added] = &proxier.ServicePort{Name: added, Protocol: proxier.TCP, Port: 80,
+						ClusterIPs: []netip.Addr{mustAddr("10.97.0.1")}, ExternalPolicy: proxier.PolicyCluster, InternalPolicy: proxier.PolicyCluster}
+					third.Endpoints[added] = []proxier.Endpoint{ep("10.244.2.1", 80, "node-b")}
+					third.Changed[added.ServiceKey] = struct{}{}
+					addService += run(func() error { return p.Sync(third) })
+				}
+				b.ReportMetric(full.Seconds()/float64(b.N), "full-sync-s")
+				b.ReportMetric(float64(endpoint.Milliseconds())/float64(b.N), "endpoint-sync-ms")
+				b.ReportMetric(float64(addService.Milliseconds())/float64(b.N), "add-service-sync-ms")
+			})
+		}
+	}
+}
