@@ -49,7 +49,7 @@ pkg_version() { dpkg-query -W -f='${Version}' "$1"; }
 # A previously unpacked version is reused without touching the network.
 fetch_kernel() {
 	local kdir=""
-	kdir="$(ls -d "$CACHE/kernel/${KERNEL_PKG}_"*/ 2>/dev/null | sort -V | tail -n1 || true)"
+	kdir="$(find "$CACHE/kernel" -mindepth 1 -maxdepth 1 -type d -name "${KERNEL_PKG}_*" 2>/dev/null | sort -V | tail -n1 || true)"
 	if [ -n "$kdir" ] && [ -f "$kdir/.complete" ]; then
 		echo "${kdir%/}"
 		return

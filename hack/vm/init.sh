@@ -1,4 +1,5 @@
 #!/usr/bin/busybox sh
+# shellcheck shell=dash
 # PID 1 of the test VM (installed as /init in the initramfs by build-image.sh).
 #
 # Two serial ports: ttyS0 is the kernel console, which the host writes to a log file; ttyS1 carries
@@ -53,10 +54,11 @@ $BB hostname -F /etc/hostname
 /usr/bin/ip link set lo up || setup_failed "lo up"
 # slirp (-netdev user): the host's loopback answers at 10.0.2.2, its DNS forwarder at 10.0.2.3.
 if [ -e /sys/class/net/eth0 ]; then
-	/usr/bin/ip link set eth0 up &&
+	if ! { /usr/bin/ip link set eth0 up &&
 		/usr/bin/ip addr add 10.0.2.15/24 dev eth0 &&
-		/usr/bin/ip route add default via 10.0.2.2 dev eth0 ||
+		/usr/bin/ip route add default via 10.0.2.2 dev eth0; }; then
 		setup_failed "eth0 configuration"
+	fi
 	echo "nameserver 10.0.2.3" >/etc/resolv.conf
 fi
 

@@ -56,7 +56,7 @@ shift
 [[ "$MEM" =~ ^[0-9]+$ ]] || die "--mem must be a number of MB, got '$MEM'"
 [[ "$SMP" =~ ^[0-9]+$ ]] || die "--smp must be a number, got '$SMP'"
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout must be a number of seconds, got '$TIMEOUT'"
-[ -f "$BINARY" ] && [ -x "$BINARY" ] || die "$BINARY is not an executable file"
+if [ ! -f "$BINARY" ] || [ ! -x "$BINARY" ]; then die "$BINARY is not an executable file"; fi
 [ "$(head -c4 "$BINARY" | od -An -c | tr -d ' ')" = '177ELF' ] || die "$BINARY is not an ELF executable"
 if ldd "$BINARY" >/dev/null 2>&1; then
 	die "$BINARY is dynamically linked; build it with CGO_ENABLED=0 (the guest has no Go toolchain libraries)"
@@ -68,6 +68,7 @@ KERNEL="$IMAGE/vmlinuz"
 if [ -f "$IMAGE/vmlinux" ]; then KERNEL="$IMAGE/vmlinux"; fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-vm.XXXXXX")"
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	# qemu writes its pid file once it runs; kill exactly that process if we are stopped early.
 	if [ -s "$WORK/qemu.pid" ]; then kill "$(cat "$WORK/qemu.pid")" 2>/dev/null || true; fi
@@ -90,7 +91,7 @@ chmod 0755 "$RUNROOT/switchyard/bin/$BASENAME"
 for f in "${FILES[@]+"${FILES[@]}"}"; do
 	src="${f%%:*}"
 	dst="${f#*:}"
-	[ "$src" != "$f" ] && [ -n "$src" ] && [[ "$dst" == /* ]] || die "--files wants SRC:/absolute/DST, got '$f'"
+	if [ "$src" = "$f" ] || [ -z "$src" ] || [[ "$dst" != /* ]]; then die "--files wants SRC:/absolute/DST, got '$f'"; fi
 	[ -e "$src" ] || die "--files source $src does not exist"
 	mkdir -p "$RUNROOT$(dirname "$dst")"
 	cp -a "$src" "$RUNROOT$dst"
@@ -100,7 +101,9 @@ done
 	printf 'mkdir -p %q && cd %q || exit 125\n' "$CWD" "$CWD"
 	for kv in "${ENVS[@]+"${ENVS[@]}"}"; do
 		k="${kv%%=*}"
-		[ "$k" != "$kv" ] && [[ "$k" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "--env wants K=V with a valid name, got '$kv'"
+		if [ "$k" = "$kv" ] || [[ ! "$k" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+			die "--env wants K=V with a valid name, got '$kv'"
+		fi
 		printf 'export %s=%q\n' "$k" "${kv#*=}"
 	done
 	printf 'exec %q' "/switchyard/bin/$BASENAME"
@@ -138,6 +141,7 @@ START="$(date +%s.%N)"
 # not end in a newline, so it is matched anywhere in the line.
 # The pipeline runs in the background so that a signal to run.sh is handled at once (bash defers
 # traps until a foreground pipeline ends) and the trap can stop qemu.
+# shellcheck disable=SC2016 # the $ signs below belong to awk
 (
 set +e
 timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -pidfile "$WORK/qemu.pid" \

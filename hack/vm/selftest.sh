@@ -25,7 +25,7 @@ mkdir -p "$WORK/www"
 TOKEN="token-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
 echo "$TOKEN" >"$WORK/www/token"
 PORT=""
-for try in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
 	p=$((20000 + RANDOM % 20000))
 	busybox httpd -f -p "127.0.0.1:$p" -h "$WORK/www" &
 	HTTPD_PID=$!

@@ -13,18 +13,20 @@ check() {
 		echo "ok   $what"
 	else
 		echo "FAIL $what"
-		echo "$out" | sed 's/^/     /'
+		printf '%s\n' "$out" | sed 's/^/     /'
 		FAILED=1
 	fi
 }
 
 NS=sy-selftest
+# shellcheck disable=SC2317 # used through check "$@"
 nsx() { ip netns exec "$NS" "$@"; }
 
 check "ip netns add" ip netns add "$NS"
 check "loopback up in the namespace" nsx ip link set lo up
 check "/proc/net/ip_vs exists (ip_vs loaded)" test -e /proc/net/ip_vs
 check "/proc/net/ip_vs exists inside the namespace" nsx test -e /proc/net/ip_vs
+# shellcheck disable=SC2016 # expanded by the inner bash
 check "ip_vs and all its schedulers are loaded" bash -c '
 	for s in rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh; do
 		grep -q "^ip_vs_$s " /proc/modules || { echo "ip_vs_$s not loaded"; exit 1; }
@@ -39,6 +41,7 @@ check "bridge" ip -n "$NS" link add sy-br0 type bridge
 check "vxlan" ip -n "$NS" link add flannel.1 type vxlan id 1 dstport 8472 nolearning
 
 # The rule shapes an IPVS-mode kube-proxy writes: every match and target it uses.
+# shellcheck disable=SC2317 # called by the inner bash through export -f
 rules() {
 	local variant="$1"
 	cat <<-RULES
