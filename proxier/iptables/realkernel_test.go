@@ -28,8 +28,11 @@ const (
 	labNodeIP   = "192.168.50.10"
 	labClientIP = "192.168.50.20"
 	labGateway  = "10.244.1.1" // the node's address on every pod veth
-	tcpPort     = 8080         // backends' target ports
-	udpPort     = 5353
+	// Off-subnet service addresses, reached through the client's default route via the node.
+	labExternalIP = "198.18.0.10"
+	labLBIP       = "198.18.0.20"
+	tcpPort       = 8080 // backends' target ports
+	udpPort       = 5353
 	// ioTimeout bounds a single exchange so that a broken path fails the test instead of hanging
 	// it; nothing asserts on how long an exchange takes.
 	ioTimeout = 5 * time.Second
@@ -41,6 +44,7 @@ const (
 // lab is the namespaces of one real-kernel run.
 type lab struct {
 	node, client *netnstest.NS
+	upstream     *netnstest.NS
 	pods         map[string]*netnstest.NS // backends and the pod client, by name
 	podIPs       map[string]string
 }
@@ -55,9 +59,14 @@ func newLab(t *testing.T) *lab {
 	l.client = netnstest.New(t, "cli")
 	netnstest.Veth(t, l.node, "eth0", labNodeIP+"/24", l.client, "eth0", labClientIP+"/24")
 	l.client.MustRun(t, "ip", "route", "add", "default", "via", labNodeIP)
-	// Like a real node, the node namespace has a default route (the client stands in for the
-	// upstream router), so a ClusterIP without rules is routed, not unreachable.
-	l.node.MustRun(t, "ip", "route", "add", "default", "via", labClientIP)
+	// Like a real node, the node namespace has a default route, to an upstream router namespace.
+	// The load balancer's address exists up there, as a cloud LB's would: a packet the node
+	// forwards instead of dropping gets a RST from it, so a missing firewall rule shows.
+	l.upstream = netnstest.New(t, "up")
+	netnstest.Veth(t, l.node, "up0", "192.168.60.1/24", l.upstream, "eth0", "192.168.60.2/24")
+	l.node.MustRun(t, "ip", "route", "add", "default", "via", "192.168.60.2")
+	l.upstream.MustRun(t, "ip", "route", "add", "default", "via", "192.168.60.1")
+	l.upstream.MustRun(t, "ip", "addr", "add", labLBIP+"/32", "dev", "lo")
 	for name, ip := range map[string]string{"b1": "10.244.1.11", "b2": "10.244.1.12", "b3": "10.244.1.13", "pc": "10.244.1.50"} {
 		ns := netnstest.New(t, name)
 		netnstest.Veth(t, l.node, "v"+name, labGateway+"/32", ns, "eth0", ip+"/32")
@@ -219,14 +228,40 @@ func labSnapshot(echoBackends ...string) *proxier.Snapshot {
 	svc := func(n, port string) proxier.ServicePortName {
 		return proxier.ServicePortName{ServiceKey: proxier.ServiceKey{Namespace: "default", Name: n}, Port: port}
 	}
-	add(s, &proxier.ServicePort{Name: svc("echo", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.10"), NodePort: 30080},
-		eps(tcpPort, echoBackends...)...)
+	add(s, &proxier.ServicePort{Name: svc("echo", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.10"), NodePort: 30080,
+		ExternalIPs: addrs(labExternalIP)}, eps(tcpPort, echoBackends...)...)
 	add(s, &proxier.ServicePort{Name: svc("echo", "udp"), Protocol: proxier.UDP, Port: 53, ClusterIPs: addrs("10.96.0.10"), NodePort: 30053},
 		eps(udpPort, echoBackends...)...)
 	add(s, &proxier.ServicePort{Name: svc("local", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.11"), NodePort: 30081,
 		ExternalPolicy: proxier.PolicyLocal}, eps(tcpPort, "b1", "b3")...)
 	add(s, &proxier.ServicePort{Name: svc("empty", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.12")})
+	// A UDP service that has no endpoints until the test gives it one (see lateSvc).
+	add(s, &proxier.ServicePort{Name: lateSvc, Protocol: proxier.UDP, Port: 53, ClusterIPs: addrs("10.96.0.13")})
+	// A load balancer that admits only the underlay.
+	add(s, &proxier.ServicePort{Name: svc("fw", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.14"),
+		LoadBalancerIPs: addrs(labLBIP), LoadBalancerSourceRanges: []netip.Prefix{pfx("192.168.50.0/24")}},
+		eps(tcpPort, "b2")...)
 	return s
+}
+
+var lateSvc = proxier.ServicePortName{ServiceKey: proxier.ServiceKey{Namespace: "default", Name: "late"}, Port: "udp"}
+
+// expectDropped checks that a TCP connection from ns to dst gets no answer at all. A dropped SYN
+// can only show as a timeout; the short one here cannot make a working path fail, only (under
+// extreme load) let a broken one pass.
+func expectDropped(t *testing.T, ns *netnstest.NS, dst string) {
+	t.Helper()
+	err := ns.Do(func() error {
+		c, err := (&net.Dialer{Timeout: time.Second}).Dial("tcp4", dst)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("want the SYN to %s dropped (a timeout), got %v", dst, err)
+	}
 }
 
 func TestRealKernel(t *testing.T) {
@@ -306,6 +341,23 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 			c, s := askMany(t, l.client, "tcp", labNodeIP+":30081", 10)
 			expect(t, "etp local", c, s, []string{"b1"}, source(labClientIP))
 		})
+		t.Run("external TCP to externalIP is masqueraded", func(t *testing.T) {
+			c, s := askMany(t, l.client, "tcp", labExternalIP+":80", tries)
+			expect(t, "externalIP", c, s, all, source(labGateway))
+		})
+		t.Run("load balancer admits its source range", func(t *testing.T) {
+			c, s := askMany(t, l.client, "tcp", labLBIP+":80", 5)
+			expect(t, "lb allowed", c, s, []string{"b2"}, source(labGateway))
+		})
+		t.Run("load balancer drops other sources", func(t *testing.T) {
+			expectDropped(t, pc, labLBIP+":80")
+		})
+		t.Run("UDP service without endpoints refuses", func(t *testing.T) {
+			_, err := askFrom(pc, "udp", "10.96.0.13:53", 42000)
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("want ICMP port unreachable (REJECT), got %v", err)
+			}
+		})
 		t.Run("service without endpoints refuses connections", func(t *testing.T) {
 			_, err := ask(pc, "tcp", "10.96.0.12:80")
 			if !errors.Is(err, syscall.ECONNREFUSED) {
@@ -383,8 +435,21 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 		}
 	})
 
+	t.Run("a UDP service that gains an endpoint answers the same flow", func(t *testing.T) {
+		snap := labSnapshot("b1")
+		snap.Full = false
+		snap.Endpoints[lateSvc] = []proxier.Endpoint{ready(l.podIPs["b2"], udpPort, thisNode)}
+		snap.Changed = map[proxier.ServiceKey]struct{}{lateSvc.ServiceKey: {}}
+		sync(snap)
+		got, err := askFrom(pc, "udp", "10.96.0.13:53", 42000)
+		if err != nil || got.backend != "b2" || got.peer != a(l.podIPs["pc"]) {
+			t.Fatalf("want b2 to answer the pod's own address, got %v, %v", got, err)
+		}
+	})
+
 	t.Run("adding them back spreads traffic again", func(t *testing.T) {
 		snap := labSnapshot(all...)
+		snap.Endpoints[lateSvc] = []proxier.Endpoint{ready(l.podIPs["b2"], udpPort, thisNode)} // as the previous step left it
 		snap.Full = false
 		snap.Changed = map[proxier.ServiceKey]struct{}{{Namespace: "default", Name: "echo"}: {}}
 		sync(snap)
