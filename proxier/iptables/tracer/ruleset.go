@@ -4,7 +4,21 @@
 //
 // The parser is strict on purpose: any match, option or target it does not understand is an error
 // that names the rule. A renderer that starts emitting something new therefore breaks the tests that
-// trace its output until the tracer learns the new construct, and the two cannot drift apart.
+// trace its output until the tracer learns the new construct, and the two cannot drift apart. It
+// also refuses what the kernel refuses at load time: jumps to missing or built-in chains, loops,
+// DNAT/SNAT/MASQUERADE/REJECT reachable from hooks that do not allow them, DROP in nat, deleting a
+// chain that is referenced or not empty.
+//
+// The walk models the first packet of a connection: raw, mangle, nat and filter (and security) at
+// PREROUTING, the routing decision from the Node's interfaces and routes, INPUT or FORWARD, and
+// POSTROUTING; or OUTPUT, routing and POSTROUTING (then INPUT on lo) for a locally generated packet.
+// nat chains are walked only for a NEW packet, and a NAT target ends its table for that hook, as
+// conntrack does. Every -m statistic branch is explored and reported with its probability, using
+// the kernel's 31-bit quantisation. -m recent lists persist across traces on the tracer's own clock.
+//
+// Not modelled, on purpose: bridged traffic (br_netfilter), IPVS, reverse-path filtering, ip_forward
+// being off, established-connection state beyond the CtState the caller gives, and the raw/mangle
+// PREROUTING walk of a looped-back packet.
 package tracer
 
 import (
