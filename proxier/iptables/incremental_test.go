@@ -227,3 +227,47 @@ func TestSharedChainBecomingEmptyIsFlushed(t *testing.T) {
 		t.Errorf("filter %s still holds %v", chainServices, got)
 	}
 }
+
+// TestRenderStaged: new chains go to batches of about the requested size, the final restore leaves
+// them out, and applying the batches then the final restore gives exactly a one-shot full render.
+func TestRenderStaged(t *testing.T) {
+	snap := fixtureSnapshot()
+	r, _ := NewRenderer(testOptions())
+	out := r.RenderStaged(snap, true, ChainSet{}, 4)
+	if len(out.Staged) < 2 {
+		t.Fatalf("expected several staged batches, got %d", len(out.Staged))
+	}
+	fake := NewFake()
+	for i, st := range out.Staged {
+		if len(st.Chains) < 4 && i != len(out.Staged)-1 {
+			t.Errorf("batch %d has only %d chains", i, len(st.Chains))
+		}
+		for _, c := range st.Chains {
+			if strings.Contains(string(out.Restore), ":"+c+" ") {
+				t.Errorf("staged chain %s is declared again in the final restore", c)
+			}
+		}
+		if err := fake.Restore(st.Restore); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+		// Staged chains are unreferenced: nothing jumps to them yet.
+		if got := fake.Rules(TableNAT, chainServices); len(got) != 0 {
+			t.Fatalf("dispatch chain filled before the final restore: %v", got)
+		}
+	}
+	if err := fake.Restore(out.Restore); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fake.Dump(), applyFull(t, snap, testOptions()); got != want {
+		t.Errorf("staged result differs from a one-shot render:\n%s", lineDiff(want, got))
+	}
+	// Chains the kernel already holds are never staged, and below the batch size nothing is.
+	r2, _ := NewRenderer(testOptions())
+	if out := r2.RenderStaged(snap, true, r.chains, 4); len(out.Staged) != 0 {
+		t.Errorf("existing chains were staged: %d batches", len(out.Staged))
+	}
+	r3, _ := NewRenderer(testOptions())
+	if out := r3.RenderStaged(snap, true, ChainSet{}, 1000); len(out.Staged) != 0 {
+		t.Errorf("staged %d batches although fewer chains than one batch are new", len(out.Staged))
+	}
+}

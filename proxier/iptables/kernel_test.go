@@ -55,7 +55,8 @@ func compareChains(t *testing.T, what string, want, got map[string][]string) {
 }
 
 // TestKernelMatchesFake drives a Proxier over the real iptables binaries of each variant inside a
-// throwaway namespace and checks, after a full and an incremental sync, that the kernel holds
+// throwaway namespace (staging new chains in small batches) and checks, after a full and an
+// incremental sync, that the kernel holds
 // exactly what the fake holds after the same syncs (iptables-save prints our rules back byte for
 // byte). Then Cleanup must leave nothing of ours.
 func TestKernelMatchesFake(t *testing.T) {
@@ -91,7 +92,8 @@ func TestKernelMatchesFake(t *testing.T) {
 				}
 				opts := testOptions()
 				opts.RandomFully = real.HasRandomFully()
-				kp, err = NewProxier(Config{Options: opts, IPTables: real})
+				// Small batches, so that the cold start loads its chains through staged restores.
+				kp, err = NewProxier(Config{Options: opts, IPTables: real, StagedChainsPerRestore: 4})
 				return err
 			})
 

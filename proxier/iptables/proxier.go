@@ -53,6 +53,21 @@ type Config struct {
 	IPTables Interface
 	// Conntrack, when set, removes stale UDP flows after each successful sync.
 	Conntrack conntrack.Deleter
+	// StagedChainsPerRestore, when positive, lets a sync that creates at least this many new chains
+	// load them in separate restores of about this many chains before the final transaction. Use
+	// StagingFor to pick it for a variant.
+	StagedChainsPerRestore int
+}
+
+// StagingFor returns the StagedChainsPerRestore that suits a variant. iptables-nft-restore's cost
+// grows with the square of the chains in one transaction but hardly with the size of the table, so
+// batches of 1000 keep a cold start linear. iptables-legacy-restore rewrites the whole table on
+// every commit, so more transactions only cost more: no staging.
+func StagingFor(v Variant) int {
+	if v == VariantNFT {
+		return 1000
+	}
+	return 0
 }
 
 // Proxier is the iptables backend: it implements proxier.Backend for one IP family. A dual-stack
@@ -65,6 +80,11 @@ type Proxier struct {
 
 	// existing is the set of per-service chains the last successful sync left in the kernel.
 	existing ChainSet
+	// exact says existing lists every per-service chain the kernel holds that anything may
+	// reference, so chains outside it may be staged. False until this process has either found
+	// the tables empty or completed a sync, and after any failure.
+	exact      bool
+	stageBatch int
 	// needFull forces the next sync to rewrite everything: set at start and after any failure.
 	needFull bool
 	// sweep asks the next successful full sync to look for per-service chains left by an earlier
@@ -90,7 +110,8 @@ func NewProxier(cfg Config) (*Proxier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Proxier{ipt: cfg.IPTables, renderer: r, family: cfg.Options.Family, ct: cfg.Conntrack, existing: ChainSet{}, needFull: true}, nil
+	return &Proxier{ipt: cfg.IPTables, renderer: r, family: cfg.Options.Family, ct: cfg.Conntrack, existing: ChainSet{}, needFull: true,
+		stageBatch: cfg.StagedChainsPerRestore}, nil
 }
 
 // Sync programs snap with a single iptables-restore transaction. It rewrites everything when snap
@@ -102,7 +123,7 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 	full := snap.Full || p.needFull
 	defer func() {
 		if err != nil {
-			p.needFull = true
+			p.needFull, p.exact = true, false
 		}
 	}()
 
@@ -131,9 +152,25 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 		if err := p.ensureJumps(); err != nil {
 			return err
 		}
+		// The shared chains are empty now, so no per-service chain is referenced: existing (the
+		// chains we know of) is as good as exact.
+		p.exact = true
 	}
 
-	rendered := p.renderer.Render(snap, full, p.existing)
+	batch := 0
+	if p.exact {
+		batch = p.stageBatch
+	}
+	rendered := p.renderer.RenderStaged(snap, full, p.existing, batch)
+	for i, st := range rendered.Staged {
+		if err := p.ipt.Restore(st.Restore); err != nil {
+			metrics.IptablesRestoreFailuresTotal.Inc()
+			return fmt.Errorf("iptables-restore of staged chains for %s (batch %d of %d): %w", p.family, i+1, len(rendered.Staged), err)
+		}
+		for _, c := range st.Chains {
+			p.existing[c] = struct{}{} // unreferenced, but present: a later full sync deletes what it does not need
+		}
+	}
 	if !rendered.Empty {
 		if err := p.ipt.Restore(rendered.Restore); err != nil {
 			metrics.IptablesRestoreFailuresTotal.Inc()
@@ -146,7 +183,7 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 		}
 	}
 	p.existing = rendered.ServiceChains
-	p.needFull = false
+	p.needFull, p.exact = false, true
 	if full && p.sweep {
 		if err := p.sweepStale(); err != nil {
 			// Stale chains are unreferenced, so they cost memory, not correctness; try again later.

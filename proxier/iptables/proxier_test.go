@@ -287,3 +287,54 @@ func TestCleanupRemovesEverything(t *testing.T) {
 		t.Errorf("second cleanup: %v", err)
 	}
 }
+
+// TestProxierStagedColdStart: on empty tables a staged sync ends in the same state as a one-shot
+// sync; a failed batch leaves no reference to staged chains, and the retry repairs everything.
+func TestProxierStagedColdStart(t *testing.T) {
+	snap := fixtureSnapshot()
+	want := wantState(t, snap)
+
+	fake := NewFake()
+	p, err := NewProxier(Config{Options: testOptions(), IPTables: fake, StagedChainsPerRestore: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Sync(snap); err != nil {
+		t.Fatal(err)
+	}
+	if got := fake.Dump(); got != want {
+		t.Fatalf("staged cold start differs from a one-shot sync:\n%s", lineDiff(want, got))
+	}
+
+	// A fresh kernel where the second restore (the first staged batch) fails.
+	fake = NewFake()
+	p, _ = NewProxier(Config{Options: testOptions(), IPTables: fake, StagedChainsPerRestore: 3})
+	flaky := &failNth{Fake: fake, n: 2}
+	p.ipt = flaky
+	if err := p.Sync(snap); err == nil {
+		t.Fatal("sync succeeded although a staged batch failed")
+	}
+	if got := fake.Rules(TableNAT, chainServices); len(got) != 0 {
+		t.Errorf("dispatch rules in place after a failed staged sync: %v", got)
+	}
+	if err := p.Sync(cloneSnapshot(snap)); err != nil {
+		t.Fatal(err)
+	}
+	if got := fake.Dump(); got != want {
+		t.Fatalf("state after the retry differs from a one-shot sync:\n%s", lineDiff(want, got))
+	}
+}
+
+// failNth is the fake with its n-th Restore failing (counting from 1).
+type failNth struct {
+	*Fake
+	n, calls int
+}
+
+func (f *failNth) Restore(data []byte) error {
+	f.calls++
+	if f.calls == f.n {
+		f.Fake.InjectRestoreError(errors.New("injected"))
+	}
+	return f.Fake.Restore(data)
+}

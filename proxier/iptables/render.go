@@ -29,6 +29,9 @@ type Rendered struct {
 	Full bool
 	// Empty reports that Restore changes nothing, so it need not be applied.
 	Empty bool
+	// Staged, from RenderStaged, are restore inputs that load new per-service chains ahead of
+	// Restore. Each is independent; all must succeed before Restore is applied.
+	Staged []StagedRestore
 	// ServiceChains is every per-service nat chain that exists once Restore is applied. Pass it as
 	// the next render's existing set.
 	ServiceChains ChainSet
@@ -39,6 +42,12 @@ type Rendered struct {
 	// NoLocalInternal and NoLocalExternal count services whose internal or external traffic policy is
 	// Local while this node has no endpoint for them.
 	NoLocalInternal, NoLocalExternal int
+}
+
+// StagedRestore is one batch of new, still unreferenced per-service chains.
+type StagedRestore struct {
+	Restore []byte
+	Chains  []string
 }
 
 // Renderer turns snapshots into iptables-restore input for one IP family. It remembers the rules it
@@ -122,6 +131,15 @@ func RenderFull(snap *proxier.Snapshot, opts Options) (*Rendered, error) {
 // Stale chains are declared before they are deleted, so a chain that is already missing from the
 // kernel cannot fail the transaction.
 func (r *Renderer) Render(snap *proxier.Snapshot, full bool, existing ChainSet) *Rendered {
+	return r.RenderStaged(snap, full, existing, 0)
+}
+
+// RenderStaged is Render, except that when the render writes at least batch chains the kernel does
+// not hold yet, it also returns those services' chains as separate restore inputs (Rendered.Staged)
+// of about batch chains each; Rendered.Restore then leaves them out. Here existing must be exact:
+// every per-service chain the kernel holds, or chains it holds and that are referenced would be
+// rewritten ahead of the final transaction. See doc.go for why staging pays off on the nft variant.
+func (r *Renderer) RenderStaged(snap *proxier.Snapshot, full bool, existing ChainSet, batch int) *Rendered {
 	local := r.localCIDR(snap)
 	if !r.rendered || snap.Node.Name != r.lastNode || snap.Node.Zone() != r.lastZone || local != r.lastLocal {
 		full = true
@@ -182,7 +200,7 @@ func (r *Renderer) Render(snap *proxier.Snapshot, full bool, existing ChainSet) 
 	}
 	slices.Sort(stale)
 	stale = slices.Compact(stale)
-	return r.assemble(full, written, stale)
+	return r.assemble(full, written, stale, existing, batch)
 }
 
 // add and remove keep the aggregates in step with r.services.
@@ -319,7 +337,7 @@ func (r *Renderer) buildShared() *sharedChains {
 }
 
 // assemble writes the restore input.
-func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, stale []string) *Rendered {
+func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, stale []string, existing ChainSet, batch int) *Rendered {
 	out := &Rendered{
 		Full:            full,
 		ServiceChains:   maps.Clone(r.chains),
@@ -334,14 +352,63 @@ func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, stale 
 	sc := r.shared
 	var chainDecls, chainBodies strings.Builder
 	chainRulesWritten := 0
+	// A service all of whose chains are new can be staged: its chains are unreferenced until the
+	// final transaction rewrites the dispatch chains, so loading them early changes no traffic.
+	isNew := func(s *serviceRules) bool {
+		for _, c := range s.chains {
+			if _, ok := existing[c]; ok {
+				return false
+			}
+		}
+		return len(s.chains) > 0
+	}
+	if batch > 0 {
+		newChains := 0
+		for _, name := range written {
+			if s := r.services[name]; isNew(s) {
+				newChains += len(s.chains)
+			}
+		}
+		if newChains < batch {
+			batch = 0
+		}
+	}
+	var stage bytes.Buffer
+	var stageChains []string
+	flushStage := func() {
+		if len(stageChains) == 0 {
+			return
+		}
+		stage.WriteString("COMMIT\n")
+		out.Staged = append(out.Staged, StagedRestore{Restore: bytes.Clone(stage.Bytes()), Chains: stageChains})
+		stage.Reset()
+		stageChains = nil
+	}
+	mainChains := 0
 	for _, name := range written {
 		s := r.services[name]
+		chainRulesWritten += s.chainBody.rules
+		if batch > 0 && isNew(s) {
+			if len(stageChains) == 0 {
+				stage.WriteString("*nat\n")
+			}
+			for _, c := range s.chains {
+				stage.WriteString(":" + c + " - [0:0]\n")
+			}
+			stage.WriteString(s.chainBody.String())
+			stageChains = append(stageChains, s.chains...)
+			if len(stageChains) >= batch {
+				flushStage()
+			}
+			continue
+		}
 		for _, c := range s.chains {
 			chainDecls.WriteString(":" + c + " - [0:0]\n")
 		}
 		chainBodies.WriteString(s.chainBody.String())
-		chainRulesWritten += s.chainBody.rules
+		mainChains += len(s.chains)
 	}
+	flushStage()
 
 	// The shared chains, in the order their rules are written. A shared chain whose text is what
 	// the previous (applied) render wrote is left alone in an incremental render: rewriting the
@@ -382,7 +449,7 @@ func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, stale 
 	if full {
 		b.WriteString("*mangle\n:" + CanaryChain + " - [0:0]\nCOMMIT\n")
 	}
-	out.Empty = !full && filterDeclared == 0 && natDeclared == 0 && len(written) == 0 && len(stale) == 0
+	out.Empty = !full && filterDeclared == 0 && natDeclared == 0 && mainChains == 0 && len(stale) == 0
 	out.Restore = b.Bytes()
 
 	out.RulesTotal[TableFilter] = countRules(filterFixed)
