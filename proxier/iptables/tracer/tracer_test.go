@@ -398,6 +398,8 @@ func TestUnknownConstructsAreErrors(t *testing.T) {
 		{"tcp without -p tcp", head + "-A INPUT -m tcp --dport 80 -j ACCEPT\nCOMMIT\n", `-m tcp needs -p tcp`},
 		{"port without protocol", head + "-A INPUT --dport 80 -j ACCEPT\nCOMMIT\n", `unknown option "--dport"`},
 		{"DNAT in filter", head + "-A X -p tcp -j DNAT --to-destination 1.2.3.4:80\n-A INPUT -j X\nCOMMIT\n", `DNAT is not allowed in table filter`},
+		{"DNAT in an unreachable filter chain", head + "-A X -p tcp -j DNAT --to-destination 1.2.3.4:80\nCOMMIT\n", `DNAT is not allowed in table filter`},
+		{"REJECT in mangle", "*mangle\n-A FORWARD -j REJECT\nCOMMIT\n", `REJECT is not allowed in table mangle`},
 		{"REJECT in nat", natHead + "-A PREROUTING -j REJECT\nCOMMIT\n", `REJECT is not allowed in table nat`},
 		{"DROP in nat", natHead + "-A X -j DROP\nCOMMIT\n", `does not allow DROP`},
 		{"MASQUERADE in PREROUTING", natHead + "-A X -j MASQUERADE\n-A PREROUTING -j X\nCOMMIT\n", `MASQUERADE is not allowed`},

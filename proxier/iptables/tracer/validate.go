@@ -37,6 +37,15 @@ func (rs *Ruleset) validate() error {
 func (t *Table) validate() error {
 	for _, cn := range t.ChainNames() {
 		for _, r := range t.Chains[cn].Rules {
+			if r.target != nil {
+				// The table restriction holds in every chain, reachable or not; the hook
+				// restriction below only where a built-in chain reaches.
+				if allowed, ok := targetHooks[r.target.targetName()]; ok && allowed.table != t.Name {
+					if _, isJump := r.target.(*jumpTarget); !isJump {
+						return fmt.Errorf("%s: %s is not allowed in table %s", r, r.target.targetName(), t.Name)
+					}
+				}
+			}
 			j, ok := r.target.(*jumpTarget)
 			if !ok {
 				if v, ok := r.target.(*verdictTarget); ok && v.verdict == "DROP" && t.Name == "nat" {
