@@ -80,17 +80,17 @@ func fixtureSnapshot() *proxier.Snapshot {
 	addService(s, &proxier.ServicePort{Name: spn("kube-system", "dns", "dns-tcp"), Port: 53, ClusterIPs: addrs("10.96.0.53")},
 		ep("10.244.2.2", 53, "node-b"), ep("10.244.3.3", 53, "node-c"))
 	// No endpoints: REJECT everywhere.
-	addService(s, &proxier.ServicePort{Name: spn("default", "empty", ""), Port: 80, ClusterIPs: addrs("10.96.0.20"),
+	addService(s, &proxier.ServicePort{Name: spn("default", "empty", ""), Port: 80, ClusterIPs: addrs("10.96.0.20", "fd00:10:96::20"),
 		NodePort: 30020, ExternalIPs: addrs("192.168.50.200")})
 	// NodePort + externalIP, eTP=Cluster.
-	addService(s, &proxier.ServicePort{Name: spn("default", "nodeport", ""), Port: 80, ClusterIPs: addrs("10.96.0.30"),
-		NodePort: 30030, ExternalIPs: addrs("192.168.50.201")},
-		ep("10.244.1.6", 80, testNode), ep("10.244.2.6", 80, "node-b"))
+	addService(s, &proxier.ServicePort{Name: spn("default", "nodeport", ""), Port: 80, ClusterIPs: addrs("10.96.0.30", "fd00:10:96::30"),
+		NodePort: 30030, ExternalIPs: addrs("192.168.50.201", "fd00:192:168:50::201")},
+		ep("10.244.1.6", 80, testNode), ep("10.244.2.6", 80, "node-b"), ep("fd00:10:244:1::6", 80, testNode), ep("fd00:10:244:2::6", 80, "node-b"))
 	// LoadBalancer, eTP=Local with a local endpoint, source ranges, health check port.
-	addService(s, &proxier.ServicePort{Name: spn("default", "lb-local", "https"), Port: 443, ClusterIPs: addrs("10.96.0.40"),
-		NodePort: 30040, LoadBalancerIPs: addrs("192.168.50.240"), HealthCheckNodePort: 32040, ExternalPolicy: proxier.PolicyLocal,
-		LoadBalancerSourceRanges: []netip.Prefix{mustPrefix("203.0.113.0/24"), mustPrefix("192.168.50.0/24")}},
-		ep("10.244.1.7", 8443, testNode), ep("10.244.2.8", 8443, "node-b"))
+	addService(s, &proxier.ServicePort{Name: spn("default", "lb-local", "https"), Port: 443, ClusterIPs: addrs("10.96.0.40", "fd00:10:96::40"),
+		NodePort: 30040, LoadBalancerIPs: addrs("192.168.50.240", "fd00:192:168:50::240"), HealthCheckNodePort: 32040, ExternalPolicy: proxier.PolicyLocal,
+		LoadBalancerSourceRanges: []netip.Prefix{mustPrefix("203.0.113.0/24"), mustPrefix("192.168.50.0/24"), mustPrefix("fd00:192:168:50::/64")}},
+		ep("10.244.1.7", 8443, testNode), ep("10.244.2.8", 8443, "node-b"), ep("fd00:10:244:1::7", 8443, testNode))
 	// eTP=Local with no local endpoint: DROP for external traffic, cluster path for pods and the node.
 	addService(s, &proxier.ServicePort{Name: spn("default", "lb-remote", ""), Port: 80, ClusterIPs: addrs("10.96.0.41"),
 		NodePort: 30041, LoadBalancerIPs: addrs("192.168.50.241"), HealthCheckNodePort: 32041, ExternalPolicy: proxier.PolicyLocal},
@@ -101,9 +101,9 @@ func fixtureSnapshot() *proxier.Snapshot {
 	addService(s, &proxier.ServicePort{Name: spn("default", "itp-remote", ""), Port: 80, ClusterIPs: addrs("10.96.0.51"), InternalPolicy: proxier.PolicyLocal},
 		ep("10.244.2.11", 80, "node-b"))
 	// ClientIP affinity.
-	addService(s, &proxier.ServicePort{Name: spn("default", "sticky", ""), Port: 80, ClusterIPs: addrs("10.96.0.60"),
+	addService(s, &proxier.ServicePort{Name: spn("default", "sticky", ""), Port: 80, ClusterIPs: addrs("10.96.0.60", "fd00:10:96::60"),
 		Affinity: proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 10800}},
-		ep("10.244.2.12", 80, "node-b"), ep("10.244.3.12", 80, "node-c"))
+		ep("10.244.2.12", 80, "node-b"), ep("10.244.3.12", 80, "node-c"), ep("fd00:10:244:2::12", 80, "node-b"))
 	// Only terminating endpoints: the fallback uses them.
 	addService(s, &proxier.ServicePort{Name: spn("default", "draining", ""), Port: 80, ClusterIPs: addrs("10.96.0.70")},
 		terminating("10.244.2.13", 80, "node-b"), proxier.Endpoint{IP: mustAddr("10.244.3.13"), Port: 80, Terminating: true, NodeName: "node-c"})
