@@ -311,6 +311,21 @@ func (l *ruleBuf) String() string { return l.b.String() }
 // buildShared concatenates every service's share of the shared chains, in name order.
 func (r *Renderer) buildShared() *sharedChains {
 	sc := &sharedChains{}
+	// Size the buffers first: at 10k services, growing them by doubling was most of a full render's
+	// allocation.
+	var n [6]int
+	for _, name := range r.order {
+		s := r.services[name]
+		n[0] += s.filterServices.b.Len()
+		n[1] += s.filterExternal.b.Len()
+		n[2] += s.filterFirewall.b.Len()
+		n[3] += s.filterNodePorts.b.Len()
+		n[4] += s.natServices.b.Len()
+		n[5] += s.natNodePorts.b.Len()
+	}
+	for i, buf := range []*ruleBuf{&sc.filterSvc, &sc.filterExt, &sc.filterFW, &sc.filterNP, &sc.natSvc, &sc.natNP} {
+		buf.b.Grow(n[i] + 512)
+	}
 	for _, name := range r.order {
 		s := r.services[name]
 		sc.filterSvc.append(&s.filterServices)
@@ -384,7 +399,12 @@ func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, stale 
 		stage.Reset()
 		stageChains = nil
 	}
-	mainChains := 0
+	mainChains, bodyLen := 0, 0
+	for _, name := range written {
+		bodyLen += r.services[name].chainBody.b.Len()
+	}
+	chainBodies.Grow(bodyLen)
+	chainDecls.Grow(len(written) * 64)
 	for _, name := range written {
 		s := r.services[name]
 		chainRulesWritten += s.chainBody.rules
@@ -423,7 +443,7 @@ func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, stale 
 	}
 
 	var b bytes.Buffer
-	b.Grow(chainDecls.Len() + chainBodies.Len() + 4096)
+	b.Grow(chainDecls.Len() + chainBodies.Len() + sc.natSvc.b.Len() + sc.natNP.b.Len() + sc.filterSvc.b.Len() + sc.filterExt.b.Len() + 8192)
 	// iptables-restore commits table by table, so the order matters when one fails. nat goes first:
 	// it is the table whose rules reference per-service chains and so the one that can be refused;
 	// when it is, nothing at all has changed. filter only touches chains that always exist.
