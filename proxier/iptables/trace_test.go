@@ -4,6 +4,7 @@ package iptables_test
 // packets go (DNAT targets, REJECT/DROP, masquerade), not what the rules look like.
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
 	"strings"
@@ -370,7 +371,7 @@ func TestTraceRulesAreUnderstood(t *testing.T) {
 
 // kernelState syncs snap through a Proxier against the stateful fake, as the daemon would, and loads
 // the fake's iptables-save dump (built-in jumps included) into the tracer.
-func kernelState(t *testing.T, snap *proxier.Snapshot, opts iptables.Options) *tracer.Ruleset {
+func kernelState(t testing.TB, snap *proxier.Snapshot, opts iptables.Options) *tracer.Ruleset {
 	t.Helper()
 	fake := iptables.NewFake()
 	p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: fake})
@@ -484,4 +485,69 @@ func TestTraceIPv6(t *testing.T) {
 	tr.Commit(first.Outcomes[0])
 	check(t, tr, v6("fd00:10:244:1::20", "cni0", "fd00:10:96::10", 80), want{verdict: tracer.Accept, dsts: []string{first.Outcomes[0].Dst.String()}})
 	check(t, tr, v6("fd00:10:244:1::21", "cni0", "fd00:10:96::10", 80), want{verdict: tracer.Accept, dsts: eps})
+}
+
+// scaleSnapshot is n ClusterIP services with 5 endpoints each on other nodes.
+func scaleSnapshot(n int) *proxier.Snapshot {
+	s := proxier.NewSnapshot()
+	s.Full = true
+	s.Node = proxier.NodeInfo{Name: thisNode, PodCIDRs: []netip.Prefix{pfx("10.244.1.0/24")}}
+	for i := 0; i < n; i++ {
+		var eps []proxier.Endpoint
+		for j := 0; j < 5; j++ {
+			k := i*5 + j
+			eps = append(eps, proxier.Endpoint{IP: netip.AddrFrom4([4]byte{10, byte(245 + k>>16), byte(k >> 8), byte(k)}),
+				Port: 8080, Ready: true, Serving: true, NodeName: "node-b"})
+		}
+		add(s, &proxier.ServicePort{Name: name(fmt.Sprintf("svc%d", i)), Port: 80,
+			ClusterIPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)})}}, eps...)
+	}
+	return s
+}
+
+// BenchmarkTracer measures the tracer on a large synced ruleset: parsing the dump, and tracing a
+// pod's packet to the service whose dispatch rule comes last.
+func BenchmarkTracer(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			fake := iptables.NewFake()
+			p, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: fake})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := p.Sync(scaleSnapshot(n)); err != nil {
+				b.Fatal(err)
+			}
+			dump := fake.Dump()
+			rs, err := tracer.Parse(dump)
+			if err != nil {
+				b.Fatal(err)
+			}
+			// The nat dispatch chain is in service-name order; trace to the last one in it.
+			var last netip.Addr
+			for _, r := range rs.Chain("nat", "SY-SERVICES").Rules {
+				if f := strings.Fields(r.Text); len(f) > 1 && f[0] == "-d" {
+					last = pfx(f[1]).Addr()
+				}
+			}
+			b.Run("parse", func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					if _, err := tracer.Parse(dump); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("trace-last-service", func(b *testing.B) {
+				tr := tracer.New(rs, traceNode, nil)
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					res, err := tr.Trace(fromPod(last.String(), 80))
+					if err != nil || len(res.Destinations()) != 5 {
+						b.Fatalf("%v %v", err, res)
+					}
+				}
+			})
+		})
+	}
 }

@@ -259,6 +259,9 @@ func applyCommand(t *Table, line string, lineNo int) error {
 // tokenize splits a line into words the way iptables-restore does: on blanks, with double quotes
 // grouping words and backslash escaping a quote inside them.
 func tokenize(line string) ([]string, error) {
+	if !strings.ContainsRune(line, '"') {
+		return strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' }), nil
+	}
 	var toks []string
 	var b strings.Builder
 	inWord, inQuote := false, false
