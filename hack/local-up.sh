@@ -5,7 +5,7 @@
 # checks and completes it. hack/local-down.sh removes everything it made.
 #
 # Usage: hack/local-up.sh [--nodes N] [--proxy switchyard|kube-proxy|none]
-#                         [--proxy-mode iptables|ipvs] [--echo-pods N]
+#                         [--proxy-mode iptables|ipvs] [--pod-network vxlan|none] [--echo-pods N]
 # Env:   SWITCHYARD_STATE (default /tmp/switchyard-local), SWITCHYARD_BIN_DIR (prebuilt switchyard
 #        and switchyard-cni), SWITCHYARD_EXTRA_ARGS / KUBE_PROXY_EXTRA_ARGS (more proxy flags).
 set -euo pipefail
@@ -18,6 +18,7 @@ while (($#)); do
 	--nodes) export SWITCHYARD_NODES="$2"; shift 2 ;;
 	--proxy) proxy="$2"; shift 2 ;;
 	--proxy-mode) export SWITCHYARD_PROXY_MODE="$2"; shift 2 ;;
+	--pod-network) export SWITCHYARD_POD_NETWORK="$2"; shift 2 ;;
 	--echo-pods) echo_pods="$2"; shift 2 ;;
 	-h | --help) sed -n '2,12p' "$0"; exit 0 ;;
 	*) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -40,6 +41,7 @@ source "${SY_REPO}/hack/lib/pods.sh"
 [[ "$(id -u)" == 0 ]] || sy_die "the local cluster creates network namespaces: run as root"
 [[ "${SY_NODES}" =~ ^[1-9][0-9]?$ ]] || sy_die "--nodes must be 1..99, got ${SY_NODES}"
 case "${SY_PROXY_MODE}" in iptables | ipvs | nftables) ;; *) sy_die "bad --proxy-mode ${SY_PROXY_MODE}" ;; esac
+case "${SY_POD_NETWORK}" in vxlan | none) ;; *) sy_die "bad --pod-network ${SY_POD_NETWORK}: want vxlan or none" ;; esac
 
 start_ns="$(date +%s%N)"
 elapsed() { echo "$((($(date +%s%N) - start_ns) / 1000000)) ms"; }
@@ -59,6 +61,7 @@ SY_NODES=${SY_NODES}
 SY_K8S_BIN=${SY_K8S_BIN}
 SY_PROXY=${proxy}
 SY_PROXY_MODE=${SY_PROXY_MODE}
+SY_POD_NETWORK=${SY_POD_NETWORK}
 SY_KUBECONFIG=${SY_STATE}/admin.kubeconfig
 SY_UNDERLAY_NS=${SY_UNDERLAY_NS}
 SY_UNDERLAY_PREFIX=${SY_UNDERLAY_PREFIX}

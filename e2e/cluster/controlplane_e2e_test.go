@@ -331,3 +331,44 @@ func nodeUID(t *testing.T, c *Cluster, i int) string {
 	}
 	return string(n.UID)
 }
+
+// Upstream kube-proxy, run by the harness in every node, serves the kubernetes Service: proof
+// that node namespaces, node credentials and the relays carry a real proxy (the side-by-side
+// bench relies on exactly this), and a reference for what Switchyard must do in the same place.
+func TestUpstreamKubeProxyServesKubernetesService(t *testing.T) {
+	c := testCluster
+	c.DumpOnFailure(t)
+	ctx := context.Background()
+	if _, err := Up(ctx, Options{Nodes: len(c.Nodes), Proxy: ProxyKubeProxy, State: c.State}); err != nil {
+		t.Fatalf("local-up.sh --proxy kube-proxy: %v", err)
+	}
+	t.Cleanup(func() {
+		// Stop kube-proxy again and remove its rules so later tests see bare nodes.
+		if _, err := Up(ctx, Options{Nodes: len(c.Nodes), Proxy: ProxyNone, State: c.State}); err != nil {
+			t.Errorf("local-up.sh --proxy none: %v", err)
+		}
+		for _, n := range c.Nodes {
+			if out, err := c.NodeExec(ctx, n.Index, filepath.Join(mustEnv(t, c, "SY_K8S_BIN"), "kube-proxy"), "--cleanup"); err != nil {
+				t.Errorf("kube-proxy --cleanup on %s: %v %s", n.Name, err, out)
+			}
+		}
+	})
+	pki := filepath.Join(c.State, "pki")
+	for _, n := range c.Nodes {
+		// A node-local client through the ClusterIP: OUTPUT-chain DNAT to 192.168.50.1:6443.
+		out, err := c.NodeExec(ctx, n.Index, "curl", "-sS", "--max-time", "10", "--cacert",
+			filepath.Join(pki, "ca.crt"), "https://10.96.0.1/readyz")
+		if err != nil || out != "ok" {
+			t.Errorf("node %s to https://10.96.0.1/readyz through kube-proxy: %q %v", n.Name, out, err)
+		}
+	}
+}
+
+func mustEnv(t *testing.T, c *Cluster, key string) string {
+	t.Helper()
+	env, err := readEnv(filepath.Join(c.State, "state.env"))
+	if err != nil || env[key] == "" {
+		t.Fatalf("state.env %s: %v", key, err)
+	}
+	return env[key]
+}

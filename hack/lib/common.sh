@@ -21,6 +21,7 @@ SY_UNDERLAY_BRIDGE=sy-br0
 SY_UNDERLAY_PREFIX=192.168.50
 SY_UNDERLAY_GW="${SY_UNDERLAY_PREFIX}.1" # the bridge's own address; also the advertised API address
 SY_PROXY_MODE="${SWITCHYARD_PROXY_MODE:-iptables}"
+SY_POD_NETWORK="${SWITCHYARD_POD_NETWORK:-vxlan}" # switchyard's --pod-network: vxlan or none
 
 sy_log() { printf '[%s %s] %s\n' "${SY_LOG_TAG:-local-up}" "$(date -u +%H:%M:%S)" "$*" >&2; }
 sy_die() {
@@ -74,6 +75,7 @@ sy_start() {
 		return 0
 	fi
 	printf '%s' "${marker}" >"${SY_STATE}/pids/${name}.marker"
+	printf '=== %s started by local-up: %s\n' "$(date -u +%FT%TZ)" "$*" >>"${SY_STATE}/logs/${name}.log"
 	setsid "$@" </dev/null >>"${SY_STATE}/logs/${name}.log" 2>&1 &
 	echo $! >"${SY_STATE}/pids/${name}.pid"
 }

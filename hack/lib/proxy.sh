@@ -38,11 +38,14 @@ sy_start_switchyard() {
 	node="$(sy_node_name "${i}")"
 	local dir="${SY_STATE}/nodes/${node}"
 	local args=(--kubeconfig="${dir}/kubeconfig" --hostname-override="${node}"
-		--proxy-mode="${SY_PROXY_MODE}" --cluster-cidr="${SY_CLUSTER_CIDR}" --pod-network=vxlan)
+		--proxy-mode="${SY_PROXY_MODE}" --cluster-cidr="${SY_CLUSTER_CIDR}")
 	# Nodes share one filesystem, so each node's pod-network files get a directory of its own
 	# (a real node's defaults are /run/switchyard, /etc/cni/net.d, ...). The plugin binary is not
 	# installed anywhere: pods.sh runs it from ${SY_STATE}/bin.
-	if "${bin}" --help 2>&1 | grep -q -- '--subnet-file'; then
+	if [[ "${SY_POD_NETWORK}" == vxlan ]]; then
+		args+=(--pod-network=vxlan)
+	fi
+	if [[ "${SY_POD_NETWORK}" == vxlan ]] && "${bin}" --help 2>&1 | grep -q -- '--subnet-file'; then
 		mkdir -p "${dir}/cni/net.d" "${dir}/cni/data"
 		args+=(--subnet-file="${dir}/subnet.env" --cni-conf-dir="${dir}/cni/net.d"
 			--cni-data-dir="${dir}/cni/data" --cni-bin-dir=)
@@ -97,8 +100,10 @@ sy_proxies_up() {
 		for ((i = 1; i <= SY_NODES; i++)); do
 			sy_start_switchyard "${i}" "${bin}"
 		done
-		# shellcheck disable=SC2034 # read by local-up.sh
-		SY_POD_NETWORK_RUNNING=1
+		if [[ "${SY_POD_NETWORK}" == vxlan ]]; then
+			# shellcheck disable=SC2034 # read by local-up.sh
+			SY_POD_NETWORK_RUNNING=1
+		fi
 		;;
 	kube-proxy)
 		for ((i = 1; i <= SY_NODES; i++)); do
@@ -109,8 +114,21 @@ sy_proxies_up() {
 		sy_die "unknown proxy ${proxy}: want switchyard, kube-proxy or none"
 		;;
 	esac
-	sy_wait_for "${proxy} healthz on every node" 60 sy_proxies_healthy ||
-		sy_die "${proxy} is not healthy on every node; see ${SY_STATE}/logs/${proxy}-sy-node-*.log"
+	local deadline=$((SECONDS + 60)) node
+	until sy_proxies_healthy; do
+		# A proxy that exited will not become healthy: say why at once instead of waiting.
+		for ((i = 1; i <= SY_NODES; i++)); do
+			node="$(sy_node_name "${i}")"
+			if ! sy_pid_alive "${proxy}-${node}"; then
+				sy_log "${proxy} exited on ${node}; the end of ${SY_STATE}/logs/${proxy}-${node}.log:"
+				tail -n 15 "${SY_STATE}/logs/${proxy}-${node}.log" >&2 || true
+				sy_die "${proxy} failed to start"
+			fi
+		done
+		((SECONDS < deadline)) ||
+			sy_die "${proxy} not healthy on every node after 60s; see ${SY_STATE}/logs/${proxy}-sy-node-*.log"
+		sleep 0.2
+	done
 	sy_log "${proxy} (${SY_PROXY_MODE} mode) healthy on ${SY_NODES} nodes"
 }
 
