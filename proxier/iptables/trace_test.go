@@ -523,13 +523,10 @@ func BenchmarkTracer(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			// The nat dispatch chain is in service-name order; trace to the last one in it.
-			var last netip.Addr
-			for _, r := range rs.Chain("nat", "SY-SERVICES").Rules {
-				if f := strings.Fields(r.Text); len(f) > 1 && f[0] == "-d" {
-					last = pfx(f[1]).Addr()
-				}
-			}
+			// Dispatch rules are in service-name order; trace to the service named last.
+			snap := scaleSnapshot(n)
+			names := snap.SortedServiceNames()
+			last := snap.Services[names[len(names)-1]].ClusterIPs[0]
 			b.Run("parse", func(b *testing.B) {
 				b.ReportAllocs()
 				for i := 0; i < b.N; i++ {
