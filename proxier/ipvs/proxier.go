@@ -199,14 +199,19 @@ func (p *Proxier) sync(snap *proxier.Snapshot, full bool) error {
 		}
 		p.dummy = link
 	}
-	all, err := p.nodeAddresses(p.dummy.Attrs().Index)
-	if err != nil {
-		return err
-	}
-	addrs := selectNodeAddrs(&p.opts, all)
-	if !slices.Equal(addrs.All, p.nodeAddrs.All) || !slices.Equal(addrs.NodePort, p.nodeAddrs.NodePort) {
+	// The node's addresses are read on full syncs only: the kernel can only dump every address at
+	// once, kube-ipvs0's thousands included, which would make each incremental sync cost O(services).
+	// A new node address therefore gets its NodePorts at the next periodic resync (--ipvs-sync-period).
+	if full {
+		all, err := p.nodeAddresses(p.dummy.Attrs().Index)
+		if err != nil {
+			return err
+		}
+		addrs := selectNodeAddrs(&p.opts, all)
+		if !slices.Equal(addrs.All, p.nodeAddrs.All) || !slices.Equal(addrs.NodePort, p.nodeAddrs.NodePort) {
+			klog.V(2).InfoS("Node addresses changed", "family", p.opts.Family, "all", addrs.All, "nodePort", addrs.NodePort)
+		}
 		p.nodeAddrs = addrs
-		full = true // every NodePort and external-IP decision depends on these
 	}
 	p.render(snap, full)
 	if full {

@@ -30,7 +30,11 @@ import (
 //	hack/vm/run.sh --env SWITCHYARD_PRIVILEGED=1 --env SWITCHYARD_IPVS_KERNEL=1 ./ipvs.test -test.run TestRealKernel -test.v
 const EnvIPVSKernel = "SWITCHYARD_IPVS_KERNEL"
 
-func requireIPVSKernel(t *testing.T) {
+func requireIPVSKernelB(t testing.TB) { requireIPVSKernelTB(t) }
+
+func requireIPVSKernel(t *testing.T) { requireIPVSKernelTB(t) }
+
+func requireIPVSKernelTB(t testing.TB) {
 	t.Helper()
 	if os.Getenv(EnvIPVSKernel) != "1" {
 		t.Skipf("needs a kernel with IPVS: set %s=1 inside hack/vm's guest (see realkernel_test.go)", EnvIPVSKernel)

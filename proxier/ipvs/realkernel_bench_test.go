@@ -1,0 +1,114 @@
+package ipvs
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	mobyipvs "github.com/moby/ipvs"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/switchyard/switchyard/internal/netnstest"
+	"github.com/switchyard/switchyard/proxier"
+)
+
+// realProxier builds a Proxier over the real kernel inside a fresh namespace; everything it opens is
+// closed, and the namespace deleted, when b ends.
+func realProxier(b *testing.B) (*Proxier, *netnstest.NS) {
+	b.Helper()
+	node := netnstest.New(b, "bench")
+	netnstest.Veth(b, node, "eth0", "192.168.50.10/24", netnstest.New(b, "peer"), "eth0", "192.168.50.2/24")
+	nsh, err := node.Handle()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { nsh.Close() })
+	nl, err := netlink.NewHandleAt(nsh, unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nl.Close)
+	h, err := mobyipvs.New(filepath.Join("/run/netns", node.Name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(h.Close)
+	p, err := New(testOptions(), Deps{IPVS: h, Links: nl, Ipset: nl, Iptables: nsIptables{node}, Sysctl: nsSysctl{node},
+		Conntrack: ExecConntrack{Prefix: []string{"ip", "netns", "exec", node.Name}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p, node
+}
+
+// BenchmarkRealKernel measures plan+apply against the kernel's IPVS in hack/vm's guest (software
+// emulation: compare figures only between runs in the same VM):
+//
+//	hack/vm/run.sh --env SWITCHYARD_PRIVILEGED=1 --env SWITCHYARD_IPVS_KERNEL=1 ./ipvs.test \
+//	    -test.run XXX -test.bench RealKernel -test.benchtime 1x
+func BenchmarkRealKernel(b *testing.B) {
+	if testing.Short() {
+		b.Skip("short")
+	}
+	requireIPVSKernelB(b)
+	for _, n := range scales {
+		b.Run(fmt.Sprintf("full/services=%d", n), func(b *testing.B) {
+			snap := scaleSnapshot(n, 5)
+			var st SyncStats
+			var cpu cpuTimer
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				p, _ := realProxier(b)
+				b.StartTimer()
+				cpu.Start()
+				st = mustSync(b, p, snap)
+				cpu.Stop()
+			}
+			cpu.report(b)
+			b.ReportMetric(float64(st.NetlinkRoundTrips()), "netlink-rt/sync")
+			b.ReportMetric(float64(st.IPVSReads+st.IPVSWrites)/float64(n+n/10), "ipvs-rt/virtual-server")
+		})
+		b.Run(fmt.Sprintf("one-endpoint/services=%d", n), func(b *testing.B) {
+			snap := scaleSnapshot(n, 5)
+			p, _ := realProxier(b)
+			mustSync(b, p, snap)
+			name := spn("ns7", "svc7", "")
+			orig := snap.Endpoints[name]
+			alt := append([]proxier.Endpoint(nil), orig...)
+			alt[0] = ready("10.245.0.1", 8080, "node-c")
+			var st SyncStats
+			var cpu cpuTimer
+			b.ResetTimer()
+			cpu.Start()
+			for i := 0; i < b.N; i++ {
+				if i%2 == 0 {
+					snap.Endpoints[name] = alt
+				} else {
+					snap.Endpoints[name] = orig
+				}
+				st = mustSync(b, p, incremental(snap, name.ServiceKey))
+			}
+			cpu.Stop()
+			cpu.report(b)
+			b.ReportMetric(float64(st.Writes()), "writes/sync")
+			b.ReportMetric(float64(st.NetlinkRoundTrips()), "netlink-rt/sync")
+		})
+		b.Run(fmt.Sprintf("unchanged-full/services=%d", n), func(b *testing.B) {
+			snap := scaleSnapshot(n, 5)
+			p, _ := realProxier(b)
+			mustSync(b, p, snap)
+			var st SyncStats
+			var cpu cpuTimer
+			b.ResetTimer()
+			cpu.Start()
+			for i := 0; i < b.N; i++ {
+				st = mustSync(b, p, snap)
+			}
+			cpu.Stop()
+			cpu.report(b)
+			b.ReportMetric(float64(st.NetlinkRoundTrips()), "netlink-rt/sync")
+			b.ReportMetric(float64(st.Writes()), "writes/sync")
+		})
+	}
+}
