@@ -130,7 +130,7 @@ func skipReason(svc *v1.Service) string {
 		return "handled by another proxy"
 	case svc.Spec.Type == v1.ServiceTypeExternalName:
 		return "ExternalName service"
-	case svc.Spec.ClusterIP == v1.ClusterIPNone:
+	case svc.Spec.ClusterIP == v1.ClusterIPNone || len(svc.Spec.ClusterIPs) > 0 && svc.Spec.ClusterIPs[0] == v1.ClusterIPNone:
 		return "headless service"
 	case svc.Spec.ClusterIP == "" && len(svc.Spec.ClusterIPs) == 0:
 		return "no cluster IP"

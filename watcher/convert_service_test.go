@@ -223,8 +223,9 @@ func TestConvertServiceMultiplePorts(t *testing.T) {
 
 func TestConvertServiceSkipped(t *testing.T) {
 	cases := map[string]*v1.Service{
-		"headless":      svc("ns", "h", v1.ClusterIPNone, func(s *v1.Service) { s.Spec.ClusterIPs = []string{v1.ClusterIPNone} }),
-		"no cluster IP": svc("ns", "n", "", func(s *v1.Service) { s.Spec.ClusterIPs = nil }),
+		"headless":                    svc("ns", "h", v1.ClusterIPNone, func(s *v1.Service) { s.Spec.ClusterIPs = []string{v1.ClusterIPNone} }),
+		"headless by clusterIPs only": svc("ns", "h2", "", func(s *v1.Service) { s.Spec.ClusterIPs = []string{v1.ClusterIPNone} }),
+		"no cluster IP":               svc("ns", "n", "", func(s *v1.Service) { s.Spec.ClusterIPs = nil }),
 		"ExternalName": svc("ns", "e", "", func(s *v1.Service) {
 			s.Spec.Type = v1.ServiceTypeExternalName
 			s.Spec.ExternalName = "example.com"

@@ -5,16 +5,24 @@
 // Typical wiring (the daemon does this):
 //
 //	w, err := watcher.New(client, nodeFactory, watcher.Options{NodeName: node})
-//	r := watcher.NewRunner(watcher.RunnerOptions{...}, func(reason watcher.Reason) error {
+//	r, err := watcher.NewRunner(watcher.RunnerOptions{Name: "sync", MinInterval: minSync,
+//		MaxInterval: syncPeriod}, func(reason watcher.Reason) error {
 //		snap, info := w.Snapshot(reason.Full())
-//		if err := backend.Sync(snap); err != nil { return err }
+//		if snap == nil { // caches not synced; cannot happen if Loop starts after WaitForCacheSync
+//			return nil
+//		}
+//		if err := backend.Sync(snap); err != nil {
+//			return err // the runner retries, and the retry is Full
+//		}
 //		info.ObserveProgrammed(time.Now())
 //		return nil
 //	})
 //	w.OnChange(r.Run)
 //	w.Start(ctx)
 //	if !w.WaitForCacheSync(ctx) { ... }
-//	go r.Loop(ctx.Done())
+//	go r.Loop(ctx.Done()) // start only now: its first run is the initial full sync
+//
+// A failed sync consumes the snapshot's Changed set; that is safe because the retry is Full.
 package watcher
 
 import (
