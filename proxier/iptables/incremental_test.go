@@ -271,3 +271,51 @@ func TestRenderStaged(t *testing.T) {
 		t.Errorf("staged %d batches although fewer chains than one batch are new", len(out.Staged))
 	}
 }
+
+// TestDispatchShards: a service in a new /24 gets its own shard chain; adding a service to a busy
+// shard rewrites that shard only; removing the last service of a shard deletes the shard.
+func TestDispatchShards(t *testing.T) {
+	snap := scaleSnapshot(300, 2) // ClusterIPs 10.96.0.0 - 10.96.1.43: two shards
+	r, _ := NewRenderer(testOptions())
+	fake := NewFake()
+	first := r.Render(snap, true, nil)
+	if err := fake.Restore(first.Restore); err != nil {
+		t.Fatal(err)
+	}
+	lone := spn("default", "lone", "")
+	loneShard := shardChain(mustPrefix("10.97.3.0/24"))
+	next := cloneSnapshot(snap)
+	addService(next, &proxier.ServicePort{Name: lone, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.97.3.3")}}, ep("10.244.2.1", 80, "node-b"))
+	added := spn("default", "added", "")
+	addService(next, &proxier.ServicePort{Name: added, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.1.200")}}, ep("10.244.2.2", 80, "node-b"))
+	out := r.Render(next, false, first.ServiceChains)
+	text := string(out.Restore)
+	if strings.Contains(text, ":"+shardChain(mustPrefix("10.96.0.0/24"))+" ") {
+		t.Errorf("untouched shard 10.96.0.0/24 rewritten")
+	}
+	for _, c := range []string{loneShard, shardChain(mustPrefix("10.96.1.0/24")), chainServices} {
+		if !strings.Contains(text, ":"+c+" ") {
+			t.Errorf("chain %s not written", c)
+		}
+	}
+	if err := fake.Restore(out.Restore); err != nil {
+		t.Fatal(err)
+	}
+	third := cloneSnapshot(next)
+	delete(third.Services, lone)
+	delete(third.Endpoints, lone)
+	third.Changed[lone.ServiceKey] = struct{}{}
+	out2 := r.Render(third, false, out.ServiceChains)
+	if err := fake.Restore(out2.Restore); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := fake.ChainExists(TableNAT, loneShard); ok {
+		t.Errorf("empty shard %s not deleted", loneShard)
+	}
+	if _, ok := out2.ServiceChains[loneShard]; ok {
+		t.Errorf("empty shard %s still listed", loneShard)
+	}
+	if got, want := fake.Dump(), applyFull(t, third, testOptions()); got != want {
+		t.Errorf("state differs from a full render:\n%s", lineDiff(want, got))
+	}
+}

@@ -33,7 +33,25 @@ const (
 	kindCluster  = "SY-SVC-" // endpoints for Cluster-policy traffic, DNAT inline
 	kindLocal    = "SY-SVL-" // this node's endpoints for Local-policy traffic
 	kindExternal = "SY-EXT-" // entry for traffic to a node port, external IP or LB IP
+	// kindShard chains hold the dispatch rules for the service addresses of one /24 (IPv6: /120).
+	// nat SY-SERVICES jumps to them by destination prefix, so adding a service rewrites one shard
+	// of at most 256 addresses' rules instead of a dispatch chain with a rule for every service,
+	// and a first packet walks a few hundred rules instead of tens of thousands.
+	kindShard = "SY-DST-"
 )
+
+// shardOf is the dispatch shard of a service address.
+func shardOf(a netip.Addr) netip.Prefix {
+	bits := 24
+	if a.Is6() {
+		bits = 120
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}
+
+// shardChain names the dispatch shard chain of a prefix.
+func shardChain(p netip.Prefix) string { return kindShard + hashOf(p.String()) }
 
 // Names of the per-service chains of one service port.
 type serviceChains struct {
@@ -65,10 +83,10 @@ func hashOf(s string) string {
 	return base32.StdEncoding.EncodeToString(sum[:])[:16]
 }
 
-// isServiceChain reports whether a chain name is one of the per-service chains that a sync may create
-// and delete, as opposed to a fixed chain that always exists.
+// isServiceChain reports whether a chain name is one of the chains that a sync may create and
+// delete (per-service chains and dispatch shards), as opposed to a fixed chain that always exists.
 func isServiceChain(name string) bool {
-	for _, k := range []string{kindCluster, kindLocal, kindExternal} {
+	for _, k := range []string{kindCluster, kindLocal, kindExternal, kindShard} {
 		if strings.HasPrefix(name, k) {
 			return true
 		}

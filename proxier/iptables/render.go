@@ -32,8 +32,8 @@ type Rendered struct {
 	// Staged, from RenderStaged, are restore inputs that load new per-service chains ahead of
 	// Restore. Each is independent; all must succeed before Restore is applied.
 	Staged []StagedRestore
-	// ServiceChains is every per-service nat chain that exists once Restore is applied. Pass it as
-	// the next render's existing set.
+	// ServiceChains is every nat chain that comes and goes with services (per-service chains and
+	// dispatch shards) that exists once Restore is applied. Pass it as the next render's existing set.
 	ServiceChains ChainSet
 	// RulesWritten counts the rules Restore writes, by table.
 	RulesWritten map[string]int
@@ -81,11 +81,16 @@ type Renderer struct {
 	rendered  bool
 	// lastFixed is the text of each shared chain ("table/chain") as last rendered.
 	lastFixed map[string]string
+	// lastShards are the dispatch shard chains as last rendered.
+	lastShards ChainSet
 }
 
 // sharedChains holds the shared chains' rules, concatenated over services in name order.
 type sharedChains struct {
 	filterSvc, filterExt, filterFW, filterNP, natSvc, natNP, hairpin, forward, postrouting ruleBuf
+	// shards holds the SY-DST chains' rules; natSvc jumps to them in shardOrder.
+	shards     map[netip.Prefix]*ruleBuf
+	shardOrder []netip.Prefix
 }
 
 // NewRenderer checks opts and returns a renderer with nothing rendered yet.
@@ -109,6 +114,7 @@ func (r *Renderer) reset() {
 	r.hairpinRefs = map[netip.Addr]int{}
 	r.shared = nil
 	r.lastFixed = map[string]string{}
+	r.lastShards = ChainSet{}
 }
 
 // RenderFull renders snap from scratch: a convenience for tests and tools that want the complete
@@ -191,16 +197,7 @@ func (r *Renderer) RenderStaged(snap *proxier.Snapshot, full bool, existing Chai
 		}
 	}
 	proxier.SortServicePortNames(written)
-
-	var stale []string
-	for _, c := range staleCandidates {
-		if _, ok := r.chains[c]; !ok && isServiceChain(c) {
-			stale = append(stale, c)
-		}
-	}
-	slices.Sort(stale)
-	stale = slices.Compact(stale)
-	return r.assemble(full, written, stale, existing, batch)
+	return r.assemble(full, written, staleCandidates, existing, batch)
 }
 
 // add and remove keep the aggregates in step with r.services.
@@ -265,8 +262,10 @@ func (s *serviceRules) sameShare(o *serviceRules) bool {
 		s.filterExternal.String() == o.filterExternal.String() &&
 		s.filterFirewall.String() == o.filterFirewall.String() &&
 		s.filterNodePorts.String() == o.filterNodePorts.String() &&
-		s.natServices.String() == o.natServices.String() &&
-		s.natNodePorts.String() == o.natNodePorts.String()
+		s.natNodePorts.String() == o.natNodePorts.String() &&
+		slices.EqualFunc(s.natDispatch, o.natDispatch, func(a, b *shardRules) bool {
+			return a.shard == b.shard && a.rules.String() == b.rules.String()
+		})
 }
 
 // localCIDR is the prefix the local-traffic detector matches for this snapshot (invalid: none).
@@ -310,7 +309,7 @@ func (l *ruleBuf) String() string { return l.b.String() }
 
 // buildShared concatenates every service's share of the shared chains, in name order.
 func (r *Renderer) buildShared() *sharedChains {
-	sc := &sharedChains{}
+	sc := &sharedChains{shards: map[netip.Prefix]*ruleBuf{}}
 	// Size the buffers first: at 10k services, growing them by doubling was most of a full render's
 	// allocation.
 	var n [6]int
@@ -320,7 +319,6 @@ func (r *Renderer) buildShared() *sharedChains {
 		n[1] += s.filterExternal.b.Len()
 		n[2] += s.filterFirewall.b.Len()
 		n[3] += s.filterNodePorts.b.Len()
-		n[4] += s.natServices.b.Len()
 		n[5] += s.natNodePorts.b.Len()
 	}
 	for i, buf := range []*ruleBuf{&sc.filterSvc, &sc.filterExt, &sc.filterFW, &sc.filterNP, &sc.natSvc, &sc.natNP} {
@@ -332,8 +330,20 @@ func (r *Renderer) buildShared() *sharedChains {
 		sc.filterExt.append(&s.filterExternal)
 		sc.filterFW.append(&s.filterFirewall)
 		sc.filterNP.append(&s.filterNodePorts)
-		sc.natSvc.append(&s.natServices)
+		for _, d := range s.natDispatch {
+			buf := sc.shards[d.shard]
+			if buf == nil {
+				buf = &ruleBuf{}
+				sc.shards[d.shard] = buf
+				sc.shardOrder = append(sc.shardOrder, d.shard)
+			}
+			buf.append(&d.rules)
+		}
 		sc.natNP.append(&s.natNodePorts)
+	}
+	slices.SortFunc(sc.shardOrder, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	for _, p := range sc.shardOrder {
+		sc.natSvc.rule(chainServices, "-d", p.String(), "-j", shardChain(p))
 	}
 	r.writeNodePortsJump(&sc.natSvc)
 	r.writeFixedFilter(&sc.forward)
@@ -352,7 +362,7 @@ func (r *Renderer) buildShared() *sharedChains {
 }
 
 // assemble writes the restore input.
-func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, stale []string, existing ChainSet, batch int) *Rendered {
+func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, staleCandidates []string, existing ChainSet, batch int) *Rendered {
 	out := &Rendered{
 		Full:            full,
 		ServiceChains:   maps.Clone(r.chains),
@@ -365,6 +375,28 @@ func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, stale 
 		r.shared = r.buildShared()
 	}
 	sc := r.shared
+	shardChains := ChainSet{}
+	for _, p := range sc.shardOrder {
+		shardChains[shardChain(p)] = struct{}{}
+	}
+	for c := range shardChains {
+		out.ServiceChains[c] = struct{}{}
+	}
+	// Stale chains: owned before, not produced now. Declaring them first flushes them (dropping
+	// their jumps to sibling chains) and creates any that vanished, so the -X lines cannot fail.
+	for c := range r.lastShards {
+		staleCandidates = append(staleCandidates, c)
+	}
+	var stale []string
+	for _, c := range staleCandidates {
+		if _, ok := out.ServiceChains[c]; !ok && isServiceChain(c) {
+			stale = append(stale, c)
+			delete(r.lastFixed, TableNAT+"/"+c)
+		}
+	}
+	slices.Sort(stale)
+	stale = slices.Compact(stale)
+	r.lastShards = shardChains
 	var chainDecls, chainBodies strings.Builder
 	chainRulesWritten := 0
 	// A service all of whose chains are new can be staged: its chains are unreferenced until the
@@ -438,9 +470,11 @@ func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, stale 
 		{chainServices, &sc.filterSvc}, {chainExternalServices, &sc.filterExt}, {chainFirewall, &sc.filterFW},
 		{chainNodePorts, &sc.filterNP}, {chainForward, &sc.forward},
 	}
-	natFixed := []fixedChain{
-		{chainServices, &sc.natSvc}, {chainNodePorts, &sc.natNP}, {chainPostrouting, &sc.postrouting}, {chainHairpin, &sc.hairpin},
+	natFixed := []fixedChain{{chainServices, &sc.natSvc}}
+	for _, p := range sc.shardOrder {
+		natFixed = append(natFixed, fixedChain{shardChain(p), sc.shards[p]})
 	}
+	natFixed = append(natFixed, fixedChain{chainNodePorts, &sc.natNP}, fixedChain{chainPostrouting, &sc.postrouting}, fixedChain{chainHairpin, &sc.hairpin})
 
 	var b bytes.Buffer
 	b.Grow(chainDecls.Len() + chainBodies.Len() + sc.natSvc.b.Len() + sc.natNP.b.Len() + sc.filterSvc.b.Len() + sc.filterExt.b.Len() + 8192)

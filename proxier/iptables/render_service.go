@@ -21,11 +21,32 @@ type renderContext struct {
 // dispatch chains and its own chains. Kept per service so an incremental render reuses it.
 type serviceRules struct {
 	filterServices, filterExternal, filterFirewall, filterNodePorts ruleBuf
-	natServices, natNodePorts                                       ruleBuf
+	natDispatch                                                     []*shardRules // rules for SY-DST shards
+	natNodePorts                                                    ruleBuf
 	chains                                                          []string // nat chains it owns
 	chainBody                                                       ruleBuf  // the rules of those chains
 	hairpin                                                         []netip.Addr
 	noLocalInternal, noLocalExternal                                bool
+}
+
+// shardRules are a service's dispatch rules in one shard.
+type shardRules struct {
+	shard netip.Prefix
+	rules ruleBuf
+}
+
+// dispatch appends a dispatch rule for destination addr to the right shard.
+func (s *serviceRules) dispatch(addr netip.Addr, args ...string) {
+	p := shardOf(addr)
+	for _, d := range s.natDispatch {
+		if d.shard == p {
+			d.rules.rule(shardChain(p), args...)
+			return
+		}
+	}
+	d := &shardRules{shard: p}
+	d.rules.rule(shardChain(p), args...)
+	s.natDispatch = append(s.natDispatch, d)
 }
 
 // svcArgs holds the pieces most rules of one service port repeat.
@@ -91,7 +112,7 @@ func (c *renderContext) renderService(svc *proxier.ServicePort, all []proxier.En
 	// ClusterIP.
 	vipS := hostPrefix(vip)
 	if internalChain != "" {
-		s.natServices.rule(chainServices, append([]string{"-d", vipS}, append(a.match("cluster IP", a.port), "-j", internalChain)...)...)
+		s.dispatch(vip, append([]string{"-d", vipS}, append(a.match("cluster IP", a.port), "-j", internalChain)...)...)
 	} else {
 		s.filterServices.rule(chainServices, append([]string{"-d", vipS}, append(a.match(noEndpointsWhy, a.port), noEndpointsTarget...)...)...)
 	}
@@ -100,7 +121,7 @@ func (c *renderContext) renderService(svc *proxier.ServicePort, all []proxier.En
 	for _, ip := range proxier.AddrsFor(f, svc.ExternalIPs) {
 		d := []string{"-d", hostPrefix(ip)}
 		if externalChain != "" {
-			s.natServices.rule(chainServices, append(d, append(a.match("external IP", a.port), "-j", externalChain)...)...)
+			s.dispatch(ip, append(d, append(a.match("external IP", a.port), "-j", externalChain)...)...)
 		}
 		if externalPolicyChain == "" {
 			s.filterExternal.rule(chainExternalServices, append(d, append(a.match(noEndpointsWhy, a.port), noEndpointsTarget...)...)...)
@@ -118,14 +139,14 @@ func (c *renderContext) renderService(svc *proxier.ServicePort, all []proxier.En
 		if externalChain != "" {
 			rest := append(a.match("loadbalancer IP", a.port), "-j", externalChain)
 			if !firewalled {
-				s.natServices.rule(chainServices, append([]string{"-d", d}, rest...)...)
+				s.dispatch(ip, append([]string{"-d", d}, rest...)...)
 			} else {
 				for _, p := range ranges {
-					s.natServices.rule(chainServices, append([]string{"-s", p.Masked().String(), "-d", d}, rest...)...)
+					s.dispatch(ip, append([]string{"-s", p.Masked().String(), "-d", d}, rest...)...)
 				}
 				if c.allowFromNode(ranges) {
 					for _, src := range lbIPs {
-						s.natServices.rule(chainServices, append([]string{"-s", hostPrefix(src), "-d", d}, rest...)...)
+						s.dispatch(ip, append([]string{"-s", hostPrefix(src), "-d", d}, rest...)...)
 					}
 				}
 			}

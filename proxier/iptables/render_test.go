@@ -137,8 +137,17 @@ func TestRulesPerService(t *testing.T) {
 	if got := (r.RulesTotal[TableNAT] - empty.RulesTotal[TableNAT]) / 100; got != 7 {
 		t.Errorf("nat rules per ClusterIP service with 5 endpoints = %d, want 7", got)
 	}
-	if got := len(r.ServiceChains); got != 100 {
-		t.Errorf("per-service chains for 100 services = %d, want 100", got)
+	perService, shards := 0, 0
+	for c := range r.ServiceChains {
+		if strings.HasPrefix(c, kindShard) {
+			shards++
+		} else {
+			perService++
+		}
+	}
+	// The 100 ClusterIPs share one /24, so one dispatch shard.
+	if perService != 100 || shards != 1 {
+		t.Errorf("chains for 100 services = %d per-service + %d shards, want 100 + 1", perService, shards)
 	}
 	if r.RulesTotal[TableFilter] != empty.RulesTotal[TableFilter] {
 		t.Errorf("services with endpoints added filter rules: %d -> %d", empty.RulesTotal[TableFilter], r.RulesTotal[TableFilter])
