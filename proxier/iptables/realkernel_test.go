@@ -275,23 +275,28 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 	l := newLab(t)
 
 	// The Proxier and its iptables binaries run on a thread inside the node namespace; the
-	// processes they exec inherit it.
-	var p *iptables.Proxier
-	err := l.node.Do(func() error {
-		ipt, err := iptables.NewReal(proxier.IPv4, variant)
-		if err != nil {
+	// processes they exec inherit it. newProxier is also how the test restarts the daemon.
+	newProxier := func() *iptables.Proxier {
+		t.Helper()
+		var p *iptables.Proxier
+		err := l.node.Do(func() error {
+			ipt, err := iptables.NewReal(proxier.IPv4, variant)
+			if err != nil {
+				return err
+			}
+			opts := traceOptions()
+			opts.RandomFully = ipt.HasRandomFully()
+			// A nil netlink handle opens one per call in the calling thread's namespace: the
+			// node's, since Sync runs inside it.
+			p, err = iptables.NewProxier(iptables.Config{Options: opts, IPTables: ipt, Conntrack: &conntrack.Netlink{}})
 			return err
+		})
+		if err != nil {
+			t.Fatalf("proxier: %v", err)
 		}
-		opts := traceOptions()
-		opts.RandomFully = ipt.HasRandomFully()
-		// A nil netlink handle opens one per call in the calling thread's namespace: the node's,
-		// since Sync runs inside it.
-		p, err = iptables.NewProxier(iptables.Config{Options: opts, IPTables: ipt, Conntrack: &conntrack.Netlink{}})
-		return err
-	})
-	if err != nil {
-		t.Fatalf("proxier: %v", err)
+		return p
 	}
+	p := newProxier()
 	sync := func(snap *proxier.Snapshot) {
 		t.Helper()
 		if err := l.node.Do(func() error { return p.Sync(snap) }); err != nil {
@@ -453,6 +458,66 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 		snap.Full = false
 		snap.Changed = map[proxier.ServiceKey]struct{}{{Namespace: "default", Name: "echo"}: {}}
 		sync(snap)
+		check(t, all)
+	})
+
+	// The state the steps above leave, as a daemon would see it on its next sync.
+	current := func() *proxier.Snapshot {
+		snap := labSnapshot(all...)
+		snap.Endpoints[lateSvc] = []proxier.Endpoint{ready(l.podIPs["b2"], udpPort, thisNode)}
+		return snap
+	}
+
+	t.Run("an external flush is repaired by the next sync", func(t *testing.T) {
+		for _, table := range []string{"nat", "filter", "mangle"} {
+			l.node.MustRun(t, "iptables-"+string(variant), "-t", table, "-F")
+			l.node.MustRun(t, "iptables-"+string(variant), "-t", table, "-X")
+		}
+		if got, err := ask(l.client, "tcp", labNodeIP+":30080"); err == nil {
+			t.Fatalf("the NodePort still answers (%v) after the flush, so this step proves nothing", got)
+		}
+		snap := current()
+		snap.Full = false
+		snap.Changed = map[proxier.ServiceKey]struct{}{}
+		sync(snap)
+		check(t, all)
+	})
+
+	t.Run("a restarted proxier reconciles without duplicating rules or flushing", func(t *testing.T) {
+		before := stripCounters(save())
+		p = newProxier()
+		sync(current())
+		if after := stripCounters(save()); after != before {
+			t.Fatalf("a restart with the same state changed the rules:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+		check(t, all)
+	})
+
+	t.Run("a restarted proxier removes what the previous run left for a deleted service", func(t *testing.T) {
+		snap := current()
+		local := proxier.ServicePortName{ServiceKey: proxier.ServiceKey{Namespace: "default", Name: "local"}, Port: "tcp"}
+		delete(snap.Services, local)
+		delete(snap.Endpoints, local)
+		p = newProxier()
+		sync(snap)
+		// A fresh fake synced once with the same state is what the kernel must now hold.
+		fake := iptables.NewFake()
+		pf, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: fake})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pf.Sync(snap); err != nil {
+			t.Fatal(err)
+		}
+		got, want := splitTables(save()), splitTables(fake.Dump())
+		for _, table := range []string{"filter", "nat", "mangle"} {
+			if got[table] != want[table] {
+				t.Errorf("table %s after restart differs from a fresh sync of the same state\nkernel:\n%s\nfresh:\n%s", table, got[table], want[table])
+			}
+		}
+		if _, err := ask(l.client, "tcp", labNodeIP+":30081"); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("the deleted service's NodePort should now reach the node itself and be refused, got %v", err)
+		}
 		check(t, all)
 	})
 }
