@@ -10,16 +10,19 @@
 
 sy_pod_netns() { echo "sy-pod-$1-$2"; }
 
-# sy_cni_conf NODE prints the single-plugin network configuration to give the plugin on NODE.
+# sy_cni_conf NODE prints the single-plugin network configuration to give the plugin on NODE: the
+# one the node's switchyard wrote, else the same paths written here (never the plugin's defaults,
+# which every node would share).
 sy_cni_conf() {
-	local dir="${SY_STATE}/nodes/$1/cni/net.d" f
-	for f in "${dir}"/*.conf "${dir}"/*.conflist; do
+	local dir="${SY_STATE}/nodes/$1" f
+	for f in "${dir}"/cni/net.d/*.conf "${dir}"/cni/net.d/*.conflist; do
 		[[ -s "${f}" ]] || continue
 		# A list holds the plugin under .plugins; the runtime hands it name and cniVersion.
 		jq -c 'if .plugins then (.plugins[0] + {name, cniVersion}) else . end' "${f}"
 		return 0
 	done
-	echo '{"cniVersion": "1.0.0", "name": "switchyard", "type": "switchyard-cni"}'
+	jq -nc --arg subnet "${dir}/subnet.env" --arg data "${dir}/cni/data" \
+		'{cniVersion: "1.0.0", name: "switchyard", type: "switchyard-cni", subnetFile: $subnet, dataDir: $data}'
 }
 
 # sy_cni NODE COMMAND POD_NS POD_NAME runs the plugin; prints its result on stdout.
@@ -77,6 +80,9 @@ sy_pod_add() {
 		(cd "${SY_REPO}" && CGO_ENABLED=0 go build -o "${SY_STATE}/bin/echoserver" ./e2e/echoserver) ||
 			sy_die "cannot build e2e/echoserver"
 	fi
+	# The node's switchyard writes the subnet file once it knows the node's pod CIDR.
+	sy_wait_for "${node}'s subnet file (written by its switchyard)" 60 test -s "${SY_STATE}/nodes/${node}/subnet.env" ||
+		return 1
 	sy_record pods "${i} ${ns} ${name}"
 	sy_netns_add "${netns}"
 	local result ip
