@@ -17,6 +17,15 @@ import (
 func Cleanup(ipt Interface) error {
 	var errs []error
 	for _, j := range jumpRules {
+		// A rule cannot jump to a chain that does not exist, and asking iptables to delete one that
+		// names a missing chain is an error rather than a no-op; so look for the target first.
+		target := j.args[len(j.args)-1]
+		if ok, err := ipt.ChainExists(j.table, target); err != nil || !ok {
+			if err != nil && !tableMissing(err) {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		if err := ipt.DeleteRule(j.table, j.chain, j.args...); err != nil {
 			errs = append(errs, err)
 		}
