@@ -179,7 +179,9 @@ func ensureBridge(h *netlink.Handle, name string, gateway *net.IPNet, mtu int) (
 		if !errors.As(err, &nf) {
 			return nil, err
 		}
-		err = h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu}})
+		// The MAC is set explicitly: a bridge without one takes the lowest MAC of its ports and changes
+		// it when that port leaves, which strands every pod's ARP entry for the gateway.
+		err = h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu, HardwareAddr: bridgeMAC(name)}})
 		if err != nil && !errors.Is(err, unix.EEXIST) { // EEXIST: a concurrent ADD made it first
 			return nil, fmt.Errorf("create: %w", err)
 		}
@@ -222,6 +224,14 @@ func ensureBridge(h *netlink.Handle, name string, gateway *net.IPNet, mtu int) (
 		}
 	}
 	return l, nil
+}
+
+// bridgeMAC is a locally administered unicast MAC derived from the bridge name.
+func bridgeMAC(name string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte("switchyard-bridge/" + name))
+	mac := net.HardwareAddr(sum[:6])
+	mac[0] = (mac[0] | 0x02) &^ 0x01
+	return mac
 }
 
 // Del is CNI DEL: it releases the address and removes the veth. Everything already gone is fine, and
