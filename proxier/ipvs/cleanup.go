@@ -39,7 +39,9 @@ func (p *Proxier) Cleanup() error {
 	}
 
 	// Virtual servers first: their ownership is read from the addresses and sets removed below.
-	if listed, err := p.ipvs.GetServices(); err != nil {
+	if p.ipvs == nil {
+		// A kernel without IPVS holds no virtual servers.
+	} else if listed, err := p.ipvs.GetServices(); err != nil {
 		errs = append(errs, fmt.Errorf("list IPVS virtual servers: %w", err))
 	} else {
 		for _, s := range listed {

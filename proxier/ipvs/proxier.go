@@ -69,25 +69,7 @@ func New(opts Options, deps Deps) (*Proxier, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Proxier{
-		opts:        opts,
-		conntrack:   deps.Conntrack,
-		now:         deps.Now,
-		desired:     newDesiredState(),
-		applied:     map[vsKey]*appliedVS{},
-		terminating: map[vsKey]map[netip.AddrPort]terminatingDest{},
-		needFull:    true,
-	}
-	p.ipvs = countingIPVS{deps.IPVS, &p.stats}
-	p.links = countingLinks{deps.Links, &p.stats}
-	p.ipset = countingIpset{deps.Ipset, &p.stats}
-	p.iptables = countingIptables{deps.Iptables, &p.stats}
-	if p.now == nil {
-		p.now = time.Now
-	}
-	if p.conntrack == nil {
-		p.conntrack = ExecConntrack{}
-	}
+	p := newProxier(opts, deps)
 	if err := setSysctls(deps.Sysctl, &opts); err != nil {
 		return nil, err
 	}
@@ -98,6 +80,58 @@ func New(opts Options, deps Deps) (*Proxier, error) {
 		}
 	}
 	return p, nil
+}
+
+// NewCleaner builds a Proxier only for Cleanup, without touching sysctls or timeouts. deps.IPVS may
+// be nil on a kernel without IPVS: there can be no virtual servers to remove, but ipsets, iptables
+// chains and kube-ipvs0 addresses can still be left over.
+func NewCleaner(opts Options, deps Deps) *Proxier {
+	return newProxier(opts, deps)
+}
+
+// CleanupHost removes IPVS mode's state from the caller's network namespace (--cleanup, or starting
+// in iptables mode). It needs no IPVS in the kernel and loads no module.
+func CleanupHost(opts Options, ipt Iptables) error {
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return fmt.Errorf("open netlink handle: %w", err)
+	}
+	defer nl.Close()
+	deps := Deps{Links: nl, Ipset: nl, Iptables: ipt}
+	if CheckKernel(netlink.GenlFamilyGet, nil) == nil {
+		h, err := mobyipvs.New("")
+		if err != nil {
+			return fmt.Errorf("open IPVS netlink socket: %w", err)
+		}
+		defer h.Close()
+		deps.IPVS = h
+	}
+	return NewCleaner(opts, deps).Cleanup()
+}
+
+func newProxier(opts Options, deps Deps) *Proxier {
+	p := &Proxier{
+		opts:        opts,
+		conntrack:   deps.Conntrack,
+		now:         deps.Now,
+		desired:     newDesiredState(),
+		applied:     map[vsKey]*appliedVS{},
+		terminating: map[vsKey]map[netip.AddrPort]terminatingDest{},
+		needFull:    true,
+	}
+	if deps.IPVS != nil {
+		p.ipvs = countingIPVS{deps.IPVS, &p.stats}
+	}
+	p.links = countingLinks{deps.Links, &p.stats}
+	p.ipset = countingIpset{deps.Ipset, &p.stats}
+	p.iptables = countingIptables{deps.Iptables, &p.stats}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.conntrack == nil {
+		p.conntrack = ExecConntrack{}
+	}
+	return p
 }
 
 // NewHost checks the kernel and builds a Proxier over the host's real kernel interfaces, in the
@@ -169,6 +203,9 @@ func (p *Proxier) LastSyncStats() SyncStats { return p.lastStats }
 // change applied; the backend then distrusts its record and the next sync is a full one that lists
 // the kernel and repairs whatever is off. Nothing is ever flushed wholesale.
 func (p *Proxier) Sync(snap *proxier.Snapshot) error {
+	if p.ipvs == nil {
+		return errors.New("ipvs: this Proxier was built by NewCleaner and can only clean up")
+	}
 	start := time.Now()
 	p.stats = SyncStats{}
 	full := snap.Full || p.needFull
@@ -192,13 +229,19 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) error {
 }
 
 func (p *Proxier) sync(snap *proxier.Snapshot, full bool) error {
-	if full || p.dummy == nil {
-		link, err := p.ensureDummy()
-		if err != nil {
-			return err
-		}
-		p.dummy = link
+	// One cheap look-up per sync: if someone deleted or recreated kube-ipvs0, every service address
+	// went with it, and only a full sync (which relists and rebinds) puts them back.
+	link, err := p.ensureDummy()
+	if err != nil {
+		return err
 	}
+	if p.dummy == nil || link.Attrs().Index != p.dummy.Attrs().Index {
+		if p.dummy != nil {
+			klog.InfoS("Dummy interface was replaced; resyncing everything", "interface", DummyDevice)
+		}
+		full = true
+	}
+	p.dummy = link
 	// The node's addresses are read on full syncs only: the kernel can only dump every address at
 	// once, kube-ipvs0's thousands included, which would make each incremental sync cost O(services).
 	// A new node address therefore gets its NodePorts at the next periodic resync (--ipvs-sync-period).

@@ -93,10 +93,10 @@ func TestUnchangedSyncWritesNothing(t *testing.T) {
 	mustSync(t, p, snap)
 	before := kernelState(k)
 
-	// Same values, ordinary sync: nothing is re-rendered, nothing read or written.
+	// Same values, ordinary sync: nothing is re-rendered or written; one look-up of kube-ipvs0.
 	st := mustSync(t, p, incremental(snap))
-	if st.NetlinkRoundTrips() != 0 || st.Writes() != 0 {
-		t.Errorf("unchanged incremental sync: %+v; want no kernel calls at all", st)
+	if st.NetlinkRoundTrips() != 1 || st.Writes() != 0 {
+		t.Errorf("unchanged incremental sync: %+v; want no writes and one round trip", st)
 	}
 	// Equal but newly built values (the watcher rebuilt everything): re-rendered, still no writes.
 	st = mustSync(t, p, incremental(fixture()))
@@ -490,5 +490,52 @@ func TestNodeAddressChange(t *testing.T) {
 	mustSync(t, p, snap)
 	if _, ok := k.ipvs.Services[fakeVS(unix.IPPROTO_TCP, "192.168.50.11:30080")]; ok {
 		t.Errorf("NodePort kept on a removed node address")
+	}
+}
+
+func TestDeletedDummyDeviceIsRecreated(t *testing.T) {
+	k := newTestKernel()
+	p := newTestProxier(t, k, testOptions())
+	snap := fixture()
+	mustSync(t, p, snap)
+	want := kernelState(k)
+	delete(k.links.Links, DummyDevice) // someone ran `ip link del kube-ipvs0`
+	// The next ordinary sync notices, recreates the device and rebinds every address.
+	if err := p.Sync(incremental(snap)); err != nil {
+		t.Fatalf("sync after the device vanished: %v", err)
+	}
+	if got := kernelState(k); got != want {
+		t.Errorf("after recreating %s:\n%s\n--- want\n%s", DummyDevice, got, want)
+	}
+}
+
+func TestIPv6Family(t *testing.T) {
+	k := newTestKernel()
+	k.links = NewFakeLinks(map[string][]string{"eth0": {"192.168.50.10/24", "fd00:50::10/64", "fe80::1/64"}})
+	o := testOptions()
+	o.Family = proxier.IPv6
+	o.NodePortAddresses = nil
+	o.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("fd00:244::/48")}
+	p := newTestProxier(t, k, o)
+	snap := fixture()
+	mustSync(t, p, snap)
+	vs := fakeVS(unix.IPPROTO_TCP, "[fd00:96::10]:80")
+	if got := destsOf(t, k, vs); len(got) != 1 || got["[fd00:244::2]:8080"] != 1 {
+		t.Errorf("IPv6 ClusterIP real servers: %v", got)
+	}
+	if len(k.ipvs.Services) != 1 {
+		t.Errorf("IPv6 proxier programmed IPv4-only services:\n%s", k.ipvs.Dump())
+	}
+	if m := k.ipset.Members("SY6-CLUSTER-IP"); !slices.Equal(m, []string{"fd00:96::10,tcp:80"}) {
+		t.Errorf("SY6-CLUSTER-IP = %v", m)
+	}
+	if _, ok := k.ipset.Sets["SY-CLUSTER-IP"]; ok {
+		t.Errorf("IPv6 proxier created IPv4 sets")
+	}
+	if a := k.links.AddrsOf(DummyDevice); !slices.Equal(a, []string{"fd00:96::10/128"}) {
+		t.Errorf("%s = %v", DummyDevice, a)
+	}
+	if st := mustSync(t, p, incremental(snap)); st.Writes() != 0 {
+		t.Errorf("unchanged IPv6 sync wrote: %+v", st)
 	}
 }

@@ -303,7 +303,10 @@ func TestRealKernel(t *testing.T) {
 		ready("10.244.1.2", 8080, "node-b"), ready("10.244.2.2", 8080, "node-c"))
 	add(&proxier.ServicePort{Name: dns, Protocol: proxier.UDP, Port: 53, ClusterIPs: []netip.Addr{ip("10.96.0.53")}},
 		ready("10.244.1.2", 5353, "node-b"), ready("10.244.2.2", 5353, "node-c"))
-	add(&proxier.ServicePort{Name: idle, Protocol: proxier.TCP, Port: 80, ClusterIPs: []netip.Addr{ip("10.96.0.20")}},
+	// ClientIP affinity: the kernel must report persistence back exactly as written, or every full
+	// sync would rewrite the virtual server (checked by the zero-write resync below).
+	add(&proxier.ServicePort{Name: idle, Protocol: proxier.TCP, Port: 80, ClusterIPs: []netip.Addr{ip("10.96.0.20")},
+		Affinity: proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 60}},
 		ready("10.244.1.2", 9090, "node-b"), ready("10.244.2.2", 9090, "node-c"))
 	snap.Full = true
 	st := mustSync(t, p, snap)
