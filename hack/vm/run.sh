@@ -148,7 +148,7 @@ timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -pidfile "$WORK/qemu.pid" \
 	-accel tcg -machine pc -smp "$SMP" -m "$MEM" \
 	-nodefaults -no-user-config -display none -no-reboot \
 	-kernel "$KERNEL" -initrd "$WORK/initrd" \
-	-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init" \
+	-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off tsc=reliable rdinit=/init" \
 	-serial "file:$LOG" \
 	-chardev stdio,id=prog,signal=off -serial chardev:prog \
 	-netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
@@ -161,7 +161,7 @@ timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -pidfile "$WORK/qemu.pid" \
 		n = split(substr($0, i + length(nonce) + 1), f, " ")
 		if (f[1] == "ready") {
 			system("date +%s.%N > " ready)
-			print f[2] >> ready; close(ready)
+			print f[2] " " f[3] >> ready; close(ready)
 		} else if (f[1] == "exit" || f[1] == "setup-failed") {
 			print f[1] " " f[2] > result; close(result)
 		}
@@ -176,10 +176,10 @@ END="$(date +%s.%N)"
 
 if [ "$VERBOSE" = 1 ] || [ ! -s "$RESULT" ]; then
 	if [ -s "$READY" ]; then
-		{ read -r ready_at; read -r guest_uptime; } <"$READY"
-		awk -v s="$START" -v r="$ready_at" -v e="$END" -v u="$guest_uptime" -v img="$IMAGE" 'BEGIN {
-			printf "vm: image %s\nvm: guest ready %.1fs after qemu start (guest uptime %.1fs); program %.1fs; total %.1fs\n",
-				img, r - s, u, e - r, e - s }' >&2
+		{ read -r ready_at; read -r guest_uptime init_start; } <"$READY"
+		awk -v s="$START" -v r="$ready_at" -v e="$END" -v u="$guest_uptime" -v i="$init_start" -v img="$IMAGE" 'BEGIN {
+			printf "vm: image %s\nvm: guest ready %.1fs after qemu start (kernel to /init %.1fs, modules and network %.1fs); program %.1fs; total %.1fs\n",
+				img, r - s, i, u - i, e - r, e - s }' >&2
 	fi
 fi
 
