@@ -329,6 +329,14 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 			c, s := askMany(t, pc, "udp", "10.96.0.10:53", tries)
 			expect(t, "udp clusterip", c, s, backends, source(l.podIPs["pc"]))
 		})
+		t.Run("node process to ClusterIP is masqueraded", func(t *testing.T) {
+			c, s := askMany(t, l.node, "tcp", "10.96.0.10:80", tries)
+			expect(t, "node to clusterip", c, s, backends, source(labGateway))
+		})
+		t.Run("node process to its own NodePort is masqueraded", func(t *testing.T) {
+			c, s := askMany(t, l.node, "udp", labNodeIP+":30053", tries)
+			expect(t, "node to nodeport", c, s, backends, source(labGateway))
+		})
 		t.Run("hairpin is masqueraded only when it lands on itself", func(t *testing.T) {
 			c, s := askMany(t, l.pods["b1"], "tcp", "10.96.0.10:80", tries)
 			expect(t, "hairpin", c, s, backends, func(b string) string {
