@@ -1,7 +1,6 @@
 package ipvs
 
 import (
-	"net/netip"
 	"os"
 )
 
@@ -41,25 +40,5 @@ func (f *FakeSysctl) Set(name, value string) error {
 		return &os.PathError{Op: "open", Path: "/proc/sys/" + name, Err: os.ErrPermission}
 	}
 	f.Values[name] = value
-	return nil
-}
-
-// FakeConntrack holds UDP flows as "vip:port -> real server" and deletes the matching ones.
-type FakeConntrack struct {
-	Flows map[FakeFlow]int // flow -> number of entries (clients)
-}
-
-// FakeFlow is a conntrack entry's identity as the IPVS backend clears it.
-type FakeFlow struct {
-	VIP  netip.AddrPort
-	Dest netip.AddrPort
-}
-
-var _ Conntrack = (*FakeConntrack)(nil)
-
-func NewFakeConntrack() *FakeConntrack { return &FakeConntrack{Flows: map[FakeFlow]int{}} }
-
-func (f *FakeConntrack) ClearUDPDest(vip netip.Addr, port uint16, dest netip.AddrPort) error {
-	delete(f.Flows, FakeFlow{netip.AddrPortFrom(vip, port), dest})
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
 )
 
@@ -108,7 +109,7 @@ type testKernel struct {
 	ipset     *ipset.Fake
 	iptables  *FakeIptables
 	sysctl    *FakeSysctl
-	conntrack *FakeConntrack
+	conntrack *conntrack.Fake
 	now       time.Time
 }
 
@@ -119,7 +120,7 @@ func newTestKernel() *testKernel {
 		ipset:     ipset.NewFake(),
 		iptables:  NewFakeIptables(),
 		sysctl:    NewFakeSysctl(),
-		conntrack: NewFakeConntrack(),
+		conntrack: &conntrack.Fake{},
 		now:       time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/conntrack"
 )
 
 // Graceful termination. A real server that is no longer wanted is not cut off at once when its
@@ -29,10 +30,7 @@ func (p *Proxier) retireDest(k vsKey, svc *mobyipvs.Service, d netip.AddrPort, w
 		}
 		delete(have.dests, d)
 		p.stopTerminating(k, d)
-		if err := p.conntrack.ClearUDPDest(k.Addr, k.Port, d); err != nil {
-			// The real server is gone either way; a stale entry only delays clients until it expires.
-			klog.ErrorS(err, "Failed to clear conntrack entries of a deleted UDP real server", "virtualServer", k, "realServer", d)
-		}
+		p.staleUDP = append(p.staleUDP, conntrack.Filter{OrigDstIP: k.Addr, OrigDstPort: k.Port, ReplySrcIP: d.Addr(), ReplySrcPort: d.Port()})
 		klog.V(3).InfoS("Deleted UDP real server", "virtualServer", k, "realServer", d)
 		return nil
 	}
@@ -50,6 +48,23 @@ func (p *Proxier) retireDest(k vsKey, svc *mobyipvs.Service, d netip.AddrPort, w
 		klog.V(3).InfoS("Real server terminating gracefully", "virtualServer", k, "realServer", d)
 	}
 	return nil
+}
+
+// flushStaleUDP deletes, in one pass over the conntrack table, the UDP entries of every real server
+// this sync deleted (also after a failed sync: those deletions happened). The real servers are gone
+// either way; a failure here only leaves clients on a stale entry until it expires, so it is logged,
+// not returned.
+func (p *Proxier) flushStaleUDP() {
+	if len(p.staleUDP) == 0 {
+		return
+	}
+	n, err := p.conntrack.DeleteUDP(p.opts.Family, p.staleUDP)
+	if err != nil {
+		klog.ErrorS(err, "Failed to delete conntrack entries of deleted UDP real servers", "filters", len(p.staleUDP))
+	} else {
+		klog.V(3).InfoS("Deleted conntrack entries of deleted UDP real servers", "entries", n, "filters", len(p.staleUDP))
+	}
+	p.staleUDP = p.staleUDP[:0]
 }
 
 // terminatingDest is a real server at weight 0 waiting for its connections to end.

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	mobyipvs "github.com/moby/ipvs"
@@ -63,35 +61,6 @@ func (ProcSysctl) Get(name string) (string, error) {
 
 func (ProcSysctl) Set(name, value string) error {
 	return os.WriteFile(filepath.Join("/proc/sys", name), []byte(value+"\n"), 0o644)
-}
-
-// Conntrack removes the conntrack entries of UDP flows that IPVS sent to a real server that is gone, so
-// a client's next datagram is scheduled afresh instead of following a stale entry.
-type Conntrack interface {
-	ClearUDPDest(vip netip.Addr, port uint16, dest netip.AddrPort) error
-}
-
-// ExecConntrack is the real Conntrack, running conntrack(8) from conntrack-tools. It stands in for
-// the shared proxier/conntrack package, which did not exist when this backend was written. Prefix,
-// when set, is prepended to the command (tests use "ip netns exec NAME").
-type ExecConntrack struct{ Prefix []string }
-
-var _ Conntrack = ExecConntrack{}
-
-func (x ExecConntrack) ClearUDPDest(vip netip.Addr, port uint16, dest netip.AddrPort) error {
-	fam := "ipv4"
-	if vip.Is6() {
-		fam = "ipv6"
-	}
-	args := []string{"-D", "-f", fam, "-p", "udp", "--orig-dst", vip.String(), "--dport", strconv.Itoa(int(port)),
-		"--reply-src", dest.Addr().String(), "--reply-port-src", strconv.Itoa(int(dest.Port()))}
-	argv := append(append(append([]string(nil), x.Prefix...), "conntrack"), args...)
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-	// conntrack exits 1 with "0 flow entries have been deleted" when nothing matched: not a failure.
-	if err != nil && !bytes.Contains(out, []byte("0 flow entries")) {
-		return fmt.Errorf("conntrack %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return nil
 }
 
 // Iptables is the part of proxier/iptables' Interface this backend needs (*iptables.Real and

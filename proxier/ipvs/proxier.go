@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
 	"github.com/switchyard/switchyard/proxier/metrics"
 )
@@ -35,8 +36,8 @@ type Deps struct {
 	Ipset     ipset.Netlink
 	Iptables  Iptables
 	Sysctl    Sysctl
-	Conntrack Conntrack
-	Now       func() time.Time // nil means time.Now
+	Conntrack conntrack.Deleter // UDP entries of deleted real servers; nil means netlink in this namespace
+	Now       func() time.Time  // nil means time.Now
 }
 
 // Proxier is the IPVS backend for one IP family.
@@ -46,7 +47,8 @@ type Proxier struct {
 	links     Links
 	ipset     ipset.Netlink
 	iptables  Iptables
-	conntrack Conntrack
+	conntrack conntrack.Deleter
+	staleUDP  []conntrack.Filter // conntrack entries to delete at the end of the sync
 	now       func() time.Time
 	stats     SyncStats // of the sync in progress; the wrappers count into it
 
@@ -129,7 +131,7 @@ func newProxier(opts Options, deps Deps) *Proxier {
 		p.now = time.Now
 	}
 	if p.conntrack == nil {
-		p.conntrack = ExecConntrack{}
+		p.conntrack = &conntrack.Netlink{}
 	}
 	return p
 }
@@ -157,7 +159,7 @@ func NewHost(opts Options, ipt Iptables) (*Proxier, error) {
 		h.Close()
 		return nil, fmt.Errorf("open netlink handle: %w", err)
 	}
-	return New(opts, Deps{IPVS: h, Links: nl, Ipset: nl, Iptables: ipt, Sysctl: ProcSysctl{}, Conntrack: ExecConntrack{}})
+	return New(opts, Deps{IPVS: h, Links: nl, Ipset: nl, Iptables: ipt, Sysctl: ProcSysctl{}, Conntrack: &conntrack.Netlink{Handle: nl}})
 }
 
 // sysctlSettings are the kernel parameters IPVS mode relies on.
@@ -229,6 +231,7 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) error {
 }
 
 func (p *Proxier) sync(snap *proxier.Snapshot, full bool) error {
+	defer p.flushStaleUDP()
 	// One cheap look-up per sync: if someone deleted or recreated kube-ipvs0, every service address
 	// went with it, and only a full sync (which relists and rebinds) puts them back.
 	link, err := p.ensureDummy()

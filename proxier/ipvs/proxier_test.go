@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
 )
 
@@ -222,19 +223,22 @@ func TestUDPRealServerDeletedAtOnce(t *testing.T) {
 	if err := k.ipvs.SetConnections(vs, gone, 0, 4); err != nil {
 		t.Fatal(err)
 	}
-	k.conntrack.Flows[FakeFlow{ipp("10.96.0.53:53"), gone}] = 4
-	k.conntrack.Flows[FakeFlow{ipp("10.96.0.53:53"), kept}] = 2
+	vip := ipp("10.96.0.53:53")
+	k.conntrack.Flows = []conntrack.Flow{
+		{Protocol: proxier.UDP, OrigSrc: ipp("10.244.1.5:40000"), OrigDst: vip, ReplySrc: gone},
+		{Protocol: proxier.UDP, OrigSrc: ipp("10.244.1.6:40000"), OrigDst: vip, ReplySrc: gone},
+		{Protocol: proxier.UDP, OrigSrc: ipp("10.244.1.7:40000"), OrigDst: vip, ReplySrc: kept},
+		{Protocol: proxier.UDP, OrigSrc: ipp("10.244.1.8:40000"), OrigDst: ipp("10.96.0.54:53"), ReplySrc: gone},
+	}
 	dns := spn("kube-system", "dns", "dns")
 	snap.Endpoints[dns] = []proxier.Endpoint{ready("10.244.1.7", 53, nodeName)}
 	mustSync(t, p, incremental(snap, dns.ServiceKey))
 	if got := destsOf(t, k, vs); len(got) != 1 || got[kept.String()] != 1 {
 		t.Errorf("UDP real servers %v; want only %s", got, kept)
 	}
-	if _, ok := k.conntrack.Flows[FakeFlow{ipp("10.96.0.53:53"), gone}]; ok {
-		t.Errorf("conntrack entries of the deleted UDP real server remain")
-	}
-	if k.conntrack.Flows[FakeFlow{ipp("10.96.0.53:53"), kept}] != 2 {
-		t.Errorf("conntrack entries of the remaining real server were touched")
+	// Only the entries through this virtual server to the deleted real server go.
+	if len(k.conntrack.Flows) != 2 || k.conntrack.Flows[0].ReplySrc != kept || k.conntrack.Flows[1].OrigDst.Addr() != ip("10.96.0.54") {
+		t.Errorf("conntrack after the UDP real server left: %+v", k.conntrack.Flows)
 	}
 	if p.TerminatingRealServers() != 0 {
 		t.Errorf("UDP real server left terminating")

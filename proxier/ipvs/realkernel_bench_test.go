@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/conntrack"
 )
 
 // realProxier builds a Proxier over the real kernel inside a fresh namespace; everything it opens is
@@ -35,7 +36,7 @@ func realProxier(b *testing.B) (*Proxier, *netnstest.NS) {
 	}
 	b.Cleanup(h.Close)
 	p, err := New(testOptions(), Deps{IPVS: h, Links: nl, Ipset: nl, Iptables: nsIptables{node}, Sysctl: nsSysctl{node},
-		Conntrack: ExecConntrack{Prefix: []string{"ip", "netns", "exec", node.Name}}})
+		Conntrack: &conntrack.Netlink{Handle: nl}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/conntrack"
 )
 
 // EnvIPVSKernel enables the real-kernel tests. This machine's kernel has no IPVS, so they run inside
@@ -287,7 +288,7 @@ func TestRealKernel(t *testing.T) {
 	opts.GracePeriod = time.Minute
 	opts.UDPTimeout = 30 * time.Second
 	p, err := New(opts, Deps{IPVS: ipvsh, Links: nl, Ipset: nl, Iptables: nsIptables{node}, Sysctl: nsSysctl{node},
-		Conntrack: ExecConntrack{Prefix: []string{"ip", "netns", "exec", node.Name}}, Now: clock})
+		Conntrack: &conntrack.Netlink{Handle: nl}, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
