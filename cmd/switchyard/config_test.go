@@ -162,3 +162,13 @@ func TestValidateRejectsBadFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestPodNetworkTakesClusterCIDR(t *testing.T) {
+	_, pcfg, err := parseFlags([]string{"--pod-network=vxlan", "--cluster-cidr=10.244.0.0/16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pcfg.Enabled() || pcfg.ClusterCIDR != "10.244.0.0/16" {
+		t.Fatalf("pod network config %+v", pcfg)
+	}
+}

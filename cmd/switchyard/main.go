@@ -95,7 +95,6 @@ func run(args []string) error {
 
 	var pod *podnet.Controller
 	if pcfg.Enabled() {
-		pcfg.ClusterCIDR = opts.ClusterCIDR
 		if pod, err = podnet.NewController(client, nodeFactory, nodeName, *pcfg); err != nil {
 			return err
 		}
@@ -176,6 +175,8 @@ func parseFlags(args []string) (*Options, *podnet.Config, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, nil, err
 	}
+	// The pod network reads kube-proxy's --cluster-cidr rather than a flag of its own.
+	pcfg.ClusterCIDR = opts.ClusterCIDR
 	if err := pcfg.Validate(); err != nil {
 		return nil, nil, err
 	}
