@@ -225,6 +225,8 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) error {
 	}
 	p.needFull = false
 	metrics.SyncProxyRulesLastTimestamp.SetToCurrentTime()
+	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal").Set(float64(p.desired.noLocalInternal))
+	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external").Set(float64(p.desired.noLocalExternal))
 	klog.V(2).InfoS("IPVS sync done", "family", p.opts.Family, "full", full, "services", len(snap.Services),
 		"netlinkRoundTrips", p.stats.NetlinkRoundTrips(), "writes", p.stats.Writes(), "elapsed", time.Since(start))
 	return nil
@@ -455,9 +457,14 @@ func (p *Proxier) apply(full bool) error {
 // syncRules (re)writes the constant iptables rules and their jumps. Only full syncs do, since the rules
 // never depend on services.
 func (p *Proxier) syncRules() error {
-	if err := p.iptables.Restore(renderRules(&p.opts)); err != nil {
+	rules := renderRules(&p.opts)
+	if err := p.iptables.Restore(rules); err != nil {
 		metrics.IptablesRestoreFailuresTotal.Inc()
 		return fmt.Errorf("restore IPVS-mode iptables rules: %w", err)
+	}
+	for table, n := range countRules(rules) {
+		metrics.IptablesRulesTotal.WithLabelValues(table).Set(float64(n))
+		metrics.IptablesRulesLast.WithLabelValues(table).Set(float64(n))
 	}
 	for _, j := range jumpRules() {
 		if err := p.iptables.EnsureRule(j.table, j.chain, j.args...); err != nil {

@@ -8,12 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
+	"github.com/switchyard/switchyard/proxier/metrics"
 )
 
 // kernelState prints every fake's end state: IPVS table, kube-ipvs0, ipsets and iptables.
@@ -541,5 +544,31 @@ func TestIPv6Family(t *testing.T) {
 	}
 	if st := mustSync(t, p, incremental(snap)); st.Writes() != 0 {
 		t.Errorf("unchanged IPv6 sync wrote: %+v", st)
+	}
+}
+
+func gauge(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
+}
+
+func TestMetrics(t *testing.T) {
+	k := newTestKernel()
+	p := newTestProxier(t, k, testOptions())
+	mustSync(t, p, fixture())
+	// shop/legacy has eTP=Local and no endpoint on this node; shop/front and monitoring/agent have one.
+	if got := gauge(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external")); got != 1 {
+		t.Errorf("no-local-endpoints (external) = %v, want 1", got)
+	}
+	if got := gauge(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal")); got != 0 {
+		t.Errorf("no-local-endpoints (internal) = %v, want 0", got)
+	}
+	nat, filter := gauge(t, metrics.IptablesRulesTotal.WithLabelValues("nat")), gauge(t, metrics.IptablesRulesTotal.WithLabelValues("filter"))
+	if int(nat+filter) != k.iptables.RuleCount() {
+		t.Errorf("iptables rule metrics nat=%v filter=%v, the fake holds %d", nat, filter, k.iptables.RuleCount())
 	}
 }

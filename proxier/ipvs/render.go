@@ -42,6 +42,9 @@ type serviceRender struct {
 	VirtualServers []VirtualServer
 	Bind           []netip.Addr // addresses for kube-ipvs0
 	Entries        []setEntry
+	// NoLocalInternal / NoLocalExternal: the policy is Local, the service has endpoints elsewhere, and
+	// none here (kube-proxy's sync_proxy_rules_no_local_endpoints_total).
+	NoLocalInternal, NoLocalExternal bool
 }
 
 // nodeAddrs is the node-address fact a render needs: all of the family's local addresses (not those
@@ -109,6 +112,8 @@ func renderService(svc *proxier.ServicePort, eps []proxier.Endpoint, node proxie
 		return r, nil
 	}
 	cat := proxier.Categorize(svc, eps, node)
+	r.NoLocalInternal = svc.InternalPolicyLocal() && cat.HasAny && len(cat.Local) == 0
+	r.NoLocalExternal = svc.ExternalPolicyLocal() && cat.HasAny && len(cat.Local) == 0
 	internal, external := cat.Cluster, cat.Cluster
 	if svc.InternalPolicyLocal() {
 		internal = cat.Local

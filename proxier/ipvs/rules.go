@@ -99,6 +99,24 @@ func renderRules(o *Options) []byte {
 	return b.Bytes()
 }
 
+// countRules counts the rules per table in restore text, plus the jump rules in built-in chains.
+func countRules(text []byte) map[string]int {
+	out := map[string]int{}
+	table := ""
+	for _, line := range strings.Split(string(text), "\n") {
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table = line[1:]
+		case strings.HasPrefix(line, "-A "):
+			out[table]++
+		}
+	}
+	for _, j := range jumpRules() {
+		out[j.table]++
+	}
+	return out
+}
+
 // renderCleanupRules returns restore text that flushes and deletes the backend's chains. Declaring a
 // chain creates it if missing, so the deletes succeed whatever is left.
 func renderCleanupRules() []byte {

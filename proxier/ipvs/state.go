@@ -18,6 +18,8 @@ type desiredState struct {
 	claims map[vsKey][]*VirtualServer
 	addrs  map[netip.Addr]int
 	sets   [numSetKinds]map[ipset.Entry]int
+	// noLocalInternal and noLocalExternal count services with a Local policy and no local endpoint.
+	noLocalInternal, noLocalExternal int
 
 	dirtyVS    map[vsKey]struct{}
 	dirtyAddrs map[netip.Addr]struct{}
@@ -64,6 +66,8 @@ func (d *desiredState) set(name proxier.ServicePortName, rs *renderedService) {
 		return
 	}
 	d.services[name] = rs
+	d.noLocalInternal += b2i(rs.render.NoLocalInternal)
+	d.noLocalExternal += b2i(rs.render.NoLocalExternal)
 	for i := range rs.render.VirtualServers {
 		vs := &rs.render.VirtualServers[i]
 		d.claims[vs.vsKey] = append(d.claims[vs.vsKey], vs)
@@ -83,6 +87,8 @@ func (d *desiredState) set(name proxier.ServicePortName, rs *renderedService) {
 
 func (d *desiredState) remove(name proxier.ServicePortName, rs *renderedService) {
 	delete(d.services, name)
+	d.noLocalInternal -= b2i(rs.render.NoLocalInternal)
+	d.noLocalExternal -= b2i(rs.render.NoLocalExternal)
 	for i := range rs.render.VirtualServers {
 		vs := &rs.render.VirtualServers[i]
 		list := d.claims[vs.vsKey]
@@ -111,6 +117,13 @@ func (d *desiredState) remove(name proxier.ServicePortName, rs *renderedService)
 			d.dirtySets[e.Kind][e.Entry] = struct{}{}
 		}
 	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // virtualServer returns the winning claim on k, or nil.
