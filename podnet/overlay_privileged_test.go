@@ -88,7 +88,7 @@ func addPod(t *testing.T, bin string, node *testNet, name string) (*netnstest.NS
 
 // startNode wires a controller to a node namespace: netlink, iptables, sysctls and link events are
 // all bound to that namespace, never to the one the test runs in.
-func startNode(t *testing.T, ctx context.Context, client *fake.Clientset, ns *netnstest.NS, name string) *testNet {
+func startNode(t *testing.T, ctx context.Context, client *fake.Clientset, ns *netnstest.NS, name string, directRouting bool) *testNet {
 	t.Helper()
 	nsh, err := ns.Handle()
 	if err != nil {
@@ -104,6 +104,7 @@ func startNode(t *testing.T, ctx context.Context, client *fake.Clientset, ns *ne
 	tn := &testNet{ns: ns, subnetFile: filepath.Join(dir, "run", "subnet.env"), dataDir: filepath.Join(dir, "cni")}
 	cfg := DefaultConfig()
 	cfg.Mode, cfg.ClusterCIDR, cfg.SubnetFile = ModeVXLAN, "10.244.0.0/16", tn.subnetFile
+	cfg.DirectRouting = directRouting
 	cfg.ResyncPeriod = time.Hour // recreating a deleted device must come from the link event
 	factory := informers.NewSharedInformerFactory(client, 0)
 	ctrl, err := newController(client, factory, name, cfg, Deps{
@@ -234,16 +235,15 @@ func rootLinkNames(t *testing.T) map[string]bool {
 	return out
 }
 
-func TestOverlayTwoNodesRealKernel(t *testing.T) {
-	netnstest.Require(t)
-	rootBefore := rootLinkNames(t)
-	bin := buildPlugin(t)
-
+// twoNodeCluster builds two node namespaces and a fake internet joined by an underlay bridge in a
+// fourth namespace, and runs a controller for each node.
+func twoNodeCluster(t *testing.T, directRouting bool) (n1, n2, inet *netnstest.NS, node1, node2 *testNet) {
+	t.Helper()
 	// Underlay: a bridge in its own namespace joins node 1, node 2 and a fake internet.
 	ul := netnstest.New(t, "ul")
 	ul.MustRun(t, "ip", "link", "add", "br0", "type", "bridge")
 	ul.MustRun(t, "ip", "link", "set", "br0", "up")
-	n1, n2, inet := netnstest.New(t, "n1"), netnstest.New(t, "n2"), netnstest.New(t, "inet")
+	n1, n2, inet = netnstest.New(t, "n1"), netnstest.New(t, "n2"), netnstest.New(t, "inet")
 	for i, ns := range []*netnstest.NS{n1, n2, inet} {
 		port := fmt.Sprintf("port%d", i)
 		addr := fmt.Sprintf("192.168.50.%d/24", 11+i)
@@ -264,8 +264,17 @@ func TestOverlayTwoNodesRealKernel(t *testing.T) {
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel) // runs before the namespaces are deleted (cleanups run in reverse)
-	node1 := startNode(t, ctx, client, n1, "node1")
-	node2 := startNode(t, ctx, client, n2, "node2")
+	node1 = startNode(t, ctx, client, n1, "node1", directRouting)
+	node2 = startNode(t, ctx, client, n2, "node2", directRouting)
+	return n1, n2, inet, node1, node2
+}
+
+func TestOverlayTwoNodesRealKernel(t *testing.T) {
+	netnstest.Require(t)
+	rootBefore := rootLinkNames(t)
+	bin := buildPlugin(t)
+
+	n1, n2, inet, node1, node2 := twoNodeCluster(t, false)
 	waitRoute := func(ns *netnstest.NS, dst string) {
 		t.Helper()
 		eventually(t, "route to "+dst+" in "+ns.Name, func() bool {
@@ -458,5 +467,92 @@ func TestCNIFailuresLeaveNothingBehind(t *testing.T) {
 	}
 	if reserved != 4 {
 		t.Fatalf("%d addresses reserved after the failed ADD, want 4", reserved)
+	}
+}
+
+// TestCNIConcurrentAddsRealPlugin runs 100 ADDs of the real binary at once on a node that has no
+// bridge yet: they race to create it and to reserve addresses, and every pod must end up with its own
+// address and a working eth0.
+func TestCNIConcurrentAddsRealPlugin(t *testing.T) {
+	netnstest.Require(t)
+	bin := buildPlugin(t)
+	dir := t.TempDir()
+	node := &testNet{ns: netnstest.New(t, "cc"), subnetFile: filepath.Join(dir, "subnet.env"), dataDir: filepath.Join(dir, "cni")}
+	os.WriteFile(node.subnetFile, []byte("SWITCHYARD_NETWORK=10.244.0.0/16\nSWITCHYARD_SUBNET=10.244.1.0/24\nSWITCHYARD_MTU=1450\n"), 0o644)
+	const n = 100
+	pods := make([]*netnstest.NS, n)
+	for i := range pods {
+		pods[i] = netnstest.New(t, fmt.Sprintf("ccp%d", i))
+	}
+	type result struct {
+		ip  string
+		err error
+	}
+	results := make(chan result, n)
+	for i, p := range pods {
+		go func() {
+			out, err := runPlugin(t, bin, node, "ADD", fmt.Sprintf("conc-%d", i), p, node.cniConf())
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			var res types100.Result
+			if err := json.Unmarshal(out, &res); err != nil || len(res.IPs) != 1 {
+				results <- result{err: fmt.Errorf("result %s: %v", out, err)}
+				return
+			}
+			results <- result{ip: res.IPs[0].Address.IP.String()}
+		}()
+	}
+	seen := map[string]bool{}
+	for i := 0; i < n; i++ {
+		r := <-results
+		if r.err != nil {
+			t.Error(r.err)
+			continue
+		}
+		if seen[r.ip] {
+			t.Errorf("address %s handed out twice", r.ip)
+		}
+		seen[r.ip] = true
+	}
+	if t.Failed() {
+		return
+	}
+	if out := node.ns.MustRun(t, "ip", "-o", "link", "show", "master", "cni0"); strings.Count(out, "\n") != n {
+		t.Fatalf("%d ports on cni0, want %d", strings.Count(out, "\n"), n)
+	}
+	// Spot-check that the first and last pod can talk through the bridge.
+	serveTCP(t, pods[n-1], ":8080")
+	last := strings.Fields(pods[n-1].MustRun(t, "ip", "-4", "-o", "addr", "show", "eth0"))[3]
+	lastIP, _, _ := strings.Cut(last, "/")
+	if seen, err := seenBy(pods[0], "tcp", net.JoinHostPort(lastIP, "8080")); err != nil || !strings.HasPrefix(seen, "10.244.1.") {
+		t.Fatalf("pod to pod over the bridge: %q %v", seen, err)
+	}
+}
+
+// TestDirectRoutingRealKernel: nodes on one L2 subnet route pod CIDRs straight to each other's
+// underlay address; pod traffic crosses without encapsulation and keeps its source address.
+func TestDirectRoutingRealKernel(t *testing.T) {
+	netnstest.Require(t)
+	bin := buildPlugin(t)
+	n1, n2, _, node1, node2 := twoNodeCluster(t, true)
+	eventually(t, "direct routes", func() bool {
+		a, _ := n1.Run("ip", "route", "show", "10.244.2.0/24")
+		b, _ := n2.Run("ip", "route", "show", "10.244.1.0/24")
+		return strings.Contains(a, "via 192.168.50.12 dev eth0") && strings.Contains(b, "via 192.168.50.11 dev eth0")
+	})
+	p1, ip1 := addPod(t, bin, node1, "d1")
+	p2, ip2 := addPod(t, bin, node2, "d2")
+	serveTCP(t, p2, ":8080")
+	txBefore := n1.MustRun(t, "cat", "/sys/class/net/syvx.1/statistics/tx_packets")
+	if seen, err := seenBy(p1, "tcp", net.JoinHostPort(ip2.String(), "8080")); err != nil || seen != ip1.String() {
+		t.Fatalf("direct-routed TCP: saw %q, %v; want %s", seen, err, ip1)
+	}
+	if err := ping(p1, ip2); err != nil {
+		t.Fatalf("direct-routed ping: %v", err)
+	}
+	if txAfter := n1.MustRun(t, "cat", "/sys/class/net/syvx.1/statistics/tx_packets"); txAfter != txBefore {
+		t.Fatalf("traffic went through the VXLAN device (tx %s -> %s) despite direct routing", strings.TrimSpace(txBefore), strings.TrimSpace(txAfter))
 	}
 }

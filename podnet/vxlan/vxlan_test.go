@@ -361,3 +361,30 @@ func TestDeriveMACIsStableLocalUnicast(t *testing.T) {
 		t.Fatalf("device name %q too long", DeviceName(16777215))
 	}
 }
+
+func TestReconcileDirectRoutingUsesUnderlay(t *testing.T) {
+	n := newNode(t, "a", "10.244.1.0/24")
+	n.local.DirectRouting = true
+	if _, err := n.sync(t, peerB, peerC); err != nil {
+		t.Fatal(err)
+	}
+	assertState(t, n.overlayState(),
+		"fdb 0a:00:00:00:00:03 dst 192.168.60.13 dev syvx.1",
+		"neigh 10.244.3.0 lladdr 0a:00:00:00:00:03 dev syvx.1",
+		"route 10.244.2.0/24 via 192.168.50.12 dev eth0",
+		"route 10.244.3.0/24 via 10.244.3.0 dev syvx.1 onlink",
+	)
+	// Switching direct routing off moves b back onto the overlay and leaves nothing stale.
+	n.local.DirectRouting = false
+	if _, err := n.sync(t, peerB, peerC); err != nil {
+		t.Fatal(err)
+	}
+	assertState(t, n.overlayState(),
+		"fdb 0a:00:00:00:00:02 dst 192.168.50.12 dev syvx.1",
+		"fdb 0a:00:00:00:00:03 dst 192.168.60.13 dev syvx.1",
+		"neigh 10.244.2.0 lladdr 0a:00:00:00:00:02 dev syvx.1",
+		"neigh 10.244.3.0 lladdr 0a:00:00:00:00:03 dev syvx.1",
+		"route 10.244.2.0/24 via 10.244.2.0 dev syvx.1 onlink",
+		"route 10.244.3.0/24 via 10.244.3.0 dev syvx.1 onlink",
+	)
+}
