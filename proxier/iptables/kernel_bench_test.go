@@ -23,9 +23,10 @@ func cpuTime(who int) time.Duration {
 }
 
 // BenchmarkKernelSync measures real syncs through the iptables binaries inside a throwaway
-// namespace: the first (full) sync into empty tables (nft with and without staging, and legacy), then an incremental sync that replaces one
-// endpoint, then one that adds a service (which rewrites the nat dispatch chain). Run it once per
-// size: SWITCHYARD_PRIVILEGED=1 go test -run XXX -bench KernelSync -benchtime 1x ./proxier/iptables
+// namespace: the first (full) sync into empty tables (nft with and without staging, and legacy),
+// then an incremental sync that replaces one endpoint, one that adds a service (which rewrites one
+// dispatch shard), and a periodic full resync with nothing changed. Run it once per size:
+// SWITCHYARD_PRIVILEGED=1 go test -run XXX -bench KernelSync -benchtime 1x ./proxier/iptables
 func BenchmarkKernelSync(b *testing.B) {
 	netnstest.Require(b)
 	for _, mode := range []struct {
@@ -36,7 +37,7 @@ func BenchmarkKernelSync(b *testing.B) {
 		v := mode.variant
 		for _, n := range []int{1000, 5000, 10000} {
 			b.Run(fmt.Sprintf("%s/services=%d", mode.name, n), func(b *testing.B) {
-				var full, fullCPU, selfCPU, endpoint, addService time.Duration
+				var full, fullCPU, selfCPU, endpoint, addService, resync, resyncCPU time.Duration
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
 					ns := netnstest.New(b, "bench")
@@ -79,12 +80,21 @@ func BenchmarkKernelSync(b *testing.B) {
 					third.Endpoints[added] = []proxier.Endpoint{ep("10.244.2.1", 80, "node-b")}
 					third.Changed[added.ServiceKey] = struct{}{}
 					addService += run(func() error { return p.Sync(third) })
+
+					// The runner's periodic resync: Full, nothing changed, every chain rewritten.
+					fourth := cloneSnapshot(third)
+					fourth.Full = true
+					c0, s0 := cpuTime(syscall.RUSAGE_CHILDREN), cpuTime(syscall.RUSAGE_SELF)
+					resync += run(func() error { return p.Sync(fourth) })
+					resyncCPU += cpuTime(syscall.RUSAGE_CHILDREN) - c0 + cpuTime(syscall.RUSAGE_SELF) - s0
 				}
 				b.ReportMetric(full.Seconds()/float64(b.N), "full-sync-s")
 				b.ReportMetric(fullCPU.Seconds()/float64(b.N), "full-sync-child-cpu-s")
 				b.ReportMetric(selfCPU.Seconds()/float64(b.N), "full-sync-self-cpu-s")
 				b.ReportMetric(float64(endpoint.Milliseconds())/float64(b.N), "endpoint-sync-ms")
 				b.ReportMetric(float64(addService.Milliseconds())/float64(b.N), "add-service-sync-ms")
+				b.ReportMetric(resync.Seconds()/float64(b.N), "full-resync-s")
+				b.ReportMetric(resyncCPU.Seconds()/float64(b.N), "full-resync-cpu-s")
 			})
 		}
 	}
