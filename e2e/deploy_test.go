@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authv1 "k8s.io/api/authentication/v1"
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -239,6 +240,10 @@ func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 	// 4. A node of our own: a network namespace with an API relay on its loopback, and its Node.
 	node := newDeployNode(ctx, t)
 
+	// The emulation is strict: the daemon's container cannot write /proc/sys; and the pod network's
+	// kernel-setup init container, unprivileged, still sets ip_forward in the node's namespace.
+	checkSysctlPrivilege(ctx, t, repo, ds, node)
+
 	// 5. The daemon, started exactly as the DaemonSet says.
 	bin := buildSwitchyard(t, repo)
 	cmDir := t.TempDir()
@@ -260,7 +265,7 @@ func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 		}
 	}
 	run, err := PlanContainer(ds, &ds.Spec.Template.Spec.Containers[0], node, bin,
-		map[string]string{"spec.nodeName": node}, map[string]string{"kube-proxy": cmDir},
+		map[string]string{"spec.nodeName": node}, hostSources(t, map[string]string{"kube-proxy": cmDir}),
 		map[string]string{ServiceAccountDir: saDir})
 	if err != nil {
 		t.Fatal(err)
@@ -340,7 +345,83 @@ func ensureKubeadmConfigMap(ctx context.Context, t *testing.T, repo string) {
 	if _, err := c.CoreV1().ConfigMaps("kube-system").Create(ctx, &cm, metav1.CreateOptions{FieldManager: fieldManager}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.CoreV1().ConfigMaps("kube-system").Delete(context.Background(), "kube-proxy", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = c.CoreV1().ConfigMaps("kube-system").Delete(context.Background(), "kube-proxy", metav1.DeleteOptions{})
+	})
+}
+
+// checkSysctlPrivilege runs, in node's namespace, a write to /proc/sys with the daemon container's
+// privileges (it must fail, as under a container runtime) and the pod-network overlay's kernel-setup
+// init container (it must set net.ipv4.ip_forward there without being privileged).
+func checkSysctlPrivilege(ctx context.Context, t *testing.T, repo string, ds *appsv1.DaemonSet, node string) {
+	t.Helper()
+	daemon, err := PlanContainer(ds, &ds.Spec.Template.Spec.Containers[0], node, "/bin/sh",
+		map[string]string{"spec.nodeName": node}, hostSources(t, map[string]string{"kube-proxy": t.TempDir()}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemon.Argv = []string{"/bin/sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"}
+	undo, err := daemon.PrepareMountpoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := daemon.Command().CombinedOutput()
+	undo()
+	if err == nil || !strings.Contains(string(out), "Read-only file system") {
+		t.Errorf("writing /proc/sys with the daemon container's privileges: err %v, output %q; want a read-only file system", err, out)
+	}
+
+	pn, err := BuildOverlay(repo, "pod-network")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pds, err := pn.DaemonSet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic, err := Container(pds, "kernel-setup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	init, err := PlanContainer(pds, ic, node, "/bin/sh", map[string]string{}, hostSources(t, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if init.Privileged {
+		t.Fatalf("kernel-setup is privileged")
+	}
+	// A new network namespace starts with forwarding off, so 1 afterwards is kernel-setup's doing.
+	if before, _ := testCluster.Exec(ctx, node, "cat", "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(before) != "0" {
+		t.Fatalf("net.ipv4.ip_forward in the new namespace %s is %q, want 0 before kernel-setup", node, before)
+	}
+	undo, err = init.PrepareMountpoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = init.Command().CombinedOutput()
+	undo()
+	if err != nil {
+		t.Fatalf("pod-network kernel-setup in %s: %v\n%s", node, err, out)
+	}
+	t.Logf("pod-network kernel-setup: %s", strings.TrimSpace(string(out)))
+	if got, err := testCluster.Exec(ctx, node, "cat", "/proc/sys/net/ipv4/ip_forward"); err != nil || strings.TrimSpace(got) != "1" {
+		t.Errorf("net.ipv4.ip_forward in %s after kernel-setup = %q (%v), want 1", node, got, err)
+	}
+}
+
+// hostSources adds to sources an empty directory for /lib/modules when this machine has none: a
+// container runtime creates a missing hostPath directory on the node, and the test must not create
+// it on this machine. Everything else is mounted from the host as the manifest says.
+func hostSources(t *testing.T, sources map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range sources {
+		out[k] = v
+	}
+	if _, err := os.Stat("/lib/modules"); err != nil {
+		t.Logf("this machine has no /lib/modules; mounting an empty directory in its place")
+		out["lib-modules"] = t.TempDir()
+	}
+	return out
 }
 
 func tokenClient(t *testing.T, token string) kubernetes.Interface {

@@ -204,19 +204,36 @@ func TestDaemonSetShape(t *testing.T) {
 			t.Errorf("%s: /var/lib/kube-proxy mount %+v, want kubeadm's kube-proxy ConfigMap", name, mt)
 		}
 
-		// Privilege in init steps: only where /proc/sys must be written, and only there.
-		privilegedInit := map[string]bool{}
+		// No container of any overlay is privileged. The init step that writes net.* sysctls does so
+		// through a hostPath mount of /proc/sys/net with NET_ADMIN (and SYS_MODULE for modprobe).
 		for _, ic := range spec.InitContainers {
-			if ic.SecurityContext != nil && ic.SecurityContext.Privileged != nil && *ic.SecurityContext.Privileged {
-				privilegedInit[ic.Name] = true
+			isc := ic.SecurityContext
+			if isc == nil || isc.Capabilities == nil || (isc.Privileged != nil && *isc.Privileged) {
+				t.Errorf("%s: init container %s: securityContext %+v, want unprivileged with explicit capabilities", name, ic.Name, isc)
+				continue
+			}
+			if ic.Name != "kernel-setup" {
+				continue
+			}
+			if got := capNames(isc.Capabilities.Add); !reflect.DeepEqual(got, []string{"NET_ADMIN", "SYS_MODULE"}) {
+				t.Errorf("%s: kernel-setup adds capabilities %v, want [NET_ADMIN SYS_MODULE]", name, got)
+			}
+			im, err := Mounts(ds, &ic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ok := false
+			for _, mt := range im {
+				if mt.MountPath == "/host/proc/sys/net" && !mt.ReadOnly && mt.Volume.HostPath != nil && mt.Volume.HostPath.Path == "/proc/sys/net" {
+					ok = true
+				}
+			}
+			if !ok {
+				t.Errorf("%s: kernel-setup does not mount the host's /proc/sys/net writable at /host/proc/sys/net", name)
 			}
 		}
-		wantInit := map[string]bool{}
-		if name != "iptables" {
-			wantInit["kernel-setup"] = true
-		}
-		if !reflect.DeepEqual(privilegedInit, wantInit) {
-			t.Errorf("%s: privileged init containers %v, want %v", name, privilegedInit, wantInit)
+		if hasInit := len(spec.InitContainers) > 0; hasInit != (name != "iptables") {
+			t.Errorf("%s: init containers %d; only the ipvs and pod-network overlays need one", name, len(spec.InitContainers))
 		}
 	}
 }
