@@ -29,7 +29,7 @@ HOST_PKGS=(qemu-system-x86 busybox-static cpio xz-utils iptables ipset conntrack
 ensure_host_packages() {
 	local missing=() p
 	for p in "${HOST_PKGS[@]}"; do
-		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then
 			missing+=("$p")
 		fi
 	done
@@ -264,6 +264,7 @@ build_image() {
 STAGE=""
 cleanup() { if [ -n "$STAGE" ]; then rm -rf "$STAGE"; fi; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 main() {
 	mkdir -p "$CACHE"
@@ -289,6 +290,15 @@ main() {
 		build_image "$kdir" "$out"
 		touch "$out/.complete"
 	fi
+	# Mark the image used, and drop images nobody has used for a week (older checkouts build others).
+	touch "$out/.complete"
+	local old
+	for old in "$CACHE"/image-*; do
+		if [ "$old" != "$out" ] && [ -n "$(find "$old/.complete" -mtime +7 2>/dev/null)" ]; then
+			log "removing unused image $old"
+			rm -rf "$old"
+		fi
+	done
 	echo "$out"
 }
 

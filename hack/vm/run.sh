@@ -133,7 +133,8 @@ console_tail() {
 # mawk (Debian's default awk) reads a pipe in large blocks unless told it is interactive, which would
 # hold the program's output back until the VM exits.
 AWK=(awk)
-if awk -W version 2>&1 | grep -q mawk; then AWK=(awk -W interactive); fi
+# (Not `awk -W version | grep -q`: grep's early exit can SIGPIPE awk and fail that under pipefail.)
+case "$(awk -W version 2>&1 || true)" in *mawk*) AWK=(awk -W interactive) ;; esac
 
 START="$(date +%s.%N)"
 # qemu writes the program's serial port to its stdout. The filter passes program bytes through,

@@ -12,6 +12,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RUN_GO=0
 [ "${1:-}" = --go ] && RUN_GO=1
 
+# Builds the image and installs the host packages (busybox among them) before anything uses them.
+"$HERE/build-image.sh" >/dev/null
+
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-vm-selftest.XXXXXX")"
 HTTPD_PID=""
 cleanup() {
