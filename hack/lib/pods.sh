@@ -77,8 +77,12 @@ sy_pod_add() {
 		return 3
 	fi
 	if [[ ! -x "${SY_STATE}/bin/echoserver" ]]; then
-		(cd "${SY_REPO}" && CGO_ENABLED=0 go build -o "${SY_STATE}/bin/echoserver" ./e2e/echoserver) ||
-			sy_die "cannot build e2e/echoserver"
+		if [[ -x "${SWITCHYARD_BIN_DIR:-/nonexistent}/echoserver" ]]; then
+			cp "${SWITCHYARD_BIN_DIR}/echoserver" "${SY_STATE}/bin/echoserver"
+		else
+			(cd "${SY_REPO}" && CGO_ENABLED=0 go build -o "${SY_STATE}/bin/echoserver" ./e2e/echoserver) ||
+				sy_die "cannot build e2e/echoserver"
+		fi
 	fi
 	# The node's switchyard writes the subnet file once it knows the node's pod CIDR.
 	sy_wait_for "${node}'s subnet file (written by its switchyard)" 60 test -s "${SY_STATE}/nodes/${node}/subnet.env" ||

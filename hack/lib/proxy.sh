@@ -7,7 +7,8 @@
 
 # sy_build_switchyard BINARY prints the path of a freshly built Switchyard binary (switchyard or
 # switchyard-cni), or fails with a message when that command is not in the tree or does not build.
-# SWITCHYARD_BIN_DIR overrides: binaries are then taken from that directory as they are.
+# SWITCHYARD_BIN_DIR overrides: binaries are then copied from that directory as they are (e.g.
+# bin/ after `make build`). Either way the result lives in ${SY_STATE}/bin, where pods.sh finds it.
 sy_build_switchyard() {
 	local name="$1"
 	if [[ -n "${SWITCHYARD_BIN_DIR:-}" ]]; then
@@ -15,7 +16,11 @@ sy_build_switchyard() {
 			sy_log "no ${name} in SWITCHYARD_BIN_DIR=${SWITCHYARD_BIN_DIR}"
 			return 1
 		}
-		echo "${SWITCHYARD_BIN_DIR}/${name}"
+		mkdir -p "${SY_STATE}/bin"
+		# Copy to a new name and rename: a running binary cannot be overwritten in place.
+		cp "${SWITCHYARD_BIN_DIR}/${name}" "${SY_STATE}/bin/.${name}.tmp"
+		mv -f "${SY_STATE}/bin/.${name}.tmp" "${SY_STATE}/bin/${name}"
+		echo "${SY_STATE}/bin/${name}"
 		return 0
 	fi
 	if ! ls "${SY_REPO}/cmd/${name}/"*.go >/dev/null 2>&1; then
@@ -24,11 +29,12 @@ sy_build_switchyard() {
 	fi
 	mkdir -p "${SY_STATE}/bin"
 	local out
-	if ! out="$(cd "${SY_REPO}" && CGO_ENABLED=0 go build -o "${SY_STATE}/bin/${name}" "./cmd/${name}" 2>&1)"; then
+	if ! out="$(cd "${SY_REPO}" && CGO_ENABLED=0 go build -o "${SY_STATE}/bin/.${name}.tmp" "./cmd/${name}" 2>&1)"; then
 		sy_log "cmd/${name} does not build yet:"
 		printf '%s\n' "${out}" | head -20 >&2
 		return 1
 	fi
+	mv -f "${SY_STATE}/bin/.${name}.tmp" "${SY_STATE}/bin/${name}"
 	echo "${SY_STATE}/bin/${name}"
 }
 
@@ -45,7 +51,11 @@ sy_start_switchyard() {
 	if [[ "${SY_POD_NETWORK}" == vxlan ]]; then
 		args+=(--pod-network=vxlan)
 	fi
-	if [[ "${SY_POD_NETWORK}" == vxlan ]] && "${bin}" --help 2>&1 | grep -q -- '--subnet-file'; then
+	# Capture the help first: `--help | grep -q` would end the binary with SIGPIPE, and pipefail
+	# would then report "no such flag".
+	local help
+	help="$("${bin}" --help 2>&1 || true)"
+	if [[ "${SY_POD_NETWORK}" == vxlan && "${help}" == *--subnet-file* ]]; then
 		mkdir -p "${dir}/cni/net.d" "${dir}/cni/data"
 		args+=(--subnet-file="${dir}/subnet.env" --cni-conf-dir="${dir}/cni/net.d"
 			--cni-data-dir="${dir}/cni/data" --cni-bin-dir=)
