@@ -33,7 +33,18 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	ctx := context.Background()
 	start := time.Now()
-	c, err := Up(ctx, Options{Nodes: 3, Proxy: ProxyNone, State: os.Getenv("SWITCHYARD_STATE")})
+	state := os.Getenv("SWITCHYARD_STATE")
+	if state == "" {
+		state = "/tmp/switchyard-local"
+	}
+	// A cluster someone brought up before the tests (a developer exploring, the demo) is used and
+	// left running, not torn down under them.
+	_, err := os.Stat(filepath.Join(state, "state.env"))
+	reuse := err == nil
+	if reuse {
+		fmt.Fprintf(os.Stderr, "using the cluster already up in %s; it stays up afterwards\n", state)
+	}
+	c, err := Up(ctx, Options{Nodes: 3, Proxy: ProxyNone, State: state, Reuse: reuse})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cluster up: %v\n", err)
 		if c != nil {
@@ -47,6 +58,9 @@ func run(m *testing.M) int {
 	logs := ""
 	if code != 0 {
 		logs = filepath.Join(os.TempDir(), fmt.Sprintf("switchyard-e2e-logs-%d", time.Now().Unix()))
+	}
+	if reuse {
+		return code
 	}
 	if err := c.Down(ctx, logs); err != nil {
 		fmt.Fprintf(os.Stderr, "cluster down: %v\n", err)

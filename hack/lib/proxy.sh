@@ -49,15 +49,14 @@ sy_start_switchyard() {
 	# (a real node's defaults are /run/switchyard, /etc/cni/net.d, ...). The plugin binary is not
 	# installed anywhere: pods.sh runs it from ${SY_STATE}/bin.
 	if [[ "${SY_POD_NETWORK}" == vxlan ]]; then
-		args+=(--pod-network=vxlan)
-	fi
-	# Capture the help first: `--help | grep -q` would end the binary with SIGPIPE, and pipefail
-	# would then report "no such flag".
-	local help
-	help="$("${bin}" --help 2>&1 || true)"
-	if [[ "${SY_POD_NETWORK}" == vxlan && "${help}" == *--subnet-file* ]]; then
+		# Capture the help first: `--help | grep -q` would end the binary with SIGPIPE, and
+		# pipefail would then report "no such flag".
+		local help
+		help="$("${bin}" --help 2>&1 || true)"
+		[[ "${help}" == *--subnet-file* && "${help}" == *--cni-conf-dir* && "${help}" == *--cni-data-dir* ]] ||
+			sy_die "this switchyard lacks --subnet-file/--cni-*-dir: its nodes would share /run and /etc files; use --pod-network none"
 		mkdir -p "${dir}/cni/net.d" "${dir}/cni/data"
-		args+=(--subnet-file="${dir}/subnet.env" --cni-conf-dir="${dir}/cni/net.d"
+		args+=(--pod-network=vxlan --subnet-file="${dir}/subnet.env" --cni-conf-dir="${dir}/cni/net.d"
 			--cni-data-dir="${dir}/cni/data" --cni-bin-dir=)
 	fi
 	# shellcheck disable=SC2086 # SWITCHYARD_EXTRA_ARGS is a list of flags by design.
