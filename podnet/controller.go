@@ -102,7 +102,9 @@ func newController(client kubernetes.Interface, nodeFactory informers.SharedInfo
 		UpdateFunc: func(oldObj, newObj any) {
 			old, ok1 := oldObj.(*v1.Node)
 			cur, ok2 := newObj.(*v1.Node)
-			if !ok1 || !ok2 || cur.Name == c.nodeName || overlayRelevantChange(old, cur) {
+			// Status-only updates (heartbeats, conditions) are the bulk of node traffic and change
+			// nothing here, also for this node: its pod CIDR, annotations and InternalIP are covered.
+			if !ok1 || !ok2 || overlayRelevantChange(old, cur) {
 				c.kick()
 			}
 		},

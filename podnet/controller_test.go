@@ -310,3 +310,26 @@ func TestConfigValidate(t *testing.T) {
 	}
 	_ = net.IPv4len
 }
+
+func TestOverlayRelevantChange(t *testing.T) {
+	base := testNode("b", "10.244.2.0/24", "192.168.50.12", map[string]string{AnnotationVTEPMAC: "0a:00:00:00:00:02", AnnotationPublicIP: "192.168.50.12"})
+	same := base.DeepCopy()
+	same.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}}
+	same.ResourceVersion = "42"
+	if overlayRelevantChange(base, same) {
+		t.Fatal("a status-only update counted as an overlay change")
+	}
+	for name, mutate := range map[string]func(*v1.Node){
+		"mac":         func(n *v1.Node) { n.Annotations[AnnotationVTEPMAC] = "0a:00:00:00:00:99" },
+		"public ip":   func(n *v1.Node) { n.Annotations[AnnotationPublicIP] = "192.168.50.99" },
+		"pod cidr":    func(n *v1.Node) { n.Spec.PodCIDRs = []string{"10.244.9.0/24"} },
+		"internal ip": func(n *v1.Node) { n.Status.Addresses[0].Address = "192.168.50.99" },
+		"deleting":    func(n *v1.Node) { now := metav1.Now(); n.DeletionTimestamp = &now },
+	} {
+		changed := base.DeepCopy()
+		mutate(changed)
+		if !overlayRelevantChange(base, changed) {
+			t.Errorf("%s change not noticed", name)
+		}
+	}
+}
