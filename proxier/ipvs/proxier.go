@@ -280,16 +280,25 @@ func (p *Proxier) sync(snap *proxier.Snapshot, full bool) error {
 
 // render brings the desired state up to date: everything on a full sync, otherwise only the services
 // whose model values are not the ones last rendered (or that the snapshot names as changed).
+//
+// An ordinary sync trusts snap.Changed, as the Snapshot contract allows: with nothing changed it
+// costs nothing, otherwise one pass that looks up each port's service name in Changed. A service
+// named in Changed whose values are the very ones rendered last time is not rendered again.
 func (p *Proxier) render(snap *proxier.Snapshot, full bool) {
 	if full {
 		p.desired = newDesiredState()
+	} else if len(snap.Changed) == 0 {
+		return
 	}
 	for name, svc := range snap.Services {
-		eps := snap.Endpoints[name]
-		if old := p.desired.services[name]; old != nil && old.sameInputs(svc, eps) {
+		if !full {
 			if _, changed := snap.Changed[name.ServiceKey]; !changed {
 				continue
 			}
+		}
+		eps := snap.Endpoints[name]
+		if old := p.desired.services[name]; old != nil && old.sameInputs(svc, eps) {
+			continue
 		}
 		r, err := renderService(svc, eps, snap.Node, p.nodeAddrs, &p.opts)
 		if err != nil {
@@ -299,9 +308,12 @@ func (p *Proxier) render(snap *proxier.Snapshot, full bool) {
 		}
 		p.desired.set(name, &renderedService{svc: svc, eps: eps, render: r})
 	}
-	for name := range p.desired.services {
-		if _, ok := snap.Services[name]; !ok {
-			p.desired.set(name, nil)
+	// Ports that disappeared: a deleted service, or a port removed from a changed one.
+	for key := range snap.Changed {
+		for name := range p.desired.byKey[key] {
+			if _, ok := snap.Services[name]; !ok {
+				p.desired.set(name, nil)
+			}
 		}
 	}
 }

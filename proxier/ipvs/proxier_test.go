@@ -102,11 +102,18 @@ func TestUnchangedSyncWritesNothing(t *testing.T) {
 	if st.NetlinkRoundTrips() != 1 || st.Writes() != 0 {
 		t.Errorf("unchanged incremental sync: %+v; want no writes and one round trip", st)
 	}
-	// Equal but newly built values (the watcher rebuilt everything): re-rendered, still no writes.
-	st = mustSync(t, p, incremental(fixture()))
+	// Equal but newly built values, every service named as changed (a watcher that rebuilt
+	// everything): all re-rendered, still no writes.
+	rebuilt := fixture()
+	var all []proxier.ServiceKey
+	for n := range rebuilt.Services {
+		all = append(all, n.ServiceKey)
+	}
+	st = mustSync(t, p, incremental(rebuilt, all...))
 	if st.Writes() != 0 {
 		t.Errorf("rebuilt-but-equal incremental sync wrote: %+v", st)
 	}
+	snap = rebuilt
 	// A periodic full resync lists the kernel and finds nothing to fix; it rewrites only the constant
 	// iptables rules (one restore and five jump checks).
 	snap.Full = true
@@ -570,5 +577,29 @@ func TestMetrics(t *testing.T) {
 	nat, filter := gauge(t, metrics.IptablesRulesTotal.WithLabelValues("nat")), gauge(t, metrics.IptablesRulesTotal.WithLabelValues("filter"))
 	if int(nat+filter) != k.iptables.RuleCount() {
 		t.Errorf("iptables rule metrics nat=%v filter=%v, the fake holds %d", nat, filter, k.iptables.RuleCount())
+	}
+}
+
+func TestPortRemovedFromService(t *testing.T) {
+	k := newTestKernel()
+	p := newTestProxier(t, k, testOptions())
+	snap := fixture()
+	mustSync(t, p, snap)
+	https := spn("default", "web", "https")
+	delete(snap.Services, https)
+	delete(snap.Endpoints, https)
+	st := mustSync(t, p, incremental(snap, https.ServiceKey))
+	if _, ok := k.ipvs.Services[fakeVS(unix.IPPROTO_TCP, "10.96.0.10:443")]; ok {
+		t.Errorf("virtual server of the removed port remains")
+	}
+	if _, ok := k.ipvs.Services[fakeVS(unix.IPPROTO_TCP, "10.96.0.10:80")]; !ok {
+		t.Errorf("the service's other port was removed too")
+	}
+	if !slices.Contains(k.links.AddrsOf(DummyDevice), "10.96.0.10/32") {
+		t.Errorf("ClusterIP unbound while another port still uses it")
+	}
+	// One virtual server, its SY-CLUSTER-IP entry and its hairpin entry; the address stays.
+	if st.IPVSWrites != 1 || st.IpsetWrites != 2 || st.LinkWrites != 0 {
+		t.Errorf("removing one port: %+v", st)
 	}
 }

@@ -12,6 +12,7 @@ import (
 // used by several ports, an ipset entry two services produce) are reference counted.
 type desiredState struct {
 	services map[proxier.ServicePortName]*renderedService
+	byKey    map[proxier.ServiceKey]map[proxier.ServicePortName]struct{} // the ports in services, by service
 	// claims lists the services that want each virtual server. Two services asking for the same
 	// address, protocol and port is bad input; the one with the smallest name wins, deterministically,
 	// and the others are logged.
@@ -37,6 +38,7 @@ type renderedService struct {
 func newDesiredState() *desiredState {
 	d := &desiredState{
 		services:   map[proxier.ServicePortName]*renderedService{},
+		byKey:      map[proxier.ServiceKey]map[proxier.ServicePortName]struct{}{},
 		claims:     map[vsKey][]*VirtualServer{},
 		addrs:      map[netip.Addr]int{},
 		dirtyVS:    map[vsKey]struct{}{},
@@ -66,6 +68,10 @@ func (d *desiredState) set(name proxier.ServicePortName, rs *renderedService) {
 		return
 	}
 	d.services[name] = rs
+	if d.byKey[name.ServiceKey] == nil {
+		d.byKey[name.ServiceKey] = map[proxier.ServicePortName]struct{}{}
+	}
+	d.byKey[name.ServiceKey][name] = struct{}{}
 	d.noLocalInternal += b2i(rs.render.NoLocalInternal)
 	d.noLocalExternal += b2i(rs.render.NoLocalExternal)
 	for i := range rs.render.VirtualServers {
@@ -87,6 +93,12 @@ func (d *desiredState) set(name proxier.ServicePortName, rs *renderedService) {
 
 func (d *desiredState) remove(name proxier.ServicePortName, rs *renderedService) {
 	delete(d.services, name)
+	if ports := d.byKey[name.ServiceKey]; ports != nil {
+		delete(ports, name)
+		if len(ports) == 0 {
+			delete(d.byKey, name.ServiceKey)
+		}
+	}
 	d.noLocalInternal -= b2i(rs.render.NoLocalInternal)
 	d.noLocalExternal -= b2i(rs.render.NoLocalExternal)
 	for i := range rs.render.VirtualServers {
