@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authv1 "k8s.io/api/authentication/v1"
 	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -278,7 +279,7 @@ func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "switchyard.log")
 	stop := startContainer(t, run, logPath)
 
-	// It syncs: /healthz answers 200, and a Service created now appears in the node's nat table.
+	// It syncs: /healthz answers 200, and a Service created now gets its DNAT rule on the node.
 	if err := cluster.WaitFor(ctx, 60*time.Second, "switchyard /healthz 200 in "+node, func(ctx context.Context) (bool, error) {
 		out, _ := c.Exec(ctx, node, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", "http://127.0.0.1:10256/healthz")
 		return out == "200", nil
@@ -297,11 +298,21 @@ func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rule := "-d " + svc.Spec.ClusterIP + "/32"
-	if err := cluster.WaitFor(ctx, 60*time.Second, "a rule for ClusterIP "+svc.Spec.ClusterIP+" in "+node, func(ctx context.Context) (bool, error) {
-		return strings.Contains(natTables(ctx, node), rule), nil
+	// An endpoint of our own (no pods run here), so the rule proves EndpointSlices are watched too.
+	_, err = c.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "probe-1", Labels: map[string]string{discoveryv1.LabelServiceName: "probe"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.244.99.10"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Port: ptr.To[int32](8080), Protocol: ptr.To(v1.ProtocolTCP)}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := "DNAT --to-destination 10.244.99.10:8080"
+	if err := cluster.WaitFor(ctx, 60*time.Second, "the DNAT rule of Service probe ("+svc.Spec.ClusterIP+") in "+node, func(ctx context.Context) (bool, error) {
+		return strings.Contains(nodeRules(ctx, node), rule) && strings.Contains(nodeRules(ctx, node), "-d "+svc.Spec.ClusterIP+"/32"), nil
 	}); err != nil {
-		t.Fatalf("%v\nnat tables:\n%s\nswitchyard log:\n%s", err, natTables(ctx, node), readLog(logPath))
+		t.Fatalf("%v\nrules:\n%s\nswitchyard log:\n%s", err, nodeRules(ctx, node), readLog(logPath))
 	}
 	for _, bad := range []string{"forbidden", "Forbidden", "permission denied", "read-only file system"} {
 		if strings.Contains(readLog(logPath), bad) {
@@ -311,8 +322,8 @@ func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 
 	// Stopping the daemon (a rolling update, a crash) leaves its rules in force.
 	stop()
-	if !strings.Contains(natTables(ctx, node), rule) {
-		t.Errorf("the rule for %s is gone after switchyard stopped", svc.Spec.ClusterIP)
+	if !strings.Contains(nodeRules(ctx, node), rule) {
+		t.Errorf("the DNAT rule of %s is gone after switchyard stopped", svc.Spec.ClusterIP)
 	}
 }
 
@@ -566,11 +577,11 @@ func startContainer(t *testing.T, run *ContainerRun, logPath string) (stop func(
 	return stop
 }
 
-// natTables is the node's nat table in both iptables variants (the daemon picks one).
-func natTables(ctx context.Context, node string) string {
+// nodeRules is every table of the node in both iptables variants (the daemon picks one).
+func nodeRules(ctx context.Context, node string) string {
 	var b strings.Builder
 	for _, save := range []string{"iptables-nft-save", "iptables-legacy-save"} {
-		out, err := testCluster.Exec(ctx, node, save, "-t", "nat")
+		out, err := testCluster.Exec(ctx, node, save)
 		if err == nil {
 			b.WriteString(out)
 		}
