@@ -301,6 +301,13 @@ func (f *Fake) ListChains(table string) ([]string, error) {
 	return f.chainOrder(table), nil
 }
 
+func (f *Fake) Save(table string) ([]byte, error) {
+	if f.tables[table] == nil {
+		return nil, fmt.Errorf("fake: no table %s", table)
+	}
+	return []byte(f.DumpTable(table)), nil
+}
+
 // DeleteChainForTest removes a chain and every rule jumping to it, as an administrator's
 // `iptables -F; iptables -X` would; tests use it to simulate an external flush.
 func (f *Fake) DeleteChainForTest(table, chain string) {

@@ -26,6 +26,8 @@ type Interface interface {
 	DeleteRule(table, chain string, rule ...string) error
 	// ListChains returns every chain of table. It reads the whole table: keep it off the hot path.
 	ListChains(table string) ([]string, error)
+	// Save returns `iptables-save -t table`. It reads the whole table: full syncs only.
+	Save(table string) ([]byte, error)
 }
 
 // Variant is the iptables backend: the nf_tables-based one or the legacy xtables one. A node must use
@@ -41,8 +43,8 @@ const (
 // Real drives the iptables binaries of one family and variant. go-iptables does the small jobs;
 // Restore execs the matching iptables-restore directly so the whole sync is one transaction.
 type Real struct {
-	ipt         *goipt.IPTables
-	restorePath string
+	ipt                   *goipt.IPTables
+	restorePath, savePath string
 }
 
 var _ Interface = (*Real)(nil)
@@ -65,11 +67,15 @@ func NewReal(family proxier.IPFamily, variant Variant) (*Real, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find %s-%s-restore: %w", base, variant, err)
 	}
+	save, err := exec.LookPath(base + "-" + string(variant) + "-save")
+	if err != nil {
+		return nil, fmt.Errorf("find %s-%s-save: %w", base, variant, err)
+	}
 	ipt, err := goipt.New(goipt.IPFamily(proto), goipt.Path(bin), goipt.Timeout(5))
 	if err != nil {
 		return nil, fmt.Errorf("set up %s: %w", bin, err)
 	}
-	return &Real{ipt: ipt, restorePath: restore}, nil
+	return &Real{ipt: ipt, restorePath: restore, savePath: save}, nil
 }
 
 // HasRandomFully reports whether MASQUERADE supports --random-fully with this binary.
@@ -83,6 +89,17 @@ func (r *Real) Restore(data []byte) error {
 		return fmt.Errorf("%s --noflush: %w: %s", r.restorePath, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+func (r *Real) Save(table string) ([]byte, error) {
+	var stderr bytes.Buffer
+	cmd := exec.Command(r.savePath, "-t", table)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s -t %s: %w: %s", r.savePath, table, err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
 }
 
 func (r *Real) ChainExists(table, chain string) (bool, error) {

@@ -118,6 +118,15 @@ func TestKernelMatchesFake(t *testing.T) {
 			inNS(func() error { return kp.Sync(next) })
 			compareChains(t, "incremental sync", chainRules(fake.Dump()), chainRules(save()))
 
+			// A periodic full sync reads the kernel back (iptables-save) and must find nothing to
+			// change; a leftover chain of an earlier run must go.
+			before := save()
+			ns.MustRun(t, "iptables-"+string(v), "-t", "nat", "-N", "SY-SVC-LEFTOVERLEFTOVER")
+			resync := cloneSnapshot(next)
+			resync.Full = true
+			inNS(func() error { return kp.Sync(resync) })
+			compareChains(t, "full resync", chainRules(before), chainRules(save()))
+
 			inNS(func() error { return Cleanup(real) })
 			if left := save(); strings.Contains(left, "SY-") {
 				t.Errorf("cleanup left rules behind:\n%s", left)

@@ -87,10 +87,6 @@ type Proxier struct {
 	stageBatch int
 	// needFull forces the next sync to rewrite everything: set at start and after any failure.
 	needFull bool
-	// sweep asks the next successful full sync to look for per-service chains left by an earlier
-	// run of Switchyard (whose names this process never rendered) and delete them.
-	sweep   bool
-	started bool
 	// jumpsOK records that the jumps from the built-in chains were ensured since the canary was
 	// last seen missing. They are not re-checked on every full sync: each check is a full read of
 	// the table on the nft variant.
@@ -128,11 +124,6 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 	}()
 
 	present, cerr := p.canaryPresent()
-	if !p.started {
-		// Per-service chains from a previous run can only exist if the canary does.
-		p.sweep = present || cerr != nil
-		p.started = true
-	}
 	switch {
 	case cerr != nil:
 		klog.ErrorS(cerr, "Could not check the canary chain; doing a full sync", "ipFamily", p.family)
@@ -157,11 +148,18 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 		p.exact = true
 	}
 
-	batch := 0
-	if p.exact {
-		batch = p.stageBatch
+	var rendered *Rendered
+	if full && present && cerr == nil {
+		// Our rules are in the kernel: read them back and rewrite only what differs.
+		rendered = p.renderVerified(snap)
 	}
-	rendered := p.renderer.RenderStaged(snap, full, p.existing, batch)
+	if rendered == nil {
+		batch := 0
+		if p.exact {
+			batch = p.stageBatch
+		}
+		rendered = p.renderer.RenderStaged(snap, full, p.existing, batch)
+	}
 	for i, st := range rendered.Staged {
 		if err := p.ipt.Restore(st.Restore); err != nil {
 			metrics.IptablesRestoreFailuresTotal.Inc()
@@ -184,14 +182,6 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 	}
 	p.existing = rendered.ServiceChains
 	p.needFull, p.exact = false, true
-	if full && p.sweep {
-		if err := p.sweepStale(); err != nil {
-			// Stale chains are unreferenced, so they cost memory, not correctness; try again later.
-			klog.ErrorS(err, "Could not delete chains left by an earlier run", "ipFamily", p.family)
-		} else {
-			p.sweep = false
-		}
-	}
 	p.clearConntrack(snap)
 
 	for _, t := range []string{TableFilter, TableNAT} {
@@ -243,28 +233,24 @@ func (p *Proxier) canaryPresent() (bool, error) {
 	return true, nil
 }
 
-// sweepStale deletes per-service chains that exist in the kernel but not in the current ruleset:
-// leftovers of an earlier Switchyard process. They are unreferenced once the dispatch chains were
-// rewritten, so deleting them changes no traffic.
-func (p *Proxier) sweepStale() error {
-	chains, err := p.ipt.ListChains(TableNAT)
-	if err != nil {
-		return err
-	}
-	var stale []string
-	for _, c := range chains {
-		if _, ok := p.existing[c]; !ok && isServiceChain(c) {
-			stale = append(stale, c)
+// renderVerified reads nat and filter back and renders against them, or returns nil (after
+// logging) when they cannot be read, so the caller falls back to rewriting everything. Missing
+// jumps from the built-in chains are noticed here too.
+func (p *Proxier) renderVerified(snap *proxier.Snapshot) *Rendered {
+	var tables [2]KernelTable
+	for i, t := range []string{TableNAT, TableFilter} {
+		data, err := p.ipt.Save(t)
+		if err != nil {
+			klog.ErrorS(err, "Could not read the tables back; rewriting everything", "ipFamily", p.family, "table", t)
+			return nil
 		}
+		tables[i] = ParseSave(data)
 	}
-	if len(stale) == 0 {
-		return nil
+	if !jumpsPresent(tables[0], tables[1]) {
+		p.jumpsOK = false
 	}
-	if err := p.ipt.Restore(deleteChainsInput(TableNAT, stale)); err != nil {
-		return fmt.Errorf("delete %d stale chains: %w", len(stale), err)
-	}
-	klog.V(2).InfoS("Deleted chains left by an earlier run", "ipFamily", p.family, "count", len(stale))
-	return nil
+	// The read-back is exact, so chains it lacks may be staged.
+	return p.renderer.RenderVerified(snap, tables[0], tables[1], p.stageBatch)
 }
 
 // deleteChainsInput is restore input that flushes and then deletes chains of one table.

@@ -159,8 +159,9 @@ func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
 	if err := p.Sync(retry); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(fake.LastRestore), ":"+CanaryChain) {
-		t.Errorf("the sync after a failure was not full")
+	// Only a full sync can know that web's chain must go: the retry carries no Changed set.
+	if webChain := chainsFor(web, proxier.TCP).Cluster; !strings.Contains(string(fake.LastRestore), "-X "+webChain+"\n") {
+		t.Errorf("the sync after a failure did not delete %s, so it was not full:\n%s", webChain, fake.LastRestore)
 	}
 	if got, want := fake.Dump(), wantState(t, next); got != want {
 		t.Fatalf("state after the retry differs from a fresh full sync:\n%s", lineDiff(want, got))
@@ -337,4 +338,48 @@ func (f *failNth) Restore(data []byte) error {
 		f.Fake.InjectRestoreError(errors.New("injected"))
 	}
 	return f.Fake.Restore(data)
+}
+
+// TestProxierVerifiedFullSync: a full sync on tables that hold our rules reads them back and
+// writes only what differs: nothing for an unchanged cluster, the one chain someone edited, and
+// the jump someone deleted.
+func TestProxierVerifiedFullSync(t *testing.T) {
+	fake := NewFake()
+	p := newTestProxier(t, fake, nil)
+	snap := fixtureSnapshot()
+	if err := p.Sync(snap); err != nil {
+		t.Fatal(err)
+	}
+	want := fake.Dump()
+	resync := func() {
+		t.Helper()
+		s := cloneSnapshot(snap)
+		s.Full = true
+		if err := p.Sync(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	fake.LastRestore = nil
+	resync()
+	if fake.LastRestore != nil {
+		t.Errorf("a periodic full sync of an unchanged cluster wrote:\n%s", fake.LastRestore)
+	}
+
+	// Someone rewrites one of our chains and deletes a jump.
+	web := chainsFor(spn("default", "web", "http"), proxier.TCP).Cluster
+	if err := fake.Restore([]byte("*nat\n:" + web + " - [0:0]\n-A " + web + " -j RETURN\nCOMMIT\n")); err != nil {
+		t.Fatal(err)
+	}
+	j := jumpRules[0]
+	if err := fake.DeleteRule(j.table, j.chain, j.args...); err != nil {
+		t.Fatal(err)
+	}
+	resync()
+	if got := fake.Dump(); got != want {
+		t.Fatalf("full sync did not repair the drift:\n%s", lineDiff(want, got))
+	}
+	if n := strings.Count(string(fake.LastRestore), "\n:"); n != 1 {
+		t.Errorf("repair declared %d chains, want only %s:\n%s", n, web, fake.LastRestore)
+	}
 }
