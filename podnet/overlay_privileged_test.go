@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
+	"github.com/switchyard/switchyard/podnet/cni"
 	"github.com/switchyard/switchyard/podnet/masq"
 )
 
@@ -451,12 +452,25 @@ func TestCNIFailuresLeaveNothingBehind(t *testing.T) {
 		t.Fatalf("failed ADD left eth0 in the pod: %s", out)
 	}
 
-	// An interface name clash in the pod fails after the address was reserved: both are undone.
-	pods[5].MustRun(t, "ip", "link", "add", "eth0", "type", "bridge")
 	runPlugin(t, bin, node, "DEL", "c4", pods[4], node.cniConf()) // frees one address
-	out, err = runPlugin(t, bin, node, "ADD", "c5", pods[5], node.cniConf())
-	if err == nil {
+	// An interface name clash in the pod is refused before anything is reserved.
+	pods[5].MustRun(t, "ip", "link", "add", "eth0", "type", "bridge")
+	if out, err := runPlugin(t, bin, node, "ADD", "c5", pods[5], node.cniConf()); err == nil {
 		t.Fatalf("ADD over an existing eth0 succeeded: %s", out)
+	}
+	// A failure after the reservation (the host veth name is taken) releases the address and leaves
+	// the foreign link that holds the name alone.
+	clash := cni.HostVethName("c6", "eth0")
+	node.ns.MustRun(t, "ip", "link", "add", clash, "type", "bridge")
+	pod6 := netnstest.New(t, "cp6")
+	if out, err := runPlugin(t, bin, node, "ADD", "c6", pod6, node.cniConf()); err == nil || !strings.Contains(string(out), "create veth") {
+		t.Fatalf("ADD with a taken host veth name: %v\n%s", err, out)
+	}
+	if _, err := node.ns.Run("ip", "link", "show", clash); err != nil {
+		t.Fatalf("rollback deleted a link it did not create: %v", err)
+	}
+	if out := pod6.MustRun(t, "ip", "-o", "link"); strings.Contains(out, "eth0") {
+		t.Fatalf("failed ADD left eth0 in the pod: %s", out)
 	}
 	entries, _ := os.ReadDir(filepath.Join(node.dataDir, "switchyard"))
 	reserved := 0

@@ -105,14 +105,14 @@ func Add(args *skel.CmdArgs) error {
 		return cniErr(types.ErrIOFailure, "allocate pod address", err)
 	}
 	hostName := HostVethName(args.ContainerID, args.IfName)
-	result, err := attach(host, pod, podNS, br, args, hostName, &net.IPNet{IP: ip, Mask: net.CIDRMask(prefix, 32)}, gw, mtu, conf.Hairpin())
+	result, createdVeth, err := attach(host, pod, podNS, br, args, hostName, &net.IPNet{IP: ip, Mask: net.CIDRMask(prefix, 32)}, gw, mtu, conf.Hairpin())
 	if err != nil {
-		// Undo in reverse: the veth (deleting one end removes both), then the reservation.
-		if l, lerr := host.LinkByName(hostName); lerr == nil {
-			_ = host.LinkDel(l)
-		}
-		if l, lerr := pod.LinkByName(args.IfName); lerr == nil {
-			_ = pod.LinkDel(l)
+		// Undo in reverse: the veth if this ADD made it (deleting one end removes both; a link that
+		// merely has the same name is not ours), then the reservation.
+		if createdVeth {
+			if l, lerr := host.LinkByName(hostName); lerr == nil {
+				_ = host.LinkDel(l)
+			}
 		}
 		_, _ = store.Release(args.ContainerID, args.IfName)
 		return cniErr(types.ErrInternal, "connect pod", err)
@@ -122,41 +122,41 @@ func Add(args *skel.CmdArgs) error {
 }
 
 func attach(host, pod *netlink.Handle, podNS netns.NsHandle, br netlink.Link, args *skel.CmdArgs, hostName string,
-	addr *net.IPNet, gw net.IP, mtu int, hairpin bool) (*types100.Result, error) {
+	addr *net.IPNet, gw net.IP, mtu int, hairpin bool) (_ *types100.Result, createdVeth bool, err error) {
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: hostName, MTU: mtu},
 		PeerName:      args.IfName,
 		PeerNamespace: netlink.NsFd(int(podNS)),
 	}
 	if err := host.LinkAdd(veth); err != nil {
-		return nil, fmt.Errorf("create veth %s/%s: %w", hostName, args.IfName, err)
+		return nil, false, fmt.Errorf("create veth %s/%s: %w", hostName, args.IfName, err)
 	}
 	hostLink, err := host.LinkByName(hostName)
 	if err != nil {
-		return nil, fmt.Errorf("find host veth %s: %w", hostName, err)
+		return nil, true, fmt.Errorf("find host veth %s: %w", hostName, err)
 	}
 	if err := host.LinkSetMaster(hostLink, br); err != nil {
-		return nil, fmt.Errorf("attach %s to %s: %w", hostName, br.Attrs().Name, err)
+		return nil, true, fmt.Errorf("attach %s to %s: %w", hostName, br.Attrs().Name, err)
 	}
 	if err := host.LinkSetHairpin(hostLink, hairpin); err != nil {
-		return nil, fmt.Errorf("hairpin on %s: %w", hostName, err)
+		return nil, true, fmt.Errorf("hairpin on %s: %w", hostName, err)
 	}
 	if err := host.LinkSetUp(hostLink); err != nil {
-		return nil, fmt.Errorf("bring up %s: %w", hostName, err)
+		return nil, true, fmt.Errorf("bring up %s: %w", hostName, err)
 	}
 	podLink, err := pod.LinkByName(args.IfName)
 	if err != nil {
-		return nil, fmt.Errorf("find %s in pod: %w", args.IfName, err)
+		return nil, true, fmt.Errorf("find %s in pod: %w", args.IfName, err)
 	}
 	if err := pod.AddrAdd(podLink, &netlink.Addr{IPNet: addr}); err != nil {
-		return nil, fmt.Errorf("address %s on %s: %w", addr, args.IfName, err)
+		return nil, true, fmt.Errorf("address %s on %s: %w", addr, args.IfName, err)
 	}
 	if err := pod.LinkSetUp(podLink); err != nil {
-		return nil, fmt.Errorf("bring up %s: %w", args.IfName, err)
+		return nil, true, fmt.Errorf("bring up %s: %w", args.IfName, err)
 	}
 	if err := pod.RouteReplace(&netlink.Route{LinkIndex: podLink.Attrs().Index, Gw: gw,
 		Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}}); err != nil {
-		return nil, fmt.Errorf("default route via %s: %w", gw, err)
+		return nil, true, fmt.Errorf("default route via %s: %w", gw, err)
 	}
 	podIdx := 2
 	return &types100.Result{
@@ -167,7 +167,7 @@ func attach(host, pod *netlink.Handle, podNS netns.NsHandle, br netlink.Link, ar
 		},
 		IPs:    []*types100.IPConfig{{Address: *addr, Gateway: gw, Interface: &podIdx}},
 		Routes: []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, GW: gw}},
-	}, nil
+	}, true, nil
 }
 
 // ensureBridge returns the pod bridge, creating it if missing, holding gateway as its only IPv4
