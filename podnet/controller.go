@@ -153,7 +153,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		}()
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), c.nodesSynced) {
-		return fmt.Errorf("pod network: node cache did not sync: %w", ctx.Err())
+		return nil // only a cancelled ctx stops the wait, and stopping is not an error
 	}
 	const minBackoff, maxBackoff = time.Second, 30 * time.Second
 	backoff := minBackoff
