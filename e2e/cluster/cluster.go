@@ -39,8 +39,10 @@ type Options struct {
 	Nodes     int    // default 3
 	Proxy     string // ProxySwitchyard (default), ProxyKubeProxy or ProxyNone
 	ProxyMode string // default "iptables"
-	EchoPods  int    // echo pods local-up.sh starts per node (label app=echo in "default")
-	State     string // state directory; default $SWITCHYARD_STATE or /tmp/switchyard-local
+	// PodNetwork is switchyard's --pod-network: "vxlan" (default) or "none".
+	PodNetwork string
+	EchoPods   int    // echo pods local-up.sh starts per node (label app=echo in "default")
+	State      string // state directory; default $SWITCHYARD_STATE or /tmp/switchyard-local
 	// Reuse leaves a cluster that is already up in place (local-up.sh only completes it) and
 	// leaves it running after Down, for iterating on tests against a kept cluster.
 	Reuse bool
@@ -64,6 +66,7 @@ type Cluster struct {
 	Underlay   string // the underlay namespace
 	Proxy      string
 	ProxyMode  string
+	PodNetwork string
 	reuse      bool
 }
 
@@ -90,6 +93,9 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.ProxyMode == "" {
 		opts.ProxyMode = "iptables"
 	}
+	if opts.PodNetwork == "" {
+		opts.PodNetwork = "vxlan"
+	}
 	if opts.State == "" {
 		opts.State = os.Getenv("SWITCHYARD_STATE")
 	}
@@ -98,7 +104,7 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{Repo: repo, State: opts.State, reuse: opts.Reuse}
 	args := []string{"--nodes", strconv.Itoa(opts.Nodes), "--proxy", opts.Proxy,
-		"--proxy-mode", opts.ProxyMode, "--echo-pods", strconv.Itoa(opts.EchoPods)}
+		"--proxy-mode", opts.ProxyMode, "--pod-network", opts.PodNetwork, "--echo-pods", strconv.Itoa(opts.EchoPods)}
 	if _, err := c.script(ctx, "local-up.sh", args...); err != nil {
 		return c, fmt.Errorf("hack/local-up.sh %s: %w", strings.Join(args, " "), err)
 	}
@@ -136,6 +142,7 @@ func (c *Cluster) load() error {
 	c.Underlay = env["SY_UNDERLAY_NS"]
 	c.Proxy = env["SY_PROXY"]
 	c.ProxyMode = env["SY_PROXY_MODE"]
+	c.PodNetwork = env["SY_POD_NETWORK"]
 	c.Kubeconfig = env["SY_KUBECONFIG"]
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {

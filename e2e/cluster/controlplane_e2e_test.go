@@ -386,3 +386,31 @@ func mustEnv(t *testing.T, c *Cluster, key string) string {
 	}
 	return env[key]
 }
+
+// The API server's state lives in etcd: stopping it and bringing it back (an outage scenario's
+// mechanics) keeps every object, and the nodes reach it again through their relays.
+func TestAPIServerStopAndRestart(t *testing.T) {
+	c := testCluster
+	c.DumpOnFailure(t)
+	ctx := context.Background()
+	uid := nodeUID(t, c, 2)
+	if err := c.StopProcess(ctx, ProcessAPIServer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PID(ProcessAPIServer); err == nil {
+		t.Fatal("kube-apiserver still running after StopProcess")
+	}
+	if out, err := c.NodeExec(ctx, 2, "curl", "-sk", "--max-time", "2", "https://127.0.0.1:6443/readyz"); err == nil {
+		t.Errorf("node 2 still reaches an API server while it is stopped: %q", out)
+	}
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := nodeUID(t, c, 2); got != uid {
+		t.Errorf("node sy-node-2 uid %s after restart, want %s (state lost)", got, uid)
+	}
+	if out, err := c.NodeExec(ctx, 2, "curl", "-sS", "--max-time", "5", "--cacert",
+		filepath.Join(c.State, "pki", "ca.crt"), "https://127.0.0.1:6443/readyz"); err != nil || out != "ok" {
+		t.Errorf("node 2 to the restarted API server: %q %v", out, err)
+	}
+}

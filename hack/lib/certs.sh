@@ -73,8 +73,9 @@ sy_make_pki() {
 		mv "${SY_PKI}/ca.crt.tmp" "${SY_PKI}/ca.crt"
 	fi
 	# Nodes reach the API server on their own loopback through the relay, pods through the
-	# kubernetes Service, and the underlay through the advertised address: all must verify.
-	local san="IP:127.0.0.1,IP:${SY_SERVICE_APISERVER_IP},IP:${SY_UNDERLAY_GW},DNS:localhost"
+	# kubernetes Service, the underlay through the advertised address, and the IPVS VM
+	# (hack/vm) through qemu's user-mode gateway 10.0.2.2, which is this machine's loopback.
+	local san="IP:127.0.0.1,IP:${SY_SERVICE_APISERVER_IP},IP:${SY_UNDERLAY_GW},IP:10.0.2.2,DNS:localhost"
 	san+=",DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
 	san+=",DNS:kubernetes.default.svc.cluster.local"
 	sy_cert apiserver kube-apiserver "" "${san}"
