@@ -19,6 +19,7 @@ deps:
 test: deps build lint
 	$(MAKE) privileged
 	$(MAKE) test-ipvs
+	$(MAKE) test-e2e
 
 lint:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
@@ -31,6 +32,12 @@ unit:
 # Unit tests plus the privileged ones (they create and delete their own network namespaces).
 privileged:
 	SWITCHYARD_PRIVILEGED=1 $(GO) test -count=1 ./...
+
+# End-to-end tests against a real kube-apiserver and kube-controller-manager (built once from the
+# Go module proxy at the pinned release and cached) with nodes in network namespaces. One package at a
+# time: they share the local cluster.
+test-e2e: build
+	SWITCHYARD_PRIVILEGED=1 SWITCHYARD_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./e2e/...
 
 # The IPVS backend's real-kernel tests need ip_vs, which this machine's kernel lacks: they run in a
 # qemu VM with Debian's kernel (hack/vm/README.md). Emulated, so expect minutes, not seconds. The
