@@ -101,6 +101,8 @@ BOOT_MODULES=(
 	nf_conntrack_netlink
 	dummy veth bridge vxlan
 )
+# Modules copied in but loaded only when needed: 9p for run.sh --share.
+EXTRA_MODULES=(9pnet_virtio 9p)
 # Modules wanted when the kernel has them. ip_vs_twos arrived in Linux 6.7, after this 6.1 kernel.
 OPTIONAL_MODULES=(ip_vs_twos)
 # Whole directories copied as well, so that a rule needing some other match or target autoloads.
@@ -210,7 +212,7 @@ build_image() {
 
 	# Kernel modules: the wanted ones, whole netfilter directories, and what modules.dep says they need.
 	local mroot="$kdir/root/lib/modules/$kver" m path want=() missing=()
-	for m in "${BOOT_MODULES[@]}"; do
+	for m in "${BOOT_MODULES[@]}" "${EXTRA_MODULES[@]}"; do
 		path="$(awk -F: -v m="$m" '{n=$1; sub(/.*\//,"",n); sub(/\.ko.*$/,"",n); gsub(/-/,"_",n); if (n==m) {print $1; exit}}' "$mroot/modules.dep")"
 		if [ -z "$path" ]; then
 			grep -qE "/${m//_/[-_]}\.ko" "$mroot/modules.builtin" 2>/dev/null || missing+=("$m")

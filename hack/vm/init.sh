@@ -69,6 +69,17 @@ if [ -e /sys/class/net/eth0 ]; then
 	echo "nameserver 10.0.2.3" >/etc/resolv.conf
 fi
 
+# Host directories shared with run.sh --share: one "tag guest-dir" line each.
+if [ -s /switchyard/shares ]; then
+	$BB modprobe -a 9pnet_virtio 9p || setup_failed "modprobe 9p"
+	while read -r tag dir; do
+		if ! { $BB mkdir -p "$dir" &&
+			$BB mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 "$tag" "$dir"; }; then
+			setup_failed "mount host share $tag on $dir"
+		fi
+	done </switchyard/shares
+fi
+
 read -r UPTIME _ </proc/uptime
 echo "$NONCE ready $UPTIME $INIT_START" >$OUT
 

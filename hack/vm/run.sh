@@ -9,6 +9,8 @@
 #   --timeout SECS     kill qemu and fail after this long (default 1800)
 #   --env K=V          set K=V for the program (repeatable)
 #   --files SRC:DST    copy host file or directory SRC to DST in the guest (repeatable)
+#   --share HOST:GUEST mount host directory HOST read-write at GUEST over 9p (repeatable), e.g. to
+#                      get files the program writes back out
 #   --cwd DIR          run the program in guest directory DIR (default /root)
 #   --console FILE     keep the guest's kernel console log in FILE
 #   -v, --verbose      print boot timing and the image in use to stderr
@@ -22,7 +24,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2; exit 2; }
 die() { echo "vm: error: $*" >&2; exit 125; }
 
 MEM=2048
@@ -33,6 +35,7 @@ CONSOLE=""
 VERBOSE=0
 ENVS=()
 FILES=()
+SHARES=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--mem) MEM="${2:?--mem needs a value}"; shift 2 ;;
@@ -40,6 +43,7 @@ while [ $# -gt 0 ]; do
 	--timeout) TIMEOUT="${2:?--timeout needs a value}"; shift 2 ;;
 	--env) ENVS+=("${2:?--env needs K=V}"); shift 2 ;;
 	--files) FILES+=("${2:?--files needs SRC:DST}"); shift 2 ;;
+	--share) SHARES+=("${2:?--share needs HOST:GUEST}"); shift 2 ;;
 	--cwd) CWD="${2:?--cwd needs a directory}"; shift 2 ;;
 	--console) CONSOLE="${2:?--console needs a file}"; shift 2 ;;
 	-v | --verbose) VERBOSE=1; shift ;;
@@ -95,6 +99,19 @@ for f in "${FILES[@]+"${FILES[@]}"}"; do
 	[ -e "$src" ] || die "--files source $src does not exist"
 	mkdir -p "$RUNROOT$(dirname "$dst")"
 	cp -a "$src" "$RUNROOT$dst"
+done
+QEMU_SHARES=()
+i=0
+for sh in "${SHARES[@]+"${SHARES[@]}"}"; do
+	host="${sh%%:*}"
+	guest="${sh#*:}"
+	if [ "$host" = "$sh" ] || [ ! -d "$host" ] || [[ "$guest" != /* ]] || [[ "$guest" =~ [[:space:]] ]]; then
+		die "--share wants HOSTDIR:/absolute/guest/dir (an existing host directory, no spaces), got '$sh'"
+	fi
+	# security_model=none: the guest's root writes files as the user running qemu, with no xattr mapping.
+	QEMU_SHARES+=(-virtfs "local,path=$(realpath "$host"),mount_tag=share$i,security_model=none,id=share$i")
+	echo "share$i $guest" >>"$RUNROOT/switchyard/shares"
+	i=$((i + 1))
 done
 {
 	echo '#!/usr/bin/bash'
@@ -154,6 +171,7 @@ timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -pidfile "$WORK/qemu.pid" \
 	-chardev stdio,id=prog,signal=off -serial chardev:prog \
 	-netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
 	-device virtio-rng-pci \
+	"${QEMU_SHARES[@]+"${QEMU_SHARES[@]}"}" \
 	</dev/null | "${AWK[@]}" -v nonce="$NONCE" -v result="$RESULT" -v ready="$READY" '
 	{
 		i = index($0, nonce)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Proves the VM harness: boots the guest, checks IPVS, dummy devices, netns, iptables (nft and
 # legacy), ipset and conntrack inside it (selftest/checks.sh), checks that the guest reaches a
-# server on this machine's loopback through 10.0.2.2, and, with --go, runs the Go test binary in
-# selftest/ that drives IPVS over netlink and sends a TCP connection through a virtual server.
+# server on this machine's loopback through 10.0.2.2, and that a file written to a --share
+# directory reaches the host. With --go it also runs the Go test binary in selftest/, which drives
+# IPVS over netlink and sends a TCP connection through a virtual server.
 #
 # Usage: hack/vm/selftest.sh [--go]
 # Prints boot and total times on stderr; exits non-zero when any check fails.
@@ -24,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 
 # A one-file web server on 127.0.0.1 only; the guest fetches its token through 10.0.2.2.
-mkdir -p "$WORK/www"
+mkdir -p "$WORK/www" "$WORK/share"
 TOKEN="token-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
 echo "$TOKEN" >"$WORK/www/token"
 PORT=""
@@ -48,6 +49,8 @@ else
 	echo "FAIL guest reaches the host's loopback at 10.0.2.2"
 	rc=1
 fi
+# Hand the token back through the 9p share (run.sh --share); the host checks it after the VM exits.
+echo "$TOKEN" >/switchyard/share/token-back || rc=1
 exit \$rc
 EOF
 
@@ -56,7 +59,14 @@ echo "selftest: kernel features and tools" >&2
 "$HERE/run.sh" -v --timeout 600 \
 	--files "$HERE/selftest/checks.sh:/switchyard/checks.sh" \
 	--files "$WORK/guest.sh:/switchyard/guest.sh" \
+	--share "$WORK/share:/switchyard/share" \
 	/bin/busybox sh /switchyard/guest.sh
+if [ "$(cat "$WORK/share/token-back" 2>/dev/null)" = "$TOKEN" ]; then
+	echo "ok   guest writes a file the host reads through --share (9p)"
+else
+	echo "FAIL guest writes a file the host reads through --share (9p)"
+	exit 1
+fi
 
 if [ "$RUN_GO" = 1 ]; then
 	echo "selftest: Go test binary (IPVS over netlink, TCP through a virtual server)" >&2
