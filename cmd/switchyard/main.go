@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -96,6 +97,9 @@ func run(args []string) error {
 	var pod *podnet.Controller
 	if pcfg.Enabled() {
 		if pod, err = podnet.NewController(client, nodeFactory, nodeName, *pcfg); err != nil {
+			return err
+		}
+		if err := installCNI(pcfg); err != nil {
 			return err
 		}
 	}
@@ -198,6 +202,23 @@ func parseOnto(args []string, opts *Options) (*Options, *podnet.Config, error) {
 		return nil, nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	return opts, &pcfg, nil
+}
+
+// installCNI puts the switchyard-cni plugin (shipped next to this binary) and the conflist into
+// --cni-bin-dir and --cni-conf-dir, as flannel's DaemonSet does. Empty directories skip each part.
+func installCNI(pcfg *podnet.Config) error {
+	if pcfg.CNIBinDir == "" && pcfg.CNIConfDir == "" {
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("locate the switchyard-cni plugin: %w", err)
+	}
+	plugin := filepath.Join(filepath.Dir(exe), "switchyard-cni")
+	if err := podnet.InstallCNI(*pcfg, plugin); err != nil {
+		return fmt.Errorf("install the CNI plugin (set --cni-bin-dir= and --cni-conf-dir= to leave it to someone else): %w", err)
+	}
+	return nil
 }
 
 // watchNodeEligibility fails /healthz (but not /livez) while this node is being deleted or carries
