@@ -1,13 +1,3 @@
-// Package ipvs renders Switchyard's service model into the kernel's IPVS tables: a virtual server per
-// service address and port with its endpoints as real servers, the service addresses bound to the
-// dummy interface kube-ipvs0, and a constant set of iptables rules over ipsets for what IPVS cannot do
-// (masquerade, hairpin, source ranges, NodePort source preservation, unknown ports).
-//
-// Rendering is pure (render.go); the Proxier diffs it against what it knows the kernel holds and
-// issues only the operations needed, through narrow interfaces that real handles and stateful fakes
-// both implement. An incremental sync re-renders only services whose model values changed and touches
-// only the kernel entries they own; a full sync (the first one, the periodic resync, a retry) lists
-// the kernel and repairs any drift.
 package ipvs
 
 import (
