@@ -20,6 +20,7 @@ SY_LOG_TAG=local-down
 source "${SY_REPO}/hack/lib/common.sh"
 
 [[ "$(id -u)" == 0 ]] || sy_die "run as root (it deletes network namespaces)"
+sy_lock
 
 if [[ -n "${keep_logs}" && -d "${SY_STATE}/logs" ]]; then
 	mkdir -p "${keep_logs}"

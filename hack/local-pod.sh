@@ -22,6 +22,7 @@ source "${SY_REPO}/hack/lib/proxy.sh"
 source "${SY_REPO}/hack/lib/pods.sh"
 
 [[ -s "${SY_STATE}/state.env" ]] || sy_die "no local cluster in ${SY_STATE}: run hack/local-up.sh"
+sy_lock
 # shellcheck disable=SC1091
 source "${SY_STATE}/state.env"
 (($# >= 4)) || sy_die "usage: $0 add|del NODE_INDEX NAMESPACE NAME [LABELS_JSON]"

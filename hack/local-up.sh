@@ -39,6 +39,7 @@ source "${SY_REPO}/hack/lib/proxy.sh"
 source "${SY_REPO}/hack/lib/pods.sh"
 
 [[ "$(id -u)" == 0 ]] || sy_die "the local cluster creates network namespaces: run as root"
+sy_lock
 [[ "${SY_NODES}" =~ ^[1-9][0-9]?$ ]] || sy_die "--nodes must be 1..99, got ${SY_NODES}"
 case "${SY_PROXY_MODE}" in iptables | ipvs | nftables) ;; *) sy_die "bad --proxy-mode ${SY_PROXY_MODE}" ;; esac
 case "${SY_POD_NETWORK}" in vxlan | none) ;; *) sy_die "bad --pod-network ${SY_POD_NETWORK}: want vxlan or none" ;; esac

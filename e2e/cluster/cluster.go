@@ -68,6 +68,7 @@ type Cluster struct {
 	ProxyMode  string
 	PodNetwork string
 	reuse      bool
+	locked     bool // holds one use of the process's cluster lock (lock.go)
 }
 
 // ErrNoCNI is returned by AddEchoPod while cmd/switchyard-cni is not available.
@@ -102,7 +103,10 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.State == "" {
 		opts.State = "/tmp/switchyard-local"
 	}
-	c := &Cluster{Repo: repo, State: opts.State, reuse: opts.Reuse}
+	if err := acquireLock(ctx, opts.State); err != nil {
+		return nil, err
+	}
+	c := &Cluster{Repo: repo, State: opts.State, reuse: opts.Reuse, locked: true}
 	args := []string{"--nodes", strconv.Itoa(opts.Nodes), "--proxy", opts.Proxy,
 		"--proxy-mode", opts.ProxyMode, "--pod-network", opts.PodNetwork, "--echo-pods", strconv.Itoa(opts.EchoPods)}
 	if _, err := c.script(ctx, "local-up.sh", args...); err != nil {
@@ -115,13 +119,30 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 }
 
 // Attach connects to a cluster that hack/local-up.sh already brought up, without changing it.
+// Like Up, it waits for any other test process using the cluster to finish.
 func Attach(state string) (*Cluster, error) {
 	repo, err := repoRoot()
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Repo: repo, State: state, reuse: true}
-	return c, c.load()
+	if err := acquireLock(context.Background(), state); err != nil {
+		return nil, err
+	}
+	c := &Cluster{Repo: repo, State: state, reuse: true, locked: true}
+	if err := c.load(); err != nil {
+		c.Release()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Release lets other processes use the local cluster once this one is done with it; Down calls it.
+// A process that exits releases it anyway.
+func (c *Cluster) Release() {
+	if c.locked {
+		c.locked = false
+		releaseLock()
+	}
 }
 
 // load reads state.env and builds the clients.
@@ -162,6 +183,7 @@ func (c *Cluster) load() error {
 // Down removes the cluster with hack/local-down.sh, first copying its logs to keepLogs when that
 // is not empty. A cluster brought up with Reuse is left running.
 func (c *Cluster) Down(ctx context.Context, keepLogs string) error {
+	defer c.Release()
 	if c.reuse {
 		return nil
 	}
@@ -209,7 +231,8 @@ func (c *Cluster) PodExec(ctx context.Context, namespace, name string, argv ...s
 // script runs hack/NAME with the cluster's state directory, streaming its progress to stderr.
 func (c *Cluster) script(ctx context.Context, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(c.Repo, "hack", name), args...)
-	cmd.Env = append(os.Environ(), "SWITCHYARD_STATE="+c.State)
+	// This process holds the cluster lock already (lock.go); the scripts must not wait for it.
+	cmd.Env = append(os.Environ(), "SWITCHYARD_STATE="+c.State, "SWITCHYARD_CLUSTER_LOCKED=1")
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = os.Stderr

@@ -29,6 +29,20 @@ sy_die() {
 	exit 1
 }
 
+# sy_lock waits for, then holds for the rest of the script, the machine's cluster lock: the same
+# flock the e2e harness (e2e/cluster/lock.go) holds while a test process uses the cluster, so a
+# hand-run local-down.sh never pulls the cluster from under a running test. The harness sets
+# SWITCHYARD_CLUSTER_LOCKED=1 for the scripts it runs, as it already holds the lock. Processes the
+# scripts start do not inherit the lock's descriptor (see sy_start).
+sy_lock() {
+	[[ "${SWITCHYARD_CLUSTER_LOCKED:-0}" == 1 ]] && return 0
+	exec 9>>"${SY_STATE}.lock"
+	if ! flock -n 9; then
+		sy_log "waiting for another process using the local cluster (${SY_STATE}.lock)"
+		flock 9
+	fi
+}
+
 sy_node_name() { echo "sy-node-$1"; }
 sy_node_ip() { echo "${SY_UNDERLAY_PREFIX}.$((10 + $1))"; }
 
@@ -76,7 +90,7 @@ sy_start() {
 	fi
 	printf '%s' "${marker}" >"${SY_STATE}/pids/${name}.marker"
 	printf '=== %s started by local-up: %s\n' "$(date -u +%FT%TZ)" "$*" >>"${SY_STATE}/logs/${name}.log"
-	setsid "$@" </dev/null >>"${SY_STATE}/logs/${name}.log" 2>&1 &
+	setsid "$@" </dev/null >>"${SY_STATE}/logs/${name}.log" 2>&1 9>&- &
 	echo $! >"${SY_STATE}/pids/${name}.pid"
 }
 
