@@ -40,8 +40,9 @@ import (
 // Run as root: go test -tags e2e -count=1 -v ./e2e/
 // A cluster that is already up (state in $SWITCHYARD_STATE, default /tmp/switchyard-local) is used as
 // it is and left running; otherwise one node is brought up with no proxy and removed afterwards. The
-// tests only add objects and a namespace of their own, and remove them. Run e2e packages one at a
-// time (go test -p 1): each package's TestMain manages the one local cluster.
+// tests only add objects, namespaces and node namespaces of their own (sy-deploy-*), and remove them.
+// Run e2e packages one at a time (go test -p 1): the machine has room for one local cluster, and
+// nothing stops two packages' TestMains from bringing it up and down under each other.
 
 var testCluster *cluster.Cluster
 
@@ -57,12 +58,21 @@ func runMain(m *testing.M) int {
 	if state == "" {
 		state = "/tmp/switchyard-local"
 	}
-	if c, err := cluster.Attach(state); err == nil {
-		if _, err := c.Client.Discovery().ServerVersion(); err == nil {
-			fmt.Fprintf(os.Stderr, "using the local cluster already up in %s\n", state)
-			testCluster = c
-			return m.Run()
+	// A state directory means a cluster is up or on its way up (another package's TestMain, a
+	// developer's shell): wait for it rather than racing its local-up.sh with ours.
+	if _, err := os.Stat(state); err == nil {
+		deadline := time.Now().Add(90 * time.Second)
+		for time.Now().Before(deadline) {
+			if c, err := cluster.Attach(state); err == nil {
+				if _, err := c.Client.Discovery().ServerVersion(); err == nil {
+					fmt.Fprintf(os.Stderr, "using the local cluster already up in %s\n", state)
+					testCluster = c
+					return m.Run()
+				}
+			}
+			time.Sleep(time.Second)
 		}
+		fmt.Fprintf(os.Stderr, "%s exists but its cluster did not answer within 90s; bringing it up\n", state)
 	}
 	c, err := cluster.Up(ctx, cluster.Options{Nodes: 1, Proxy: cluster.ProxyNone, EchoPods: 0, State: state})
 	if err != nil {
@@ -212,8 +222,95 @@ func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// 2. The kube-proxy ConfigMap the DaemonSet mounts: kubeadm's, as cmd/switchyard/testdata holds
-	// it, with the API address of this cluster as seen from a node (its relay on 127.0.0.1:6443).
+	// 2. A token for the ServiceAccount, and nothing else: the rights are exactly the ClusterRole's.
+	token := mintToken(ctx, t, ds.Spec.Template.Spec.ServiceAccountName)
+	checkRBAC(ctx, t, tokenClient(t, token))
+
+	// 3. A node of our own: a network namespace with an API relay on its loopback, and its Node.
+	node := newDeployNode(ctx, t)
+
+	// The emulation is strict: the daemon's container cannot write /proc/sys; and the pod network's
+	// kernel-setup init container, unprivileged, still sets ip_forward in the node's namespace.
+	checkSysctlPrivilege(ctx, t, repo, ds, node)
+
+	// 4. The daemon, started exactly as the DaemonSet says, with kubeadm's ConfigMap.
+	stop, logPath := startFromManifest(ctx, t, repo, ds, node, token)
+
+	// It syncs: /healthz answers 200, and a Service created now gets its DNAT rule on the node.
+	if err := cluster.WaitFor(ctx, 60*time.Second, "switchyard /healthz 200 in "+node, func(ctx context.Context) (bool, error) {
+		out, _ := c.Exec(ctx, node, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", "http://127.0.0.1:10256/healthz")
+		return out == "200", nil
+	}); err != nil {
+		t.Fatalf("%v\nswitchyard log:\n%s", err, readLog(logPath))
+	}
+	clusterIP := createProbe(ctx, t, "e2e-deploy", "10.244.99.10")
+	rule := "DNAT --to-destination 10.244.99.10:8080"
+	if err := cluster.WaitFor(ctx, 60*time.Second, "the DNAT rule of Service probe ("+clusterIP+") in "+node, func(ctx context.Context) (bool, error) {
+		r := nodeRules(ctx, node)
+		return strings.Contains(r, rule) && strings.Contains(r, "-d "+clusterIP+"/32"), nil
+	}); err != nil {
+		t.Fatalf("%v\nrules:\n%s\nswitchyard log:\n%s", err, nodeRules(ctx, node), readLog(logPath))
+	}
+	for _, bad := range []string{"forbidden", "Forbidden", "permission denied", "read-only file system"} {
+		if strings.Contains(readLog(logPath), bad) {
+			t.Errorf("switchyard logged %q while running with the manifest's identity and privileges:\n%s", bad, readLog(logPath))
+		}
+	}
+
+	// Stopping the daemon (a rolling update, a crash) leaves its rules in force.
+	stop()
+	if !strings.Contains(nodeRules(ctx, node), rule) {
+		t.Errorf("the DNAT rule of %s is gone after switchyard stopped", clusterIP)
+	}
+}
+
+// createProbe creates namespace ns (removed after the test) with Service "probe" (TCP 80) and an
+// EndpointSlice of its own with one ready endpoint at ip:8080 (no pods run here), and returns the
+// Service's ClusterIP. A proxy that watches both programs a DNAT to ip:8080.
+func createProbe(ctx context.Context, t *testing.T, ns, ip string) string {
+	t.Helper()
+	c := testCluster
+	if err := c.EnsureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+	svc, err := c.Client.CoreV1().Services(ns).Create(ctx, &v1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe"},
+		Spec:       v1.ServiceSpec{Ports: []v1.ServicePort{{Port: 80, Protocol: v1.ProtocolTCP}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "probe-1", Labels: map[string]string{discoveryv1.LabelServiceName: "probe"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Port: ptr.To[int32](8080), Protocol: ptr.To(v1.ProtocolTCP)}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc.Spec.ClusterIP
+}
+
+// mintToken returns a token for ServiceAccount kube-system/name from the TokenRequest API.
+func mintToken(ctx context.Context, t *testing.T, name string) string {
+	t.Helper()
+	tok, err := testCluster.Client.CoreV1().ServiceAccounts("kube-system").CreateToken(ctx, name,
+		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("TokenRequest for ServiceAccount %s: %v", name, err)
+	}
+	return tok.Status.Token
+}
+
+// startFromManifest starts the daemon container of ds in node as a container runtime would: the
+// ConfigMap it mounts read from the API server (kubeadm's, from cmd/switchyard/testdata, when the
+// cluster has none) with the API address of this cluster as a node sees it (its relay on
+// 127.0.0.1:6443), and token with the cluster's CA where the kubelet puts a service account's.
+func startFromManifest(ctx context.Context, t *testing.T, repo string, ds *appsv1.DaemonSet, node, token string) (stop func(), logPath string) {
+	t.Helper()
+	c := testCluster
 	cmName := ""
 	for _, v := range ds.Spec.Template.Spec.Volumes {
 		if v.Name == "kube-proxy" && v.ConfigMap != nil {
@@ -228,24 +325,6 @@ func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// 3. A token for the ServiceAccount, and nothing else: the rights are exactly the ClusterRole's.
-	tok, err := c.Client.CoreV1().ServiceAccounts("kube-system").CreateToken(ctx, ds.Spec.Template.Spec.ServiceAccountName,
-		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("TokenRequest for ServiceAccount %s: %v", ds.Spec.Template.Spec.ServiceAccountName, err)
-	}
-	saClient := tokenClient(t, tok.Status.Token)
-	checkRBAC(ctx, t, saClient)
-
-	// 4. A node of our own: a network namespace with an API relay on its loopback, and its Node.
-	node := newDeployNode(ctx, t)
-
-	// The emulation is strict: the daemon's container cannot write /proc/sys; and the pod network's
-	// kernel-setup init container, unprivileged, still sets ip_forward in the node's namespace.
-	checkSysctlPrivilege(ctx, t, repo, ds, node)
-
-	// 5. The daemon, started exactly as the DaemonSet says.
 	bin := buildSwitchyard(t, repo)
 	cmDir := t.TempDir()
 	for k, v := range cm.Data {
@@ -260,7 +339,7 @@ func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for name, data := range map[string][]byte{"token": []byte(tok.Status.Token), "ca.crt": ca, "namespace": []byte("kube-system")} {
+	for name, data := range map[string][]byte{"token": []byte(token), "ca.crt": ca, "namespace": []byte("kube-system")} {
 		if err := os.WriteFile(filepath.Join(saDir, name), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -276,55 +355,8 @@ func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(undo)
-	logPath := filepath.Join(t.TempDir(), "switchyard.log")
-	stop := startContainer(t, run, logPath)
-
-	// It syncs: /healthz answers 200, and a Service created now gets its DNAT rule on the node.
-	if err := cluster.WaitFor(ctx, 60*time.Second, "switchyard /healthz 200 in "+node, func(ctx context.Context) (bool, error) {
-		out, _ := c.Exec(ctx, node, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", "http://127.0.0.1:10256/healthz")
-		return out == "200", nil
-	}); err != nil {
-		t.Fatalf("%v\nswitchyard log:\n%s", err, readLog(logPath))
-	}
-	const ns = "e2e-deploy"
-	if err := c.EnsureNamespace(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
-	svc, err := c.Client.CoreV1().Services(ns).Create(ctx, &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "probe"},
-		Spec:       v1.ServiceSpec{Ports: []v1.ServicePort{{Port: 80, Protocol: v1.ProtocolTCP}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// An endpoint of our own (no pods run here), so the rule proves EndpointSlices are watched too.
-	_, err = c.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: "probe-1", Labels: map[string]string{discoveryv1.LabelServiceName: "probe"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.244.99.10"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
-		Ports:       []discoveryv1.EndpointPort{{Port: ptr.To[int32](8080), Protocol: ptr.To(v1.ProtocolTCP)}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rule := "DNAT --to-destination 10.244.99.10:8080"
-	if err := cluster.WaitFor(ctx, 60*time.Second, "the DNAT rule of Service probe ("+svc.Spec.ClusterIP+") in "+node, func(ctx context.Context) (bool, error) {
-		return strings.Contains(nodeRules(ctx, node), rule) && strings.Contains(nodeRules(ctx, node), "-d "+svc.Spec.ClusterIP+"/32"), nil
-	}); err != nil {
-		t.Fatalf("%v\nrules:\n%s\nswitchyard log:\n%s", err, nodeRules(ctx, node), readLog(logPath))
-	}
-	for _, bad := range []string{"forbidden", "Forbidden", "permission denied", "read-only file system"} {
-		if strings.Contains(readLog(logPath), bad) {
-			t.Errorf("switchyard logged %q while running with the manifest's identity and privileges:\n%s", bad, readLog(logPath))
-		}
-	}
-
-	// Stopping the daemon (a rolling update, a crash) leaves its rules in force.
-	stop()
-	if !strings.Contains(nodeRules(ctx, node), rule) {
-		t.Errorf("the DNAT rule of %s is gone after switchyard stopped", svc.Spec.ClusterIP)
-	}
+	logPath = filepath.Join(t.TempDir(), "switchyard.log")
+	return startContainer(t, run, logPath), logPath
 }
 
 // ensureKubeadmConfigMap applies cmd/switchyard/testdata's kubeadm ConfigMap unless kube-system
@@ -479,13 +511,17 @@ func checkRBAC(ctx context.Context, t *testing.T, sa kubernetes.Interface) {
 	}
 }
 
+// deployNodes numbers the nodes newDeployNode makes, for unique names.
+var deployNodes int
+
 // newDeployNode creates a network namespace standing for one more node, relays the API server to its
 // loopback (as hack/lib/nodes.sh does for the cluster's nodes) and registers its Node. Everything is
 // removed when the test ends.
 func newDeployNode(ctx context.Context, t *testing.T) string {
 	t.Helper()
 	c := testCluster
-	name := fmt.Sprintf("sy-deploy-%d", os.Getpid())
+	deployNodes++
+	name := fmt.Sprintf("sy-deploy-%d-%d", os.Getpid(), deployNodes)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
 	}
