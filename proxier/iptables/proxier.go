@@ -124,6 +124,7 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 	}()
 
 	present, cerr := p.canaryPresent()
+	cold := false
 	switch {
 	case cerr != nil:
 		klog.ErrorS(cerr, "Could not check the canary chain; doing a full sync", "ipFamily", p.family)
@@ -133,9 +134,15 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 			klog.InfoS("Canary chain is gone, so the tables were flushed; doing a full sync", "ipFamily", p.family, "chain", CanaryChain)
 		}
 		full, p.jumpsOK = true, false
+		// Only the canary may be gone; then our rules still carry traffic and must not be flushed.
+		ours, err := p.ipt.ChainExists(TableNAT, chainServices)
+		if err != nil || ours {
+			break
+		}
 		// Nothing of ours is in the tables, so hook empty chains in now, while the tables are small:
 		// iptables-nft reads a whole table for every rule check, which costs seconds once the nat
 		// table holds 10k services. Empty chains change no traffic.
+		cold = true
 		if err := p.ipt.Restore(bootstrapInput()); err != nil {
 			metrics.IptablesRestoreFailuresTotal.Inc()
 			return fmt.Errorf("create %s chains: %w", p.family, err)
@@ -149,9 +156,14 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 	}
 
 	var rendered *Rendered
-	if full && present && cerr == nil {
+	if full && cerr == nil && !cold {
 		// Our rules are in the kernel: read them back and rewrite only what differs.
 		rendered = p.renderVerified(snap)
+		if rendered != nil && !present {
+			// RenderVerified restores the nat and filter canaries; mangle's is put back here.
+			rendered.Restore = append(rendered.Restore, "*mangle\n:"+CanaryChain+" - [0:0]\nCOMMIT\n"...)
+			rendered.Empty = false
+		}
 	}
 	if rendered == nil {
 		batch := 0

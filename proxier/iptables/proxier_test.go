@@ -383,3 +383,42 @@ func TestProxierVerifiedFullSync(t *testing.T) {
 		t.Errorf("repair declared %d chains, want only %s:\n%s", n, web, fake.LastRestore)
 	}
 }
+
+// dispatchWatch is the fake, noting after every transaction how many rules nat SY-SERVICES holds,
+// so a test can check that the dispatch chain never went empty on the way to the end state.
+type dispatchWatch struct {
+	*Fake
+	minRules int
+}
+
+func (d *dispatchWatch) Restore(data []byte) error {
+	err := d.Fake.Restore(data)
+	if n := len(d.Fake.Rules(TableNAT, chainServices)); n < d.minRules {
+		d.minRules = n
+	}
+	return err
+}
+
+// TestProxierLostCanaryAloneKeepsTraffic: if only a canary disappears, our rules are still in
+// place and carrying traffic; the repair must not flush them on the way.
+func TestProxierLostCanaryAloneKeepsTraffic(t *testing.T) {
+	fake := NewFake()
+	p := newTestProxier(t, fake, nil)
+	snap := fixtureSnapshot()
+	if err := p.Sync(snap); err != nil {
+		t.Fatal(err)
+	}
+	want := fake.Dump()
+	watch := &dispatchWatch{Fake: fake, minRules: 1 << 30}
+	p.ipt = watch
+	fake.DeleteChainForTest(TableMangle, CanaryChain)
+	if err := p.Sync(cloneSnapshot(snap)); err != nil {
+		t.Fatal(err)
+	}
+	if got := fake.Dump(); got != want {
+		t.Fatalf("state after the repair differs:\n%s", lineDiff(want, got))
+	}
+	if watch.minRules == 0 {
+		t.Errorf("the dispatch chain was emptied during the repair")
+	}
+}
