@@ -4,7 +4,7 @@
 # and unpacked, never installed on this machine; the user-space tools are copied out of the host's
 # installed packages together with the shared libraries they load.
 #
-# Usage: hack/vm/build-image.sh            prints the image directory (vmlinuz, base.cpio.gz, info)
+# Usage: hack/vm/build-image.sh            prints the image directory (vmlinux, vmlinuz, base.cpio.gz, info)
 # Env:   SWITCHYARD_VM_KERNEL_PKG           overrides the pinned kernel package (see KERNEL_PKG below)
 #        XDG_CACHE_HOME                      cache root (default ~/.cache); images live in switchyard/vm
 set -euo pipefail
@@ -18,7 +18,7 @@ set -euo pipefail
 KERNEL_PKG="${SWITCHYARD_VM_KERNEL_PKG:-linux-image-6.1.0-56-amd64}"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/switchyard/vm"
+CACHE="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/switchyard/vm"
 
 log() { echo "vm-image: $*" >&2; }
 die() { echo "vm-image: error: $*" >&2; exit 1; }
@@ -57,8 +57,8 @@ fetch_kernel() {
 	local tmp
 	tmp="$(mktemp -d "$CACHE/dl.XXXXXX")"
 	log "downloading $KERNEL_PKG"
-	# _apt cannot write into root-owned mktemp dirs; let it, or apt warns and falls back anyway.
-	chmod 0755 "$tmp"
+	# As root, apt downloads as the _apt user, which cannot write under root's home; it would warn and
+	# fall back. Sandbox::User=root asks for the fallback up front.
 	if ! (cd "$tmp" && apt-get -o APT::Sandbox::User=root download "$KERNEL_PKG" >&2) &&
 		! { apt-get update >&2 && (cd "$tmp" && apt-get -o APT::Sandbox::User=root download "$KERNEL_PKG" >&2); }; then
 		local now

@@ -66,6 +66,21 @@ if ldd "$BINARY" >/dev/null 2>&1; then
 	die "$BINARY is dynamically linked; build it with CGO_ENABLED=0 (the guest has no Go toolchain libraries)"
 fi
 
+# Check every option before the (possibly slow) image build.
+for kv in "${ENVS[@]+"${ENVS[@]}"}"; do
+	k="${kv%%=*}"
+	if [ "$k" = "$kv" ] || [[ ! "$k" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then die "--env wants K=V with a valid name, got '$kv'"; fi
+done
+for f in "${FILES[@]+"${FILES[@]}"}"; do
+	if [ "${f%%:*}" = "$f" ] || [ -z "${f%%:*}" ] || [[ "${f#*:}" != /* ]]; then die "--files wants SRC:/absolute/DST, got '$f'"; fi
+	[ -e "${f%%:*}" ] || die "--files source ${f%%:*} does not exist"
+done
+for sh in "${SHARES[@]+"${SHARES[@]}"}"; do
+	if [ "${sh%%:*}" = "$sh" ] || [ ! -d "${sh%%:*}" ] || [[ "${sh#*:}" != /* ]] || [[ "${sh#*:}" =~ [[:space:]] ]]; then
+		die "--share wants HOSTDIR:/absolute/guest/dir (an existing host directory, no spaces), got '$sh'"
+	fi
+done
+
 IMAGE="$("$HERE/build-image.sh")" || die "building the VM image failed"
 # The bare ELF kernel boots through PVH and skips firmware and decompression; see build-image.sh.
 KERNEL="$IMAGE/vmlinuz"
@@ -95,8 +110,6 @@ chmod 0755 "$RUNROOT/switchyard/bin/$BASENAME"
 for f in "${FILES[@]+"${FILES[@]}"}"; do
 	src="${f%%:*}"
 	dst="${f#*:}"
-	if [ "$src" = "$f" ] || [ -z "$src" ] || [[ "$dst" != /* ]]; then die "--files wants SRC:/absolute/DST, got '$f'"; fi
-	[ -e "$src" ] || die "--files source $src does not exist"
 	mkdir -p "$RUNROOT$(dirname "$dst")"
 	cp -a "$src" "$RUNROOT$dst"
 done
@@ -105,9 +118,6 @@ i=0
 for sh in "${SHARES[@]+"${SHARES[@]}"}"; do
 	host="${sh%%:*}"
 	guest="${sh#*:}"
-	if [ "$host" = "$sh" ] || [ ! -d "$host" ] || [[ "$guest" != /* ]] || [[ "$guest" =~ [[:space:]] ]]; then
-		die "--share wants HOSTDIR:/absolute/guest/dir (an existing host directory, no spaces), got '$sh'"
-	fi
 	# security_model=none: the guest's root writes files as the user running qemu, with no xattr mapping.
 	QEMU_SHARES+=(-virtfs "local,path=$(realpath "$host"),mount_tag=share$i,security_model=none,id=share$i")
 	echo "share$i $guest" >>"$RUNROOT/switchyard/shares"
@@ -117,11 +127,7 @@ done
 	echo '#!/usr/bin/bash'
 	printf 'mkdir -p %q && cd %q || exit 125\n' "$CWD" "$CWD"
 	for kv in "${ENVS[@]+"${ENVS[@]}"}"; do
-		k="${kv%%=*}"
-		if [ "$k" = "$kv" ] || [[ ! "$k" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
-			die "--env wants K=V with a valid name, got '$kv'"
-		fi
-		printf 'export %s=%q\n' "$k" "${kv#*=}"
+		printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
 	done
 	printf 'exec %q' "/switchyard/bin/$BASENAME"
 	for a in "$@"; do printf ' %q' "$a"; done
