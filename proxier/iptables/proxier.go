@@ -110,10 +110,13 @@ func NewProxier(cfg Config) (*Proxier, error) {
 		stageBatch: cfg.StagedChainsPerRestore}, nil
 }
 
-// Sync programs snap with a single iptables-restore transaction. It rewrites everything when snap
-// says so, after a failure, or when the canary chain shows that someone flushed the tables;
-// otherwise only the changed services' chains and whichever shared chains changed. On error the
-// previous rules stay in force and the next sync is full.
+// Sync programs snap. An incremental sync writes the changed services' chains and whichever shared
+// chains changed, in one iptables-restore. A full sync (snap.Full, after a failure, or when a
+// canary chain is missing) reads nat and filter back and writes every chain that differs from
+// the desired state, in one transaction per table; on tables without our rules (first start, or
+// after a flush) it loads new chains in batches first (Config.StagedChainsPerRestore), which
+// change no traffic until the final transaction references them. On error the rules in force are
+// the previous ones (plus, at most, unreferenced new chains) and the next sync is full.
 func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 	start := time.Now()
 	full := snap.Full || p.needFull
@@ -258,9 +261,8 @@ func (p *Proxier) renderVerified(snap *proxier.Snapshot) *Rendered {
 		}
 		tables[i] = ParseSave(data)
 	}
-	if !jumpsPresent(tables[0], tables[1]) {
-		p.jumpsOK = false
-	}
+	// Checked here for free, so a restart need not ask iptables rule by rule.
+	p.jumpsOK = jumpsPresent(tables[0], tables[1])
 	// The read-back is exact, so chains it lacks may be staged.
 	return p.renderer.RenderVerified(snap, tables[0], tables[1], p.stageBatch)
 }
