@@ -56,10 +56,6 @@ func TestOverlaysRenderTheSameObjectsIntoKubeSystem(t *testing.T) {
 		}
 		sort.Strings(got)
 		want := []string{"ClusterRole/switchyard", "ClusterRoleBinding/switchyard", "DaemonSet/switchyard", "ServiceAccount/switchyard"}
-		if name == "pod-network" {
-			want = append(want, "ConfigMap/switchyard-cni-config")
-			sort.Strings(want)
-		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s renders %v, want %v", name, got, want)
 		}
@@ -255,19 +251,18 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// The conflist the install-cni init container copies must be the one the daemon's flags describe:
-// the same bridge, subnet file and data directory. podnet.Conflist is the reference.
-func TestPodNetworkConflistMatchesTheDaemonsFlags(t *testing.T) {
+// The daemon installs the CNI plugin and conflist itself at start-up, into --cni-bin-dir and
+// --cni-conf-dir, and writes --subnet-file: each of those must be the same path on the host, mounted
+// writable, or the files land in the container's (read-only) root instead of where the container
+// runtime and the plugin look.
+func TestPodNetworkMountsWhatTheDaemonWrites(t *testing.T) {
 	m := buildAll(t)["pod-network"]
-	var cm v1.ConfigMap
-	if err := m.Typed("ConfigMap", "switchyard-cni-config", &cm); err != nil {
-		t.Fatal(err)
-	}
 	ds, err := m.DaemonSet()
 	if err != nil {
 		t.Fatal(err)
 	}
-	argv, err := Argv(&ds.Spec.Template.Spec.Containers[0], map[string]string{"spec.nodeName": "node-a"})
+	c := &ds.Spec.Template.Spec.Containers[0]
+	argv, err := Argv(c, map[string]string{"spec.nodeName": "node-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,52 +273,28 @@ func TestPodNetworkConflistMatchesTheDaemonsFlags(t *testing.T) {
 	if err := fs.Parse(argv[1:]); err != nil {
 		t.Fatal(err)
 	}
-	want, err := podnet.Conflist(cfg)
+	if cfg.CNIBinDir == "" || cfg.CNIConfDir == "" {
+		t.Fatalf("--cni-bin-dir=%q --cni-conf-dir=%q: the overlay relies on the daemon installing the plugin", cfg.CNIBinDir, cfg.CNIConfDir)
+	}
+	mounts, err := Mounts(ds, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, ok := cm.Data[podnet.ConflistName]
-	if !ok {
-		t.Fatalf("ConfigMap switchyard-cni-config has no key %s (keys %v)", podnet.ConflistName, keys(cm.Data))
-	}
-	var g, w any
-	if err := json.Unmarshal([]byte(got), &g); err != nil {
-		t.Fatalf("conflist in the ConfigMap: %v", err)
-	}
-	_ = json.Unmarshal(want, &w)
-	if !reflect.DeepEqual(g, w) {
-		t.Errorf("conflist in deploy/overlays/pod-network/cni-config.yaml:\n%s\nwant what podnet.Conflist renders:\n%s", got, want)
-	}
-	// The init container installs it under the name the daemon's InstallCNI would use, and the
-	// subnet file it names is on a host mount of the daemon's container.
-	ic, err := Container(ds, "install-cni")
-	if err != nil {
-		t.Fatal(err)
-	}
-	script := strings.Join(ic.Command, " ")
-	if !strings.Contains(script, "/host/etc/cni/net.d/"+podnet.ConflistName) || !strings.Contains(script, "/host/opt/cni/bin/switchyard-cni") {
-		t.Errorf("install-cni does not install %s and switchyard-cni: %s", podnet.ConflistName, script)
-	}
-	mounts, _ := Mounts(ds, &ds.Spec.Template.Spec.Containers[0])
-	subnetDir := filepath.Dir(cfg.SubnetFile)
-	found := false
-	for _, mt := range mounts {
-		if mt.MountPath == subnetDir && mt.Volume.HostPath != nil && mt.Volume.HostPath.Path == subnetDir && !mt.ReadOnly {
-			found = true
+	for _, dir := range []string{cfg.CNIBinDir, cfg.CNIConfDir, filepath.Dir(cfg.SubnetFile)} {
+		found := false
+		for _, mt := range mounts {
+			if mt.MountPath == dir && !mt.ReadOnly && mt.Volume.HostPath != nil && mt.Volume.HostPath.Path == dir {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the daemon writes into %s, which is not the host's %s mounted writable at the same path", dir, dir)
 		}
 	}
-	if !found {
-		t.Errorf("the daemon writes %s but %s is not a writable host mount", cfg.SubnetFile, subnetDir)
+	// The plugin the daemon installs is the one next to its own binary in the image.
+	if argv[0] != "/usr/local/bin/switchyard" {
+		t.Errorf("command %q: the Dockerfile puts switchyard and switchyard-cni in /usr/local/bin", argv[0])
 	}
-}
-
-func keys(m map[string]string) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // The DaemonSet's command line, fed kubeadm's kube-proxy ConfigMap, is accepted by the daemon and
