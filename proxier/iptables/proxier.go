@@ -187,6 +187,9 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 	if !rendered.Empty {
 		if err := p.ipt.Restore(rendered.Restore); err != nil {
 			metrics.IptablesRestoreFailuresTotal.Inc()
+			if !full {
+				metrics.IptablesPartialRestoreFailuresTotal.Inc()
+			}
 			return fmt.Errorf("iptables-restore for %s (full=%v): %w", p.family, full, err)
 		}
 	}

@@ -137,6 +137,7 @@ func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
 	}
 	before := fake.Dump()
 	failures := metricValue(t, metrics.IptablesRestoreFailuresTotal)
+	partial := metricValue(t, metrics.IptablesPartialRestoreFailuresTotal)
 
 	next := cloneSnapshot(snap)
 	web := spn("default", "web", "http")
@@ -152,6 +153,9 @@ func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
 	}
 	if got := metricValue(t, metrics.IptablesRestoreFailuresTotal); got != failures+1 {
 		t.Errorf("restore failures metric = %v, want %v", got, failures+1)
+	}
+	if got := metricValue(t, metrics.IptablesPartialRestoreFailuresTotal); got != partial+1 {
+		t.Errorf("partial restore failures metric = %v, want %v", got, partial+1)
 	}
 
 	// The retry carries no Changed set and no Full flag: the proxier itself must know to go full.
