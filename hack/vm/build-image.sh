@@ -24,7 +24,7 @@ log() { echo "vm-image: $*" >&2; }
 die() { echo "vm-image: error: $*" >&2; exit 1; }
 
 # Host packages: qemu and cpio run here; the rest are copied into the guest.
-HOST_PKGS=(qemu-system-x86 busybox-static cpio xz-utils iptables ipset conntrack iproute2 bash)
+HOST_PKGS=(qemu-system-x86 busybox-static cpio xz-utils zstd iptables ipset conntrack iproute2 bash)
 
 ensure_host_packages() {
 	local missing=() p
@@ -241,9 +241,19 @@ build_image() {
 				for (j = 1; j <= c; j++) queue[n++] = ds[j]
 			}
 		}')"
+	# Modules are stored uncompressed whatever the package ships (bookworm's 6.1 ships plain .ko;
+	# newer Debian kernels ship .ko.xz or .ko.zst), so busybox's modprobe needs no decompressor.
+	local dst
 	while read -r path; do
-		mkdir -p "$stage/lib/modules/$kver/$(dirname "$path")"
-		cp "$mroot/$path" "$stage/lib/modules/$kver/$path"
+		dst="$stage/lib/modules/$kver/${path%.ko*}.ko"
+		mkdir -p "$(dirname "$dst")"
+		case "$path" in
+		*.ko) cp "$mroot/$path" "$dst" ;;
+		*.ko.xz) xz -dc "$mroot/$path" >"$dst" ;;
+		*.ko.zst) zstd -qdc "$mroot/$path" >"$dst" ;;
+		*.ko.gz) gzip -dc "$mroot/$path" >"$dst" ;;
+		*) die "unknown module compression: $path" ;;
+		esac
 	done <<<"$mods"
 	cp "$mroot"/modules.builtin "$mroot"/modules.order "$stage/lib/modules/$kver/" 2>/dev/null || true
 	busybox depmod -b "$stage" "$kver"
