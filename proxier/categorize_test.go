@@ -181,8 +181,19 @@ func TestCategorize(t *testing.T) {
 			hasAny:    true, localNil: true,
 		},
 		{
-			name: "eTP=Local and iTP=Local: local set only",
+			// As in kube-proxy: an externally accessible service always needs the cluster set, because
+			// pod traffic to its external addresses short-circuits to the cluster path.
+			name: "eTP=Local and iTP=Local on a NodePort: cluster set kept for the short circuit",
 			svc:  clusterIPSvc(nodePort, eTPLocal, iTPLocal), node: thisNode,
+			eps:       []Endpoint{mkEP("10.244.1.1", "node-a"), mkEP("10.244.2.1", "node-b")},
+			cluster:   []string{"10.244.1.1", "10.244.2.1"},
+			local:     []string{"10.244.1.1"},
+			reachable: []string{"10.244.1.1", "10.244.2.1"},
+			hasAny:    true,
+		},
+		{
+			name: "iTP=Local on a ClusterIP-only service: local set only",
+			svc:  clusterIPSvc(iTPLocal), node: thisNode,
 			eps:       []Endpoint{mkEP("10.244.1.1", "node-a"), mkEP("10.244.2.1", "node-b")},
 			local:     []string{"10.244.1.1"},
 			reachable: []string{"10.244.1.1"},

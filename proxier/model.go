@@ -154,9 +154,12 @@ func (s *ServicePort) InternalPolicyLocal() bool {
 	return s.InternalPolicy == PolicyLocal
 }
 
-// UsesClusterEndpoints reports whether any traffic to the service may go to endpoints on any node.
+// UsesClusterEndpoints reports whether any traffic to the service may go to endpoints on any node:
+// under iTP=Cluster, or whenever the service is externally accessible. Even under eTP=Local the
+// cluster set is needed, because pod-originated traffic to an external address short-circuits to the
+// cluster path (as in kube-proxy) instead of being confined to this node.
 func (s *ServicePort) UsesClusterEndpoints() bool {
-	return !s.InternalPolicyLocal() || (s.ExternallyAccessible() && !s.ExternalPolicyLocal())
+	return !s.InternalPolicyLocal() || s.ExternallyAccessible()
 }
 
 // UsesLocalEndpoints reports whether any traffic to the service is restricted to this node's endpoints.

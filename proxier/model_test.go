@@ -69,7 +69,8 @@ func TestPolicyPredicates(t *testing.T) {
 		{"ClusterIP with iTP=Local", ServicePort{InternalPolicy: PolicyLocal}, false, false, true, false, true},
 		{"NodePort", ServicePort{NodePort: 30080, ExternalPolicy: PolicyCluster}, true, false, false, true, false},
 		{"NodePort eTP=Local", ServicePort{NodePort: 30080, ExternalPolicy: PolicyLocal}, true, true, false, true, true},
-		{"external IP eTP=Local iTP=Local", ServicePort{ExternalIPs: ext, ExternalPolicy: PolicyLocal, InternalPolicy: PolicyLocal}, true, true, true, false, true},
+		{"external IP eTP=Local iTP=Local", ServicePort{ExternalIPs: ext, ExternalPolicy: PolicyLocal, InternalPolicy: PolicyLocal}, true, true, true, true, true},
+		{"ClusterIP iTP=Local", ServicePort{InternalPolicy: PolicyLocal}, false, false, true, false, true},
 		{"load balancer iTP=Local eTP=Cluster", ServicePort{LoadBalancerIPs: ext, InternalPolicy: PolicyLocal}, true, false, true, true, true},
 	}
 	for _, tc := range cases {
