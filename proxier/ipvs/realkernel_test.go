@@ -87,7 +87,8 @@ func (x nsSysctl) Set(name, value string) error {
 	return x.ns.Do(func() error { return ProcSysctl{}.Set(name, value) })
 }
 
-// backend is a TCP and UDP server in its own namespace that answers with its name.
+// backend is a TCP and UDP server in its own namespace that answers with its name and, over TCP, the
+// source address it sees (to tell masqueraded connections from source-preserving ones).
 type backend struct {
 	name string
 	ns   *netnstest.NS
@@ -111,7 +112,8 @@ func startBackend(t *testing.T, b *backend, tcpPorts, udpPorts []int) {
 					}
 					go func() {
 						defer c.Close()
-						fmt.Fprintf(c, "%s\n", b.name)
+						src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+						fmt.Fprintf(c, "%s %s\n", b.name, src.Addr())
 						io.Copy(c, c) // echo until the client closes
 					}()
 				}
@@ -165,9 +167,21 @@ func dialTCP(t *testing.T, ns *netnstest.NS, addr string) (net.Conn, *bufio.Read
 
 func askTCP(t *testing.T, ns *netnstest.NS, addr string) string {
 	t.Helper()
-	c, _, name := dialTCP(t, ns, addr)
-	c.Close()
+	name, _ := askTCPSource(t, ns, addr)
 	return name
+}
+
+// askTCPSource returns the backend's name and the client address it saw.
+func askTCPSource(t *testing.T, ns *netnstest.NS, addr string) (string, netip.Addr) {
+	t.Helper()
+	c, _, greeting := dialTCP(t, ns, addr)
+	c.Close()
+	name, src, _ := strings.Cut(greeting, " ")
+	a, err := netip.ParseAddr(src)
+	if err != nil {
+		t.Fatalf("greeting %q from %s: %v", greeting, addr, err)
+	}
+	return name, a
 }
 
 func askUDP(t *testing.T, ns *netnstest.NS, addr string) string {
@@ -300,8 +314,11 @@ func TestRealKernel(t *testing.T) {
 		snap.Services[svc.Name], snap.Endpoints[svc.Name] = svc, eps
 	}
 	web, dns, idle := spn("default", "web", ""), spn("kube-system", "dns", "dns"), spn("default", "idle", "")
+	local := spn("default", "local", "")
+	// Both web backends run on this node, so a backend reaching itself through the ClusterIP must be
+	// masqueraded (SY-LOOP-BACK) or its reply would bypass IPVS.
 	add(&proxier.ServicePort{Name: web, Protocol: proxier.TCP, Port: 80, NodePort: 30080, ClusterIPs: []netip.Addr{ip("10.96.0.10")}},
-		ready("10.244.1.2", 8080, "node-b"), ready("10.244.2.2", 8080, "node-c"))
+		ready("10.244.1.2", 8080, nodeName), ready("10.244.2.2", 8080, nodeName))
 	add(&proxier.ServicePort{Name: dns, Protocol: proxier.UDP, Port: 53, ClusterIPs: []netip.Addr{ip("10.96.0.53")}},
 		ready("10.244.1.2", 5353, "node-b"), ready("10.244.2.2", 5353, "node-c"))
 	// ClientIP affinity: the kernel must report persistence back exactly as written, or every full
@@ -309,6 +326,10 @@ func TestRealKernel(t *testing.T) {
 	add(&proxier.ServicePort{Name: idle, Protocol: proxier.TCP, Port: 80, ClusterIPs: []netip.Addr{ip("10.96.0.20")},
 		Affinity: proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 60}},
 		ready("10.244.1.2", 9090, "node-b"), ready("10.244.2.2", 9090, "node-c"))
+	// eTP=Local NodePort: the client's address must reach the backend.
+	add(&proxier.ServicePort{Name: local, Protocol: proxier.TCP, Port: 80, NodePort: 30081, ClusterIPs: []netip.Addr{ip("10.96.0.30")}},
+		ready("10.244.1.2", 8080, nodeName))
+	snap.Services[local].ExternalPolicy = proxier.PolicyLocal
 	snap.Full = true
 	st := mustSync(t, p, snap)
 	t.Logf("first sync: %+v (%d netlink round trips)", st, st.NetlinkRoundTrips())
@@ -320,6 +341,8 @@ func TestRealKernel(t *testing.T) {
 		"TCP 192.168.50.10:30080": {"10.244.1.2:8080", "10.244.2.2:8080"},
 		"UDP 10.96.0.53:53":       {"10.244.1.2:5353", "10.244.2.2:5353"},
 		"TCP 10.96.0.20:80":       {"10.244.1.2:9090", "10.244.2.2:9090"},
+		"TCP 10.96.0.30:80":       {"10.244.1.2:8080"},
+		"TCP 192.168.50.10:30081": {"10.244.1.2:8080"},
 	} {
 		got := table[vs]
 		if len(got) != len(want) {
@@ -331,8 +354,8 @@ func TestRealKernel(t *testing.T) {
 			}
 		}
 	}
-	if len(table) != 4 {
-		t.Errorf("/proc/net/ip_vs has %d virtual servers, want 4:\n%s", len(table), node.MustRun(t, "cat", "/proc/net/ip_vs"))
+	if len(table) != 6 {
+		t.Errorf("/proc/net/ip_vs has %d virtual servers, want 6:\n%s", len(table), node.MustRun(t, "cat", "/proc/net/ip_vs"))
 	}
 	addrs := node.MustRun(t, "ip", "addr", "show", DummyDevice)
 	for _, a := range []string{"10.96.0.10/32", "10.96.0.53/32", "10.96.0.20/32"} {
@@ -363,8 +386,27 @@ func TestRealKernel(t *testing.T) {
 	if !seen["b1"] || !seen["b2"] {
 		t.Errorf("TCP to the ClusterIP reached %v, want both backends", seen)
 	}
-	if got := askTCP(t, client, "192.168.50.10:30080"); got != "b1" && got != "b2" {
-		t.Errorf("TCP to the NodePort answered %q", got)
+	// Source addresses, as the backends see them.
+	for i := 0; i < 4; i++ {
+		if name, src := askTCPSource(t, node, "10.96.0.10:80"); src == ip("10.96.0.10") || !podCIDR.Contains(src) {
+			t.Errorf("node to ClusterIP reached %s from %s; want masqueraded to the node's pod-side address", name, src)
+		}
+		if name, src := askTCPSource(t, client, "192.168.50.10:30080"); src == ip("192.168.50.2") {
+			t.Errorf("client to eTP=Cluster NodePort reached %s with its own address; want masqueraded", name)
+		}
+		switch name, src := askTCPSource(t, b2.ns, "10.96.0.10:80"); name {
+		case "b1":
+			if src != b2.ip {
+				t.Errorf("pod to ClusterIP reached b1 from %s; want the pod's own address %s", src, b2.ip)
+			}
+		case "b2": // hairpin: only works because it is masqueraded
+			if src == b2.ip {
+				t.Errorf("hairpin connection kept its source")
+			}
+		}
+	}
+	if name, src := askTCPSource(t, client, "192.168.50.10:30081"); name != "b1" || src != ip("192.168.50.2") {
+		t.Errorf("client to eTP=Local NodePort reached %s from %s; want b1 from the client's address 192.168.50.2", name, src)
 	}
 	if got := askUDP(t, node, "10.96.0.53:53"); got != "b1" && got != "b2" {
 		t.Errorf("UDP to the ClusterIP answered %q", got)
@@ -384,6 +426,7 @@ func TestRealKernel(t *testing.T) {
 	// Graceful termination: hold a connection open, remove its backend.
 	conn, r, served := dialTCP(t, node, "10.96.0.10:80")
 	defer conn.Close()
+	served, _, _ = strings.Cut(served, " ")
 	other, otherIP, servedIP := "b2", "10.244.2.2", "10.244.1.2"
 	if served == "b2" {
 		other, otherIP, servedIP = "b1", "10.244.1.2", "10.244.2.2"
