@@ -141,7 +141,7 @@ func Attach(state string) (*Cluster, error) {
 func (c *Cluster) Release() {
 	if c.locked {
 		c.locked = false
-		releaseLock()
+		releaseLock(c.State)
 	}
 }
 

@@ -14,10 +14,14 @@ import (
 // e2e package's TestMain brings it up and tears it down. Two test processes at once, such as two
 // packages under `go test ./e2e/...` without -p 1 or two developers' runs, would tear the cluster
 // down under each other. So a process holds an exclusive flock while it uses the cluster; the
-// others wait for it. flock belongs to an open file, so the process opens the lock file once and
-// counts its users: that count is the one piece of package state, and it is process-wide by nature.
-var processLock struct {
+// others wait for it. flock belongs to an open file, so the process opens each lock file once and
+// counts its users: that table is the one piece of package state, and it is process-wide by nature.
+var processLocks = struct {
 	sync.Mutex
+	held map[string]*heldLock // by lock file path
+}{held: map[string]*heldLock{}}
+
+type heldLock struct {
 	file  *os.File
 	users int
 }
@@ -29,13 +33,14 @@ func lockPath(state string) string {
 
 // acquireLock blocks until this process holds the machine's cluster lock for state.
 func acquireLock(ctx context.Context, state string) error {
-	processLock.Lock()
-	defer processLock.Unlock()
-	if processLock.users > 0 {
-		processLock.users++
+	path := lockPath(state)
+	processLocks.Lock()
+	defer processLocks.Unlock()
+	if h := processLocks.held[path]; h != nil {
+		h.users++
 		return nil
 	}
-	f, err := os.OpenFile(lockPath(state), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("open the local cluster lock: %w", err)
 	}
@@ -47,10 +52,10 @@ func acquireLock(ctx context.Context, state string) error {
 		}
 		if err != unix.EWOULDBLOCK {
 			f.Close()
-			return fmt.Errorf("lock %s: %w", lockPath(state), err)
+			return fmt.Errorf("lock %s: %w", path, err)
 		}
 		if !said {
-			fmt.Fprintf(os.Stderr, "waiting for another process using the local cluster (%s)\n", lockPath(state))
+			fmt.Fprintf(os.Stderr, "waiting for another process using the local cluster (%s)\n", path)
 			said = true
 		}
 		select {
@@ -60,21 +65,23 @@ func acquireLock(ctx context.Context, state string) error {
 		case <-time.After(time.Second):
 		}
 	}
-	processLock.file = f
-	processLock.users = 1
+	processLocks.held[path] = &heldLock{file: f, users: 1}
 	return nil
 }
 
-// releaseLock drops one use; the last one unlocks (closing the file releases the flock).
-func releaseLock() {
-	processLock.Lock()
-	defer processLock.Unlock()
-	if processLock.users == 0 {
+// releaseLock drops one use of state's lock; the last one unlocks (closing the file releases the
+// flock).
+func releaseLock(state string) {
+	path := lockPath(state)
+	processLocks.Lock()
+	defer processLocks.Unlock()
+	h := processLocks.held[path]
+	if h == nil {
 		return
 	}
-	processLock.users--
-	if processLock.users == 0 {
-		processLock.file.Close()
-		processLock.file = nil
+	h.users--
+	if h.users == 0 {
+		h.file.Close()
+		delete(processLocks.held, path)
 	}
 }

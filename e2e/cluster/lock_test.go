@@ -26,11 +26,11 @@ func TestLockExcludesOtherProcessesUntilLastRelease(t *testing.T) {
 	if other() == nil {
 		t.Fatal("another process took the lock while this one held it")
 	}
-	releaseLock()
+	releaseLock(state)
 	if other() == nil {
 		t.Fatal("another process took the lock while one user in this process remained")
 	}
-	releaseLock()
+	releaseLock(state)
 	if err := other(); err != nil {
 		t.Fatalf("another process could not take the released lock: %v", err)
 	}
