@@ -52,6 +52,23 @@ if [[ -d "${SY_STATE}/pids" ]]; then
 	done
 fi
 
+# 1b. Processes of ours whose pid files are gone (a state directory removed by hand): the programs
+# local-up.sh starts, each naming a file under ${SY_STATE}/ on its command line.
+for cmdline in /proc/[0-9]*/cmdline; do
+	pid="${cmdline#/proc/}"
+	pid="${pid%/cmdline}"
+	args="$(tr '\0' ' ' <"${cmdline}" 2>/dev/null)" || continue
+	prog="${args%% *}"
+	case "${prog##*/}" in
+	etcd | kube-apiserver | kube-controller-manager | kube-proxy | socat | switchyard | echoserver) ;;
+	*) continue ;;
+	esac
+	if [[ "${args}" == *"${SY_STATE}/"* ]]; then
+		sy_log "stopping leftover process ${pid}: ${args:0:100}"
+		kill -KILL "${pid}" 2>/dev/null || true
+	fi
+done
+
 # 2. Anything still running inside our namespaces (children of what we started); a namespace
 # cannot vanish while a process holds it.
 for ns in "${namespaces[@]}"; do

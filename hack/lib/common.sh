@@ -73,8 +73,10 @@ sy_pid_alive() {
 	[[ -s "${pidfile}" ]] || return 1
 	local pid
 	pid="$(<"${pidfile}")"
-	[[ -r "/proc/${pid}/cmdline" ]] || return 1
-	tr '\0' ' ' <"/proc/${pid}/cmdline" | grep -qF -- "$(<"${SY_STATE}/pids/$1.marker")"
+	local args
+	args="$(tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null)" || return 1
+	# A string match, not `| grep -q`: grep's early exit would fail the pipeline under pipefail.
+	[[ "${args}" == *"$(<"${SY_STATE}/pids/$1.marker")"* ]]
 }
 
 # sy_start NAME MARKER CMD... starts CMD in the background, detached from this shell (setsid) so it
