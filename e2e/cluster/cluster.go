@@ -5,7 +5,13 @@
 // tears everything down through hack/local-down.sh.
 //
 // The package itself carries no build tag so that `go vet ./...` keeps it compiling; the tests
-// that use it are behind the `e2e` tag and need root.
+// that use it are behind the `e2e` tag and need root:
+//
+//	go test -tags e2e -count=1 -p 1 -v ./e2e/...
+//
+// There is one local cluster per machine. A test process holds a machine-wide lock while it uses
+// it (lock.go), so concurrent runs wait for each other rather than collide; -p 1 keeps `go test`
+// from starting packages that would only wait.
 package cluster
 
 import (
