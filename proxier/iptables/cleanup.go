@@ -11,9 +11,11 @@ import (
 	"github.com/switchyard/switchyard/proxier"
 )
 
-// Cleanup removes everything Switchyard installed through ipt: the jumps from the built-in chains,
-// then every SY- chain of filter, nat and mangle in one restore per table. Tables that hold nothing
-// of ours are left alone. It is for `--cleanup`; a running Proxier never calls it.
+// Cleanup removes iptables mode's state from ipt: its jumps from the built-in chains, then its own
+// chains (the fixed ones and the per-service ones) in one restore per table. Chains of other
+// Switchyard owners, IPVS mode's SY-IPVS-* and the pod network's SY-POD-*, stay: IPVS mode calls
+// this at start-up to remove iptables mode's leftovers without touching its own rules. Tables that
+// hold nothing of ours are left alone. A running Proxier never calls it.
 func Cleanup(ipt Interface) error {
 	var errs []error
 	for _, j := range jumpRules {
@@ -41,7 +43,7 @@ func Cleanup(ipt Interface) error {
 		}
 		var owned []string
 		for _, c := range chains {
-			if isOwnedChain(c) {
+			if isModeChain(c) {
 				owned = append(owned, c)
 			}
 		}
@@ -55,7 +57,55 @@ func Cleanup(ipt Interface) error {
 	return errors.Join(errs...)
 }
 
-// CleanupHost runs Cleanup for IPv4 and IPv6 on both the nft and the legacy variant, skipping
+// CleanupAll removes every SY- chain of filter, nat and mangle, whichever part of Switchyard made it,
+// after deleting every rule of another chain that jumps into one: `--cleanup` must leave nothing of
+// Switchyard's, including chains of older versions or of a mode that is not running now.
+func CleanupAll(ipt Interface) error {
+	var errs []error
+	for _, t := range []string{TableFilter, TableNAT, TableMangle} {
+		dump, err := ipt.Save(t)
+		if err != nil {
+			if tableMissing(err) {
+				continue
+			}
+			errs = append(errs, err)
+			continue
+		}
+		var jumps, owned []string
+		for _, line := range strings.Split(string(dump), "\n") {
+			switch {
+			case strings.HasPrefix(line, ":"+chainPrefix):
+				owned = append(owned, strings.Fields(line[1:])[0])
+			case strings.HasPrefix(line, "-A ") && !strings.HasPrefix(line, "-A "+chainPrefix) &&
+				(strings.Contains(line, " -j "+chainPrefix) || strings.Contains(line, " -g "+chainPrefix)):
+				jumps = append(jumps, "-D "+line[len("-A "):])
+			}
+		}
+		if len(owned) == 0 && len(jumps) == 0 {
+			continue
+		}
+		// One transaction per table: declare (and so flush) our chains, delete the jumps into them,
+		// then delete the chains.
+		var in strings.Builder
+		in.WriteString("*" + t + "\n")
+		for _, c := range owned {
+			in.WriteString(":" + c + " - [0:0]\n")
+		}
+		for _, j := range jumps {
+			in.WriteString(j + "\n")
+		}
+		for _, c := range owned {
+			in.WriteString("-X " + c + "\n")
+		}
+		in.WriteString("COMMIT\n")
+		if err := ipt.Restore([]byte(in.String())); err != nil {
+			errs = append(errs, fmt.Errorf("remove %d jumps and %d chains from %s: %w", len(jumps), len(owned), t, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CleanupHost runs CleanupAll for IPv4 and IPv6 on both the nft and the legacy variant, skipping
 // combinations whose binaries are not installed. It returns an error only for real failures.
 func CleanupHost() error {
 	var errs []error
@@ -70,7 +120,7 @@ func CleanupHost() error {
 				errs = append(errs, err)
 				continue
 			}
-			if err := Cleanup(ipt); err != nil {
+			if err := CleanupAll(ipt); err != nil {
 				errs = append(errs, fmt.Errorf("cleanup %s %s: %w", fam, v, err))
 			}
 		}

@@ -127,12 +127,22 @@ func TestKernelMatchesFake(t *testing.T) {
 			inNS(func() error { return kp.Sync(resync) })
 			compareChains(t, "full resync", chainRules(before), chainRules(save()))
 
+			// Another owner's chain (the pod network's) and its jump survive Cleanup, and go with
+			// CleanupAll, as --cleanup requires.
+			ns.MustRun(t, "iptables-"+string(v), "-t", "nat", "-N", "SY-POD-MASQ")
+			ns.MustRun(t, "iptables-"+string(v), "-t", "nat", "-A", "POSTROUTING", "-j", "SY-POD-MASQ")
 			inNS(func() error { return Cleanup(real) })
-			if left := save(); strings.Contains(left, "SY-") {
-				t.Errorf("cleanup left rules behind:\n%s", left)
+			if left := save(); strings.Contains(left, "SY-SVC-") || strings.Contains(left, ":SY-SERVICES") ||
+				!strings.Contains(left, "-A POSTROUTING -j SY-POD-MASQ") {
+				t.Errorf("cleanup of iptables mode removed the wrong things:\n%s", left)
 			}
 			// Cleaning tables that hold nothing of ours is not an error.
 			inNS(func() error { return Cleanup(real) })
+			inNS(func() error { return CleanupAll(real) })
+			if left := save(); strings.Contains(left, "SY-") {
+				t.Errorf("CleanupAll left rules behind:\n%s", left)
+			}
+			inNS(func() error { return CleanupAll(real) })
 		})
 	}
 }

@@ -94,8 +94,17 @@ func isServiceChain(name string) bool {
 	return false
 }
 
-// isOwnedChain reports whether Switchyard created the chain.
+// isOwnedChain reports whether some part of Switchyard created the chain.
 func isOwnedChain(name string) bool { return strings.HasPrefix(name, chainPrefix) }
+
+// modeChains are iptables mode's fixed chains.
+var modeChains = map[string]bool{
+	chainServices: true, chainNodePorts: true, chainPostrouting: true, chainHairpin: true,
+	chainForward: true, chainExternalServices: true, chainFirewall: true, CanaryChain: true,
+}
+
+// isModeChain reports whether iptables mode (rather than IPVS mode or the pod network) owns the chain.
+func isModeChain(name string) bool { return modeChains[name] || isServiceChain(name) }
 
 // maxCommentLen is the kernel's limit on an xt_comment, less the terminating NUL.
 const maxCommentLen = 255

@@ -426,3 +426,48 @@ func TestProxierLostCanaryAloneKeepsTraffic(t *testing.T) {
 		t.Errorf("the dispatch chain was emptied during the repair")
 	}
 }
+
+// TestCleanupLeavesOtherOwnersButCleanupAllDoesNot: IPVS mode removes iptables mode's leftovers with
+// Cleanup at start-up, which must not touch the pod network's or IPVS mode's chains; --cleanup uses
+// CleanupAll, which must remove them too, jumps included.
+func TestCleanupLeavesOtherOwnersButCleanupAllDoesNot(t *testing.T) {
+	fake := NewFake()
+	pristine := fake.Dump()
+	p := newTestProxier(t, fake, nil)
+	if err := p.Sync(fixtureSnapshot()); err != nil {
+		t.Fatal(err)
+	}
+	others := "*nat\n:SY-POD-MASQ - [0:0]\n:SY-IPVS-SERVICES - [0:0]\n" +
+		"-A SY-POD-MASQ -s 10.244.0.0/16 -j MASQUERADE\n" +
+		"-A POSTROUTING -m comment --comment \"switchyard pod network\" -j SY-POD-MASQ\n" +
+		"-A PREROUTING -j SY-IPVS-SERVICES\nCOMMIT\n"
+	if err := fake.Restore([]byte(others)); err != nil {
+		t.Fatal(err)
+	}
+	if err := Cleanup(fake); err != nil {
+		t.Fatal(err)
+	}
+	nat, err := fake.Save(TableNAT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{":SY-POD-MASQ", ":SY-IPVS-SERVICES", "-A POSTROUTING -m comment --comment \"switchyard pod network\" -j SY-POD-MASQ", "-A SY-POD-MASQ -s 10.244.0.0/16 -j MASQUERADE"} {
+		if !strings.Contains(string(nat), want) {
+			t.Errorf("Cleanup removed another owner's %q:\n%s", want, nat)
+		}
+	}
+	for _, gone := range []string{":SY-SERVICES", ":SY-SVC-", ":SY-POSTROUTING", "-j SY-SERVICES"} {
+		if strings.Contains(string(nat), gone) {
+			t.Errorf("Cleanup left iptables mode's %q", gone)
+		}
+	}
+	if err := CleanupAll(fake); err != nil {
+		t.Fatal(err)
+	}
+	if got := fake.Dump(); got != pristine {
+		t.Errorf("CleanupAll left something behind:\n%s", lineDiff(pristine, got))
+	}
+	if err := CleanupAll(fake); err != nil {
+		t.Errorf("second CleanupAll: %v", err)
+	}
+}
