@@ -4,6 +4,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/proxier"
@@ -223,12 +224,22 @@ func equalNode(a, b proxier.NodeInfo) bool {
 	return a.Name == b.Name && maps.Equal(a.Labels, b.Labels) && slices.Equal(a.PodCIDRs, b.PodCIDRs)
 }
 
+// topologyLabelPrefix selects the node labels the model keeps. Like kube-proxy, only topology labels
+// matter; keeping the others would turn every unrelated label edit (by an operator or an autoscaler)
+// into "every service changed".
+const topologyLabelPrefix = "topology.kubernetes.io/"
+
 // nodeInfoFrom builds NodeInfo from the Node object's fields. Bad pod CIDRs are skipped (and
 // reported): the node is one object, and a bad CIDR must not hide its zone label.
 func nodeInfoFrom(name string, labels map[string]string, podCIDRs []string) (proxier.NodeInfo, []rejection) {
 	n := proxier.NodeInfo{Name: name}
-	if len(labels) > 0 {
-		n.Labels = maps.Clone(labels)
+	for k, v := range labels {
+		if strings.HasPrefix(k, topologyLabelPrefix) {
+			if n.Labels == nil {
+				n.Labels = map[string]string{}
+			}
+			n.Labels[k] = v
+		}
 	}
 	var rejects []rejection
 	for _, s := range podCIDRs {

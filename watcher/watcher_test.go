@@ -446,7 +446,30 @@ func TestWatcherNode(t *testing.T) {
 	if first.Zone() != "zone-a" || first.PodCIDRs[0] != netip.MustParsePrefix("10.244.1.0/24") {
 		t.Errorf("published NodeInfo was mutated: %+v", first)
 	}
-	// A label change that is no change at all (same labels, new object) marks nothing.
+	// A label that is not a topology label, and a status update, are no change to the model. The
+	// zone change after them is; OnChange must fire for it alone.
+	notified := h.changes.Load()
+	relabelled := moved.DeepCopy()
+	relabelled.Labels["team"] = "payments"
+	relabelled.Status.Conditions = []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}}
+	if _, err := h.client.CoreV1().Nodes().Update(h.ctx, relabelled, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rezoned := relabelled.DeepCopy()
+	rezoned.Labels[proxier.ZoneLabel] = "zone-y"
+	if _, err := h.client.CoreV1().Nodes().Update(h.ctx, rezoned, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "second node update", func() bool {
+		return h.peek(func(t *tracker) bool { return t.node.Zone() == "zone-y" })
+	})
+	if got := h.changes.Load() - notified; got != 1 {
+		t.Errorf("OnChange fired %d times for a no-op and a zone change, want 1", got)
+	}
+	if snap, _ := h.w.Snapshot(false); len(snap.Node.Labels) != 1 {
+		t.Errorf("node labels %v, want only the topology label", snap.Node.Labels)
+	}
+	// A new service afterwards is the only change.
 	h.createService(svc("ns", "third", "10.96.0.12"))
 	h.waitService(proxier.ServiceKey{Namespace: "ns", Name: "third"}, true)
 	snap, _ = h.w.Snapshot(false)
