@@ -46,6 +46,10 @@ import (
 
 var testCluster *cluster.Cluster
 
+// ownCluster is true when this package brought the cluster up (and will take it down), so tests may
+// do what would disturb other users of a shared cluster.
+var ownCluster bool
+
 const fieldManager = "switchyard-e2e-deploy"
 
 func TestMain(m *testing.M) {
@@ -82,7 +86,7 @@ func runMain(m *testing.M) int {
 		}
 		return 1
 	}
-	testCluster = c
+	testCluster, ownCluster = c, true
 	code := m.Run()
 	if err := c.Down(ctx, ""); err != nil {
 		fmt.Fprintf(os.Stderr, "cluster down: %v\n", err)
@@ -234,7 +238,7 @@ func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 	checkSysctlPrivilege(ctx, t, repo, ds, node)
 
 	// 4. The daemon, started exactly as the DaemonSet says, with kubeadm's ConfigMap.
-	stop, logPath := startFromManifest(ctx, t, repo, ds, node, token)
+	stop, logPath := startFromManifest(ctx, t, repo, ds, node, token, nil)
 
 	// It syncs: /healthz answers 200, and a Service created now gets its DNAT rule on the node.
 	if err := cluster.WaitFor(ctx, 60*time.Second, "switchyard /healthz 200 in "+node, func(ctx context.Context) (bool, error) {
@@ -308,7 +312,7 @@ func mintToken(ctx context.Context, t *testing.T, name string) string {
 // ConfigMap it mounts read from the API server (kubeadm's, from cmd/switchyard/testdata, when the
 // cluster has none) with the API address of this cluster as a node sees it (its relay on
 // 127.0.0.1:6443), and token with the cluster's CA where the kubelet puts a service account's.
-func startFromManifest(ctx context.Context, t *testing.T, repo string, ds *appsv1.DaemonSet, node, token string) (stop func(), logPath string) {
+func startFromManifest(ctx context.Context, t *testing.T, repo string, ds *appsv1.DaemonSet, node, token string, sources map[string]string) (stop func(), logPath string) {
 	t.Helper()
 	c := testCluster
 	cmName := ""
@@ -344,9 +348,12 @@ func startFromManifest(ctx context.Context, t *testing.T, repo string, ds *appsv
 			t.Fatal(err)
 		}
 	}
+	all := map[string]string{"kube-proxy": cmDir}
+	for k, v := range sources {
+		all[k] = v
+	}
 	run, err := PlanContainer(ds, &ds.Spec.Template.Spec.Containers[0], node, bin,
-		map[string]string{"spec.nodeName": node}, hostSources(t, map[string]string{"kube-proxy": cmDir}),
-		map[string]string{ServiceAccountDir: saDir})
+		map[string]string{"spec.nodeName": node}, hostSources(t, all), map[string]string{ServiceAccountDir: saDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -560,12 +567,15 @@ func buildSwitchyard(t *testing.T, repo string) string {
 	if dir := os.Getenv("SWITCHYARD_BIN_DIR"); dir != "" {
 		return filepath.Join(dir, "switchyard")
 	}
-	bin := filepath.Join(t.TempDir(), "switchyard")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/switchyard")
+	// Both binaries in one directory, as in the image: the daemon installs the switchyard-cni found
+	// next to it.
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "switchyard")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/switchyard", "./cmd/switchyard-cni")
 	cmd.Dir = repo
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/switchyard: %v\n%s", err, out)
+		t.Fatalf("go build ./cmd/switchyard ./cmd/switchyard-cni: %v\n%s", err, out)
 	}
 	return bin
 }

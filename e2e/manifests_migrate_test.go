@@ -82,7 +82,7 @@ func TestMigrationFromKubeProxyOnANode(t *testing.T) {
 	}
 
 	// Steps 2 and 3: Switchyard from the manifest, kubeadm's ConfigMap, its own token.
-	stop, logPath := startFromManifest(ctx, t, repo, ds, node, mintToken(ctx, t, ds.Spec.Template.Spec.ServiceAccountName))
+	stop, logPath := startFromManifest(ctx, t, repo, ds, node, mintToken(ctx, t, ds.Spec.Template.Spec.ServiceAccountName), nil)
 	defer stop()
 	syRule := "-j SY-SVC-"
 	if err := cluster.WaitFor(ctx, 60*time.Second, "switchyard's rules for "+first, func(ctx context.Context) (bool, error) {
