@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 
 	"github.com/vishvananda/netlink"
 
@@ -14,32 +16,80 @@ import (
 	"github.com/switchyard/switchyard/proxier/ipvs"
 )
 
+// nodeAddresses lists this node's global unicast addresses of the family; kube-proxy uses the node's
+// IPs to let the node itself through a load balancer's source ranges when a range covers it.
+func nodeAddresses(f proxier.IPFamily) []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		klog.ErrorS(err, "Cannot list the node's addresses")
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP)
+		if ip = ip.Unmap(); ok && f.Of(ip) && ip.IsGlobalUnicast() {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
 // hostIptables opens the node's iptables of the variant kubelet uses (or the one --iptables-variant
 // names), for the IPv4 family.
-func hostIptables(o *Options) (*iptables.Real, error) {
+func hostIptables(o *Options) (*iptables.Real, iptables.Variant, error) {
 	override := iptables.Variant("")
 	if o.IptablesVariant != "auto" {
 		override = iptables.Variant(o.IptablesVariant)
 	}
 	variant, err := iptables.DetectVariant(override, iptables.HostSave)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	ipt, err := iptables.NewReal(proxier.IPv4, variant)
 	if err != nil {
-		return nil, fmt.Errorf("iptables (%s): %w", variant, err)
+		return nil, "", fmt.Errorf("iptables (%s): %w", variant, err)
 	}
 	klog.InfoS("Using iptables", "variant", variant, "ipFamily", proxier.IPv4)
-	return ipt, nil
+	return ipt, variant, nil
+}
+
+// ipvsOptions maps the flags onto the IPVS backend's options.
+func ipvsOptions(o *Options) ipvs.Options {
+	clusterCIDRs, _ := o.ClusterCIDRs()
+	nodePortCIDRs, _, _ := o.NodePortPrefixes()
+	opts := ipvs.DefaultOptions()
+	opts.SyncPeriod, opts.MinSyncPeriod = o.IPVS.SyncPeriod, o.IPVS.MinSyncPeriod
+	opts.Scheduler, opts.StrictARP = o.IPVS.Scheduler, o.IPVS.StrictARP
+	opts.TCPTimeout, opts.TCPFinTimeout, opts.UDPTimeout = o.IPVS.TCPTimeout, o.IPVS.TCPFinTimeout, o.IPVS.UDPTimeout
+	opts.ExcludeCIDRs, _ = parsePrefixes("--ipvs-exclude-cidrs", o.IPVS.ExcludeCIDRs)
+	opts.NodePortAddresses = nodePortCIDRs
+	opts.ClusterCIDRs = clusterCIDRs
+	opts.MasqueradeAll = o.MasqueradeAll
+	opts.MasqueradeBit = int(o.MasqueradeBit)
+	return opts
 }
 
 // newBackend builds the backend --proxy-mode asks for, for IPv4.
 func newBackend(o *Options) (proxier.Backend, error) {
 	clusterCIDRs, _ := o.ClusterCIDRs()
 	nodePortCIDRs, _, _ := o.NodePortPrefixes()
-	ipt, err := hostIptables(o)
+	ipt, variant, err := hostIptables(o)
 	if err != nil {
 		return nil, err
+	}
+	if o.ProxyMode == "ipvs" {
+		// Fail on a kernel without IPVS before touching anything, iptables mode's rules included.
+		if err := ipvs.CheckKernel(netlink.GenlFamilyGet, ipvs.Modprobe); err != nil {
+			return nil, err
+		}
+	}
+	if err := removeOtherMode(o, ipt); err != nil {
+		// Leftovers of the other mode do not stop this one from working; say so and go on.
+		klog.ErrorS(err, "Could not remove the other proxy mode's leftovers", "proxyMode", o.ProxyMode)
 	}
 	switch o.ProxyMode {
 	case "iptables":
@@ -49,43 +99,38 @@ func newBackend(o *Options) (proxier.Backend, error) {
 		opts.MasqueradeBit = int(o.MasqueradeBit)
 		opts.NodePortAddresses = nodePortCIDRs
 		opts.RandomFully = ipt.HasRandomFully()
-		return iptables.NewProxier(iptables.Config{Options: opts, IPTables: ipt, Conntrack: &conntrack.Netlink{}})
+		opts.NodeIPs = nodeAddresses(proxier.IPv4)
+		return iptables.NewProxier(iptables.Config{Options: opts, IPTables: ipt, Conntrack: &conntrack.Netlink{},
+			StagedChainsPerRestore: iptables.StagingFor(variant)})
 	case "ipvs":
-		opts := ipvs.DefaultOptions()
-		opts.SyncPeriod, opts.MinSyncPeriod = o.IPVS.SyncPeriod, o.IPVS.MinSyncPeriod
-		opts.Scheduler, opts.StrictARP = o.IPVS.Scheduler, o.IPVS.StrictARP
-		opts.TCPTimeout, opts.TCPFinTimeout, opts.UDPTimeout = o.IPVS.TCPTimeout, o.IPVS.TCPFinTimeout, o.IPVS.UDPTimeout
-		opts.ExcludeCIDRs, _ = parsePrefixes("--ipvs-exclude-cidrs", o.IPVS.ExcludeCIDRs)
-		opts.NodePortAddresses = nodePortCIDRs
-		opts.ClusterCIDRs = clusterCIDRs
-		opts.MasqueradeAll = o.MasqueradeAll
-		opts.MasqueradeBit = int(o.MasqueradeBit)
+		opts := ipvsOptions(o)
 		return ipvs.NewHost(opts, ipt)
 	}
 	return nil, fmt.Errorf("unknown --proxy-mode %q", o.ProxyMode)
 }
 
-// cleanupAll is --cleanup: it removes what every mode of Switchyard installed, in both iptables
-// variants. IPVS state is only looked for where the kernel has IPVS.
+// cleanupAll is --cleanup: it removes what every part of Switchyard installed (iptables mode, IPVS
+// mode and the pod network's rules) in both iptables variants. IPVS mode's state goes first, since
+// its cleanup knows which virtual servers and addresses are Switchyard's.
 func cleanupAll(o *Options) error {
 	var errs []error
+	if ipt, _, err := hostIptables(o); err != nil {
+		errs = append(errs, err)
+	} else if err := ipvs.CleanupHost(ipvsOptions(o), ipt); err != nil {
+		errs = append(errs, fmt.Errorf("ipvs: %w", err))
+	}
 	if err := iptables.CleanupHost(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := ipvs.CheckKernel(netlink.GenlFamilyGet, nil); err != nil {
-		klog.InfoS("No IPVS in this kernel, so no IPVS state to clean up")
-		return errors.Join(errs...)
-	}
-	ipt, err := hostIptables(o)
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	p, err := ipvs.NewHost(ipvs.DefaultOptions(), ipt)
-	if err == nil {
-		err = p.Cleanup()
-	}
-	if err != nil {
-		errs = append(errs, fmt.Errorf("ipvs: %w", err))
-	}
 	return errors.Join(errs...)
+}
+
+// removeOtherMode deletes what the other proxy mode left on this node, so that switching
+// --proxy-mode either way leaves no stale rules behind. It runs before the first sync, and leaves
+// the current mode's rules, the pod network's and other software's alone.
+func removeOtherMode(o *Options, ipt *iptables.Real) error {
+	if o.ProxyMode == "ipvs" {
+		return iptables.Cleanup(ipt)
+	}
+	return ipvs.CleanupHost(ipvsOptions(o), ipt)
 }

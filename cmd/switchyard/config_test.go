@@ -156,6 +156,8 @@ func TestValidateRejectsBadFlags(t *testing.T) {
 		{"--iptables-sync-period=0s"},
 		{"--iptables-min-sync-period=1m", "--iptables-sync-period=30s"},
 		{"--iptables-variant=xtables"},
+		{"--proxy-mode=ipvs", "--ipvs-scheduler=foo"},
+		{"--proxy-mode=ipvs", "--ipvs-min-sync-period=1m", "--ipvs-sync-period=30s"},
 	} {
 		if _, _, err := parseFlags(args); err == nil {
 			t.Errorf("%v accepted", args)

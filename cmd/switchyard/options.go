@@ -162,6 +162,12 @@ func (o *Options) Validate() error {
 	if _, err := parsePrefixes("--ipvs-exclude-cidrs", o.IPVS.ExcludeCIDRs); err != nil {
 		errs = append(errs, err.Error())
 	}
+	if o.ProxyMode == "ipvs" && len(errs) == 0 {
+		ipvsOpts := ipvsOptions(o)
+		if err := ipvsOpts.Validate(); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
