@@ -31,8 +31,9 @@ const fullSyncPeriod = time.Hour
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
-		klog.ErrorS(err, "switchyard failed")
 		klog.Flush()
+		// Plain text, not a structured log line: these are mostly configuration errors for a person.
+		fmt.Fprintln(os.Stderr, "switchyard:", err)
 		os.Exit(1)
 	}
 	klog.Flush()
