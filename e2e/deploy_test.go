@@ -67,12 +67,16 @@ func runMain(m *testing.M) int {
 	if _, err := os.Stat(state); err == nil {
 		deadline := time.Now().Add(90 * time.Second)
 		for time.Now().Before(deadline) {
+			// Attach waits for the machine's cluster lock (e2e/cluster/lock.go), so no other test
+			// process uses the cluster while this one does.
 			if c, err := cluster.Attach(state); err == nil {
 				if _, err := c.Client.Discovery().ServerVersion(); err == nil {
 					fmt.Fprintf(os.Stderr, "using the local cluster already up in %s\n", state)
 					testCluster = c
+					defer c.Release()
 					return m.Run()
 				}
+				c.Release()
 			}
 			time.Sleep(time.Second)
 		}
