@@ -41,8 +41,7 @@ import (
 // A cluster that is already up (state in $SWITCHYARD_STATE, default /tmp/switchyard-local) is used as
 // it is and left running; otherwise one node is brought up with no proxy and removed afterwards. The
 // tests only add objects, namespaces and node namespaces of their own (sy-deploy-*), and remove them.
-// Run e2e packages one at a time (go test -p 1): the machine has room for one local cluster, and
-// nothing stops two packages' TestMains from bringing it up and down under each other.
+// The machine has room for one local cluster; e2e/cluster's lock makes test processes take turns.
 
 var testCluster *cluster.Cluster
 
