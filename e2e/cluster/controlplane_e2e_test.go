@@ -370,10 +370,17 @@ func TestUpstreamKubeProxyServesKubernetesService(t *testing.T) {
 	pki := filepath.Join(c.State, "pki")
 	for _, n := range c.Nodes {
 		// A node-local client through the ClusterIP: OUTPUT-chain DNAT to 192.168.50.1:6443.
-		out, err := c.NodeExec(ctx, n.Index, "curl", "-sS", "--max-time", "10", "--cacert",
-			filepath.Join(pki, "ca.crt"), "https://10.96.0.1/readyz")
-		if err != nil || out != "ok" {
-			t.Errorf("node %s to https://10.96.0.1/readyz through kube-proxy: %q %v", n.Name, out, err)
+		// kube-proxy reports healthy before its first sync, so wait for the rules; each try is
+		// a new connection (a SYN sent before the DNAT rule exists stays un-NATed in conntrack).
+		var out string
+		var err error
+		waitErr := WaitFor(ctx, 30*time.Second, n.Name+" through https://10.96.0.1", func(ctx context.Context) (bool, error) {
+			out, err = c.NodeExec(ctx, n.Index, "curl", "-sS", "--max-time", "2", "--cacert",
+				filepath.Join(pki, "ca.crt"), "https://10.96.0.1/readyz")
+			return err == nil && out == "ok", nil
+		})
+		if waitErr != nil {
+			t.Errorf("node %s to https://10.96.0.1/readyz through kube-proxy: %v (last: %q %v)", n.Name, waitErr, out, err)
 		}
 	}
 }
