@@ -136,6 +136,7 @@ func TestGoldenRules(t *testing.T) {
 	checkGolden(t, "rules-ipv4.golden", string(renderRules(&o)))
 	o.MasqueradeAll = true
 	o.MasqueradeBit = 13
+	o.RandomFully = true
 	checkGolden(t, "rules-ipv4-masquerade-all.golden", string(renderRules(&o)))
 	o = testOptions()
 	o.Family = proxier.IPv6

@@ -41,6 +41,9 @@ type Options struct {
 	MasqueradeAll bool
 	// MasqueradeBit is the packet-mark bit that asks for SNAT (--iptables-masquerade-bit, default 14).
 	MasqueradeBit int
+	// RandomFully adds --random-fully to MASQUERADE when the iptables binary supports it, as
+	// kube-proxy does, to avoid SNAT port collisions.
+	RandomFully bool
 	// GracePeriod bounds how long a removed TCP real server is kept at weight 0 while it still has
 	// connections. kube-proxy has no flag for it; its graceful-termination manager also waits.
 	GracePeriod time.Duration

@@ -58,7 +58,11 @@ func renderRules(o *Options) []byte {
 		"-m set --match-set", set(setLoopBack), "dst,dst,src -j MASQUERADE")
 	line("-A", chainPostrouting, "-m mark ! --mark", mark+"/"+mark, "-j RETURN")
 	line("-A", chainPostrouting, "-j MARK --xor-mark", mark)
-	line("-A", chainPostrouting, "-m comment --comment \"switchyard service traffic requiring SNAT\" -j MASQUERADE")
+	masquerade := "-j MASQUERADE"
+	if o.RandomFully {
+		masquerade += " --random-fully"
+	}
+	line("-A", chainPostrouting, "-m comment --comment \"switchyard service traffic requiring SNAT\"", masquerade)
 
 	clusterIPs := "-m set --match-set " + set(setClusterIP) + " dst,dst"
 	switch cidrs := proxier.PrefixesFor(f, o.ClusterCIDRs); {
