@@ -95,14 +95,6 @@ func (f *FakeLinks) LinkByName(name string) (netlink.Link, error) {
 	return f.toLink(name, l), nil
 }
 
-func (f *FakeLinks) LinkList() ([]netlink.Link, error) {
-	var out []netlink.Link
-	for n, l := range f.Links {
-		out = append(out, f.toLink(n, l))
-	}
-	return out, nil
-}
-
 func (f *FakeLinks) LinkAdd(link netlink.Link) error {
 	f.Writes++
 	name := link.Attrs().Name

@@ -35,7 +35,6 @@ type Links interface {
 	LinkByName(name string) (netlink.Link, error)
 	LinkAdd(link netlink.Link) error
 	LinkSetUp(link netlink.Link) error
-	LinkList() ([]netlink.Link, error)
 	AddrList(link netlink.Link, family int) ([]netlink.Addr, error)
 	AddrAdd(link netlink.Link, addr *netlink.Addr) error
 	AddrDel(link netlink.Link, addr *netlink.Addr) error
