@@ -31,10 +31,11 @@ sy_cert() {
 	rm -f "${SY_PKI}/${name}.csr" "${ext}"
 }
 
-# sy_kubeconfig FILE CERTNAME writes a kubeconfig for https://127.0.0.1:6443 with embedded
-# credentials, so it can be copied anywhere (a node namespace sees the same path anyway).
+# sy_kubeconfig FILE CERTNAME [SERVER] writes a kubeconfig for SERVER (default
+# https://127.0.0.1:6443) with embedded credentials, so it can be copied anywhere (a node namespace
+# sees the same path anyway).
 sy_kubeconfig() {
-	local file="$1" cert="$2"
+	local file="$1" cert="$2" server="${3:-https://127.0.0.1:${SY_APISERVER_PORT}}"
 	[[ -s "${file}" ]] && return 0
 	cat >"${file}.tmp" <<EOF
 apiVersion: v1
@@ -42,7 +43,7 @@ kind: Config
 clusters:
 - name: switchyard-local
   cluster:
-    server: https://127.0.0.1:${SY_APISERVER_PORT}
+    server: ${server}
     certificate-authority-data: $(base64 -w0 <"${SY_PKI}/ca.crt")
 users:
 - name: ${cert}
@@ -87,6 +88,10 @@ sy_make_pki() {
 	fi
 	sy_kubeconfig "${SY_STATE}/admin.kubeconfig" admin
 	sy_kubeconfig "${SY_STATE}/controller-manager.kubeconfig" controller-manager
+	# The IPVS VM (hack/vm) is one more node, reaching this machine's loopback through qemu's
+	# user-mode gateway.
+	sy_cert sy-vm "system:switchyard:sy-vm" switchyard:nodes
+	sy_kubeconfig "${SY_STATE}/vm.kubeconfig" sy-vm "https://10.0.2.2:${SY_APISERVER_PORT}"
 	local i node
 	for ((i = 1; i <= SY_NODES; i++)); do
 		node="$(sy_node_name "${i}")"
