@@ -11,7 +11,7 @@ keep_logs=""
 while (($#)); do
 	case "$1" in
 	--keep-logs) keep_logs="$2"; shift 2 ;;
-	-h | --help) sed -n '2,6p' "$0"; exit 0 ;;
+	-h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
 	*) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 done

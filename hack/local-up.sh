@@ -5,7 +5,8 @@
 # checks and completes it. hack/local-down.sh removes everything it made.
 #
 # Usage: hack/local-up.sh [--nodes N] [--proxy switchyard|kube-proxy|none]
-#                         [--proxy-mode iptables|ipvs] [--pod-network vxlan|none] [--echo-pods N]
+#                         [--proxy-mode iptables|ipvs|nftables] [--pod-network vxlan|none]
+#                         [--echo-pods N]      (nftables: kube-proxy only)
 # Env:   SWITCHYARD_STATE (default /tmp/switchyard-local), SWITCHYARD_BIN_DIR (prebuilt switchyard
 #        and switchyard-cni), SWITCHYARD_EXTRA_ARGS / KUBE_PROXY_EXTRA_ARGS (more proxy flags).
 set -euo pipefail
@@ -20,7 +21,7 @@ while (($#)); do
 	--proxy-mode) export SWITCHYARD_PROXY_MODE="$2"; shift 2 ;;
 	--pod-network) export SWITCHYARD_POD_NETWORK="$2"; shift 2 ;;
 	--echo-pods) echo_pods="$2"; shift 2 ;;
-	-h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+	-h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
 	*) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
