@@ -4,7 +4,7 @@ GO      ?= go
 BIN     ?= bin
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps test unit privileged test-ipvs test-vm-selftest test-e2e lint clean
+.PHONY: all build deps demo test unit privileged test-ipvs test-vm-selftest test-e2e lint clean
 
 all: build
 
@@ -13,6 +13,12 @@ build:
 
 deps:
 	hack/install-deps.sh
+
+# The main job: a 3-node local cluster (real kube-apiserver and kube-controller-manager, nodes and
+# pods in network namespaces), a few services, requests across nodes and a readable report. Pass
+# DEMO_ARGS=--keep to keep the cluster for exploring.
+demo: deps build
+	hack/demo.sh $(DEMO_ARGS)
 
 # The whole suite: static checks, unit tests, privileged tests in throwaway network namespaces, the
 # IPVS tests inside a qemu VM, and the end-to-end tests against a real control plane.
