@@ -42,6 +42,19 @@
 // deleted at once and its conntrack entries with it (one pass over the table per sync). Note that
 // closed TCP connections stay "inactive" in IPVS for its TIME_WAIT timeout (2 minutes).
 //
+// # Measured (services x 5 endpoints, every tenth also a NodePort; netlink round trips per sync)
+//
+//	                                   fake, native CPU    Debian 6.1 kernel in hack/vm (TCG)
+//	first sync, 1k                     32 ms, 9,729 rt     4.2 s
+//	first sync, 10k                    400 ms, 97,029 rt   62 s
+//	unchanged full resync, 10k         324 ms, 11,015 rt   14.6 s (no netlink writes)
+//	one endpoint changed, 1k           0.08 ms, 5 rt       9 ms
+//	one endpoint changed, 10k          0.6 ms, 5 rt        11 ms wall, 12 ms CPU (3 writes)
+//
+// IPVS calls in a first sync: one listing plus one per virtual server and one per real server (6.0 per
+// virtual server at 5 endpoints). VM figures swing with the host's load; compare them only within a
+// run. Commands: `go test ./proxier/ipvs -run XXX -bench .` and BenchmarkRealKernel's comment.
+//
 // # Kernel support
 //
 // NewHost refuses to start without IPVS (CheckKernel: the generic-netlink family "IPVS") or without
