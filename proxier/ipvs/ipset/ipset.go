@@ -266,6 +266,10 @@ func List(h Netlink, s Set) (entries map[Entry]struct{}, found bool, err error) 
 		}
 		return nil, false, fmt.Errorf("list ipset %s: %w", s.Name, err)
 	}
+	if Type(res.TypeName) != s.Type {
+		// Reading its members as another type would misparse them; the caller must not adopt it.
+		return nil, true, fmt.Errorf("ipset %s exists with type %s, want %s (destroy it, or run --cleanup)", s.Name, res.TypeName, s.Type)
+	}
 	entries = make(map[Entry]struct{}, len(res.Entries))
 	for i := range res.Entries {
 		e, err := FromNetlink(s.Type, &res.Entries[i])

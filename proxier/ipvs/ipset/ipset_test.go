@@ -74,6 +74,9 @@ func exercise(t *testing.T, h Netlink) map[string][]string {
 	if _, err := Ensure(h, Set{Name: "SY-TEST-IP", Type: HashIPPort, Family: 4}); err == nil {
 		t.Errorf("Ensure adopted a set of the wrong type")
 	}
+	if _, _, err := List(h, Set{Name: "SY-TEST-IP", Type: HashIPPort, Family: 4}); err == nil {
+		t.Errorf("List read a set as the wrong type")
+	}
 	if _, found, err := List(h, Set{Name: "SY-TEST-MISSING", Type: HashIP}); err != nil || found {
 		t.Errorf("List(missing) = %v, %v; want not found, no error", found, err)
 	}
