@@ -268,12 +268,11 @@ func (p *Proxier) sync(snap *proxier.Snapshot, full bool) error {
 	return p.processTerminating()
 }
 
-// render brings the desired state up to date: everything on a full sync, otherwise only the services
-// whose model values are not the ones last rendered (or that the snapshot names as changed).
-//
-// An ordinary sync trusts snap.Changed, as the Snapshot contract allows: with nothing changed it
-// costs nothing, otherwise one pass that looks up each port's service name in Changed. A service
-// named in Changed whose values are the very ones rendered last time is not rendered again.
+// render brings the desired state up to date: everything on a full sync, otherwise the services that
+// snap.Changed names. An ordinary sync trusts Changed, as the Snapshot contract allows: with nothing
+// changed it costs nothing, otherwise one pass that looks up each port's service in Changed. A
+// changed service whose values are the very ones rendered last time is not rendered again. A change
+// of snap.Node alone (zone labels) is not seen until a service changes or the next full sync.
 func (p *Proxier) render(snap *proxier.Snapshot, full bool) {
 	if full {
 		p.desired = newDesiredState()
