@@ -39,6 +39,10 @@ type Config struct {
 	ResyncPeriod  time.Duration
 
 	ClusterCIDR string
+	// IptablesVariant is the variant ("nft" or "legacy") the proxy detected, so that the pod
+	// network's rules land in the same tables as the proxy's; the daemon fills it. Empty means the
+	// node's default "iptables".
+	IptablesVariant string
 }
 
 // DefaultConfig is the configuration before flags are parsed.

@@ -66,7 +66,7 @@ func NewController(client kubernetes.Interface, nodeFactory informers.SharedInfo
 	}
 	deps := Deps{
 		Netlink:    h,
-		Iptables:   &masq.Exec{},
+		Iptables:   &masq.Exec{Variant: cfg.IptablesVariant},
 		Sysctl:     &ProcSysctl{},
 		WatchLinks: watchLinks(nil),
 	}

@@ -73,18 +73,19 @@ func ipvsOptions(o *Options) ipvs.Options {
 	return opts
 }
 
-// newBackend builds the backend --proxy-mode asks for, for IPv4.
-func newBackend(o *Options) (proxier.Backend, error) {
+// newBackend builds the backend --proxy-mode asks for, for IPv4, and says which iptables variant
+// it programs (the pod network's rules must go to the same one).
+func newBackend(o *Options) (proxier.Backend, iptables.Variant, error) {
 	clusterCIDRs, _ := o.ClusterCIDRs()
 	nodePortCIDRs, _, _ := o.NodePortPrefixes()
 	ipt, variant, err := hostIptables(o)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if o.ProxyMode == "ipvs" {
 		// Fail on a kernel without IPVS before touching anything, iptables mode's rules included.
 		if err := ipvs.CheckKernel(netlink.GenlFamilyGet, ipvs.Modprobe); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 	if err := removeOtherMode(o, ipt); err != nil {
@@ -100,13 +101,15 @@ func newBackend(o *Options) (proxier.Backend, error) {
 		opts.NodePortAddresses = nodePortCIDRs
 		opts.RandomFully = ipt.HasRandomFully()
 		opts.NodeIPs = nodeAddresses(proxier.IPv4)
-		return iptables.NewProxier(iptables.Config{Options: opts, IPTables: ipt, Conntrack: &conntrack.Netlink{},
+		p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: ipt, Conntrack: &conntrack.Netlink{},
 			StagedChainsPerRestore: iptables.StagingFor(variant)})
+		return p, variant, err
 	case "ipvs":
 		opts := ipvsOptions(o)
-		return ipvs.NewHost(opts, ipt)
+		p, err := ipvs.NewHost(opts, ipt)
+		return p, variant, err
 	}
-	return nil, fmt.Errorf("unknown --proxy-mode %q", o.ProxyMode)
+	return nil, "", fmt.Errorf("unknown --proxy-mode %q", o.ProxyMode)
 }
 
 // cleanupAll is --cleanup: it removes what every part of Switchyard installed (iptables mode, IPVS

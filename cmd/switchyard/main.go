@@ -65,10 +65,11 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	backend, err := newBackend(opts)
+	backend, variant, err := newBackend(opts)
 	if err != nil {
 		return err
 	}
+	pcfg.IptablesVariant = string(variant)
 	client, err := newClient(opts)
 	if err != nil {
 		return err

@@ -12,6 +12,20 @@ import (
 type Exec struct {
 	// Prefix is prepended to every command, e.g. {"ip", "netns", "exec", "ns1"} in tests.
 	Prefix []string
+	// Variant is "nft" or "legacy" to run iptables-<variant> and iptables-<variant>-restore, the
+	// variant the proxy detected; empty runs whatever "iptables" the node's alternatives select.
+	Variant string
+}
+
+// binary names an iptables tool of the configured variant.
+func (e *Exec) binary(tool string) string {
+	if e.Variant == "" {
+		return tool
+	}
+	if tool == "iptables" {
+		return "iptables-" + e.Variant
+	}
+	return strings.Replace(tool, "iptables-", "iptables-"+e.Variant+"-", 1)
 }
 
 var _ Iptables = (*Exec)(nil)
@@ -23,7 +37,7 @@ func (e *Exec) command(argv ...string) *exec.Cmd {
 
 // Restore runs iptables-restore --noflush --wait with data on stdin.
 func (e *Exec) Restore(data []byte) error {
-	cmd := e.command("iptables-restore", "--noflush", "--wait")
+	cmd := e.command(e.binary("iptables-restore"), "--noflush", "--wait")
 	cmd.Stdin = bytes.NewReader(data)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("iptables-restore: %w: %s", err, strings.TrimSpace(string(out)))
@@ -33,7 +47,7 @@ func (e *Exec) Restore(data []byte) error {
 
 // EnsureRule checks with -C and adds with -I or -A when missing.
 func (e *Exec) EnsureRule(table, chain string, rule []string, insert bool) error {
-	check := append([]string{"iptables", "--wait", "-t", table, "-C", chain}, rule...)
+	check := append([]string{e.binary("iptables"), "--wait", "-t", table, "-C", chain}, rule...)
 	if err := e.command(check...).Run(); err == nil {
 		return nil
 	}
@@ -41,7 +55,7 @@ func (e *Exec) EnsureRule(table, chain string, rule []string, insert bool) error
 	if insert {
 		op = "-I"
 	}
-	add := append([]string{"iptables", "--wait", "-t", table, op, chain}, rule...)
+	add := append([]string{e.binary("iptables"), "--wait", "-t", table, op, chain}, rule...)
 	if out, err := e.command(add...).CombinedOutput(); err != nil {
 		return fmt.Errorf("iptables %s %s/%s: %w: %s", op, table, chain, err, strings.TrimSpace(string(out)))
 	}
