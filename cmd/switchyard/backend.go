@@ -106,6 +106,7 @@ func newBackend(o *Options) (proxier.Backend, iptables.Variant, error) {
 		return p, variant, err
 	case "ipvs":
 		opts := ipvsOptions(o)
+		opts.RandomFully = ipt.HasRandomFully()
 		p, err := ipvs.NewHost(opts, ipt)
 		return p, variant, err
 	}
