@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// nodeRules is what one node's kernel and its switchyard say about the iptables rules.
+type nodeRules struct {
+	node    string
+	saver   string // the iptables-save variant whose tables hold Switchyard's chains
+	chains  int    // SY- chains
+	rules   int    // rules in SY- chains or jumping into one
+	metrics []string
+	err     error
+}
+
+// countRules reads each node's iptables (inside the node's namespace) and its switchyard's
+// kubeproxy_sync_proxy_rules_iptables_total metric on 127.0.0.1:10249 (also inside the node).
+func (e *env) countRules(ctx context.Context) []nodeRules {
+	var out []nodeRules
+	for _, n := range e.c.Nodes {
+		r := nodeRules{node: n.Name}
+		// Switchyard writes to the variant the node uses (legacy or nft); look in both and keep the
+		// one holding its chains.
+		for _, saver := range []string{"iptables-save", "iptables-legacy-save", "iptables-nft-save"} {
+			dump, err := e.c.Exec(ctx, n.Name, saver)
+			if err != nil {
+				continue
+			}
+			chains, rules := countSYRules(dump)
+			if chains > r.chains {
+				r.saver, r.chains, r.rules = saver, chains, rules
+			}
+		}
+		if r.saver == "" {
+			r.err = fmt.Errorf("no SY- chains in any iptables variant")
+		}
+		body, err := e.probe.raw(ctx, n.Name, "get", "http://127.0.0.1:10249/metrics", 3*time.Second)
+		if err != nil {
+			r.err = fmt.Errorf("metrics: %w", err)
+		}
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "kubeproxy_sync_proxy_rules_iptables_total") {
+				r.metrics = append(r.metrics, strings.TrimPrefix(line, "kubeproxy_sync_proxy_rules_iptables_total"))
+			}
+		}
+		sort.Strings(r.metrics)
+		out = append(out, r)
+	}
+	return out
+}
+
+// countSYRules counts, in an iptables-save dump, Switchyard's chains and the rules that are in one
+// of them or jump to one.
+func countSYRules(dump string) (chains, rules int) {
+	for _, line := range strings.Split(dump, "\n") {
+		switch {
+		case strings.HasPrefix(line, ":SY-"):
+			chains++
+		case strings.HasPrefix(line, "-A SY-"), strings.HasPrefix(line, "-A ") && strings.Contains(line, " -j SY-"):
+			rules++
+		}
+	}
+	return chains, rules
+}
