@@ -83,6 +83,7 @@ func run() int {
 	start := time.Now()
 
 	c, reused, err := connect(opts)
+	ready := time.Now()
 	if c == nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		return 1
@@ -97,7 +98,7 @@ func run() int {
 		res, err = runDemo(ctx, c, opts)
 	}
 	if res != nil {
-		printReport(os.Stdout, res, time.Since(start))
+		printReport(os.Stdout, res, ready.Sub(start), time.Since(ready))
 	}
 	failed := err != nil || (res != nil && res.failures() > 0)
 	if ctx.Err() != nil {
@@ -190,6 +191,9 @@ func finish(c *cluster.Cluster, reused bool, opts options, failed bool) {
 		}
 		c.Release()
 	default:
+		if logs != "" {
+			step("copying the cluster's logs to %s", logs)
+		}
 		step("tearing down the local cluster (hack/local-down.sh; --keep keeps it)")
 		if err := c.Down(ctx, logs); err != nil {
 			fmt.Fprintf(os.Stderr, "demo: tear-down failed: %v\nrun hack/local-down.sh to finish it\n", err)
@@ -211,7 +215,7 @@ func saveDebug(ctx context.Context, c *cluster.Cluster) string {
 			fmt.Fprintf(os.Stderr, "demo: cannot save debug output: %v\n", err)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "demo: the nodes' rules and state and the cluster's logs are in %s\n", dir)
+	fmt.Fprintf(os.Stderr, "demo: the nodes' rules and state are in %s/nodes.txt\n", dir)
 	return dir
 }
 

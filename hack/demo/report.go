@@ -13,7 +13,7 @@ import (
 
 // printReport prints the readable report: per request, who answered and which client address it
 // saw, each check's verdict, the health checks, the rule counts and how to switch --proxy-mode.
-func printReport(w io.Writer, r *results, took time.Duration) {
+func printReport(w io.Writer, r *results, upTook, demoTook time.Duration) {
 	fmt.Fprintf(w, "\n======== Switchyard demo report ========\n")
 	fmt.Fprintf(w, "%d nodes (network namespaces on one underlay), switchyard --proxy-mode=%s --pod-network=vxlan in each\n",
 		r.nodes, r.proxyMode)
@@ -48,7 +48,8 @@ func printReport(w io.Writer, r *results, took time.Duration) {
 	if r.failures() > 0 {
 		verdict = fmt.Sprintf("FAIL (%d of %d checks)", r.failures(), r.checks())
 	}
-	fmt.Fprintf(w, "\nResult: %s, %d checks, %s in all\n", verdict, r.checks(), took.Round(time.Second))
+	fmt.Fprintf(w, "\nResult: %s, %d checks. The cluster was ready after %s (bring-up, or waiting for its lock);\n"+
+		"pods, services, requests and checks took %s.\n", verdict, r.checks(), upTook.Round(time.Second), demoTook.Round(time.Second))
 }
 
 // describe is one request's line.
@@ -59,6 +60,8 @@ func (r *results) describe(row row) string {
 	}
 	var s string
 	switch {
+	case row.err != nil && row.ok:
+		s = "no answer within the probe's timeout"
 	case row.err != nil:
 		s = "no answer (" + shorten(row.err.Error()) + ")"
 	default:
@@ -122,17 +125,19 @@ func (e *env) podList() string {
 // printRules prints the rule counts of the mode that ran and how to run the other one.
 func printRules(w io.Writer, r *results) {
 	if len(r.rules) > 0 {
-		fmt.Fprintf(w, "\nRules, --proxy-mode=%s (this run; the API's default services are included):\n", r.proxyMode)
+		fmt.Fprintf(w, "\nRules, --proxy-mode=%s (every service of the cluster, the API server's own included):\n", r.proxyMode)
 		for _, n := range r.rules {
-			fmt.Fprintf(w, "   %s: %d rules in %d SY- chains (%s in the node's namespace)", n.node, n.rules, n.chains, n.saver)
+			fmt.Fprintf(w, "   %s: %s shows %d SY- rules (%s) in %d chains", n.node, n.saver, total(n.rules), perTable(n.rules), n.chains)
 			if len(n.metrics) > 0 {
-				fmt.Fprintf(w, "; metric kubeproxy_sync_proxy_rules_iptables_total %s", strings.Join(n.metrics, " "))
+				fmt.Fprintf(w, "; kubeproxy_sync_proxy_rules_iptables_total: nat %s, filter %s", n.metrics["nat"], n.metrics["filter"])
 			}
 			if n.err != nil {
 				fmt.Fprintf(w, " (%v)", n.err)
 			}
 			fmt.Fprintln(w)
 		}
+		fmt.Fprintf(w, "   (the metric counts the rules in the proxier's own chains; the dump adds the jumps from the built-in\n"+
+			"   chains and the pod network's SY-POD- rules. Per node, not per service: a node renders what it alone needs.)\n")
 	}
 	v := r.ipvs
 	if v.node == "" {

@@ -74,7 +74,7 @@ func (x expectation) check(a answer, err error) (bool, string) {
 		if err == nil {
 			return false, "answered, but this node has no local endpoint and must drop it"
 		}
-		return true, ""
+		return true, "dropped, as it must be"
 	}
 	if err != nil {
 		return false, "no answer: " + err.Error()
@@ -151,12 +151,12 @@ func (e *env) sendRequests(ctx context.Context, n int) []*group {
 		"masqueraded: with eTP=Cluster the node may forward to a pod on another node, so it SNATs to its own address and replies return through it",
 		e.c.Underlay, "tcp", e.nodePortTarget(svcNodePort, 1), n,
 		expectation{pods: e.webPods(0), clients: set(e.nodeAddr[1]...)})
-	add(fmt.Sprintf("NodePort %s (%s, externalTrafficPolicy=Local) from the underlay to %s",
+	add(fmt.Sprintf("LoadBalancer %s's node port (%s, externalTrafficPolicy=Local) from the underlay to %s",
 		svcLocal, e.nodePortTarget(svcLocal, 3), n3.Name),
 		"source preserved: eTP=Local sends only to this node's own pods, so no SNAT is needed and the client IP survives",
 		e.c.Underlay, "tcp", e.nodePortTarget(svcLocal, 3), n,
 		expectation{pods: e.webPods(3), clients: underlay})
-	add(fmt.Sprintf("NodePort %s (%s, externalTrafficPolicy=Local) from the underlay to %s, which has no web pod",
+	add(fmt.Sprintf("LoadBalancer %s's node port (%s, externalTrafficPolicy=Local) from the underlay to %s, which has no web pod",
 		svcLocal, e.nodePortTarget(svcLocal, 1), n1.Name),
 		"dropped: eTP=Local never forwards to another node; its health check port (below) tells load balancers to avoid this node",
 		e.c.Underlay, "tcp", e.nodePortTarget(svcLocal, 1), 1,

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 )
@@ -11,10 +10,10 @@ import (
 // nodeRules is what one node's kernel and its switchyard say about the iptables rules.
 type nodeRules struct {
 	node    string
-	saver   string // the iptables-save variant whose tables hold Switchyard's chains
-	chains  int    // SY- chains
-	rules   int    // rules in SY- chains or jumping into one
-	metrics []string
+	saver   string            // the iptables-save variant whose tables hold Switchyard's chains
+	chains  int               // SY- chains
+	rules   map[string]int    // by table: rules in SY- chains or jumping into one
+	metrics map[string]string // kubeproxy_sync_proxy_rules_iptables_total by table
 	err     error
 }
 
@@ -23,7 +22,7 @@ type nodeRules struct {
 func (e *env) countRules(ctx context.Context) []nodeRules {
 	var out []nodeRules
 	for _, n := range e.c.Nodes {
-		r := nodeRules{node: n.Name}
+		r := nodeRules{node: n.Name, metrics: map[string]string{}}
 		// Switchyard writes to the variant the node uses (legacy or nft); look in both and keep the
 		// one holding its chains.
 		for _, saver := range []string{"iptables-save", "iptables-legacy-save", "iptables-nft-save"} {
@@ -44,26 +43,54 @@ func (e *env) countRules(ctx context.Context) []nodeRules {
 			r.err = fmt.Errorf("metrics: %w", err)
 		}
 		for _, line := range strings.Split(body, "\n") {
-			if strings.HasPrefix(line, "kubeproxy_sync_proxy_rules_iptables_total") {
-				r.metrics = append(r.metrics, strings.TrimPrefix(line, "kubeproxy_sync_proxy_rules_iptables_total"))
+			// kubeproxy_sync_proxy_rules_iptables_total{table="nat"} 41
+			rest, ok := strings.CutPrefix(line, `kubeproxy_sync_proxy_rules_iptables_total{table="`)
+			if !ok {
+				continue
+			}
+			if table, value, ok := strings.Cut(rest, `"} `); ok {
+				r.metrics[table] = value
 			}
 		}
-		sort.Strings(r.metrics)
 		out = append(out, r)
 	}
 	return out
 }
 
-// countSYRules counts, in an iptables-save dump, Switchyard's chains and the rules that are in one
-// of them or jump to one.
-func countSYRules(dump string) (chains, rules int) {
+// countSYRules counts, in an iptables-save dump, Switchyard's chains and, per table, the rules
+// that are in one of them or jump to one.
+func countSYRules(dump string) (chains int, rules map[string]int) {
+	rules = map[string]int{}
+	table := ""
 	for _, line := range strings.Split(dump, "\n") {
 		switch {
+		case strings.HasPrefix(line, "*"):
+			table = strings.TrimPrefix(line, "*")
 		case strings.HasPrefix(line, ":SY-"):
 			chains++
 		case strings.HasPrefix(line, "-A SY-"), strings.HasPrefix(line, "-A ") && strings.Contains(line, " -j SY-"):
-			rules++
+			rules[table]++
 		}
 	}
 	return chains, rules
+}
+
+// total sums a per-table count.
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// perTable prints a per-table count as "nat 50, filter 15".
+func perTable(m map[string]int) string {
+	var parts []string
+	for _, t := range []string{"nat", "filter", "mangle", "raw"} {
+		if m[t] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", t, m[t]))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -86,7 +86,7 @@ func runDemo(ctx context.Context, c *cluster.Cluster, opts options) (*results, e
 		return nil, err
 	}
 
-	step("creating services: ClusterIP %s, UDP %s, NodePort %s (eTP=Cluster), NodePort %s (eTP=Local)",
+	step("creating services: ClusterIP %s, UDP %s, NodePort %s (eTP=Cluster), LoadBalancer %s (eTP=Local: node port and health check port)",
 		svcClusterIP, svcUDP, svcNodePort, svcLocal)
 	if err := e.createServices(ctx); err != nil {
 		return nil, err
@@ -170,7 +170,9 @@ func (e *env) createServices(ctx context.Context) error {
 		service(svcClusterIP, v1.ServiceTypeClusterIP, v1.ProtocolTCP, 80, ""),
 		service(svcUDP, v1.ServiceTypeClusterIP, v1.ProtocolUDP, 53, ""),
 		service(svcNodePort, v1.ServiceTypeNodePort, v1.ProtocolTCP, 80, v1.ServiceExternalTrafficPolicyCluster),
-		service(svcLocal, v1.ServiceTypeNodePort, v1.ProtocolTCP, 80, v1.ServiceExternalTrafficPolicyLocal),
+		// Type LoadBalancer, not NodePort: only a load-balancer service with eTP=Local gets a
+		// healthCheckNodePort. No cloud runs here, so it stays a node port plus that health check.
+		service(svcLocal, v1.ServiceTypeLoadBalancer, v1.ProtocolTCP, 80, v1.ServiceExternalTrafficPolicyLocal),
 	}
 	svcs := e.c.Client.CoreV1().Services(demoNamespace)
 	for _, s := range specs {
@@ -254,23 +256,25 @@ func (e *env) waitForRules(ctx context.Context) error {
 			"NodePort " + svcNodePort + " on " + n.Name, e.c.Underlay, "tcp", e.nodePortTarget(svcNodePort, n.Index)})
 	}
 	for _, w := range waits {
+		var last error
 		err := cluster.WaitFor(ctx, 60*time.Second, w.desc, func(ctx context.Context) (bool, error) {
-			_, err := e.probe.echo(ctx, w.netns, w.kind, w.target, 2*time.Second)
-			return err == nil, nil
+			_, last = e.probe.echo(ctx, w.netns, w.kind, w.target, 2*time.Second)
+			return last == nil, nil
 		})
 		if err != nil {
-			return err
+			return fmt.Errorf("%w (last try: %v)", err, last)
 		}
 	}
 	for _, n := range e.c.Nodes {
 		want := e.localWebPods(n.Index)
+		var last healthResult
 		err := cluster.WaitFor(ctx, 60*time.Second, fmt.Sprintf("health check of %s on %s to report %d local endpoints", svcLocal, n.Name, want),
 			func(ctx context.Context) (bool, error) {
-				h := e.healthCheck(ctx, n.Index)
-				return h.err == nil && h.local == want, nil
+				last = e.healthCheck(ctx, n.Index)
+				return last.err == nil && last.local == want, nil
 			})
 		if err != nil {
-			return err
+			return fmt.Errorf("%w (last answer: HTTP %d, localEndpoints=%d, error %v)", err, last.status, last.local, last.err)
 		}
 	}
 	return nil
