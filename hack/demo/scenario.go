@@ -257,12 +257,16 @@ func (e *env) waitForRules(ctx context.Context) error {
 	}
 	for _, w := range waits {
 		var last error
+		began := time.Now()
 		err := cluster.WaitFor(ctx, 60*time.Second, w.desc, func(ctx context.Context) (bool, error) {
 			_, last = e.probe.echo(ctx, w.netns, w.kind, w.target, 2*time.Second)
 			return last == nil, nil
 		})
 		if err != nil {
 			return fmt.Errorf("%w (last try: %v)", err, last)
+		}
+		if d := time.Since(began); d > 5*time.Second {
+			step("%s answered after %s", w.desc, d.Round(100*time.Millisecond))
 		}
 	}
 	for _, n := range e.c.Nodes {
