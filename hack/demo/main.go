@@ -109,7 +109,8 @@ func run() int {
 	} else if res.failures() > 0 {
 		fmt.Fprintf(os.Stderr, "\ndemo: FAILED: %d of %d checks did not hold (marked FAIL above)\n", res.failures(), res.checks())
 	}
-	finish(c, reused, opts, failed)
+	// An interrupted run is no failure to diagnose: no debug dump then.
+	finish(c, reused, opts, failed && ctx.Err() == nil)
 	if failed {
 		return 1
 	}
@@ -172,7 +173,8 @@ func checkReusable(c *cluster.Cluster) error {
 	return nil
 }
 
-// finish tears down what the demo made, or keeps it and says how to explore.
+// finish tears down what the demo made, or keeps it and says how to explore. With failed, it
+// first saves the nodes' state and (on a cluster it tears down) the logs.
 func finish(c *cluster.Cluster, reused bool, opts options, failed bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
