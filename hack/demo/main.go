@@ -81,17 +81,18 @@ func run() int {
 		return 1
 	}
 	start := time.Now()
+	// The first Ctrl-C or SIGTERM cancels ctx, which stops the step in progress; cleanup then runs
+	// with a context of its own. (A terminal's Ctrl-C also reaches the scripts and probes the demo
+	// runs, as they share its process group.)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 
-	c, reused, err := connect(opts)
+	c, reused, err := connect(ctx, opts)
 	ready := time.Now()
 	if c == nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		return 1
 	}
-	// From here on something exists to clean up. The first Ctrl-C or SIGTERM cancels ctx, which
-	// stops the step in progress; cleanup then runs with a context of its own.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	var res *results
 	if err == nil {
@@ -121,11 +122,11 @@ func run() int {
 // `demo --keep` or by hand) is used as it is and left running; otherwise a fresh one is brought
 // up, which finish removes again. While another process (an e2e run) uses the cluster, both wait
 // for its lock. A nil Cluster means nothing was made; a Cluster with an error must be finished.
-func connect(opts options) (*cluster.Cluster, bool, error) {
+func connect(ctx context.Context, opts options) (*cluster.Cluster, bool, error) {
 	stateFile := filepath.Join(opts.state, "state.env")
 	if _, err := os.Stat(stateFile); err == nil {
 		step("a local cluster is already up (%s): using it and leaving it running", opts.state)
-		c, err := cluster.Attach(opts.state)
+		c, err := attach(ctx, opts.state)
 		switch {
 		case err == nil:
 			if err := checkReusable(c); err != nil {
@@ -133,6 +134,8 @@ func connect(opts options) (*cluster.Cluster, bool, error) {
 				return nil, false, err
 			}
 			return c, true, nil
+		case ctx.Err() != nil:
+			return nil, false, errors.New("interrupted while waiting for the cluster")
 		case fileExists(stateFile):
 			return nil, false, fmt.Errorf("attach to the running cluster: %w (hack/local-down.sh removes a broken one)", err)
 		}
@@ -141,10 +144,6 @@ func connect(opts options) (*cluster.Cluster, bool, error) {
 	}
 	step("bringing up the local cluster: control plane, 3 nodes, switchyard (iptables mode) with its VXLAN pod network")
 	step("(the first run builds kube-apiserver and kube-controller-manager from the Go module proxy: about 10 minutes)")
-	// Ctrl-C during the bring-up reaches hack/local-up.sh directly (same process group); a
-	// cancellable context also stops the wait for the cluster lock.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	c, err := cluster.Up(ctx, cluster.Options{Nodes: 3, Proxy: cluster.ProxySwitchyard, ProxyMode: "iptables",
 		PodNetwork: "vxlan", State: opts.state})
 	if err != nil {
@@ -154,6 +153,26 @@ func connect(opts options) (*cluster.Cluster, bool, error) {
 		return c, false, fmt.Errorf("bring up the local cluster: %w", err)
 	}
 	return c, false, nil
+}
+
+// attach is cluster.Attach, which waits for the cluster lock without a context, made to give up
+// when ctx ends. A late Attach then keeps the lock until the process exits, which is at once.
+func attach(ctx context.Context, state string) (*cluster.Cluster, error) {
+	type result struct {
+		c   *cluster.Cluster
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := cluster.Attach(state)
+		done <- result{c, err}
+	}()
+	select {
+	case r := <-done:
+		return r.c, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for the local cluster: %w", ctx.Err())
+	}
 }
 
 func fileExists(path string) bool {
