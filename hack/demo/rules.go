@@ -22,7 +22,7 @@ type nodeRules struct {
 func (e *env) countRules(ctx context.Context) []nodeRules {
 	var out []nodeRules
 	for _, n := range e.c.Nodes {
-		r := nodeRules{node: n.Name, metrics: map[string]string{}}
+		r := nodeRules{node: n.Name}
 		// Switchyard writes to the variant the node uses (legacy or nft); look in both and keep the
 		// one holding its chains.
 		for _, saver := range []string{"iptables-save", "iptables-legacy-save", "iptables-nft-save"} {
@@ -42,17 +42,25 @@ func (e *env) countRules(ctx context.Context) []nodeRules {
 		if err != nil {
 			r.err = fmt.Errorf("metrics: %w", err)
 		}
-		for _, line := range strings.Split(body, "\n") {
-			// kubeproxy_sync_proxy_rules_iptables_total{table="nat"} 41
-			rest, ok := strings.CutPrefix(line, `kubeproxy_sync_proxy_rules_iptables_total{table="`)
-			if !ok {
-				continue
-			}
-			if table, value, ok := strings.Cut(rest, `"} `); ok {
-				r.metrics[table] = value
-			}
-		}
+		r.metrics = parseRulesMetric(body)
 		out = append(out, r)
+	}
+	return out
+}
+
+// parseRulesMetric picks kubeproxy_sync_proxy_rules_iptables_total's value per table out of a
+// Prometheus text exposition.
+func parseRulesMetric(body string) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(body, "\n") {
+		// kubeproxy_sync_proxy_rules_iptables_total{table="nat"} 41
+		rest, ok := strings.CutPrefix(line, `kubeproxy_sync_proxy_rules_iptables_total{table="`)
+		if !ok {
+			continue
+		}
+		if table, value, ok := strings.Cut(rest, `"} `); ok {
+			out[table] = strings.TrimSpace(value)
+		}
 	}
 	return out
 }
