@@ -34,7 +34,8 @@ type ipvsRender struct {
 	err            error
 }
 
-func renderIPVS(ctx context.Context, c *cluster.Cluster) ipvsRender {
+// renderIPVS renders for node 1, whose devices and addresses are links (device -> address/prefix).
+func renderIPVS(ctx context.Context, c *cluster.Cluster, links map[string][]string) ipvsRender {
 	r := ipvsRender{node: c.Node(1).Name}
 	_, err := os.Stat("/proc/net/ip_vs")
 	r.kernelHasIPVS = err == nil
@@ -58,15 +59,15 @@ func renderIPVS(ctx context.Context, c *cluster.Cluster) ipvsRender {
 		return r
 	}
 
-	// The fake node has node 1's underlay address, so NodePorts are rendered for it.
-	links := ipvs.NewFakeLinks(map[string][]string{"eth0": {c.Node(1).IP + "/24"}})
+	// The fake node has node 1's devices and addresses: NodePorts get a virtual server on each.
+	fakeLinks := ipvs.NewFakeLinks(links)
 	sets := ipset.NewFake()
 	ipt := ipvs.NewFakeIptables()
 	ipt.SetExists = func(name string) bool { _, ok := sets.Sets[name]; return ok }
 	fipvs := ipvs.NewFakeIPVS()
 	opts := ipvs.DefaultOptions()
 	opts.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}
-	p, err := ipvs.New(opts, ipvs.Deps{IPVS: fipvs, Links: links, Ipset: sets, Iptables: ipt,
+	p, err := ipvs.New(opts, ipvs.Deps{IPVS: fipvs, Links: fakeLinks, Ipset: sets, Iptables: ipt,
 		Sysctl: ipvs.NewFakeSysctl(), Conntrack: &conntrack.Fake{}})
 	if err != nil {
 		r.err = fmt.Errorf("IPVS backend: %w", err)
@@ -84,6 +85,6 @@ func renderIPVS(ctx context.Context, c *cluster.Cluster) ipvsRender {
 	for _, s := range sets.Sets {
 		r.ipsetEntries += len(s.Entries)
 	}
-	r.dummyAddrs = len(links.AddrsOf("kube-ipvs0"))
+	r.dummyAddrs = len(fakeLinks.AddrsOf("kube-ipvs0"))
 	return r
 }

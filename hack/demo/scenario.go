@@ -52,11 +52,12 @@ const (
 type env struct {
 	c        *cluster.Cluster
 	probe    *prober
-	podIP    map[string]string // "demo/web-2" -> IP
-	podNode  map[string]int    // "demo/web-2" -> node index
-	addrName map[string]string // IP -> what owns it ("demo/client-1", "sy-node-1 flannel.1", ...)
-	nodeAddr map[int][]string  // node index -> its IPv4 addresses
-	underlay []string          // the underlay namespace's addresses (its client requests come from one)
+	podIP    map[string]string           // "demo/web-2" -> IP
+	podNode  map[string]int              // "demo/web-2" -> node index
+	addrName map[string]string           // IP -> what owns it ("demo/client-1", "sy-node-1 flannel.1", ...)
+	nodeAddr map[int][]string            // node index -> its IPv4 addresses
+	nodeNets map[int]map[string][]string // node index -> device -> its IPv4 address/prefix
+	underlay []string                    // the underlay namespace's addresses (its client requests come from one)
 	services map[string]*v1.Service
 }
 
@@ -70,7 +71,8 @@ func runDemo(ctx context.Context, c *cluster.Cluster, opts options) (*results, e
 		return nil, err
 	}
 	e := &env{c: c, probe: p, podIP: map[string]string{}, podNode: map[string]int{},
-		addrName: map[string]string{}, nodeAddr: map[int][]string{}, services: map[string]*v1.Service{}}
+		addrName: map[string]string{}, nodeAddr: map[int][]string{}, nodeNets: map[int]map[string][]string{},
+		services: map[string]*v1.Service{}}
 
 	step("starting %d echo pods in namespace %q, wired by switchyard-cni", len(demoPods), demoNamespace)
 	for _, dp := range demoPods {
@@ -109,7 +111,7 @@ func runDemo(ctx context.Context, c *cluster.Cluster, opts options) (*results, e
 	res.health = e.healthChecks(ctx)
 	step("counting rules")
 	res.rules = e.countRules(ctx)
-	res.ipvs = renderIPVS(ctx, c)
+	res.ipvs = renderIPVS(ctx, c, e.nodeNets[1])
 	return res, ctx.Err()
 }
 
@@ -121,17 +123,19 @@ func (e *env) learnAddresses(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		for ip, dev := range addrs {
-			e.addrName[ip] = n.Name + " " + dev
+		e.nodeNets[n.Index] = map[string][]string{}
+		for ip, a := range addrs {
+			e.addrName[ip] = n.Name + " " + a.dev
 			e.nodeAddr[n.Index] = append(e.nodeAddr[n.Index], ip)
+			e.nodeNets[n.Index][a.dev] = append(e.nodeNets[n.Index][a.dev], a.cidr)
 		}
 	}
 	addrs, err := e.addresses(ctx, e.c.Underlay)
 	if err != nil {
 		return err
 	}
-	for ip, dev := range addrs {
-		e.addrName[ip] = "the underlay (" + dev + ")"
+	for ip, a := range addrs {
+		e.addrName[ip] = "the underlay (" + a.dev + ")"
 		e.underlay = append(e.underlay, ip)
 	}
 	if len(e.underlay) == 0 {
@@ -140,13 +144,18 @@ func (e *env) learnAddresses(ctx context.Context) error {
 	return nil
 }
 
+// ifAddr is an address's device and its address/prefix form.
+type ifAddr struct {
+	dev, cidr string
+}
+
 // addresses lists a namespace's IPv4 addresses (not loopback) with their devices.
-func (e *env) addresses(ctx context.Context, netns string) (map[string]string, error) {
+func (e *env) addresses(ctx context.Context, netns string) (map[string]ifAddr, error) {
 	out, err := e.c.Exec(ctx, netns, "ip", "-o", "-4", "addr", "show")
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
-	addrs := map[string]string{}
+	addrs := map[string]ifAddr{}
 	for _, line := range strings.Split(out, "\n") {
 		// "4: eth0    inet 192.168.50.11/24 brd ... scope global eth0"
 		f := strings.Fields(line)
@@ -157,7 +166,7 @@ func (e *env) addresses(ctx context.Context, netns string) (map[string]string, e
 		if err != nil {
 			continue
 		}
-		addrs[ip.String()] = f[1]
+		addrs[ip.String()] = ifAddr{dev: f[1], cidr: f[3]}
 	}
 	return addrs, nil
 }
