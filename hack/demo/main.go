@@ -230,13 +230,12 @@ func saveDebug(ctx context.Context, c *cluster.Cluster) string {
 		fmt.Fprintf(os.Stderr, "demo: cannot save debug output: %v\n", err)
 		return ""
 	}
-	if c.Client != nil {
-		path := filepath.Join(dir, "nodes.txt")
-		if err := os.WriteFile(path, []byte(c.Debug(ctx)), 0o644); err != nil {
-			fmt.Fprintf(os.Stderr, "demo: cannot save debug output: %v\n", err)
-		}
+	path := filepath.Join(dir, "nodes.txt")
+	if err := os.WriteFile(path, []byte(c.Debug(ctx)), 0o644); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: cannot save debug output: %v\n", err)
+		return dir
 	}
-	fmt.Fprintf(os.Stderr, "demo: the nodes' rules and state are in %s/nodes.txt\n", dir)
+	fmt.Fprintf(os.Stderr, "demo: the nodes' rules and state, and the logs' last lines, are in %s\n", path)
 	return dir
 }
 
