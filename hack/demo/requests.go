@@ -154,7 +154,8 @@ func (e *env) sendRequests(ctx context.Context, n int) []*group {
 		expectation{pods: e.webPods(0), clients: set(e.podIP[client])})
 	add(fmt.Sprintf("NodePort %s (%s, externalTrafficPolicy=Cluster) from the underlay to %s, which has no web pod",
 		svcNodePort, e.nodePortTarget(svcNodePort, 1), n1.Name),
-		"masqueraded: with eTP=Cluster the node may forward to a pod on another node, so it SNATs to its own address and replies return through it",
+		"masqueraded: with eTP=Cluster the node may forward to a pod on another node, so it SNATs to its own address\n"+
+			"   (that of the device the packet leaves by: the VXLAN device for another node) and the replies come back through it",
 		e.c.Underlay, "tcp", e.nodePortTarget(svcNodePort, 1), n,
 		expectation{pods: e.webPods(0), clients: set(e.nodeAddr[1]...)})
 	add(fmt.Sprintf("LoadBalancer %s's node port (%s, externalTrafficPolicy=Local) from the underlay to %s",
