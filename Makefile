@@ -18,7 +18,7 @@ deps:
 # pods in network namespaces), a few services, requests across nodes and a readable report. Pass
 # DEMO_ARGS=--keep to keep the cluster for exploring.
 demo: deps build
-	hack/demo.sh $(DEMO_ARGS)
+	SWITCHYARD_BIN_DIR=$(CURDIR)/$(BIN) hack/demo.sh $(DEMO_ARGS)
 
 # The whole suite: static checks, unit tests, privileged tests in throwaway network namespaces, the
 # IPVS tests inside a qemu VM, and the end-to-end tests against a real control plane.
