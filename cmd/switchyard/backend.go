@@ -102,7 +102,7 @@ func newBackend(o *Options) (proxier.Backend, iptables.Variant, error) {
 		opts.RandomFully = ipt.HasRandomFully()
 		opts.NodeIPs = nodeAddresses(proxier.IPv4)
 		p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: ipt, Conntrack: &conntrack.Netlink{},
-			StagedChainsPerRestore: iptables.StagingFor(variant)})
+			StagedChainsPerRestore: iptables.StagingFor(variant), CheckChainsEvery: o.SyncPeriod})
 		return p, variant, err
 	case "ipvs":
 		opts := ipvsOptions(o)

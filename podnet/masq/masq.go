@@ -20,15 +20,17 @@ const (
 // Jump is a rule in a built-in chain that enters one of ours.
 type Jump struct {
 	Table, Chain, Target string
-	// Insert puts the jump first (for FORWARD, where a DROP rule of another tool may come first);
-	// otherwise it is appended.
+	// Insert puts the jump first; otherwise it is appended.
 	Insert bool
 }
 
-// Jumps are the rules Switchyard adds to built-in chains.
+// Jumps are the rules Switchyard adds to built-in chains. Both are appended, as flannel does: the
+// service proxy's jumps must come first, because its filter chains REJECT or DROP traffic to
+// services without (local) endpoints, and the pod network's FORWARD chain ACCEPTs all pod traffic.
+// Were it first, a pod's packet to such a service would be forwarded out instead of refused.
 var Jumps = []Jump{
 	{Table: "nat", Chain: "POSTROUTING", Target: MasqChain},
-	{Table: "filter", Chain: "FORWARD", Target: ForwardChain, Insert: true},
+	{Table: "filter", Chain: "FORWARD", Target: ForwardChain},
 }
 
 // JumpRule is the rule spec (after "-A CHAIN") of a jump; the comment makes it recognisable.

@@ -14,9 +14,11 @@ func cidr(s string) *net.IPNet {
 
 func TestSyncEndStateAndIdempotence(t *testing.T) {
 	ipt := NewFake()
-	// Another tool's rule in POSTROUTING and FORWARD must stay.
+	// Another tool's rule in POSTROUTING must stay. In FORWARD, the service proxy's jump (which
+	// REJECTs or DROPs traffic to services without endpoints) was inserted first and must stay ahead
+	// of the pod network's blanket ACCEPT of pod traffic, whichever of the two starts first.
 	ipt.Tables["nat"]["POSTROUTING"] = []string{"-j KUBE-POSTROUTING-ISH"}
-	ipt.Tables["filter"]["FORWARD"] = []string{"-j DROP"}
+	ipt.Tables["filter"]["FORWARD"] = []string{"-j SY-SERVICES-ISH"}
 	for i := 0; i < 2; i++ {
 		if err := Sync(ipt, cidr("10.244.0.0/16"), true); err != nil {
 			t.Fatal(err)
@@ -29,7 +31,7 @@ func TestSyncEndStateAndIdempotence(t *testing.T) {
 			`-s 10.244.0.0/16 -d 224.0.0.0/4 -m comment --comment "multicast is not routed out" -j RETURN`,
 			`-s 10.244.0.0/16 -m comment --comment "pod egress leaving the cluster" -j MASQUERADE --random-fully`,
 		},
-		"filter/FORWARD": {`-m comment --comment "switchyard pod network" -j SY-POD-FORWARD`, "-j DROP"},
+		"filter/FORWARD": {"-j SY-SERVICES-ISH", `-m comment --comment "switchyard pod network" -j SY-POD-FORWARD`},
 		"filter/SY-POD-FORWARD": {
 			`-s 10.244.0.0/16 -m comment --comment "from pods" -j ACCEPT`,
 			`-d 10.244.0.0/16 -m comment --comment "to pods" -j ACCEPT`,

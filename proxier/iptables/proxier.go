@@ -57,6 +57,13 @@ type Config struct {
 	// load them in separate restores of about this many chains before the final transaction. Use
 	// StagingFor to pick it for a variant.
 	StagedChainsPerRestore int
+	// CheckChainsEvery, when positive, makes a sync look for each of the fixed chains (besides the
+	// canary, which every sync looks for) at most this often, so that chains someone deleted by
+	// hand are noticed and restored by a full sync within about this time. The daemon passes the
+	// sync period. Each look is one cheap listing of a short chain.
+	CheckChainsEvery time.Duration
+	// Now is the clock for CheckChainsEvery; nil means time.Now.
+	Now func() time.Time
 }
 
 // StagingFor returns the StagedChainsPerRestore that suits a variant. iptables-nft-restore's cost
@@ -92,6 +99,10 @@ type Proxier struct {
 	// the table on the nft variant.
 	jumpsOK bool
 	prev    *proxier.Snapshot
+
+	checkEvery     time.Duration
+	lastChainCheck time.Time
+	now            func() time.Time
 }
 
 var _ proxier.Backend = (*Proxier)(nil)
@@ -106,8 +117,12 @@ func NewProxier(cfg Config) (*Proxier, error) {
 	if err != nil {
 		return nil, err
 	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
 	return &Proxier{ipt: cfg.IPTables, renderer: r, family: cfg.Options.Family, ct: cfg.Conntrack, existing: ChainSet{}, needFull: true,
-		stageBatch: cfg.StagedChainsPerRestore}, nil
+		stageBatch: cfg.StagedChainsPerRestore, checkEvery: cfg.CheckChainsEvery, now: now}, nil
 }
 
 // Sync programs snap. An incremental sync writes the changed services' chains and whichever shared
@@ -156,6 +171,18 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
 		// The shared chains are empty now, so no per-service chain is referenced: existing (the
 		// chains we know of) is as good as exact.
 		p.exact = true
+	}
+
+	if present && !full && p.checkEvery > 0 && p.now().Sub(p.lastChainCheck) >= p.checkEvery {
+		p.lastChainCheck = p.now()
+		// The canary only tells of a flush of everything; a chain deleted by hand (after its jumps)
+		// leaves it in place, and an incremental sync would not rewrite what it believes is there.
+		if missing, err := p.missingFixedChain(); err != nil || missing != "" {
+			klog.InfoS("A chain of ours is gone or cannot be checked; doing a full sync", "ipFamily", p.family, "chain", missing, "err", err)
+			full, p.jumpsOK = true, false
+		}
+	} else if full {
+		p.lastChainCheck = p.now() // a full sync reads everything back anyway
 	}
 
 	var rendered *Rendered
@@ -238,6 +265,27 @@ func bootstrapInput() []byte {
 	return []byte("*nat\n:" + chainServices + " - [0:0]\n:" + chainNodePorts + " - [0:0]\n:" + chainPostrouting + " - [0:0]\n:" +
 		chainHairpin + " - [0:0]\nCOMMIT\n*filter\n:" + chainServices + " - [0:0]\n:" + chainExternalServices + " - [0:0]\n:" +
 		chainFirewall + " - [0:0]\n:" + chainNodePorts + " - [0:0]\n:" + chainForward + " - [0:0]\nCOMMIT\n")
+}
+
+// fixedChains are the shared chains of each table that the jumps from the built-in chains enter.
+var fixedChains = []struct{ table, chain string }{
+	{TableNAT, chainServices}, {TableNAT, chainNodePorts}, {TableNAT, chainPostrouting}, {TableNAT, chainHairpin},
+	{TableFilter, chainServices}, {TableFilter, chainExternalServices}, {TableFilter, chainFirewall},
+	{TableFilter, chainNodePorts}, {TableFilter, chainForward},
+}
+
+// missingFixedChain names the first fixed chain the kernel lacks, or "" when all are there.
+func (p *Proxier) missingFixedChain() (string, error) {
+	for _, c := range fixedChains {
+		ok, err := p.ipt.ChainExists(c.table, c.chain)
+		if err != nil {
+			return c.table + "/" + c.chain, err
+		}
+		if !ok {
+			return c.table + "/" + c.chain, nil
+		}
+	}
+	return "", nil
 }
 
 // canaryPresent reports whether the canary exists in every table it was put in.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -469,5 +470,60 @@ func TestCleanupLeavesOtherOwnersButCleanupAllDoesNot(t *testing.T) {
 	}
 	if err := CleanupAll(fake); err != nil {
 		t.Errorf("second CleanupAll: %v", err)
+	}
+}
+
+// TestChainDeletedByHandIsRestored: someone removes the jumps into SY-SERVICES and deletes the chain,
+// leaving the canary. An incremental sync trusts what it applied, so only the periodic look at the
+// fixed chains (CheckChainsEvery) can notice; the sync after it must restore exactly the full state.
+func TestChainDeletedByHandIsRestored(t *testing.T) {
+	fake := NewFake()
+	now := time.Unix(1_700_000_000, 0)
+	p, err := NewProxier(Config{Options: testOptions(), IPTables: fake, CheckChainsEvery: 30 * time.Second,
+		Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := fixtureSnapshot()
+	if err := p.Sync(snap); err != nil {
+		t.Fatal(err)
+	}
+	want := fake.Dump()
+
+	nat, err := fake.Save(TableNAT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vandal strings.Builder
+	vandal.WriteString("*nat\n")
+	for _, line := range strings.Split(string(nat), "\n") {
+		if strings.HasPrefix(line, "-A ") && strings.HasSuffix(line, "-j "+chainServices) {
+			vandal.WriteString("-D " + line[len("-A "):] + "\n")
+		}
+	}
+	vandal.WriteString("-F " + chainServices + "\n-X " + chainServices + "\nCOMMIT\n")
+	if err := fake.Restore([]byte(vandal.String())); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := fake.ChainExists(TableNAT, chainServices); ok {
+		t.Fatal("test setup: chain still there")
+	}
+
+	quiet := cloneSnapshot(snap)
+	quiet.Full = false
+	quiet.Changed = map[proxier.ServiceKey]struct{}{}
+	now = now.Add(10 * time.Second) // not yet due: an incremental sync changes nothing
+	if err := p.Sync(quiet); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := fake.ChainExists(TableNAT, chainServices); ok {
+		t.Fatal("restored before the check was due; the test no longer shows what it means to")
+	}
+	now = now.Add(30 * time.Second)
+	if err := p.Sync(quiet); err != nil {
+		t.Fatal(err)
+	}
+	if got := fake.Dump(); got != want {
+		t.Errorf("after the due check:\n%s", lineDiff(want, got))
 	}
 }
