@@ -60,10 +60,12 @@ func TestEndpointChurn(t *testing.T) {
 	})
 }
 
-// A service without endpoints is refused at once (REJECT), not left to time out. The client is
-// node 1 itself (a host-network client, the OUTPUT path).
+// A service without endpoints is refused at once (REJECT), not left to time out, both for node 1
+// itself (a host-network client, the OUTPUT path) and for a pod on node 1 (the FORWARD path, where
+// the pod network's blanket ACCEPT for pod traffic must not come before the proxy's REJECT).
 func TestNoEndpointsRejected(t *testing.T) {
 	s := newScenario(t, "e2e-noendpoints")
+	s.addPod(1, "client", map[string]string{"role": "client"})
 	svc := s.service("empty", map[string]string{"app": "nothing"}, nil)
 	vip := hostPort(svc.Spec.ClusterIP, 80)
 	s.waitTable(1, "filter", "the REJECT for the empty service", func(filter string) bool {
@@ -77,7 +79,11 @@ func TestNoEndpointsRejected(t *testing.T) {
 	// A generous timeout: a REJECT answers in well under a second, a DROP would use it all.
 	_, err := s.get(s.c.Node(1).Name, vip, 10*time.Second)
 	if ce, ok := err.(*curlExit); !ok || ce.code != 7 {
-		t.Errorf("request to the service without endpoints: %v; want connection refused (curl exit 7)", err)
+		t.Errorf("request from node 1 to the service without endpoints: %v; want connection refused (curl exit 7)", err)
+	}
+	_, err = s.get(s.podNS("client"), vip, 10*time.Second)
+	if ce, ok := err.(*curlExit); !ok || ce.code != 7 {
+		t.Errorf("request from a pod on node 1 to the service without endpoints: %v; want connection refused (curl exit 7)", err)
 	}
 }
 
