@@ -181,7 +181,8 @@ func TestExternalTrafficPolicyLocal(t *testing.T) {
 }
 
 // internalTrafficPolicy=Local: a client reaches only its own node's endpoint; a node without one
-// drops the traffic (kube-proxy's behaviour), checked from that node itself (the OUTPUT path).
+// drops the traffic (kube-proxy's behaviour), checked from that node itself (the OUTPUT path) and
+// from a pod on it (the FORWARD path).
 func TestInternalTrafficPolicyLocal(t *testing.T) {
 	s := newScenario(t, "e2e-itp-local")
 	webPods(s)
@@ -212,6 +213,61 @@ func TestInternalTrafficPolicyLocal(t *testing.T) {
 	if ce, ok := err.(*curlExit); !ok || ce.code != 28 {
 		t.Errorf("node 3 itself (no local endpoint): got %v; want a timeout (dropped)", err)
 	}
+
+	// A pod on node 3 (the FORWARD path) is dropped too, on the node. A timeout alone cannot tell
+	// a drop from a leak (the packet forwarded, not translated, to the underlay, where nothing answers),
+	// so the node's own state must show the drop: the DROP rule counted the client's packets, and
+	// conntrack holds no entry for the flow (a packet the node forwarded would have left a
+	// confirmed entry; one dropped in filter never gets confirmed).
+	client := s.pods["client-3"].ip
+	before := s.dropCount(3, "filter", svc.Spec.ClusterIP)
+	_, err = s.get(s.podNS("client-3"), vip, 3*time.Second)
+	if ce, ok := err.(*curlExit); !ok || ce.code != 28 {
+		t.Errorf("pod client-3 on node 3 (no local endpoint): got %v; want a timeout (dropped)", err)
+	}
+	after := s.dropCount(3, "filter", svc.Spec.ClusterIP)
+	if after <= before {
+		t.Errorf("node 3's DROP rules for %s counted %d packets before client-3's request and %d after; want more (the drop must happen on the node)",
+			svc.Spec.ClusterIP, before, after)
+	}
+	t.Logf("node 3 dropped %d packets of client-3's request to %s", after-before, vip)
+	flows, err := s.c.NodeExec(s.ctx, 3, "conntrack", "-L", "-p", "tcp", "-s", client, "-d", svc.Spec.ClusterIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(flows) != "" {
+		t.Errorf("node 3 has conntrack entries for client-3 (%s) to %s, so the flow left the node instead of being dropped:\n%s",
+			client, svc.Spec.ClusterIP, flows)
+	}
+}
+
+// dropCount sums the packet counters of node i's rules in table that match dst/32 and DROP.
+func (s *scenario) dropCount(node int, table, dst string) uint64 {
+	s.t.Helper()
+	rules, err := s.c.NodeExec(s.ctx, node, "iptables-save", "-c", "-t", table)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var sum uint64
+	found := false
+	for _, line := range strings.Split(rules, "\n") {
+		if !strings.Contains(line, " -d "+dst+"/32 ") || !strings.HasSuffix(line, "-j DROP") || !strings.HasPrefix(line, "[") {
+			continue
+		}
+		// iptables-save -c prefixes each rule with [packets:bytes].
+		counters, _, _ := strings.Cut(line[1:], "]")
+		packets, _, _ := strings.Cut(counters, ":")
+		n, err := strconv.ParseUint(packets, 10, 64)
+		if err != nil {
+			s.t.Fatalf("node %d %s rule %q: counters: %v", node, table, line, err)
+		}
+		sum += n
+		found = true
+	}
+	if !found {
+		s.t.Fatalf("node %d has no %s DROP rule for %s:\n%s", node, table, dst, rules)
+	}
+	return sum
 }
 
 // A pod reaching itself through its own service is answered (hairpin), with the source
