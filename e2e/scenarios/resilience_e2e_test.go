@@ -260,3 +260,66 @@ func TestDeletedChainsRestored(t *testing.T) {
 	t.Logf("restored %s after the deletion (sync period %s)", time.Since(deleted).Round(100*time.Millisecond), period)
 	s.waitAnswers(s.podNS("client-1"), vip, want...)
 }
+
+// An administrator deleting one of switchyard's chains by hand, the nat SY-SERVICES dispatch chain
+// after the PREROUTING and OUTPUT jumps to it, while the canary stays, is repaired: the proxier
+// looks for its fixed chains once per sync period even when the canary says nothing was flushed.
+// A ClusterIP request from a pod on that node works again within about two sync periods (one to
+// notice, with margin for a sync under way on the loaded machine).
+func TestDeletedServicesChainRestored(t *testing.T) {
+	s := newScenario(t, "e2e-one-chain")
+	webPods(s)
+	svc := s.service("web", map[string]string{"app": "web"}, nil)
+	vip := hostPort(svc.Spec.ClusterIP, 80)
+	want := []string{s.qualified("web-1"), s.qualified("web-2")}
+	s.waitAnswers(s.podNS("client-1"), vip, want...)
+	period, err := syncPeriodOf(s.c, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const comment = "switchyard service portals"
+	deleteChain := [][]string{
+		{"iptables", "-t", "nat", "-D", "PREROUTING", "-m", "comment", "--comment", comment, "-j", "SY-SERVICES"},
+		{"iptables", "-t", "nat", "-D", "OUTPUT", "-m", "comment", "--comment", comment, "-j", "SY-SERVICES"},
+		{"iptables", "-t", "nat", "-F", "SY-SERVICES"},
+		{"iptables", "-t", "nat", "-X", "SY-SERVICES"},
+	}
+	for _, argv := range deleteChain {
+		if _, err := s.c.NodeExec(s.ctx, 1, argv...); err != nil {
+			t.Fatalf("delete nat SY-SERVICES on node 1: %v", err)
+		}
+	}
+	deleted := time.Now()
+	nat, err := s.natRules(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(nat, ":SY-SERVICES ") || strings.Contains(nat, "-j SY-SERVICES") {
+		t.Fatalf("node 1's nat table still has SY-SERVICES or a jump to it after the deletion:\n%s", nat)
+	}
+	if !strings.Contains(nat, ":SY-PROXY-CANARY ") {
+		t.Fatalf("the deletion took the canary with it, so this would test the flush case instead:\n%s", nat)
+	}
+
+	var last error
+	within := 2 * period
+	err = cluster.WaitFor(s.ctx, within, fmt.Sprintf("%s answered from client-1 after nat SY-SERVICES was deleted", vip),
+		func(context.Context) (bool, error) {
+			a, err := s.get(s.podNS("client-1"), vip, time.Second)
+			if err != nil {
+				last = err
+				return false, nil
+			}
+			if !contains(want, a.pod) {
+				return false, fmt.Errorf("answered by %s; want one of %v", a.pod, want)
+			}
+			return true, nil
+		})
+	if err != nil {
+		nat, _ := s.natRules(1)
+		t.Fatalf("%v (sync period %s, last error %v); node 1's nat table now:\n%s", err, period, last, nat)
+	}
+	t.Logf("answered again %s after the deletion (sync period %s)", time.Since(deleted).Round(100*time.Millisecond), period)
+	s.waitAnswers(s.podNS("client-1"), vip, want...)
+}
