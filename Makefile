@@ -4,7 +4,7 @@ GO      ?= go
 BIN     ?= bin
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps demo test unit privileged test-ipvs test-vm-selftest test-e2e lint clean
+.PHONY: all build deps demo test unit privileged test-ipvs test-vm-selftest test-e2e test-e2e-ipvs lint clean
 
 all: build
 
@@ -26,6 +26,7 @@ test: deps build lint
 	$(MAKE) privileged
 	$(MAKE) test-ipvs
 	$(MAKE) test-e2e
+	$(MAKE) test-e2e-ipvs
 
 lint:
 	@bad=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
@@ -44,6 +45,11 @@ privileged:
 # time: they share the local cluster.
 test-e2e: build
 	SWITCHYARD_PRIVILEGED=1 SWITCHYARD_BIN_DIR=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./e2e/...
+
+# IPVS-mode ClusterIP and NodePort end-to-end scenarios: the control plane on this machine's loopback,
+# the real switchyard in the qemu VM of hack/vm (hack/vm/README.md). Builds its own static binaries.
+test-e2e-ipvs:
+	SWITCHYARD_PRIVILEGED=1 $(GO) test -tags ipvsvm -count=1 -p 1 -v -timeout 30m -run '^TestIPVSVM$$' ./e2e/ipvsvm/
 
 # The IPVS backend's real-kernel tests need ip_vs, which this machine's kernel lacks: they run in a
 # qemu VM with Debian's kernel (hack/vm/README.md). Emulated, so expect minutes, not seconds. The
