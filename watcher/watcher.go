@@ -7,6 +7,8 @@
 //	w, err := watcher.New(client, nodeFactory, watcher.Options{NodeName: node})
 //	r, err := watcher.NewRunner(watcher.RunnerOptions{Name: "sync", MinInterval: minSync,
 //		MaxInterval: syncPeriod}, func(reason watcher.Reason) error {
+//		// reason.Full() is the conservative choice; cmd/switchyard instead syncs fully only on the
+//		// first run, on retries and hourly, as kube-proxy does, and partially otherwise.
 //		snap, info := w.Snapshot(reason.Full())
 //		if snap == nil { // caches not synced; cannot happen if Loop starts after WaitForCacheSync
 //			return nil

@@ -57,6 +57,19 @@ func hostIptables(o *Options) (*iptables.Real, iptables.Variant, error) {
 	return ipt, variant, nil
 }
 
+// iptablesOptions maps the flags onto the iptables backend's options. Validate has already
+// checked what is parsed here.
+func iptablesOptions(o *Options) iptables.Options {
+	clusterCIDRs, _ := o.ClusterCIDRs()
+	nodePortCIDRs, _, _ := o.NodePortPrefixes()
+	opts := iptables.DefaultOptions(proxier.IPv4)
+	opts.LocalDetector = iptables.LocalDetector{ClusterCIDRs: clusterCIDRs, UseNodeCIDR: o.DetectLocalMode == "NodeCIDR"}
+	opts.MasqueradeAll = o.MasqueradeAll
+	opts.MasqueradeBit = int(o.MasqueradeBit)
+	opts.NodePortAddresses = nodePortCIDRs
+	return opts
+}
+
 // ipvsOptions maps the flags onto the IPVS backend's options.
 func ipvsOptions(o *Options) ipvs.Options {
 	clusterCIDRs, _ := o.ClusterCIDRs()
@@ -76,8 +89,6 @@ func ipvsOptions(o *Options) ipvs.Options {
 // newBackend builds the backend --proxy-mode asks for, for IPv4, and says which iptables variant
 // it programs (the pod network's rules must go to the same one).
 func newBackend(o *Options) (proxier.Backend, iptables.Variant, error) {
-	clusterCIDRs, _ := o.ClusterCIDRs()
-	nodePortCIDRs, _, _ := o.NodePortPrefixes()
 	ipt, variant, err := hostIptables(o)
 	if err != nil {
 		return nil, "", err
@@ -94,11 +105,7 @@ func newBackend(o *Options) (proxier.Backend, iptables.Variant, error) {
 	}
 	switch o.ProxyMode {
 	case "iptables":
-		opts := iptables.DefaultOptions(proxier.IPv4)
-		opts.LocalDetector = iptables.LocalDetector{ClusterCIDRs: clusterCIDRs, UseNodeCIDR: o.DetectLocalMode == "NodeCIDR"}
-		opts.MasqueradeAll = o.MasqueradeAll
-		opts.MasqueradeBit = int(o.MasqueradeBit)
-		opts.NodePortAddresses = nodePortCIDRs
+		opts := iptablesOptions(o)
 		opts.RandomFully = ipt.HasRandomFully()
 		opts.NodeIPs = nodeAddresses(proxier.IPv4)
 		p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: ipt, Conntrack: &conntrack.Netlink{},

@@ -94,9 +94,6 @@ func isServiceChain(name string) bool {
 	return false
 }
 
-// isOwnedChain reports whether some part of Switchyard created the chain.
-func isOwnedChain(name string) bool { return strings.HasPrefix(name, chainPrefix) }
-
 // modeChains are iptables mode's fixed chains.
 var modeChains = map[string]bool{
 	chainServices: true, chainNodePorts: true, chainPostrouting: true, chainHairpin: true,
