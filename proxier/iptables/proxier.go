@@ -46,6 +46,16 @@ var jumpRules = []jumpRule{
 	jump(TableFilter, "OUTPUT", "switchyard service portals", chainServices, true),
 }
 
+// BuiltinJumps counts, by table, the rules a Proxier keeps in the built-in chains to jump into its
+// own: a fixed number whatever the services.
+func BuiltinJumps() map[string]int {
+	out := map[string]int{}
+	for _, j := range jumpRules {
+		out[j.table]++
+	}
+	return out
+}
+
 // Config builds a Proxier.
 type Config struct {
 	Options Options

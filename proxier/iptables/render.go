@@ -37,8 +37,11 @@ type Rendered struct {
 	ServiceChains ChainSet
 	// RulesWritten counts the rules Restore writes, by table.
 	RulesWritten map[string]int
-	// RulesTotal counts all rules Switchyard owns once Restore is applied, by table.
+	// RulesTotal counts all rules Switchyard owns once Restore is applied, by table, except the jumps
+	// from built-in chains (see BuiltinJumps), as kube-proxy's sync_proxy_rules_iptables_total does.
 	RulesTotal map[string]int
+	// ChainsTotal counts the chains Switchyard owns once Restore is applied, by table.
+	ChainsTotal map[string]int
 	// NoLocalInternal and NoLocalExternal count services whose internal or external traffic policy is
 	// Local while this node has no endpoint for them.
 	NoLocalInternal, NoLocalExternal int
@@ -368,6 +371,7 @@ func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, staleC
 		ServiceChains:   maps.Clone(r.chains),
 		RulesWritten:    map[string]int{},
 		RulesTotal:      map[string]int{},
+		ChainsTotal:     map[string]int{},
 		NoLocalInternal: r.noLocalInt,
 		NoLocalExternal: r.noLocalExt,
 	}
@@ -508,6 +512,10 @@ func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, staleC
 
 	out.RulesTotal[TableFilter] = countRules(filterFixed)
 	out.RulesTotal[TableNAT] = countRules(natFixed) + r.chainRules
+	// Every table also holds the canary chain.
+	out.ChainsTotal[TableFilter] = len(filterFixed) + 1
+	out.ChainsTotal[TableNAT] = len(natFixed) + len(r.chains) + 1
+	out.ChainsTotal[TableMangle] = 1
 	out.RulesWritten[TableFilter] = filterWritten
 	out.RulesWritten[TableNAT] = natWritten + chainRulesWritten
 	return out

@@ -276,8 +276,15 @@ func (p *Proxier) sync(snap *proxier.Snapshot, full bool) error {
 func (p *Proxier) render(snap *proxier.Snapshot, full bool) {
 	if full {
 		p.desired = newDesiredState()
-	} else if len(snap.Changed) == 0 {
-		return
+	}
+	renderInto(p.desired, snap, full, p.nodeAddrs, &p.opts)
+}
+
+// renderInto is render's pure part: it updates d from snap for a node with addrs, and returns how
+// many service ports it had to skip.
+func renderInto(d *desiredState, snap *proxier.Snapshot, full bool, addrs nodeAddrs, opts *Options) (skipped int) {
+	if !full && len(snap.Changed) == 0 {
+		return 0
 	}
 	for name, svc := range snap.Services {
 		if !full {
@@ -286,25 +293,27 @@ func (p *Proxier) render(snap *proxier.Snapshot, full bool) {
 			}
 		}
 		eps := snap.Endpoints[name]
-		if old := p.desired.services[name]; old != nil && old.sameInputs(svc, eps) {
+		if old := d.services[name]; old != nil && old.sameInputs(svc, eps) {
 			continue
 		}
-		r, err := renderService(svc, eps, snap.Node, p.nodeAddrs, &p.opts)
+		r, err := renderService(svc, eps, snap.Node, addrs, opts)
 		if err != nil {
 			klog.ErrorS(err, "Skipping service port the IPVS backend cannot program", "servicePort", name)
-			p.desired.set(name, nil)
+			d.set(name, nil)
+			skipped++
 			continue
 		}
-		p.desired.set(name, &renderedService{svc: svc, eps: eps, render: r})
+		d.set(name, &renderedService{svc: svc, eps: eps, render: r})
 	}
 	// Ports that disappeared: a deleted service, or a port removed from a changed one.
 	for key := range snap.Changed {
-		for name := range p.desired.byKey[key] {
+		for name := range d.byKey[key] {
 			if _, ok := snap.Services[name]; !ok {
-				p.desired.set(name, nil)
+				d.set(name, nil)
 			}
 		}
 	}
+	return skipped
 }
 
 // owns reports whether a listed virtual server is Switchyard's to change: its address is not in
