@@ -130,26 +130,39 @@ func newProxier(opts Options, deps Deps) *Proxier {
 // caller's network namespace. ipt is the node's iptables of the family and variant kubelet uses
 // (proxier/iptables.NewReal).
 func NewHost(opts Options, ipt Iptables) (*Proxier, error) {
+	p, _, err := OpenHost(opts, ipt)
+	return p, err
+}
+
+// OpenHost is NewHost that also returns a function closing the Proxier's netlink sockets, for a
+// caller that is done with a namespace before it exits (each socket keeps its namespace alive).
+func OpenHost(opts Options, ipt Iptables) (*Proxier, func(), error) {
 	if err := opts.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := CheckKernel(netlink.GenlFamilyGet, Modprobe); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := CheckScheduler(opts.Scheduler, Modprobe); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	h, err := mobyipvs.New("")
 	if err != nil {
-		return nil, fmt.Errorf("open IPVS netlink socket: %w", err)
+		return nil, nil, fmt.Errorf("open IPVS netlink socket: %w", err)
 	}
 	// Only the families used: a kernel without XFRM (the default set includes it) must not fail here.
 	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
 	if err != nil {
 		h.Close()
-		return nil, fmt.Errorf("open netlink handle: %w", err)
+		return nil, nil, fmt.Errorf("open netlink handle: %w", err)
 	}
-	return New(opts, Deps{IPVS: h, Links: nl, Ipset: nl, Iptables: ipt, Sysctl: ProcSysctl{}, Conntrack: &conntrack.Netlink{Handle: nl}})
+	closeAll := func() { h.Close(); nl.Close() }
+	p, err := New(opts, Deps{IPVS: h, Links: nl, Ipset: nl, Iptables: ipt, Sysctl: ProcSysctl{}, Conntrack: &conntrack.Netlink{Handle: nl}})
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return p, closeAll, nil
 }
 
 // sysctlSettings are the kernel parameters IPVS mode relies on.
