@@ -205,6 +205,7 @@ func newPanel(title, yLabel string, lines []*series, sizes [2]float64, emptyWhy 
 	p.Y.Label.Text = yLabel
 	p.Legend.Top = true
 	p.Legend.Left = true
+	p.Legend.YOffs = -vg.Points(6) // clear of the title
 	p.Add(plotter.NewGrid())
 
 	var xs, ys []float64
@@ -237,16 +238,48 @@ func newPanel(title, yLabel string, lines []*series, sizes [2]float64, emptyWhy 
 	}
 	if logWorthy(xs) {
 		p.X.Scale = plot.LogScale{}
-		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.X.Tick.Marker = readableLogTicks{}
 	}
+	lo, hi := minMax(ys)
+	// The legend sits in the top left corner; raise the y axis's top so the lines stay below it.
+	// Each legend row takes about 5% of a panel's height.
+	room := 0.05*float64(len(lines)) + 0.05
 	if logWorthy(ys) {
 		p.Y.Scale = plot.LogScale{}
-		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.Y.Tick.Marker = readableLogTicks{}
+		p.Y.Min = lo
+		p.Y.Max = math.Exp(math.Log(lo) + (math.Log(hi)-math.Log(lo))/(1-room))
 	} else {
 		// A linear axis starts at zero so growth is not exaggerated.
-		p.Y.Min = 0
+		lo = math.Min(0, lo)
+		p.Y.Min = lo
+		if hi > lo {
+			p.Y.Max = lo + (hi-lo)/(1-room)
+		}
 	}
 	return p, nil
+}
+
+// readableLogTicks are gonum's log ticks labelled like the tables: "10,000" rather than "10000"
+// or "1e+06".
+type readableLogTicks struct{}
+
+func (readableLogTicks) Ticks(min, max float64) []plot.Tick {
+	ticks := plot.LogTicks{Prec: -1}.Ticks(min, max)
+	for i, t := range ticks {
+		if t.Label != "" && t.Value >= 1 {
+			ticks[i].Label = thousands(int(math.Round(t.Value)))
+		}
+	}
+	return ticks
+}
+
+func minMax(vals []float64) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, v := range vals {
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	return lo, hi
 }
 
 // logWorthy reports whether values span enough orders of magnitude for a log axis, and can go on
