@@ -222,6 +222,10 @@ func newPanel(title, yLabel string, lines []*series, sizes [2]float64, emptyWhy 
 		if sizes[0] == sizes[1] {
 			p.X.Min, p.X.Max = sizes[0]-1, sizes[1]+1
 		}
+		if logWorthy(sizes[:]) {
+			p.X.Scale = plot.LogScale{}
+			p.X.Tick.Marker = readableLogTicks{}
+		}
 		return p, nil
 	}
 	for i, l := range lines {
@@ -236,7 +240,9 @@ func newPanel(title, yLabel string, lines []*series, sizes [2]float64, emptyWhy 
 		p.Add(line, points)
 		p.Legend.Add(l.label, line, points)
 	}
-	if logWorthy(xs) {
+	// The x axis follows every size in the report, not this panel's points, so the three panels
+	// line up.
+	if logWorthy(sizes[:]) {
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = readableLogTicks{}
 	}
