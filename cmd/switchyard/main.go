@@ -40,6 +40,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "bench" {
+		return runBench(args[1:], os.Stdout, os.Stderr)
+	}
 	opts, pcfg, err := parseFlags(args)
 	if err != nil {
 		return err

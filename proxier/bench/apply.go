@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"k8s.io/klog/v2"
 
 	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/iptables"
@@ -62,8 +63,9 @@ func ApplyIPVS(snap *proxier.Snapshot, variant iptables.Variant, connects int) (
 	closeIPVS := func() {}
 	err = l.inNode(func() error {
 		if err := ipvs.CheckKernel(netlink.GenlFamilyGet, ipvs.Modprobe); err != nil {
-			return &Unavailable{Reason: fmt.Sprintf("this kernel has no IPVS (%v); run `switchyard bench --apply` on a node with IPVS, "+
-				"or inside the IPVS VM of hack/vm (see docs/benchmarks.md)", err)}
+			klog.V(2).InfoS("No IPVS for the bench", "err", err)
+			return &Unavailable{Reason: "this kernel has no IPVS (no IPVS generic-netlink family, and ip_vs cannot be loaded); " +
+				"run `switchyard bench --apply` on a node with IPVS, or in a VM that has it: hack/bench-in-vm.sh"}
 		}
 		real, err := iptables.NewReal(proxier.IPv4, variant)
 		if err != nil {

@@ -43,12 +43,13 @@ func newLab() (l *lab, err error) {
 	if l.backend, err = newNamespace(); err != nil {
 		return l, err
 	}
-	nodeNL, err := netlink.NewHandleAt(l.node)
+	// Routing only: a kernel without XFRM (the VM's) refuses a handle with the default families.
+	nodeNL, err := netlink.NewHandleAt(l.node, unix.NETLINK_ROUTE)
 	if err != nil {
 		return l, fmt.Errorf("netlink in the node namespace: %w", err)
 	}
 	defer nodeNL.Close()
-	backendNL, err := netlink.NewHandleAt(l.backend)
+	backendNL, err := netlink.NewHandleAt(l.backend, unix.NETLINK_ROUTE)
 	if err != nil {
 		return l, fmt.Errorf("netlink in the backend namespace: %w", err)
 	}
