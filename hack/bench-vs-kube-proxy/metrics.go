@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// The metric names both proxies export (kube-proxy's, under its "kubeproxy" subsystem).
+const (
+	mFullSync     = "kubeproxy_sync_full_proxy_rules_duration_seconds"
+	mPartialSync  = "kubeproxy_sync_partial_proxy_rules_duration_seconds"
+	mAnySync      = "kubeproxy_sync_proxy_rules_duration_seconds"
+	mLastSync     = "kubeproxy_sync_proxy_rules_last_timestamp_seconds"
+	mLastQueued   = "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds"
+	mProgramming  = "kubeproxy_network_programming_duration_seconds"
+	metricsAddr   = "127.0.0.1:10249"
+	metricsPollIv = 100 * time.Millisecond
+)
+
+// Metrics is one scrape: unlabelled samples by name (histogram _sum and _count included;
+// labelled samples such as _bucket are dropped, the bench needs none of them).
+type Metrics map[string]float64
+
+// parseMetrics reads the Prometheus text format.
+func parseMetrics(r io.Reader) (Metrics, error) {
+	m := Metrics{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || strings.ContainsRune(line, '{') {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("metric line %q: %w", line, err)
+		}
+		m[fields[0]] = v
+	}
+	return m, sc.Err()
+}
+
+// nsScraper fetches /metrics from 127.0.0.1:10249 inside a node namespace. It opens each
+// connection from a thread switched into that namespace (a socket stays in the namespace it was
+// made in), which is far cheaper than forking `ip netns exec curl` ten times a second.
+type nsScraper struct {
+	ns     netns.NsHandle
+	client *http.Client
+}
+
+func newScraper(nsName string) (*nsScraper, error) {
+	h, err := netns.GetFromName(nsName)
+	if err != nil {
+		return nil, fmt.Errorf("open network namespace %s: %w", nsName, err)
+	}
+	s := &nsScraper{ns: h}
+	s.client = &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{DialContext: s.dial, DisableKeepAlives: true},
+	}
+	return s, nil
+}
+
+func (s *nsScraper) Close() { s.ns.Close() }
+
+func (s *nsScraper) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			done <- result{err: fmt.Errorf("current network namespace: %w", err)}
+			return // the thread is still locked and clean; it ends with the goroutine
+		}
+		defer orig.Close()
+		if err := netns.Set(s.ns); err != nil {
+			done <- result{err: fmt.Errorf("enter node namespace: %w", err)}
+			return
+		}
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		// Only a thread back in the original namespace may serve other goroutines; if the
+		// switch back fails it stays locked and Go discards it when this goroutine ends.
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		done <- result{conn, err}
+	}()
+	r := <-done
+	return r.conn, r.err
+}
+
+// Scrape fetches and parses the proxy's metrics.
+func (s *nsScraper) Scrape(ctx context.Context) (Metrics, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+metricsAddr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	return parseMetrics(resp.Body)
+}
