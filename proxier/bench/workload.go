@@ -24,8 +24,10 @@ var (
 const (
 	// NodeName is the node the workload is rendered for.
 	NodeName = "node-0"
-	// Nodes is how many nodes the endpoints are spread over, round robin; 1 in Nodes lands on this one.
-	Nodes = 20
+	// MinNodes is the smallest cluster the endpoints are spread over (see Nodes).
+	MinNodes = 20
+	// PodsPerNode bounds the endpoints that land on one node, as kubelet's default of 110 pods does.
+	PodsPerNode = 100
 	// ServicePort and TargetPort are every service's port and its endpoints' port (TCP).
 	ServicePort = 80
 	TargetPort  = 8080
@@ -109,6 +111,24 @@ func ClusterIP(i int) netip.Addr { return nthAddr(ServiceCIDR, i+1) }
 // endpointIP is the k-th endpoint address handed out.
 func endpointIP(k int) netip.Addr { return nthAddr(EndpointCIDR, k+1) }
 
+// Nodes is how many nodes w's endpoints are spread over, round robin: at least MinNodes, and enough
+// that no node holds more than PodsPerNode of them, as in a real cluster of that size. The number
+// matters because this node's endpoints are the ones its hairpin rules are for.
+func (w Workload) Nodes() int {
+	return max(MinNodes, (w.Services*w.EndpointsPerService+PodsPerNode-1)/PodsPerNode)
+}
+
+// endpointAt is the k-th endpoint of the workload, on node k mod nodes: this node's endpoints take
+// addresses from its pod CIDR, the others from the rest of EndpointCIDR.
+func endpointAt(k, nodes int) proxier.Endpoint {
+	node := k % nodes
+	ip := endpointIP(k)
+	if node == 0 {
+		ip = nthAddr(NodePodCIDR, 2+k/nodes)
+	}
+	return proxier.Endpoint{IP: ip, Port: TargetPort, Ready: true, Serving: true, NodeName: fmt.Sprintf("node-%d", node)}
+}
+
 // Node returns the node facts the workload is rendered for.
 func Node() proxier.NodeInfo {
 	return proxier.NodeInfo{Name: NodeName, PodCIDRs: []netip.Prefix{NodePodCIDR}}
@@ -122,7 +142,7 @@ func Synthesize(w Workload) (*proxier.Snapshot, error) {
 	s := proxier.NewSnapshot()
 	s.Full = true
 	s.Node = Node()
-	nodePorts := 0
+	nodePorts, nodes := 0, w.Nodes()
 	for i := 0; i < w.Services; i++ {
 		name := ServiceName(i)
 		svc := &proxier.ServicePort{Name: name, Protocol: proxier.TCP, Port: ServicePort,
@@ -144,9 +164,7 @@ func Synthesize(w Workload) (*proxier.Snapshot, error) {
 		}
 		eps := make([]proxier.Endpoint, w.EndpointsPerService)
 		for j := range eps {
-			k := i*w.EndpointsPerService + j
-			eps[j] = proxier.Endpoint{IP: endpointIP(k), Port: TargetPort, Ready: true, Serving: true,
-				NodeName: fmt.Sprintf("node-%d", k%Nodes)}
+			eps[j] = endpointAt(i*w.EndpointsPerService+j, nodes)
 		}
 		s.Services[name] = svc
 		s.Endpoints[name] = eps
@@ -154,9 +172,10 @@ func Synthesize(w Workload) (*proxier.Snapshot, error) {
 	return s, nil
 }
 
-// ChangeOneEndpoint returns the snapshot that follows snap when the first endpoint of the middle
-// service moves to a fresh address: the commonest steady-state change (a pod replaced). snap is
-// left as it was.
+// ChangeOneEndpoint returns the snapshot that follows snap when one endpoint of the middle service,
+// on another node, moves to a fresh address: the commonest steady-state change (a pod replaced
+// somewhere in the cluster). snap is left as it was. generation picks the fresh address, so
+// successive changes differ.
 func ChangeOneEndpoint(snap *proxier.Snapshot, generation int) *proxier.Snapshot {
 	next := &proxier.Snapshot{Services: snap.Services, Endpoints: make(map[proxier.ServicePortName][]proxier.Endpoint, len(snap.Endpoints)),
 		Node: snap.Node, Changed: map[proxier.ServiceKey]struct{}{}}
@@ -165,8 +184,12 @@ func ChangeOneEndpoint(snap *proxier.Snapshot, generation int) *proxier.Snapshot
 	}
 	name := ServiceName(len(snap.Services) / 2)
 	eps := append([]proxier.Endpoint(nil), snap.Endpoints[name]...)
+	j := 0
+	for j < len(eps)-1 && eps[j].NodeName == snap.Node.Name {
+		j++
+	}
 	// Fresh addresses come from the top of the endpoint range, below this node's pod CIDR.
-	eps[0].IP = nthAddr(EndpointCIDR, 1<<(32-EndpointCIDR.Bits())-512+generation%256)
+	eps[j].IP = nthAddr(EndpointCIDR, 1<<(32-EndpointCIDR.Bits())-512+generation%256)
 	next.Endpoints[name] = eps
 	next.Changed[name.ServiceKey] = struct{}{}
 	return next

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -18,6 +19,7 @@ func TestSynthesizeSharesAndOrder(t *testing.T) {
 	}
 	var nodePorts, affinity, local, eps int
 	seenNodePort := map[int32]bool{}
+	localIPs := map[netip.Addr]bool{}
 	names := snap.SortedServiceNames()
 	for i, name := range names {
 		if name != ServiceName(i) {
@@ -42,10 +44,17 @@ func TestSynthesizeSharesAndOrder(t *testing.T) {
 		}
 		for _, ep := range snap.Endpoints[name] {
 			eps++
-			if !EndpointCIDR.Contains(ep.IP) || NodePodCIDR.Contains(ep.IP) {
-				t.Fatalf("endpoint %v outside the endpoint range or inside this node's pod CIDR", ep.IP)
+			if local := ep.NodeName == NodeName; local != NodePodCIDR.Contains(ep.IP) || !EndpointCIDR.Contains(ep.IP) {
+				t.Fatalf("endpoint %v on %s: this node's endpoints, and only they, must be in its pod CIDR", ep.IP, ep.NodeName)
+			}
+			if ep.NodeName == NodeName {
+				localIPs[ep.IP] = true
 			}
 		}
+	}
+	// 3000 endpoints over max(20, 3000/100) = 30 nodes: 100 on this one, each with its own address.
+	if w.Nodes() != 30 || len(localIPs) != 100 {
+		t.Errorf("%d nodes, %d distinct local endpoint addresses; want 30 and 100", w.Nodes(), len(localIPs))
 	}
 	if nodePorts != 200 || affinity != 100 || local != 50 || eps != 3000 {
 		t.Errorf("nodePorts=%d affinity=%d local=%d endpoints=%d; want 200, 100, 50, 3000", nodePorts, affinity, local, eps)
@@ -97,9 +106,19 @@ func TestChangeOneEndpoint(t *testing.T) {
 	if _, ok := next.Changed[mid.ServiceKey]; !ok {
 		t.Fatalf("changed %v, want %v", next.Changed, mid.ServiceKey)
 	}
-	before, after := snap.Endpoints[mid][0].IP, next.Endpoints[mid][0].IP
-	if before == after || !EndpointCIDR.Contains(after) || NodePodCIDR.Contains(after) {
-		t.Errorf("endpoint moved from %v to %v: want a fresh address in the endpoint range, outside this node's pod CIDR", before, after)
+	moved := 0
+	for j, ep := range next.Endpoints[mid] {
+		before := snap.Endpoints[mid][j]
+		if ep.IP == before.IP {
+			continue
+		}
+		moved++
+		if ep.NodeName == NodeName || !EndpointCIDR.Contains(ep.IP) || NodePodCIDR.Contains(ep.IP) {
+			t.Errorf("endpoint moved from %v to %v on %s: want an endpoint of another node, at a fresh address outside this node's pod CIDR", before.IP, ep.IP, ep.NodeName)
+		}
+	}
+	if moved != 1 {
+		t.Errorf("%d endpoints moved, want 1", moved)
 	}
 	for name, eps := range snap.Endpoints {
 		if name != mid && &eps[0] != &next.Endpoints[name][0] {
