@@ -52,14 +52,16 @@ test-e2e-ipvs:
 	SWITCHYARD_PRIVILEGED=1 $(GO) test -tags ipvsvm -count=1 -p 1 -v -timeout 30m -run '^TestIPVSVM$$' ./e2e/ipvsvm/
 
 # The IPVS backend's real-kernel tests need ip_vs, which this machine's kernel lacks: they run in a
-# qemu VM with Debian's kernel (hack/vm/README.md). Emulated, so expect minutes, not seconds. The
+# qemu VM with Debian's kernel (hack/vm/README.md), and so does `switchyard bench`'s IPVS apply. Emulated, so expect minutes, not seconds. The
 # -test.list guard fails the target if there is no TestRealKernel* test, rather than passing on zero.
 test-ipvs:
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	CGO_ENABLED=0 $(GO) test -c -o "$$tmp/ipvs.test" ./proxier/ipvs; \
 	if ! "$$tmp/ipvs.test" -test.list 'TestRealKernel' | grep -q .; then \
 		echo "test-ipvs: ./proxier/ipvs has no TestRealKernel* test to run" >&2; exit 1; fi; \
-	hack/vm/run.sh --env SWITCHYARD_PRIVILEGED=1 --env SWITCHYARD_IPVS_KERNEL=1 "$$tmp/ipvs.test" -test.v -test.run 'TestRealKernel'
+	hack/vm/run.sh --env SWITCHYARD_PRIVILEGED=1 --env SWITCHYARD_IPVS_KERNEL=1 "$$tmp/ipvs.test" -test.v -test.run 'TestRealKernel'; \
+	CGO_ENABLED=0 $(GO) test -c -o "$$tmp/bench.test" ./proxier/bench; \
+	hack/vm/run.sh --env SWITCHYARD_PRIVILEGED=1 --env SWITCHYARD_IPVS_KERNEL=1 "$$tmp/bench.test" -test.v -test.run 'TestApplyIPVS|TestLabNeedsTheRules'
 
 test-vm-selftest:
 	hack/vm/selftest.sh --go
