@@ -9,11 +9,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/switchyard/switchyard/internal/nsthread"
 )
 
 // EnvPrivileged is the variable that enables privileged tests. `make test` sets it; a plain
@@ -94,36 +95,12 @@ func (ns *NS) MustRun(t testing.TB, argv ...string) string {
 // Do runs fn on a goroutine whose OS thread has entered the namespace, for code that talks netlink
 // or opens sockets directly. The thread never returns to the scheduler's pool in the wrong namespace.
 func (ns *NS) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: if switching back fails, the thread must die with the goroutine rather
-		// than run other goroutines inside the test namespace.
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(ns.Name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("return from %s: %w", ns.Name, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	target, err := netns.GetFromName(ns.Name)
+	if err != nil {
+		return fmt.Errorf("open namespace %s: %w", ns.Name, err)
+	}
+	defer target.Close()
+	return nsthread.Do(target, fn)
 }
 
 // Handle opens the namespace for netlink.NewHandleAt and similar; the caller closes it.

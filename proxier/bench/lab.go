@@ -1,16 +1,16 @@
 package bench
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/switchyard/switchyard/internal/nsthread"
 )
 
 // lab is a throwaway node: two network namespaces joined by a veth pair. "node" is where a backend
@@ -139,7 +139,7 @@ func ipNet(p netip.Prefix) *net.IPNet {
 // calling thread where it was.
 func newNamespace() (netns.NsHandle, error) {
 	var h netns.NsHandle
-	err := doIn(-1, func() error {
+	err := nsthread.Do(-1, func() error {
 		var err error
 		h, err = netns.New() // creates the namespace and moves this thread into it
 		return err
@@ -150,39 +150,9 @@ func newNamespace() (netns.NsHandle, error) {
 	return h, nil
 }
 
-// doIn runs fn on an OS thread inside ns (or, with ns -1, in this process's namespace, for fn to
-// move itself). The thread goes back to its namespace afterwards; if that fails, it is not reused.
-// Processes fn starts (iptables-restore) inherit the namespace.
-func doIn(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if ns >= 0 {
-			if err := netns.Set(ns); err != nil {
-				errc <- fmt.Errorf("enter the lab namespace: %w", err)
-				return
-			}
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it dies with this goroutine instead of running others in the lab.
-			errc <- errors.Join(ferr, fmt.Errorf("leave the lab namespace: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
-func (l *lab) inNode(fn func() error) error    { return doIn(l.node, fn) }
-func (l *lab) inBackend(fn func() error) error { return doIn(l.backend, fn) }
+// inNode and inBackend run fn inside one of the lab's namespaces (see nsthread.Do).
+func (l *lab) inNode(fn func() error) error    { return nsthread.Do(l.node, fn) }
+func (l *lab) inBackend(fn func() error) error { return nsthread.Do(l.backend, fn) }
 
 // Close stops the listener and drops the handles; the kernel then frees both namespaces with
 // everything in them (rules, IPVS tables, routes, conntrack entries).
