@@ -7,12 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/switchyard/switchyard/internal/nsthread"
 )
 
 // The metric names both proxies export (kube-proxy's, under its "kubeproxy" subsystem).
@@ -55,8 +56,8 @@ func parseMetrics(r io.Reader) (Metrics, error) {
 }
 
 // nsScraper fetches /metrics from 127.0.0.1:10249 inside a node namespace. It opens each
-// connection from a thread switched into that namespace (a socket stays in the namespace it was
-// made in), which is far cheaper than forking `ip netns exec curl` ten times a second.
+// connection from a thread switched into that namespace, which is far cheaper than forking
+// `ip netns exec curl` ten times a second.
 type nsScraper struct {
 	ns     netns.NsHandle
 	client *http.Client
@@ -77,34 +78,16 @@ func newScraper(nsName string) (*nsScraper, error) {
 
 func (s *nsScraper) Close() { s.ns.Close() }
 
+// dial opens the connection on a thread inside the node namespace (internal/nsthread); the socket
+// stays in that namespace afterwards.
 func (s *nsScraper) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			done <- result{err: fmt.Errorf("current network namespace: %w", err)}
-			return // the thread is still locked and clean; it ends with the goroutine
-		}
-		defer orig.Close()
-		if err := netns.Set(s.ns); err != nil {
-			done <- result{err: fmt.Errorf("enter node namespace: %w", err)}
-			return
-		}
-		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		// Only a thread back in the original namespace may serve other goroutines; if the
-		// switch back fails it stays locked and Go discards it when this goroutine ends.
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		done <- result{conn, err}
-	}()
-	r := <-done
-	return r.conn, r.err
+	var conn net.Conn
+	err := nsthread.Do(s.ns, func() error {
+		var err error
+		conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+		return err
+	})
+	return conn, err
 }
 
 // Scrape fetches and parses the proxy's metrics.
