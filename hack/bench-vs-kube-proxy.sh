@@ -13,6 +13,7 @@
 # --timeout bounds each proxy's first sync and each change (a miss is reported as a timeout, never
 # as a figure); --cleanup-timeout bounds each proxy's own --cleanup run, after which the bench
 # deletes the node's tables itself and says so.
+# Exit status: 0 when every run gave figures or timed out (a timeout is a result), 1 otherwise.
 # Output: tables on stdout; DIR (default /tmp/bench-vs-kube-proxy-<time>) gets results.md,
 #         results.json, results.csv, machine.txt, proxy logs (logs/) and the cluster's logs.
 set -euo pipefail

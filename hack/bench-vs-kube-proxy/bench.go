@@ -256,8 +256,8 @@ func oneChange(ctx context.Context, cfg Config, wl *Workload, s *nsScraper, proc
 	deadline := time.Now().Add(cfg.Timeout)
 	var before Metrics
 	for before == nil {
-		if proc.hasExited() || ctx.Err() != nil || time.Now().After(deadline) {
-			ch.Status = "timeout or exit while waiting for the proxy to be idle"
+		if st := waitProblem(ctx, proc, deadline); st != "" {
+			ch.Status = st + " while waiting for the proxy to be idle"
 			return ch
 		}
 		m, err := s.Scrape(ctx)
@@ -280,12 +280,8 @@ func oneChange(ctx context.Context, cfg Config, wl *Workload, s *nsScraper, proc
 	// Every sync, full or partial, counts into the all-syncs histogram, which both proxies have.
 	syncs := func(m Metrics) float64 { return m[mAnySync+"_count"] }
 	for {
-		if proc.hasExited() || ctx.Err() != nil {
-			ch.Status = "proxy exited or bench interrupted"
-			return ch
-		}
-		if time.Now().After(deadline) {
-			ch.Status = fmt.Sprintf("timeout: not programmed within %s", cfg.Timeout)
+		if st := waitProblem(ctx, proc, deadline); st != "" {
+			ch.Status = st + fmt.Sprintf(" before the change was programmed (limit %s)", cfg.Timeout)
 			return ch
 		}
 		m, err := s.Scrape(ctx)
@@ -300,6 +296,20 @@ func oneChange(ctx context.Context, cfg Config, wl *Workload, s *nsScraper, proc
 		}
 		time.Sleep(metricsPollIv)
 	}
+}
+
+// waitProblem says why a wait must end: the proxy exited, the bench was interrupted, or the
+// deadline passed; "" means keep waiting.
+func waitProblem(ctx context.Context, proc *running, deadline time.Time) string {
+	switch {
+	case proc.hasExited():
+		return fmt.Sprintf("proxy exited (%v)", proc.waitErr)
+	case ctx.Err() != nil:
+		return "interrupted"
+	case time.Now().After(deadline):
+		return "timeout"
+	}
+	return ""
 }
 
 func medianMax(v []float64) (median, max float64) {

@@ -144,6 +144,17 @@ func run() error {
 		}
 		fmt.Println(report.SizeTable(size))
 	}
+	// A timeout is a result (kube-proxy may legitimately take that long); anything else that is
+	// not ok means a figure is missing for a reason the reader must look at.
+	var failed []string
+	for _, res := range report.Results {
+		if res.Status != "ok" && !strings.HasPrefix(res.Status, "timeout") {
+			failed = append(failed, fmt.Sprintf("%s at %d", res.Proxy, res.Size))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("runs without figures: %s (see %s/results.md)", strings.Join(failed, ", "), cfg.Out)
+	}
 	return nil
 }
 
