@@ -78,10 +78,11 @@ type Renderer struct {
 
 	// Inputs outside the per-service data that every service's rules depend on; a change to any of
 	// them makes the next render recompute every service.
-	lastNode  string
-	lastZone  string
-	lastLocal netip.Prefix
-	rendered  bool
+	lastNode     string
+	lastZone     string
+	lastLocal    netip.Prefix
+	lastPodCIDRs string
+	rendered     bool
 	// lastFixed is the text of each shared chain ("table/chain") as last rendered.
 	lastFixed map[string]string
 	// lastShards are the dispatch shard chains as last rendered.
@@ -150,10 +151,11 @@ func (r *Renderer) Render(snap *proxier.Snapshot, full bool, existing ChainSet) 
 // rewritten ahead of the final transaction. See doc.go for why staging pays off on the nft variant.
 func (r *Renderer) RenderStaged(snap *proxier.Snapshot, full bool, existing ChainSet, batch int) *Rendered {
 	local := r.localCIDR(snap)
-	if !r.rendered || snap.Node.Name != r.lastNode || snap.Node.Zone() != r.lastZone || local != r.lastLocal {
+	podCIDRs := fmt.Sprint(snap.Node.PodCIDRs) // which endpoints without a node get hairpin rules
+	if !r.rendered || snap.Node.Name != r.lastNode || snap.Node.Zone() != r.lastZone || local != r.lastLocal || podCIDRs != r.lastPodCIDRs {
 		full = true
 	}
-	r.rendered, r.lastNode, r.lastZone, r.lastLocal = true, snap.Node.Name, snap.Node.Zone(), local
+	r.rendered, r.lastNode, r.lastZone, r.lastLocal, r.lastPodCIDRs = true, snap.Node.Name, snap.Node.Zone(), local, podCIDRs
 	ctx := &renderContext{Renderer: r, node: snap.Node, localCIDR: local}
 
 	var written []proxier.ServicePortName // services whose chains this render writes

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -188,14 +189,36 @@ func (c *renderContext) renderService(svc *proxier.ServicePort, all []proxier.En
 		c.writeEndpointChain(s, svc, a, vipS, localChain, localChain == internalChain, cat.Local)
 	}
 
-	// An endpoint that may be the source of traffic to its own service is one on this node (or one
-	// whose node is unknown). Only those need SY-HAIRPIN's masquerade.
+	// Only an endpoint that may be the source of traffic to its own service needs SY-HAIRPIN's
+	// masquerade.
 	for _, ep := range cat.AllReachable {
-		if ep.NodeName == c.node.Name || ep.NodeName == "" {
+		if c.mayHairpin(ep) {
 			s.hairpin = append(s.hairpin, ep.IP)
 		}
 	}
 	return s
+}
+
+// mayHairpin reports whether an endpoint can send traffic from this node: one on this node, or
+// one with no node (endpoints maintained by hand) at an address this node can own, inside its pod
+// CIDR or one of its own addresses. Without a pod CIDR to go by, an endpoint with no node is
+// assumed local. kube-proxy gives every endpoint a hairpin rule; here SY-HAIRPIN is one chain
+// that POSTROUTING walks for every new DNATed connection, so it must stay at the size of one
+// node's pods, not of a cluster's endpoints.
+func (c *renderContext) mayHairpin(ep *proxier.Endpoint) bool {
+	if ep.NodeName != "" {
+		return ep.NodeName == c.node.Name
+	}
+	pods := proxier.PrefixesFor(c.opts.Family, c.node.PodCIDRs)
+	if len(pods) == 0 {
+		return true
+	}
+	for _, p := range pods {
+		if p.Contains(ep.IP) {
+			return true
+		}
+	}
+	return slices.Contains(c.opts.NodeIPs, ep.IP)
 }
 
 // writeExternalChain writes SY-EXT, the entry for node-port, external-IP and LB-IP traffic.
