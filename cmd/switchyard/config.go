@@ -28,6 +28,7 @@ var honouredFields = map[string]bool{
 	"hostnameOverride":            true,
 	"healthzBindAddress":          true,
 	"metricsBindAddress":          true,
+	"enableProfiling":             true,
 	"mode":                        true,
 	"clusterCIDR":                 true,
 	"detectLocalMode":             true,
@@ -82,6 +83,9 @@ func applyConfig(c *kpconfig.KubeProxyConfiguration, o *Options) {
 	setString(&o.HostnameOverride, c.HostnameOverride)
 	setString(&o.HealthzBindAddress, c.HealthzBindAddress)
 	setString(&o.MetricsBindAddress, c.MetricsBindAddress)
+	if c.EnableProfiling {
+		o.EnableProfiling = true
+	}
 	setString(&o.ProxyMode, string(c.Mode))
 	setString(&o.ClusterCIDR, c.ClusterCIDR)
 	setString(&o.DetectLocalMode, string(c.DetectLocalMode))
@@ -230,6 +234,7 @@ func effectiveConfig(o *Options) *kpconfig.KubeProxyConfiguration {
 	c.HostnameOverride = o.HostnameOverride
 	c.HealthzBindAddress = o.HealthzBindAddress
 	c.MetricsBindAddress = o.MetricsBindAddress
+	c.EnableProfiling = o.EnableProfiling
 	c.Mode = kpconfig.ProxyMode(o.ProxyMode)
 	c.ClusterCIDR = o.ClusterCIDR
 	c.DetectLocalMode = kpconfig.LocalMode(o.DetectLocalMode)

@@ -85,7 +85,7 @@ func run(args []string) error {
 	health := healthcheck.NewProxyHealth(clock.RealClock{}, 2*syncPeriod)
 	serviceHealth := healthcheck.NewServiceHealth(healthcheck.NetListener{}, health, nil)
 	defer serviceHealth.Close()
-	serveMetrics(ctx, opts.MetricsBindAddress, opts.ProxyMode)
+	serveMetrics(ctx, opts.MetricsBindAddress, opts.ProxyMode, opts.EnableProfiling)
 	go func() {
 		if err := health.Serve(opts.HealthzBindAddress); err != nil {
 			klog.ErrorS(err, "Health check server stopped")

@@ -28,6 +28,7 @@ type Options struct {
 	MinSyncPeriod      time.Duration
 	IPVS               IPVSOptions
 	MetricsBindAddress string
+	EnableProfiling    bool
 	HealthzBindAddress string
 	Cleanup            bool
 	// IptablesVariant is Switchyard's own: "auto" picks the variant the node's kubelet uses.
@@ -85,6 +86,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.IPVS.UDPTimeout, "ipvs-udp-timeout", o.IPVS.UDPTimeout, "The timeout for IPVS UDP packets; 0 leaves the kernel's value.")
 	fs.StringSliceVar(&o.IPVS.ExcludeCIDRs, "ipvs-exclude-cidrs", o.IPVS.ExcludeCIDRs, "CIDRs whose IPVS virtual servers Switchyard must leave alone when cleaning up.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "The address:port of the metrics server; empty disables it.")
+	fs.BoolVar(&o.EnableProfiling, "profiling", o.EnableProfiling, "Serve Go's profiling handlers under /debug/pprof/ on the metrics server.")
 	fs.StringVar(&o.HealthzBindAddress, "healthz-bind-address", o.HealthzBindAddress, "The address:port of the health check server; empty disables it.")
 	fs.BoolVar(&o.Cleanup, "cleanup", o.Cleanup, "Remove everything Switchyard (in any mode) installed, then exit.")
 	fs.StringVar(&o.IptablesVariant, "iptables-variant", o.IptablesVariant, "Switchyard only: which iptables to program, 'nft', 'legacy' or 'auto' (the one kubelet uses on this node).")

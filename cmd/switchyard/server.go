@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,7 +37,7 @@ func newClient(o *Options) (kubernetes.Interface, error) {
 }
 
 // serveMetrics serves /metrics, kube-proxy's /proxyMode and a plain /healthz on addr until ctx ends.
-func serveMetrics(ctx context.Context, addr, mode string) {
+func serveMetrics(ctx context.Context, addr, mode string, profiling bool) {
 	if addr == "" {
 		return
 	}
@@ -50,6 +51,14 @@ func serveMetrics(ctx context.Context, addr, mode string) {
 		fmt.Fprint(w, mode)
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") })
+	if profiling {
+		// As kube-proxy's --profiling: the metrics address is loopback by default.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
