@@ -102,7 +102,8 @@ func New(client kubernetes.Interface, nodeFactory informers.SharedInformerFactor
 	w := &Watcher{
 		opts: opts,
 		factory: informers.NewSharedInformerFactoryWithOptions(client, opts.ResyncPeriod,
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = proxySelector })),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = proxySelector }),
+			informers.WithTransform(trimForProxy)),
 		nodes:   nodeFactory,
 		started: opts.Clock.Now(),
 		state:   newTracker(opts.NodeName),
@@ -184,6 +185,27 @@ func (w *Watcher) Snapshot(full bool) (*proxier.Snapshot, SyncInfo) {
 		return nil, SyncInfo{}
 	}
 	return w.state.snapshot(full)
+}
+
+// trimForProxy drops, before the informer stores an object, the parts of Services and EndpointSlices
+// the proxy never reads: server-side apply's managedFields, kubectl's last-applied-configuration
+// annotation and each endpoint's targetRef. The informer keeps every object for the life of the
+// process, and at 10k services managedFields alone were a tenth of the daemon's live heap. The
+// objects are the informer's own decoded copies, so changing them in place is allowed.
+func trimForProxy(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *v1.Service:
+		o.ManagedFields = nil
+		delete(o.Annotations, v1.LastAppliedConfigAnnotation)
+	case *discovery.EndpointSlice:
+		o.ManagedFields = nil
+		delete(o.Annotations, v1.LastAppliedConfigAnnotation)
+		for i := range o.Endpoints {
+			o.Endpoints[i].TargetRef = nil
+			o.Endpoints[i].DeprecatedTopology = nil
+		}
+	}
+	return obj, nil
 }
 
 // onUpdate skips informer resyncs (same resourceVersion: nothing can have changed) and otherwise
