@@ -63,6 +63,7 @@ func writeJSON(w io.Writer, rep *bench.Report) error {
 var csvHeader = []string{
 	"backend", "services", "endpoints_per_service",
 	"rules", "chains", "rules_nat", "rules_filter", "rules_mangle",
+	"chains_nat", "chains_filter", "chains_mangle",
 	"virtual_servers", "real_servers", "ipset_entries",
 	"render_seconds", "render_alloc_bytes", "render_allocs",
 	"variant", "full_sync_seconds", "incremental_sync_seconds",
@@ -93,6 +94,7 @@ func csvRow(r *bench.Result) []string {
 		r.Backend, itoa(r.Services), itoa(r.EndpointsPerService),
 		itoa(r.RulesTotal()), itoa(r.ChainsTotal()),
 		itoa(r.Rules["nat"]), itoa(r.Rules["filter"]), itoa(r.Rules["mangle"]),
+		itoa(r.Chains["nat"]), itoa(r.Chains["filter"]), itoa(r.Chains["mangle"]),
 		itoa(r.VirtualServers), itoa(r.RealServers), itoa(r.IpsetEntries),
 		ftoa(r.RenderSeconds),
 		strconv.FormatUint(r.RenderAllocBytes, 10), strconv.FormatUint(r.RenderAllocs, 10),
