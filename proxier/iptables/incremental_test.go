@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/switchyard/switchyard/proxier"
+
+	"github.com/switchyard/switchyard/internal/golden"
 )
 
 // cloneSnapshot copies the maps so a test can mutate the next snapshot without touching the one
@@ -127,7 +129,7 @@ func TestIncrementalEqualsFull(t *testing.T) {
 		existing = out.ServiceChains
 		want := applyFull(t, next, opts)
 		if got := fake.Dump(); got != want {
-			t.Fatalf("step %d: incremental state differs from a full render:\n%s", step, lineDiff(want, got))
+			t.Fatalf("step %d: incremental state differs from a full render:\n%s", step, golden.LineDiff(want, got))
 		}
 		snap = next
 	}
@@ -259,7 +261,7 @@ func TestRenderStaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got, want := fake.Dump(), applyFull(t, snap, testOptions()); got != want {
-		t.Errorf("staged result differs from a one-shot render:\n%s", lineDiff(want, got))
+		t.Errorf("staged result differs from a one-shot render:\n%s", golden.LineDiff(want, got))
 	}
 	// Chains the kernel already holds are never staged, and below the batch size nothing is.
 	r2, _ := NewRenderer(testOptions())
@@ -316,6 +318,6 @@ func TestDispatchShards(t *testing.T) {
 		t.Errorf("empty shard %s still listed", loneShard)
 	}
 	if got, want := fake.Dump(), applyFull(t, third, testOptions()); got != want {
-		t.Errorf("state differs from a full render:\n%s", lineDiff(want, got))
+		t.Errorf("state differs from a full render:\n%s", golden.LineDiff(want, got))
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
+
+	"github.com/switchyard/switchyard/internal/golden"
 )
 
 // TestKernelAcceptsIPv6 restores the IPv6 rendering with ip6tables (both variants) in a throwaway
@@ -41,7 +43,7 @@ func TestKernelAcceptsIPv6(t *testing.T) {
 			}
 			sort.Strings(got)
 			if strings.Join(got, "\n") != strings.Join(want, "\n") {
-				t.Errorf("ip6tables-save differs from the rendering:\n%s", lineDiff(strings.Join(want, "\n"), strings.Join(got, "\n")))
+				t.Errorf("ip6tables-save differs from the rendering:\n%s", golden.LineDiff(strings.Join(want, "\n"), strings.Join(got, "\n")))
 			}
 		})
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/metrics"
+
+	"github.com/switchyard/switchyard/internal/golden"
 )
 
 // metricValue reads a counter or gauge (prometheus' testutil would add a module to go.mod).
@@ -83,7 +85,7 @@ func TestProxierSyncInstallsJumpsAndCanary(t *testing.T) {
 		t.Fatal(err)
 	}
 	if after := fake.Dump(); after != before {
-		t.Errorf("second full sync changed the state:\n%s", lineDiff(before, after))
+		t.Errorf("second full sync changed the state:\n%s", golden.LineDiff(before, after))
 	}
 }
 
@@ -105,7 +107,7 @@ func TestProxierMutateAndResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got, want := fake.Dump(), wantState(t, next); got != want {
-		t.Fatalf("state after incremental sync differs from a fresh full sync:\n%s", lineDiff(want, got))
+		t.Fatalf("state after incremental sync differs from a fresh full sync:\n%s", golden.LineDiff(want, got))
 	}
 	// The REJECT for the service that gained an endpoint is gone, its DNAT is in.
 	if strings.Contains(fake.DumpTable(TableFilter), "default/empty has no endpoints") {
@@ -169,7 +171,7 @@ func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
 		t.Errorf("the sync after a failure did not delete %s, so it was not full:\n%s", webChain, fake.LastRestore)
 	}
 	if got, want := fake.Dump(), wantState(t, next); got != want {
-		t.Fatalf("state after the retry differs from a fresh full sync:\n%s", lineDiff(want, got))
+		t.Fatalf("state after the retry differs from a fresh full sync:\n%s", golden.LineDiff(want, got))
 	}
 }
 
@@ -194,7 +196,7 @@ func TestProxierCanaryRepair(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := fake.Dump(); got != want {
-		t.Fatalf("the sync after a flush did not repair the state:\n%s", lineDiff(want, got))
+		t.Fatalf("the sync after a flush did not repair the state:\n%s", golden.LineDiff(want, got))
 	}
 }
 
@@ -213,7 +215,7 @@ func TestProxierSweepsLeftoversOfEarlierRun(t *testing.T) {
 		t.Errorf("leftover chain %s survived the first sync", leftover)
 	}
 	if got, want := fake.Dump(), wantState(t, fixtureSnapshot()); got != want {
-		t.Errorf("state differs from a fresh full sync:\n%s", lineDiff(want, got))
+		t.Errorf("state differs from a fresh full sync:\n%s", golden.LineDiff(want, got))
 	}
 }
 
@@ -286,7 +288,7 @@ func TestCleanupRemovesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := fake.Dump(); got != pristine {
-		t.Errorf("cleanup left something behind:\n%s", lineDiff(pristine, got))
+		t.Errorf("cleanup left something behind:\n%s", golden.LineDiff(pristine, got))
 	}
 	// Cleaning a clean kernel is not an error.
 	if err := Cleanup(fake); err != nil {
@@ -309,7 +311,7 @@ func TestProxierStagedColdStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := fake.Dump(); got != want {
-		t.Fatalf("staged cold start differs from a one-shot sync:\n%s", lineDiff(want, got))
+		t.Fatalf("staged cold start differs from a one-shot sync:\n%s", golden.LineDiff(want, got))
 	}
 
 	// A fresh kernel where the second restore (the first staged batch) fails.
@@ -327,7 +329,7 @@ func TestProxierStagedColdStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := fake.Dump(); got != want {
-		t.Fatalf("state after the retry differs from a one-shot sync:\n%s", lineDiff(want, got))
+		t.Fatalf("state after the retry differs from a one-shot sync:\n%s", golden.LineDiff(want, got))
 	}
 }
 
@@ -382,7 +384,7 @@ func TestProxierVerifiedFullSync(t *testing.T) {
 	}
 	resync()
 	if got := fake.Dump(); got != want {
-		t.Fatalf("full sync did not repair the drift:\n%s", lineDiff(want, got))
+		t.Fatalf("full sync did not repair the drift:\n%s", golden.LineDiff(want, got))
 	}
 	if n := strings.Count(string(fake.LastRestore), "\n:"); n != 1 {
 		t.Errorf("repair declared %d chains, want only %s:\n%s", n, web, fake.LastRestore)
@@ -421,7 +423,7 @@ func TestProxierLostCanaryAloneKeepsTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := fake.Dump(); got != want {
-		t.Fatalf("state after the repair differs:\n%s", lineDiff(want, got))
+		t.Fatalf("state after the repair differs:\n%s", golden.LineDiff(want, got))
 	}
 	if watch.minRules == 0 {
 		t.Errorf("the dispatch chain was emptied during the repair")
@@ -466,7 +468,7 @@ func TestCleanupLeavesOtherOwnersButCleanupAllDoesNot(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := fake.Dump(); got != pristine {
-		t.Errorf("CleanupAll left something behind:\n%s", lineDiff(pristine, got))
+		t.Errorf("CleanupAll left something behind:\n%s", golden.LineDiff(pristine, got))
 	}
 	if err := CleanupAll(fake); err != nil {
 		t.Errorf("second CleanupAll: %v", err)
@@ -524,6 +526,6 @@ func TestChainDeletedByHandIsRestored(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := fake.Dump(); got != want {
-		t.Errorf("after the due check:\n%s", lineDiff(want, got))
+		t.Errorf("after the due check:\n%s", golden.LineDiff(want, got))
 	}
 }

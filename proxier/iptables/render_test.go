@@ -1,67 +1,14 @@
 package iptables
 
 import (
-	"flag"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/switchyard/switchyard/proxier"
+
+	"github.com/switchyard/switchyard/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-// checkGolden compares got with testdata/name, or rewrites the file under -update.
-func checkGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (regenerate with go test ./proxier/iptables -update): %v", err)
-	}
-	if string(want) != string(got) {
-		t.Errorf("rendered rules differ from %s (regenerate with -update if intended):\n%s", path, lineDiff(string(want), string(got)))
-	}
-}
-
-// lineDiff lists lines only in want (-) or only in got (+), enough to read a golden mismatch.
-func lineDiff(want, got string) string {
-	count := func(s string) map[string]int {
-		m := map[string]int{}
-		for _, l := range strings.Split(s, "\n") {
-			m[l]++
-		}
-		return m
-	}
-	w, g := count(want), count(got)
-	var b strings.Builder
-	for _, l := range strings.Split(want, "\n") {
-		if g[l] < w[l] {
-			b.WriteString("- " + l + "\n")
-			g[l]++
-		}
-	}
-	w = count(want)
-	for _, l := range strings.Split(got, "\n") {
-		if w[l] == 0 {
-			b.WriteString("+ " + l + "\n")
-		} else {
-			w[l]--
-		}
-	}
-	return b.String()
-}
 
 func v6Options() Options {
 	o := testOptions()
@@ -96,7 +43,7 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, tc.golden, r.Restore)
+			golden.Check(t, tc.golden, r.Restore)
 			// Whatever is rendered must be acceptable to iptables-restore.
 			if err := NewFake().Restore(r.Restore); err != nil {
 				t.Fatalf("fake rejects rendered rules: %v", err)

@@ -1,19 +1,16 @@
 package ipvs
 
 import (
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/switchyard/switchyard/proxier"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+	"github.com/switchyard/switchyard/internal/golden"
+)
 
 // renderSnapshot computes the desired state of a whole snapshot, purely.
 func renderSnapshot(t *testing.T, snap *proxier.Snapshot, opts Options, addrs []netip.Addr) *desiredState {
@@ -86,38 +83,17 @@ func describe(d *desiredState, f proxier.IPFamily) string {
 	return b.String()
 }
 
-func checkGolden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
-
 func TestGoldenDesiredState(t *testing.T) {
 	nodeAddrs := []netip.Addr{ip("127.0.0.1"), nodeIP, node2IP, ip("10.244.1.1"), ip("::1"), ip("fd00:50::10"), ip("fe80::1")}
 	t.Run("IPv4", func(t *testing.T) {
-		checkGolden(t, "desired-ipv4.golden", describe(renderSnapshot(t, fixture(), testOptions(), nodeAddrs), proxier.IPv4))
+		golden.Check(t, "desired-ipv4.golden", []byte(describe(renderSnapshot(t, fixture(), testOptions(), nodeAddrs), proxier.IPv4)))
 	})
 	t.Run("IPv6", func(t *testing.T) {
 		o := testOptions()
 		o.Family = proxier.IPv6
 		o.NodePortAddresses = nil // the default: every non-loopback, non-link-local address
 		o.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("fd00:244::/48")}
-		checkGolden(t, "desired-ipv6.golden", describe(renderSnapshot(t, fixture(), o, nodeAddrs), proxier.IPv6))
+		golden.Check(t, "desired-ipv6.golden", []byte(describe(renderSnapshot(t, fixture(), o, nodeAddrs), proxier.IPv6)))
 	})
 	t.Run("scheduler", func(t *testing.T) {
 		o := testOptions()
@@ -133,13 +109,13 @@ func TestGoldenDesiredState(t *testing.T) {
 
 func TestGoldenRules(t *testing.T) {
 	o := testOptions()
-	checkGolden(t, "rules-ipv4.golden", string(renderRules(&o)))
+	golden.Check(t, "rules-ipv4.golden", renderRules(&o))
 	o.MasqueradeAll = true
 	o.MasqueradeBit = 13
 	o.RandomFully = true
-	checkGolden(t, "rules-ipv4-masquerade-all.golden", string(renderRules(&o)))
+	golden.Check(t, "rules-ipv4-masquerade-all.golden", renderRules(&o))
 	o = testOptions()
 	o.Family = proxier.IPv6
 	o.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("fd00:244::/48")}
-	checkGolden(t, "rules-ipv6.golden", string(renderRules(&o)))
+	golden.Check(t, "rules-ipv6.golden", renderRules(&o))
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
 	"github.com/switchyard/switchyard/proxier/metrics"
+
+	"github.com/switchyard/switchyard/internal/golden"
 )
 
 // kernelState prints every fake's end state: IPVS table, kube-ipvs0, ipsets and iptables.
@@ -71,7 +73,7 @@ func TestSyncProgramsFixture(t *testing.T) {
 	k := newTestKernel()
 	p := newTestProxier(t, k, testOptions())
 	st := mustSync(t, p, fixture())
-	checkGolden(t, "kernel-after-sync.golden", kernelState(k))
+	golden.Check(t, "kernel-after-sync.golden", []byte(kernelState(k)))
 
 	// An empty kernel needs one listing, then exactly one write per virtual server and real server.
 	vs, rs := 0, 0

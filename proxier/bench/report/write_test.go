@@ -4,18 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/switchyard/switchyard/proxier/bench"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+	"github.com/switchyard/switchyard/internal/golden"
+)
 
 const ipvsMissing = "kernel has no IPVS: modprobe ip_vs: exit status 1"
 
@@ -65,28 +62,6 @@ func fixture(apply bool) *bench.Report {
 	return rep
 }
 
-// checkGolden compares got with testdata/name, or rewrites it under -update.
-func checkGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run with -update to create it): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run with -update to accept)\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
-}
-
 func TestWriteGolden(t *testing.T) {
 	for _, format := range []string{"table", "csv", "markdown"} {
 		for _, apply := range []bool{false, true} {
@@ -99,7 +74,7 @@ func TestWriteGolden(t *testing.T) {
 				if err := Write(&buf, fixture(apply), format); err != nil {
 					t.Fatalf("Write: %v", err)
 				}
-				checkGolden(t, name, buf.Bytes())
+				golden.Check(t, name, buf.Bytes())
 			})
 		}
 	}
