@@ -41,10 +41,11 @@ func RenderFootprint(snap *proxier.Snapshot, opts Options, nodeAddresses []netip
 	}
 	d := newDesiredState()
 	skipped := renderInto(d, snap, true, selectNodeAddrs(&opts, nodeAddresses), &opts)
+	rules := renderRules(&opts)
 	f := Footprint{
 		BoundAddresses: len(d.addrs),
 		IpsetEntries:   map[string]int{},
-		IptablesRules:  countRules(renderRules(&opts)),
+		IptablesRules:  countRules(rules),
 		IptablesChains: map[string]int{},
 		Skipped:        skipped,
 	}
@@ -57,7 +58,7 @@ func RenderFootprint(snap *proxier.Snapshot, opts Options, nodeAddresses []netip
 		f.IpsetEntries[setName(opts.Family, setKind(k))] = len(d.sets[k])
 	}
 	table := ""
-	for _, line := range strings.Split(string(renderRules(&opts)), "\n") {
+	for _, line := range strings.Split(string(rules), "\n") {
 		switch {
 		case strings.HasPrefix(line, "*"):
 			table = line[1:]
