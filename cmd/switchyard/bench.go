@@ -138,21 +138,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		}
 		cfg.Progress("done")
 	}
-	if f.outFile != "" {
-		file, err := os.Create(f.outFile)
-		if err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
-		defer file.Close()
-		stdout = file
-	}
-	if err := report.Write(stdout, rep, f.output); err != nil {
+	if err := writeReport(rep, f.output, f.outFile, stdout); err != nil {
 		return fmt.Errorf("bench: %w", err)
-	}
-	if file, ok := stdout.(*os.File); ok && f.outFile != "" {
-		if err := file.Close(); err != nil {
-			return fmt.Errorf("bench: write %s: %w", f.outFile, err)
-		}
 	}
 	if f.plot != "" {
 		if err := report.Plot(rep, f.plot); err != nil {
@@ -161,6 +148,22 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "plot written to %s\n", f.plot)
 	}
 	return nil
+}
+
+// writeReport writes rep in format to path, or to stdout when path is empty.
+func writeReport(rep *bench.Report, format, path string, stdout io.Writer) error {
+	if path == "" {
+		return report.Write(stdout, rep, format)
+	}
+	file, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	werr := report.Write(file, rep, format)
+	if cerr := file.Close(); werr == nil && cerr != nil {
+		werr = fmt.Errorf("write %s: %w", path, cerr)
+	}
+	return werr
 }
 
 // readReport loads a report written by --output json.
