@@ -81,7 +81,7 @@ type Renderer struct {
 	lastNode     string
 	lastZone     string
 	lastLocal    netip.Prefix
-	lastPodCIDRs string
+	lastPodCIDRs []netip.Prefix
 	rendered     bool
 	// lastFixed is the text of each shared chain ("table/chain") as last rendered.
 	lastFixed map[string]string
@@ -151,11 +151,13 @@ func (r *Renderer) Render(snap *proxier.Snapshot, full bool, existing ChainSet) 
 // rewritten ahead of the final transaction. See doc.go for why staging pays off on the nft variant.
 func (r *Renderer) RenderStaged(snap *proxier.Snapshot, full bool, existing ChainSet, batch int) *Rendered {
 	local := r.localCIDR(snap)
-	podCIDRs := fmt.Sprint(snap.Node.PodCIDRs) // which endpoints without a node get hairpin rules
-	if !r.rendered || snap.Node.Name != r.lastNode || snap.Node.Zone() != r.lastZone || local != r.lastLocal || podCIDRs != r.lastPodCIDRs {
+	// The pod CIDRs decide which endpoints without a node get hairpin rules.
+	if !r.rendered || snap.Node.Name != r.lastNode || snap.Node.Zone() != r.lastZone || local != r.lastLocal ||
+		!slices.Equal(snap.Node.PodCIDRs, r.lastPodCIDRs) {
 		full = true
 	}
-	r.rendered, r.lastNode, r.lastZone, r.lastLocal, r.lastPodCIDRs = true, snap.Node.Name, snap.Node.Zone(), local, podCIDRs
+	r.rendered, r.lastNode, r.lastZone, r.lastLocal = true, snap.Node.Name, snap.Node.Zone(), local
+	r.lastPodCIDRs = slices.Clone(snap.Node.PodCIDRs)
 	ctx := &renderContext{Renderer: r, node: snap.Node, localCIDR: local}
 
 	var written []proxier.ServicePortName // services whose chains this render writes
