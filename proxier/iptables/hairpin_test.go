@@ -74,3 +74,34 @@ func TestHairpinOnlyForEndpointsThisNodeCanOwn(t *testing.T) {
 		t.Errorf("after the pod CIDR moved: SY-HAIRPIN sources %v, want %v", got, want)
 	}
 }
+
+// TestIncrementalAfterVerifiedSync: the verified full sync (a restart, or the hourly resync)
+// remembers the node facts like any render, so the next endpoint change stays incremental instead of
+// rewriting every chain.
+func TestIncrementalAfterVerifiedSync(t *testing.T) {
+	fake := NewFake()
+	p := newTestProxier(t, fake, nil)
+	snap := fixtureSnapshot()
+	if err := p.Sync(snap); err != nil {
+		t.Fatal(err)
+	}
+	// A new process over the same tables: its first sync is the verified one.
+	p = newTestProxier(t, fake, nil)
+	if err := p.Sync(cloneSnapshot(snap)); err != nil {
+		t.Fatal(err)
+	}
+	next := cloneSnapshot(snap)
+	next.Full = false
+	name := spn("default", "web", "http")
+	eps := append([]proxier.Endpoint(nil), next.Endpoints[name]...)
+	eps[0].IP = mustAddr("10.244.2.99")
+	next.Endpoints[name] = eps
+	next.Changed = map[proxier.ServiceKey]struct{}{name.ServiceKey: {}}
+	fake.LastRestore = nil
+	if err := p.Sync(next); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(fake.LastRestore), "\n:"); n == 0 || n > 3 {
+		t.Errorf("one endpoint change after a verified sync declared %d chains, want only the service's:\n%s", n, fake.LastRestore)
+	}
+}

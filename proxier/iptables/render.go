@@ -121,6 +121,13 @@ func (r *Renderer) reset() {
 	r.lastShards = ChainSet{}
 }
 
+// rememberNode records the node facts every service's rules depend on, so that the next render
+// can tell whether they changed.
+func (r *Renderer) rememberNode(snap *proxier.Snapshot, local netip.Prefix) {
+	r.rendered, r.lastNode, r.lastZone, r.lastLocal = true, snap.Node.Name, snap.Node.Zone(), local
+	r.lastPodCIDRs = slices.Clone(snap.Node.PodCIDRs)
+}
+
 // RenderFull renders snap from scratch: a convenience for tests and tools that want the complete
 // ruleset as iptables-restore text.
 func RenderFull(snap *proxier.Snapshot, opts Options) (*Rendered, error) {
@@ -156,9 +163,8 @@ func (r *Renderer) RenderStaged(snap *proxier.Snapshot, full bool, existing Chai
 		!slices.Equal(snap.Node.PodCIDRs, r.lastPodCIDRs) {
 		full = true
 	}
-	r.rendered, r.lastNode, r.lastZone, r.lastLocal = true, snap.Node.Name, snap.Node.Zone(), local
-	r.lastPodCIDRs = slices.Clone(snap.Node.PodCIDRs)
-	ctx := &renderContext{Renderer: r, node: snap.Node, localCIDR: local}
+	r.rememberNode(snap, local)
+	ctx := r.newContext(snap, local)
 
 	var written []proxier.ServicePortName // services whose chains this render writes
 	var staleCandidates []string

@@ -15,7 +15,14 @@ import (
 type renderContext struct {
 	*Renderer
 	node      proxier.NodeInfo
-	localCIDR netip.Prefix // the local-traffic detector's prefix; invalid when there is none
+	localCIDR netip.Prefix   // the local-traffic detector's prefix; invalid when there is none
+	podCIDRs  []netip.Prefix // this node's pod CIDRs of the renderer's family
+}
+
+// newContext holds the node facts one render needs. Every render path must build it here, so a
+// verified full sync and an ordinary one decide the same way.
+func (r *Renderer) newContext(snap *proxier.Snapshot, local netip.Prefix) *renderContext {
+	return &renderContext{Renderer: r, node: snap.Node, localCIDR: local, podCIDRs: proxier.PrefixesFor(r.opts.Family, snap.Node.PodCIDRs)}
 }
 
 // serviceRules is everything one service port contributes to the ruleset: its lines in the shared
@@ -209,11 +216,10 @@ func (c *renderContext) mayHairpin(ep *proxier.Endpoint) bool {
 	if ep.NodeName != "" {
 		return ep.NodeName == c.node.Name
 	}
-	pods := proxier.PrefixesFor(c.opts.Family, c.node.PodCIDRs)
-	if len(pods) == 0 {
+	if len(c.podCIDRs) == 0 {
 		return true
 	}
-	for _, p := range pods {
+	for _, p := range c.podCIDRs {
 		if p.Contains(ep.IP) {
 			return true
 		}

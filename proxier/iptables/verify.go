@@ -69,8 +69,8 @@ func ParseSave(data []byte) KernelTable {
 // Chains absent from the kernel are staged as in RenderStaged when there are at least batch of them.
 func (r *Renderer) RenderVerified(snap *proxier.Snapshot, nat, filter KernelTable, batch int) *Rendered {
 	local := r.localCIDR(snap)
-	r.rendered, r.lastNode, r.lastZone, r.lastLocal = true, snap.Node.Name, snap.Node.Zone(), local
-	ctx := &renderContext{Renderer: r, node: snap.Node, localCIDR: local}
+	r.rememberNode(snap, local)
+	ctx := r.newContext(snap, local)
 	r.reset()
 	for name, svc := range snap.Services {
 		r.add(name, ctx.renderService(svc, snap.Endpoints[name]))
