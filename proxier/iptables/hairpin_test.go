@@ -82,13 +82,21 @@ func TestIncrementalAfterVerifiedSync(t *testing.T) {
 	fake := NewFake()
 	p := newTestProxier(t, fake, nil)
 	snap := fixtureSnapshot()
+	// An endpoint with no node outside this node's pod CIDR: no hairpin rule on either path.
+	addService(snap, &proxier.ServicePort{Name: spn("default", "external-db", "sql"), Port: 5432,
+		ClusterIPs: []netip.Addr{mustAddr("10.96.0.99")}}, ep("203.0.113.7", 5432, ""))
 	if err := p.Sync(snap); err != nil {
 		t.Fatal(err)
 	}
-	// A new process over the same tables: its first sync is the verified one.
+	// A new process over the same tables: its first sync is the verified one, and it finds
+	// nothing to change.
 	p = newTestProxier(t, fake, nil)
+	fake.LastRestore = nil
 	if err := p.Sync(cloneSnapshot(snap)); err != nil {
 		t.Fatal(err)
+	}
+	if fake.LastRestore != nil {
+		t.Errorf("the verified sync after a restart rewrote an unchanged ruleset:\n%s", fake.LastRestore)
 	}
 	next := cloneSnapshot(snap)
 	next.Full = false
