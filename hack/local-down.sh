@@ -57,7 +57,8 @@ fi
 for cmdline in /proc/[0-9]*/cmdline; do
 	pid="${cmdline#/proc/}"
 	pid="${pid%/cmdline}"
-	args="$(tr '\0' ' ' <"${cmdline}" 2>/dev/null)" || continue
+	# 2> comes before <, so that a process that exited since the glob leaves no error message.
+	args="$(tr '\0' ' ' 2>/dev/null <"${cmdline}")" || continue
 	prog="${args%% *}"
 	case "${prog##*/}" in
 	etcd | kube-apiserver | kube-controller-manager | kube-proxy | socat | switchyard | echoserver) ;;
