@@ -2,7 +2,6 @@ package ipvs
 
 import (
 	"net/netip"
-	"strings"
 
 	"github.com/switchyard/switchyard/proxier"
 )
@@ -41,14 +40,8 @@ func RenderFootprint(snap *proxier.Snapshot, opts Options, nodeAddresses []netip
 	}
 	d := newDesiredState()
 	skipped := renderInto(d, snap, true, selectNodeAddrs(&opts, nodeAddresses), &opts)
-	rules := renderRules(&opts)
-	f := Footprint{
-		BoundAddresses: len(d.addrs),
-		IpsetEntries:   map[string]int{},
-		IptablesRules:  countRules(rules),
-		IptablesChains: map[string]int{},
-		Skipped:        skipped,
-	}
+	f := Footprint{BoundAddresses: len(d.addrs), IpsetEntries: map[string]int{}, Skipped: skipped}
+	f.IptablesRules, f.IptablesChains = countRestore(renderRules(&opts))
 	for k := range d.claims {
 		vs := d.virtualServer(k)
 		f.VirtualServers++
@@ -56,15 +49,6 @@ func RenderFootprint(snap *proxier.Snapshot, opts Options, nodeAddresses []netip
 	}
 	for k := range d.sets {
 		f.IpsetEntries[setName(opts.Family, setKind(k))] = len(d.sets[k])
-	}
-	table := ""
-	for _, line := range strings.Split(string(rules), "\n") {
-		switch {
-		case strings.HasPrefix(line, "*"):
-			table = line[1:]
-		case strings.HasPrefix(line, ":"):
-			f.IptablesChains[table]++
-		}
 	}
 	return f, nil
 }

@@ -485,7 +485,8 @@ func (p *Proxier) syncRules() error {
 		metrics.IptablesRestoreFailuresTotal.Inc()
 		return fmt.Errorf("restore IPVS-mode iptables rules: %w", err)
 	}
-	for table, n := range countRules(rules) {
+	counted, _ := countRestore(rules)
+	for table, n := range counted {
 		metrics.IptablesRulesTotal.WithLabelValues(table).Set(float64(n))
 		metrics.IptablesRulesLast.WithLabelValues(table).Set(float64(n))
 	}

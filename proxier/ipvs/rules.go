@@ -103,22 +103,25 @@ func renderRules(o *Options) []byte {
 	return b.Bytes()
 }
 
-// countRules counts the rules per table in restore text, plus the jump rules in built-in chains.
-func countRules(text []byte) map[string]int {
-	out := map[string]int{}
+// countRestore counts, per table, the rules in restore text plus the jump rules in built-in chains,
+// and the chains the text declares.
+func countRestore(text []byte) (rules, chains map[string]int) {
+	rules, chains = map[string]int{}, map[string]int{}
 	table := ""
 	for _, line := range strings.Split(string(text), "\n") {
 		switch {
 		case strings.HasPrefix(line, "*"):
 			table = line[1:]
 		case strings.HasPrefix(line, "-A "):
-			out[table]++
+			rules[table]++
+		case strings.HasPrefix(line, ":"):
+			chains[table]++
 		}
 	}
 	for _, j := range jumpRules() {
-		out[j.table]++
+		rules[j.table]++
 	}
-	return out
+	return rules, chains
 }
 
 // renderCleanupRules returns restore text that flushes and deletes the backend's chains. Declaring a
