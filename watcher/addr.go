@@ -8,7 +8,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // parseIP parses an address from an API object. Like kube-proxy's sloppy parser it accepts IPv4
@@ -72,11 +72,11 @@ func parsePrefix(s string) (netip.Prefix, error) {
 }
 
 // familyOfAddr is the model family of a parsed (unmapped) address.
-func familyOfAddr(ip netip.Addr) proxier.IPFamily {
+func familyOfAddr(ip netip.Addr) model.IPFamily {
 	if ip.Is4() {
-		return proxier.IPv4
+		return model.IPv4
 	}
-	return proxier.IPv6
+	return model.IPv6
 }
 
 // familyMatches reports whether ip belongs to the API family f. An unknown family never matches.

@@ -7,7 +7,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Label and annotation keys the watcher reads. They are kube-proxy's.
@@ -44,7 +44,7 @@ const (
 	reasonNoServiceName    = "no-service-name"
 	kindService            = "service"
 	kindEndpointSlice      = "endpointslice"
-	defaultProtocolOnEmpty = proxier.TCP
+	defaultProtocolOnEmpty = model.TCP
 )
 
 // rejection is one part of an API object the watcher refused to model.
@@ -64,14 +64,14 @@ func (r rejection) String() string {
 // model are left out and described in the returned rejections; the other ports of the same service are
 // kept. A service Switchyard does not proxy at all (headless, ExternalName, another proxy's) yields no
 // ports and no rejections. It never panics, whatever svc holds.
-func convertService(svc *v1.Service) (map[proxier.ServicePortName]*proxier.ServicePort, []rejection) {
-	key := proxier.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}
+func convertService(svc *v1.Service) (map[model.ServicePortName]*model.ServicePort, []rejection) {
+	key := model.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}
 	if reason := skipReason(svc); reason != "" {
 		klog.V(4).InfoS("Not proxying service", "service", key, "reason", reason)
 		return nil, nil
 	}
 	var rejects []rejection
-	rejectAll := func(reason, detail string) (map[proxier.ServicePortName]*proxier.ServicePort, []rejection) {
+	rejectAll := func(reason, detail string) (map[model.ServicePortName]*model.ServicePort, []rejection) {
 		for _, p := range svc.Spec.Ports {
 			rejects = append(rejects, rejection{Kind: kindService, Object: key.String(), Part: portLabel(p.Name),
 				Reason: reason, Detail: detail})
@@ -95,10 +95,10 @@ func convertService(svc *v1.Service) (map[proxier.ServicePortName]*proxier.Servi
 		return rejectAll(reason, detail)
 	}
 
-	ports := make(map[proxier.ServicePortName]*proxier.ServicePort, len(svc.Spec.Ports))
+	ports := make(map[model.ServicePortName]*model.ServicePort, len(svc.Spec.Ports))
 	for i := range svc.Spec.Ports {
 		p := &svc.Spec.Ports[i]
-		name := proxier.ServicePortName{ServiceKey: key, Port: p.Name}
+		name := model.ServicePortName{ServiceKey: key, Port: p.Name}
 		reason, detail := checkServicePort(p)
 		if reason == "" {
 			if _, dup := ports[name]; dup {
@@ -145,8 +145,8 @@ func hasKey(m map[string]string, k string) bool {
 
 // convertServiceShared converts the fields every port of svc shares. On bad input it returns the
 // rejection reason and the offending value.
-func convertServiceShared(svc *v1.Service) (sp *proxier.ServicePort, reason, detail string) {
-	sp = &proxier.ServicePort{}
+func convertServiceShared(svc *v1.Service) (sp *model.ServicePort, reason, detail string) {
+	sp = &model.ServicePort{}
 
 	clusterIPs := svc.Spec.ClusterIPs
 	if len(clusterIPs) == 0 {
@@ -217,20 +217,20 @@ func convertServiceShared(svc *v1.Service) (sp *proxier.ServicePort, reason, det
 		if timeout <= 0 || timeout > maxAffinityTimeout {
 			return nil, reasonAffinityTimeout, fmt.Sprint(timeout)
 		}
-		sp.Affinity = proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: timeout}
+		sp.Affinity = model.SessionAffinity{ClientIP: true, TimeoutSeconds: timeout}
 	}
 
-	sp.ExternalPolicy = proxier.PolicyCluster
+	sp.ExternalPolicy = model.PolicyCluster
 	if svc.Spec.ExternalTrafficPolicy == v1.ServiceExternalTrafficPolicyLocal {
-		sp.ExternalPolicy = proxier.PolicyLocal
+		sp.ExternalPolicy = model.PolicyLocal
 	}
-	sp.InternalPolicy = proxier.PolicyCluster
+	sp.InternalPolicy = model.PolicyCluster
 	if p := svc.Spec.InternalTrafficPolicy; p != nil && *p == v1.ServiceInternalTrafficPolicyLocal {
-		sp.InternalPolicy = proxier.PolicyLocal
+		sp.InternalPolicy = model.PolicyLocal
 	}
 
 	// Like kube-proxy, the health-check node port only matters for eTP=Local load balancers.
-	if svc.Spec.Type == v1.ServiceTypeLoadBalancer && sp.ExternalPolicy == proxier.PolicyLocal {
+	if svc.Spec.Type == v1.ServiceTypeLoadBalancer && sp.ExternalPolicy == model.PolicyLocal {
 		if !validPortOrZero(svc.Spec.HealthCheckNodePort) {
 			return nil, reasonPortRange, fmt.Sprintf("healthCheckNodePort %d", svc.Spec.HealthCheckNodePort)
 		}
@@ -245,7 +245,7 @@ func convertServiceShared(svc *v1.Service) (sp *proxier.ServicePort, reason, det
 // topology-aware routing through the older annotations. kube-proxy v1.31 honours zone hints for any
 // value of service.kubernetes.io/topology-mode (or, when that is unset, the deprecated
 // topology-aware-hints annotation) other than empty and "disabled"; the model expresses that opt-in as
-// PreferClose so that proxier.Categorize has one switch to read.
+// PreferClose so that model.Categorize has one switch to read.
 func trafficDistribution(svc *v1.Service) string {
 	if td := svc.Spec.TrafficDistribution; td != nil && *td != "" {
 		return *td
@@ -258,7 +258,7 @@ func trafficDistribution(svc *v1.Service) string {
 	case "", "disabled", "Disabled":
 		return ""
 	}
-	return proxier.TrafficDistributionPreferClose
+	return model.TrafficDistributionPreferClose
 }
 
 // checkServicePort validates the per-port fields of p.
@@ -286,11 +286,11 @@ func validProtocol(p v1.Protocol) bool {
 }
 
 // protocolOf maps a validated API protocol to the model's; the API defaults an empty one to TCP.
-func protocolOf(p v1.Protocol) proxier.Protocol {
+func protocolOf(p v1.Protocol) model.Protocol {
 	if p == "" {
 		return defaultProtocolOnEmpty
 	}
-	return proxier.Protocol(p)
+	return model.Protocol(p)
 }
 
 // portLabel names a service port in logs: its name, or "(unnamed)".

@@ -6,18 +6,18 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // basePort is what svc("ns", "web", "10.96.0.10") converts to.
-func basePort(t *testing.T) proxier.ServicePort {
-	return proxier.ServicePort{
+func basePort(t *testing.T) model.ServicePort {
+	return model.ServicePort{
 		Name:           spn("ns", "web", "http"),
-		Protocol:       proxier.TCP,
+		Protocol:       model.TCP,
 		Port:           80,
 		ClusterIPs:     addrs(t, "10.96.0.10"),
-		ExternalPolicy: proxier.PolicyCluster,
-		InternalPolicy: proxier.PolicyCluster,
+		ExternalPolicy: model.PolicyCluster,
+		InternalPolicy: model.PolicyCluster,
 	}
 }
 
@@ -25,18 +25,18 @@ func TestConvertServiceFields(t *testing.T) {
 	cases := []struct {
 		name   string
 		mutate func(*v1.Service)
-		want   func(*proxier.ServicePort)
+		want   func(*model.ServicePort)
 	}{
-		{name: "plain ClusterIP", mutate: func(*v1.Service) {}, want: func(*proxier.ServicePort) {}},
+		{name: "plain ClusterIP", mutate: func(*v1.Service) {}, want: func(*model.ServicePort) {}},
 		{
 			name:   "empty protocol defaults to TCP and empty type to ClusterIP",
 			mutate: func(s *v1.Service) { s.Spec.Type = ""; s.Spec.Ports[0].Protocol = "" },
-			want:   func(*proxier.ServicePort) {},
+			want:   func(*model.ServicePort) {},
 		},
 		{
 			name:   "clusterIPs empty falls back to clusterIP",
 			mutate: func(s *v1.Service) { s.Spec.ClusterIPs = nil },
-			want:   func(*proxier.ServicePort) {},
+			want:   func(*model.ServicePort) {},
 		},
 		{
 			name: "dual-stack cluster IPs",
@@ -44,7 +44,7 @@ func TestConvertServiceFields(t *testing.T) {
 				s.Spec.ClusterIPs = []string{"10.96.0.10", "fd00:10:96::a"}
 				s.Spec.IPFamilies = []v1.IPFamily{v1.IPv4Protocol, v1.IPv6Protocol}
 			},
-			want: func(p *proxier.ServicePort) { p.ClusterIPs = addrs(t, "10.96.0.10", "fd00:10:96::a") },
+			want: func(p *model.ServicePort) { p.ClusterIPs = addrs(t, "10.96.0.10", "fd00:10:96::a") },
 		},
 		{
 			name: "IPv4 with leading zeros, as old objects may hold, reads as decimal",
@@ -52,12 +52,12 @@ func TestConvertServiceFields(t *testing.T) {
 				s.Spec.ClusterIPs = []string{"010.096.000.010"}
 				s.Spec.ExternalIPs = []string{"203.0.113.007"}
 			},
-			want: func(p *proxier.ServicePort) { p.ExternalIPs = addrs(t, "203.0.113.7") },
+			want: func(p *model.ServicePort) { p.ExternalIPs = addrs(t, "203.0.113.7") },
 		},
 		{
 			name:   "IPv4-mapped IPv6 reads as IPv4",
 			mutate: func(s *v1.Service) { s.Spec.ClusterIPs = []string{"::ffff:10.96.0.10"} },
-			want:   func(*proxier.ServicePort) {},
+			want:   func(*model.ServicePort) {},
 		},
 		{
 			name: "NodePort with external IPs",
@@ -66,7 +66,7 @@ func TestConvertServiceFields(t *testing.T) {
 				s.Spec.Ports[0].NodePort = 30080
 				s.Spec.ExternalIPs = []string{"203.0.113.10", "2001:db8::10"}
 			},
-			want: func(p *proxier.ServicePort) {
+			want: func(p *model.ServicePort) {
 				p.NodePort = 30080
 				p.ExternalIPs = addrs(t, "203.0.113.10", "2001:db8::10")
 			},
@@ -85,7 +85,7 @@ func TestConvertServiceFields(t *testing.T) {
 					{IP: "203.0.113.22", IPMode: ptr(v1.LoadBalancerIPModeVIP)},
 				}
 			},
-			want: func(p *proxier.ServicePort) {
+			want: func(p *model.ServicePort) {
 				p.NodePort = 30080
 				p.LoadBalancerIPs = addrs(t, "203.0.113.20", "203.0.113.22")
 				p.LoadBalancerSourceRanges = prefixes(t, "198.51.100.0/24", "192.0.0.0/16")
@@ -97,15 +97,15 @@ func TestConvertServiceFields(t *testing.T) {
 				s.Spec.Type = v1.ServiceTypeLoadBalancer
 				s.Annotations = map[string]string{annotationSourceRanges: "198.51.100.0/24, 2001:db8::/32"}
 			},
-			want: func(p *proxier.ServicePort) {
+			want: func(p *model.ServicePort) {
 				p.LoadBalancerSourceRanges = prefixes(t, "198.51.100.0/24", "2001:db8::/32")
 			},
 		},
 		{
 			name:   "ClientIP affinity defaults to 10800s",
 			mutate: func(s *v1.Service) { s.Spec.SessionAffinity = v1.ServiceAffinityClientIP },
-			want: func(p *proxier.ServicePort) {
-				p.Affinity = proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 10800}
+			want: func(p *model.ServicePort) {
+				p.Affinity = model.SessionAffinity{ClientIP: true, TimeoutSeconds: 10800}
 			},
 		},
 		{
@@ -114,7 +114,7 @@ func TestConvertServiceFields(t *testing.T) {
 				s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
 				s.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr(int32(60))}}
 			},
-			want: func(p *proxier.ServicePort) { p.Affinity = proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 60} },
+			want: func(p *model.ServicePort) { p.Affinity = model.SessionAffinity{ClientIP: true, TimeoutSeconds: 60} },
 		},
 		{
 			name: "eTP=Local load balancer keeps its health-check node port",
@@ -124,8 +124,8 @@ func TestConvertServiceFields(t *testing.T) {
 				s.Spec.HealthCheckNodePort = 32000
 				s.Spec.Ports[0].NodePort = 30080
 			},
-			want: func(p *proxier.ServicePort) {
-				p.ExternalPolicy = proxier.PolicyLocal
+			want: func(p *model.ServicePort) {
+				p.ExternalPolicy = model.PolicyLocal
 				p.HealthCheckNodePort = 32000
 				p.NodePort = 30080
 			},
@@ -137,39 +137,39 @@ func TestConvertServiceFields(t *testing.T) {
 				s.Spec.ExternalTrafficPolicy = v1.ServiceExternalTrafficPolicyLocal
 				s.Spec.HealthCheckNodePort = 32000
 			},
-			want: func(p *proxier.ServicePort) { p.ExternalPolicy = proxier.PolicyLocal },
+			want: func(p *model.ServicePort) { p.ExternalPolicy = model.PolicyLocal },
 		},
 		{
 			name:   "iTP=Local",
 			mutate: func(s *v1.Service) { s.Spec.InternalTrafficPolicy = ptr(v1.ServiceInternalTrafficPolicyLocal) },
-			want:   func(p *proxier.ServicePort) { p.InternalPolicy = proxier.PolicyLocal },
+			want:   func(p *model.ServicePort) { p.InternalPolicy = model.PolicyLocal },
 		},
 		{
 			name:   "iTP=Cluster explicitly",
 			mutate: func(s *v1.Service) { s.Spec.InternalTrafficPolicy = ptr(v1.ServiceInternalTrafficPolicyCluster) },
-			want:   func(*proxier.ServicePort) {},
+			want:   func(*model.ServicePort) {},
 		},
 		{
 			name:   "trafficDistribution",
 			mutate: func(s *v1.Service) { s.Spec.TrafficDistribution = ptr(v1.ServiceTrafficDistributionPreferClose) },
-			want:   func(p *proxier.ServicePort) { p.TrafficDistribution = proxier.TrafficDistributionPreferClose },
+			want:   func(p *model.ServicePort) { p.TrafficDistribution = model.TrafficDistributionPreferClose },
 		},
 		{
 			name:   "topology-mode Auto means PreferClose",
 			mutate: func(s *v1.Service) { s.Annotations = map[string]string{annotationTopologyMode: "Auto"} },
-			want:   func(p *proxier.ServicePort) { p.TrafficDistribution = proxier.TrafficDistributionPreferClose },
+			want:   func(p *model.ServicePort) { p.TrafficDistribution = model.TrafficDistributionPreferClose },
 		},
 		{
 			name:   "deprecated topology-aware-hints annotation",
 			mutate: func(s *v1.Service) { s.Annotations = map[string]string{annotationTopologyOld: "auto"} },
-			want:   func(p *proxier.ServicePort) { p.TrafficDistribution = proxier.TrafficDistributionPreferClose },
+			want:   func(p *model.ServicePort) { p.TrafficDistribution = model.TrafficDistributionPreferClose },
 		},
 		{
 			name: "topology-mode Disabled wins over the deprecated annotation",
 			mutate: func(s *v1.Service) {
 				s.Annotations = map[string]string{annotationTopologyMode: "Disabled", annotationTopologyOld: "Auto"}
 			},
-			want: func(*proxier.ServicePort) {},
+			want: func(*model.ServicePort) {},
 		},
 	}
 	for _, tc := range cases {
@@ -204,8 +204,8 @@ func TestConvertServiceMultiplePorts(t *testing.T) {
 	if len(rejects) != 0 {
 		t.Fatalf("unexpected rejections: %v", rejects)
 	}
-	want := map[proxier.ServicePortName]proxier.Protocol{
-		spn("ns", "dns", "dns"): proxier.UDP, spn("ns", "dns", "dns-tcp"): proxier.TCP, spn("ns", "dns", "sctp"): proxier.SCTP,
+	want := map[model.ServicePortName]model.Protocol{
+		spn("ns", "dns", "dns"): model.UDP, spn("ns", "dns", "dns-tcp"): model.TCP, spn("ns", "dns", "sctp"): model.SCTP,
 	}
 	if len(ports) != len(want) {
 		t.Fatalf("got %d ports, want %d", len(ports), len(want))

@@ -9,14 +9,14 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // portKey matches an EndpointSlice port to a service port: by name, as kube-proxy does, and by
 // protocol, since a port name is unique per service and a mismatched protocol means the slice is stale.
 type portKey struct {
 	Name     string
-	Protocol proxier.Protocol
+	Protocol model.Protocol
 }
 
 // slicePort is one validated port of an EndpointSlice.
@@ -29,20 +29,20 @@ type slicePort struct {
 // every port of the slice.
 type sliceInfo struct {
 	Ports     []slicePort
-	Endpoints []proxier.Endpoint
+	Endpoints []model.Endpoint
 }
 
 // convertEndpointSlice validates an EndpointSlice. It returns the service the slice belongs to and its
 // usable ports and endpoints; parts it refuses are left out and described in the rejections. ok is
 // false when the slice as a whole is of no use to the proxy (no service label, FQDN addresses).
-func convertEndpointSlice(es *discovery.EndpointSlice) (svc proxier.ServiceKey, info *sliceInfo, rejects []rejection, ok bool) {
+func convertEndpointSlice(es *discovery.EndpointSlice) (svc model.ServiceKey, info *sliceInfo, rejects []rejection, ok bool) {
 	object := es.Namespace + "/" + es.Name
 	name := es.Labels[discovery.LabelServiceName]
 	if name == "" {
 		return svc, nil, []rejection{{Kind: kindEndpointSlice, Object: object, Reason: reasonNoServiceName,
 			Detail: "label " + discovery.LabelServiceName + " missing"}}, false
 	}
-	svc = proxier.ServiceKey{Namespace: es.Namespace, Name: name}
+	svc = model.ServiceKey{Namespace: es.Namespace, Name: name}
 	// The server-side selector already keeps these out; checking again covers clients that ignore
 	// selectors on watches (and a label added after the fact shows up here as an update).
 	if hasKey(es.Labels, LabelServiceProxyName) || hasKey(es.Labels, v1.IsHeadlessService) {
@@ -115,13 +115,13 @@ func convertEndpointSlice(es *discovery.EndpointSlice) (svc proxier.ServiceKey, 
 
 // convertEndpoint reads an endpoint's conditions with kube-proxy's defaults: ready unset means ready,
 // serving unset means the ready value, terminating unset means not terminating.
-func convertEndpoint(ep *discovery.Endpoint, ip netip.Addr) proxier.Endpoint {
+func convertEndpoint(ep *discovery.Endpoint, ip netip.Addr) model.Endpoint {
 	ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
 	serving := ready
 	if ep.Conditions.Serving != nil {
 		serving = *ep.Conditions.Serving
 	}
-	out := proxier.Endpoint{
+	out := model.Endpoint{
 		IP:          ip,
 		Ready:       ready,
 		Serving:     serving,
@@ -149,7 +149,7 @@ func convertEndpoint(ep *discovery.Endpoint, ip netip.Addr) proxier.Endpoint {
 // two slices list the same IP:port, the first slice in name order wins, except that an entry on
 // nodeName replaces a remote one (kube-proxy prefers the local view for the same reason: locality must
 // not flip with slice order). Each list is sorted by IP then port, so equal content compares equal.
-func mergeEndpoints(bySlice map[string]*sliceInfo, nodeName string) map[portKey][]proxier.Endpoint {
+func mergeEndpoints(bySlice map[string]*sliceInfo, nodeName string) map[portKey][]model.Endpoint {
 	if len(bySlice) == 0 {
 		return nil
 	}
@@ -164,7 +164,7 @@ func mergeEndpoints(bySlice map[string]*sliceInfo, nodeName string) map[portKey]
 		at  netip.AddrPort
 	}
 	index := map[slot]int{}
-	out := map[portKey][]proxier.Endpoint{}
+	out := map[portKey][]model.Endpoint{}
 	for _, n := range names {
 		info := bySlice[n]
 		for _, p := range info.Ports {

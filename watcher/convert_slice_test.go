@@ -7,7 +7,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 func TestConvertEndpointConditions(t *testing.T) {
@@ -51,14 +51,14 @@ func TestConvertEndpointSliceFields(t *testing.T) {
 	if !ok || len(rejects) != 0 {
 		t.Fatalf("ok=%v rejects=%v", ok, rejects)
 	}
-	if svcKey != (proxier.ServiceKey{Namespace: "ns", Name: "web"}) {
+	if svcKey != (model.ServiceKey{Namespace: "ns", Name: "web"}) {
 		t.Errorf("service key %v", svcKey)
 	}
-	wantPorts := []slicePort{{portKey{"http", proxier.TCP}, 8080}, {portKey{"", proxier.TCP}, 9090}}
+	wantPorts := []slicePort{{portKey{"http", model.TCP}, 8080}, {portKey{"", model.TCP}, 9090}}
 	if !reflect.DeepEqual(info.Ports, wantPorts) {
 		t.Errorf("ports %+v, want %+v", info.Ports, wantPorts)
 	}
-	want := proxier.Endpoint{IP: addr(t, "10.244.1.5"), Ready: true, Serving: true, NodeName: "node-a", Zone: "zone-a",
+	want := model.Endpoint{IP: addr(t, "10.244.1.5"), Ready: true, Serving: true, NodeName: "node-a", Zone: "zone-a",
 		ZoneHints: []string{"zone-a", "zone-b"}}
 	if len(info.Endpoints) != 1 || !reflect.DeepEqual(info.Endpoints[0], want) {
 		t.Errorf("endpoints %+v, want [%+v]", info.Endpoints, want)
@@ -152,28 +152,28 @@ func TestConvertEndpointSliceRejects(t *testing.T) {
 
 func TestMergeEndpoints(t *testing.T) {
 	a := &sliceInfo{
-		Ports: []slicePort{{portKey{"http", proxier.TCP}, 8080}, {portKey{"dns", proxier.UDP}, 53}},
-		Endpoints: []proxier.Endpoint{
+		Ports: []slicePort{{portKey{"http", model.TCP}, 8080}, {portKey{"dns", model.UDP}, 53}},
+		Endpoints: []model.Endpoint{
 			{IP: addr(t, "10.244.2.9"), Ready: true, NodeName: "node-b"},
 			{IP: addr(t, "10.244.1.5"), Ready: true, NodeName: "node-b"},
 		},
 	}
 	b := &sliceInfo{
-		Ports: []slicePort{{portKey{"http", proxier.TCP}, 8080}},
-		Endpoints: []proxier.Endpoint{
+		Ports: []slicePort{{portKey{"http", model.TCP}, 8080}},
+		Endpoints: []model.Endpoint{
 			// Same IP:port as in slice a but claimed by this node: the local view wins.
 			{IP: addr(t, "10.244.1.5"), Ready: true, NodeName: "node-a"},
 			{IP: addr(t, "10.244.1.7"), Ready: false, NodeName: "node-a"},
 		},
 	}
 	got := mergeEndpoints(map[string]*sliceInfo{"web-a": a, "web-b": b}, "node-a")
-	want := map[portKey][]proxier.Endpoint{
-		{"http", proxier.TCP}: {
+	want := map[portKey][]model.Endpoint{
+		{"http", model.TCP}: {
 			{IP: addr(t, "10.244.1.5"), Port: 8080, Ready: true, NodeName: "node-a"},
 			{IP: addr(t, "10.244.1.7"), Port: 8080, NodeName: "node-a"},
 			{IP: addr(t, "10.244.2.9"), Port: 8080, Ready: true, NodeName: "node-b"},
 		},
-		{"dns", proxier.UDP}: {
+		{"dns", model.UDP}: {
 			{IP: addr(t, "10.244.1.5"), Port: 53, Ready: true, NodeName: "node-b"},
 			{IP: addr(t, "10.244.2.9"), Port: 53, Ready: true, NodeName: "node-b"},
 		},

@@ -12,7 +12,7 @@ import (
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // The fuzz targets below feed arbitrary Services and EndpointSlices through conversion and the change
@@ -135,7 +135,7 @@ func checkServiceConversion(t *testing.T, s *v1.Service) {
 			t.Fatalf("port out of range: %+v", p)
 		}
 		switch p.Protocol {
-		case proxier.TCP, proxier.UDP, proxier.SCTP:
+		case model.TCP, model.UDP, model.SCTP:
 		default:
 			t.Fatalf("protocol %q modelled", p.Protocol)
 		}
@@ -156,8 +156,8 @@ func checkServiceConversion(t *testing.T, s *v1.Service) {
 		if p.Affinity.ClientIP && (p.Affinity.TimeoutSeconds < 1 || p.Affinity.TimeoutSeconds > maxAffinityTimeout) {
 			t.Fatalf("affinity timeout %d", p.Affinity.TimeoutSeconds)
 		}
-		if p.ExternalPolicy != proxier.PolicyCluster && p.ExternalPolicy != proxier.PolicyLocal ||
-			p.InternalPolicy != proxier.PolicyCluster && p.InternalPolicy != proxier.PolicyLocal {
+		if p.ExternalPolicy != model.PolicyCluster && p.ExternalPolicy != model.PolicyLocal ||
+			p.InternalPolicy != model.PolicyCluster && p.InternalPolicy != model.PolicyLocal {
 			t.Fatalf("policies %q %q", p.ExternalPolicy, p.InternalPolicy)
 		}
 	}
@@ -168,7 +168,7 @@ func checkServiceConversion(t *testing.T, s *v1.Service) {
 	}
 	// The tracker must take whatever conversion produced.
 	tr := newTracker("node-a")
-	tr.setService(proxier.ServiceKey{Namespace: s.Namespace, Name: s.Name}, ports)
+	tr.setService(model.ServiceKey{Namespace: s.Namespace, Name: s.Name}, ports)
 	snap, _ := tr.snapshot(false)
 	if len(snap.Services) != len(ports) {
 		t.Fatalf("snapshot holds %d ports, conversion gave %d", len(snap.Services), len(ports))
@@ -178,7 +178,7 @@ func checkServiceConversion(t *testing.T, s *v1.Service) {
 // checkAddr: a modelled address is valid, carries no zone, and belongs to exactly one family.
 func checkAddr(t *testing.T, a netip.Addr) {
 	t.Helper()
-	if !a.IsValid() || a.Zone() != "" || proxier.IPv4.Of(a) == proxier.IPv6.Of(a) {
+	if !a.IsValid() || a.Zone() != "" || model.IPv4.Of(a) == model.IPv6.Of(a) {
 		t.Fatalf("bad modelled address %v", a)
 	}
 }

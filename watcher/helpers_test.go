@@ -10,8 +10,8 @@ import (
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/metrics"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Fixture addresses follow the project's conventions: ClusterIPs in 10.96.0.0/16, pods in
@@ -109,6 +109,6 @@ func invalidCount(t testing.TB, kind, reason string) float64 {
 	return counterValue(t, metrics.InvalidObjectsTotal.WithLabelValues(kind, reason))
 }
 
-func spn(ns, name, port string) proxier.ServicePortName {
-	return proxier.ServicePortName{ServiceKey: proxier.ServiceKey{Namespace: ns, Name: name}, Port: port}
+func spn(ns, name, port string) model.ServicePortName {
+	return model.ServicePortName{ServiceKey: model.ServiceKey{Namespace: ns, Name: name}, Port: port}
 }

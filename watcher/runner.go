@@ -40,7 +40,7 @@ func (r Reason) String() string {
 }
 
 // Full reports whether a sync for this reason must not trust what was applied before (see
-// proxier.Snapshot.Full): the first sync, the periodic resync and every retry are full.
+// model.Snapshot.Full): the first sync, the periodic resync and every retry are full.
 func (r Reason) Full() bool { return r != ReasonRequested }
 
 // RunnerOptions configures a Runner. Intervals follow kube-proxy: MinInterval is

@@ -7,15 +7,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/metrics"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // servicePorts is one service's converted ports, keyed by port name.
-type servicePorts = map[proxier.ServicePortName]*proxier.ServicePort
+type servicePorts = map[model.ServicePortName]*model.ServicePort
 
 // serviceEndpoints is one service's merged endpoints, keyed by slice port name and protocol.
-type serviceEndpoints = map[portKey][]proxier.Endpoint
+type serviceEndpoints = map[portKey][]model.Endpoint
 
 // sliceRef names an EndpointSlice object.
 type sliceRef struct{ Namespace, Name string }
@@ -30,42 +30,42 @@ type sliceRef struct{ Namespace, Name string }
 type tracker struct {
 	nodeName string
 
-	services  map[proxier.ServiceKey]servicePorts
-	slices    map[proxier.ServiceKey]map[string]*sliceInfo // by slice name
-	sliceSvc  map[sliceRef]proxier.ServiceKey              // which service a slice was filed under
-	endpoints map[proxier.ServiceKey]serviceEndpoints
+	services  map[model.ServiceKey]servicePorts
+	slices    map[model.ServiceKey]map[string]*sliceInfo // by slice name
+	sliceSvc  map[sliceRef]model.ServiceKey              // which service a slice was filed under
+	endpoints map[model.ServiceKey]serviceEndpoints
 
-	prevServices  map[proxier.ServiceKey]servicePorts     // pending service changes: published value
-	prevEndpoints map[proxier.ServiceKey]serviceEndpoints // pending endpoint changes: published value
-	triggerTimes  map[proxier.ServiceKey][]time.Time      // of pending endpoint changes
+	prevServices  map[model.ServiceKey]servicePorts     // pending service changes: published value
+	prevEndpoints map[model.ServiceKey]serviceEndpoints // pending endpoint changes: published value
+	triggerTimes  map[model.ServiceKey][]time.Time      // of pending endpoint changes
 
-	node        proxier.NodeInfo
+	node        model.NodeInfo
 	nodeChanged bool // node facts differ from the last published snapshot
 
 	// published is the last snapshot handed out. The next one starts from copies of its maps and
 	// redoes only the services with pending changes: copying a map is several times cheaper than
 	// rebuilding it entry by entry, and at 10k services the rebuild was most of an endpoint
 	// change's time between the API server and the backend.
-	published *proxier.Snapshot
+	published *model.Snapshot
 }
 
 func newTracker(nodeName string) *tracker {
 	return &tracker{
 		nodeName:      nodeName,
-		services:      map[proxier.ServiceKey]servicePorts{},
-		slices:        map[proxier.ServiceKey]map[string]*sliceInfo{},
-		sliceSvc:      map[sliceRef]proxier.ServiceKey{},
-		endpoints:     map[proxier.ServiceKey]serviceEndpoints{},
-		prevServices:  map[proxier.ServiceKey]servicePorts{},
-		prevEndpoints: map[proxier.ServiceKey]serviceEndpoints{},
-		triggerTimes:  map[proxier.ServiceKey][]time.Time{},
-		node:          proxier.NodeInfo{Name: nodeName},
+		services:      map[model.ServiceKey]servicePorts{},
+		slices:        map[model.ServiceKey]map[string]*sliceInfo{},
+		sliceSvc:      map[sliceRef]model.ServiceKey{},
+		endpoints:     map[model.ServiceKey]serviceEndpoints{},
+		prevServices:  map[model.ServiceKey]servicePorts{},
+		prevEndpoints: map[model.ServiceKey]serviceEndpoints{},
+		triggerTimes:  map[model.ServiceKey][]time.Time{},
+		node:          model.NodeInfo{Name: nodeName},
 	}
 }
 
 // setService records a service's converted ports (nil or empty: the service is gone or not proxied).
 // It reports whether the service's model changed.
-func (t *tracker) setService(key proxier.ServiceKey, ports servicePorts) bool {
+func (t *tracker) setService(key model.ServiceKey, ports servicePorts) bool {
 	cur := t.services[key]
 	if equalPorts(cur, ports) {
 		return false
@@ -89,7 +89,7 @@ func (t *tracker) setService(key proxier.ServiceKey, ports servicePorts) bool {
 // setSlice files an EndpointSlice's content under its service (info nil: the slice is gone) and
 // re-merges that service's endpoints. trigger is the slice's last-change-trigger-time, or zero. It
 // reports whether any service's endpoints changed.
-func (t *tracker) setSlice(ref sliceRef, svc proxier.ServiceKey, info *sliceInfo, trigger time.Time) bool {
+func (t *tracker) setSlice(ref sliceRef, svc model.ServiceKey, info *sliceInfo, trigger time.Time) bool {
 	changed := false
 	// A slice relabelled to another service (or deleted) leaves its old service first.
 	if old, ok := t.sliceSvc[ref]; ok && (info == nil || old != svc) {
@@ -111,7 +111,7 @@ func (t *tracker) setSlice(ref sliceRef, svc proxier.ServiceKey, info *sliceInfo
 	return changed
 }
 
-func (t *tracker) remerge(key proxier.ServiceKey, trigger time.Time) bool {
+func (t *tracker) remerge(key model.ServiceKey, trigger time.Time) bool {
 	merged := mergeEndpoints(t.slices[key], t.nodeName)
 	cur := t.endpoints[key]
 	if equalEndpoints(cur, merged) {
@@ -140,7 +140,7 @@ func (t *tracker) remerge(key proxier.ServiceKey, trigger time.Time) bool {
 
 // setNode records this node's facts. It reports whether they changed; a change marks every service
 // changed at the next snapshot, because topology and locality decisions may differ for all of them.
-func (t *tracker) setNode(n proxier.NodeInfo) bool {
+func (t *tracker) setNode(n model.NodeInfo) bool {
 	if equalNode(t.node, n) {
 		return false
 	}
@@ -156,9 +156,9 @@ func (t *tracker) pending() bool {
 
 // snapshot publishes the full current model plus the changes since the previous snapshot, and
 // consumes those changes. The returned maps are new; the values they reference are never mutated.
-func (t *tracker) snapshot(full bool) (*proxier.Snapshot, SyncInfo) {
-	snap := &proxier.Snapshot{
-		Changed: map[proxier.ServiceKey]struct{}{},
+func (t *tracker) snapshot(full bool) (*model.Snapshot, SyncInfo) {
+	snap := &model.Snapshot{
+		Changed: map[model.ServiceKey]struct{}{},
 		Node:    t.node,
 		Full:    full,
 	}
@@ -197,9 +197,9 @@ func (t *tracker) snapshot(full bool) (*proxier.Snapshot, SyncInfo) {
 }
 
 // buildView assembles the snapshot maps from the whole model.
-func (t *tracker) buildView() (map[proxier.ServicePortName]*proxier.ServicePort, map[proxier.ServicePortName][]proxier.Endpoint) {
-	services := make(map[proxier.ServicePortName]*proxier.ServicePort, len(t.services))
-	endpoints := make(map[proxier.ServicePortName][]proxier.Endpoint, len(t.services))
+func (t *tracker) buildView() (map[model.ServicePortName]*model.ServicePort, map[model.ServicePortName][]model.Endpoint) {
+	services := make(map[model.ServicePortName]*model.ServicePort, len(t.services))
+	endpoints := make(map[model.ServicePortName][]model.Endpoint, len(t.services))
 	for key := range t.services {
 		t.viewService(key, services, endpoints)
 	}
@@ -209,9 +209,9 @@ func (t *tracker) buildView() (map[proxier.ServicePortName]*proxier.ServicePort,
 // updateView returns copies of the published snapshot's maps with every service that has pending
 // changes taken out and put back as it is now. The published maps themselves are left alone: a
 // backend may still hold that snapshot.
-func (t *tracker) updateView() (map[proxier.ServicePortName]*proxier.ServicePort, map[proxier.ServicePortName][]proxier.Endpoint) {
+func (t *tracker) updateView() (map[model.ServicePortName]*model.ServicePort, map[model.ServicePortName][]model.Endpoint) {
 	services, endpoints := maps.Clone(t.published.Services), maps.Clone(t.published.Endpoints)
-	redo := func(key proxier.ServiceKey) {
+	redo := func(key model.ServiceKey) {
 		// The ports as published: the pending service change's previous value, or else the ports
 		// now (only its endpoints changed).
 		old, ok := t.prevServices[key]
@@ -236,7 +236,7 @@ func (t *tracker) updateView() (map[proxier.ServicePortName]*proxier.ServicePort
 }
 
 // viewService adds one service's ports, and the endpoints of each, to snapshot maps.
-func (t *tracker) viewService(key proxier.ServiceKey, services map[proxier.ServicePortName]*proxier.ServicePort, endpoints map[proxier.ServicePortName][]proxier.Endpoint) {
+func (t *tracker) viewService(key model.ServiceKey, services map[model.ServicePortName]*model.ServicePort, endpoints map[model.ServicePortName][]model.Endpoint) {
 	for name, sp := range t.services[key] {
 		services[name] = sp
 		if eps := t.endpoints[key][portKey{Name: name.Port, Protocol: sp.Protocol}]; len(eps) > 0 {
@@ -271,7 +271,7 @@ func equalEndpoints(a, b serviceEndpoints) bool {
 	return true
 }
 
-func equalNode(a, b proxier.NodeInfo) bool {
+func equalNode(a, b model.NodeInfo) bool {
 	return a.Name == b.Name && maps.Equal(a.Labels, b.Labels) && slices.Equal(a.PodCIDRs, b.PodCIDRs)
 }
 
@@ -282,8 +282,8 @@ const topologyLabelPrefix = "topology.kubernetes.io/"
 
 // nodeInfoFrom builds NodeInfo from the Node object's fields. Bad pod CIDRs are skipped (and
 // reported): the node is one object, and a bad CIDR must not hide its zone label.
-func nodeInfoFrom(name string, labels map[string]string, podCIDRs []string) (proxier.NodeInfo, []rejection) {
-	n := proxier.NodeInfo{Name: name}
+func nodeInfoFrom(name string, labels map[string]string, podCIDRs []string) (model.NodeInfo, []rejection) {
+	n := model.NodeInfo{Name: name}
 	for k, v := range labels {
 		if strings.HasPrefix(k, topologyLabelPrefix) {
 			if n.Labels == nil {

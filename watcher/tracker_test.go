@@ -9,7 +9,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 func mustService(t testing.TB, s *v1.Service) servicePorts {
@@ -21,7 +21,7 @@ func mustService(t testing.TB, s *v1.Service) servicePorts {
 	return ports
 }
 
-func mustSlice(t testing.TB, es *discovery.EndpointSlice) (proxier.ServiceKey, *sliceInfo) {
+func mustSlice(t testing.TB, es *discovery.EndpointSlice) (model.ServiceKey, *sliceInfo) {
 	t.Helper()
 	key, info, rejects, ok := convertEndpointSlice(es)
 	if !ok || len(rejects) != 0 {
@@ -58,7 +58,7 @@ func TestTrackerEndpointsMatchPortNameAndProtocol(t *testing.T) {
 
 func TestTrackerSliceRelabelled(t *testing.T) {
 	tr := newTracker("node-a")
-	otherSvcKey := proxier.ServiceKey{Namespace: "ns", Name: "other"}
+	otherSvcKey := model.ServiceKey{Namespace: "ns", Name: "other"}
 	tr.setService(webKey, mustService(t, svc("ns", "web", "10.96.0.10")))
 	tr.setService(otherSvcKey, mustService(t, svc("ns", "other", "10.96.0.11")))
 	ref := sliceRef{"ns", "s-1"}
@@ -119,7 +119,7 @@ func benchTracker(b *testing.B, n int) *tracker {
 	tr := newTracker("node-a")
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("svc-%d", i)
-		key := proxier.ServiceKey{Namespace: "ns", Name: name}
+		key := model.ServiceKey{Namespace: "ns", Name: name}
 		ip := netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)})
 		tr.setService(key, mustService(b, svc("ns", name, ip.String())))
 		var eps []discovery.Endpoint
@@ -153,7 +153,7 @@ func BenchmarkSnapshot(b *testing.B) {
 func BenchmarkEndpointUpdate(b *testing.B) {
 	tr := benchTracker(b, 10000)
 	ref := sliceRef{"ns", "svc-5000-1"}
-	key := proxier.ServiceKey{Namespace: "ns", Name: "svc-5000"}
+	key := model.ServiceKey{Namespace: "ns", Name: "svc-5000"}
 	_, a := mustSlice(b, slice("ns", "svc-5000-1", "svc-5000", []discovery.Endpoint{ep("10.244.50.1", "node-a")}))
 	_, c := mustSlice(b, slice("ns", "svc-5000-1", "svc-5000", []discovery.Endpoint{ep("10.244.50.2", "node-a")}))
 	b.ReportAllocs()

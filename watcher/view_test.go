@@ -11,7 +11,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // TestSnapshotIncrementalEqualsRebuilt drives a tracker through random service and slice changes
@@ -21,13 +21,13 @@ import (
 func TestSnapshotIncrementalEqualsRebuilt(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	tr := newTracker("node-a")
-	var handedOut []*proxier.Snapshot
-	var copies []map[proxier.ServicePortName][]proxier.Endpoint
+	var handedOut []*model.Snapshot
+	var copies []map[model.ServicePortName][]model.Endpoint
 	for round := 0; round < 300; round++ {
 		for op := rng.IntN(4); op >= 0; op-- {
 			i := rng.IntN(8)
 			name := fmt.Sprintf("svc-%d", i)
-			key := proxier.ServiceKey{Namespace: "ns", Name: name}
+			key := model.ServiceKey{Namespace: "ns", Name: name}
 			switch rng.IntN(4) {
 			case 0: // a service with one or two ports, which may change name and protocol
 				ports := []v1.ServicePort{{Name: "http", Protocol: v1.ProtocolTCP, Port: 80}}

@@ -1,5 +1,5 @@
 // Package watcher turns the Kubernetes API's Services, EndpointSlices and this node's Node object
-// into Switchyard's model (package proxier), tracks which services changed, and runs syncs at a
+// into Switchyard's model (package model), tracks which services changed, and runs syncs at a
 // bounded frequency (Runner). It knows nothing of iptables or IPVS.
 //
 // Typical wiring (the daemon does this):
@@ -42,8 +42,8 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/metrics"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Options configures a Watcher.
@@ -178,7 +178,7 @@ func (w *Watcher) WaitForCacheSync(ctx context.Context) bool {
 // the previous call (deleted ones included), and consumes those changes. full is copied into
 // snap.Full. Before the caches have synced it returns nil: a partial model must never be applied,
 // because it would delete the rules of every service not yet listed.
-func (w *Watcher) Snapshot(full bool) (*proxier.Snapshot, SyncInfo) {
+func (w *Watcher) Snapshot(full bool) (*model.Snapshot, SyncInfo) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.synced {
@@ -225,7 +225,7 @@ func (w *Watcher) onService(obj any, deleted bool) {
 		klog.ErrorS(nil, "Unexpected object in service event", "type", fmt.Sprintf("%T", obj))
 		return
 	}
-	key := proxier.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}
+	key := model.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}
 	var ports servicePorts
 	if !deleted {
 		var rejects []rejection
@@ -243,7 +243,7 @@ func (w *Watcher) onSlice(obj any, deleted bool) {
 	}
 	ref := sliceRef{Namespace: es.Namespace, Name: es.Name}
 	var (
-		svc     proxier.ServiceKey
+		svc     model.ServiceKey
 		info    *sliceInfo
 		trigger time.Time
 	)
@@ -266,7 +266,7 @@ func (w *Watcher) onNode(obj any, deleted bool) {
 		klog.ErrorS(nil, "Unexpected object in node event", "type", fmt.Sprintf("%T", obj))
 		return
 	}
-	info := proxier.NodeInfo{Name: w.opts.NodeName}
+	info := model.NodeInfo{Name: w.opts.NodeName}
 	if !deleted {
 		cidrs := node.Spec.PodCIDRs
 		if len(cidrs) == 0 && node.Spec.PodCIDR != "" {

@@ -20,8 +20,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/metrics"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 const testNode = "node-a"
@@ -108,14 +108,14 @@ func (h *harness) peek(fn func(*tracker) bool) bool {
 	return fn(h.w.state)
 }
 
-func (h *harness) waitService(key proxier.ServiceKey, present bool) {
+func (h *harness) waitService(key model.ServiceKey, present bool) {
 	h.t.Helper()
 	eventually(h.t, "service "+key.String(), func() bool {
 		return h.peek(func(t *tracker) bool { _, ok := t.services[key]; return ok == present })
 	})
 }
 
-func (h *harness) waitEndpoints(key proxier.ServiceKey, n int) {
+func (h *harness) waitEndpoints(key model.ServiceKey, n int) {
 	h.t.Helper()
 	eventually(h.t, "endpoints of "+key.String(), func() bool {
 		return h.peek(func(t *tracker) bool {
@@ -156,7 +156,7 @@ func (h *harness) updateSlice(es *discovery.EndpointSlice) {
 	}
 }
 
-func keys(m map[proxier.ServiceKey]struct{}) []string {
+func keys(m map[model.ServiceKey]struct{}) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k.String())
@@ -165,7 +165,7 @@ func keys(m map[proxier.ServiceKey]struct{}) []string {
 	return out
 }
 
-func wantChanged(t *testing.T, snap *proxier.Snapshot, want ...string) {
+func wantChanged(t *testing.T, snap *model.Snapshot, want ...string) {
 	t.Helper()
 	slices.Sort(want)
 	if got := keys(snap.Changed); !slices.Equal(got, want) {
@@ -174,8 +174,8 @@ func wantChanged(t *testing.T, snap *proxier.Snapshot, want ...string) {
 }
 
 var (
-	webKey   = proxier.ServiceKey{Namespace: "ns", Name: "web"}
-	otherKey = proxier.ServiceKey{Namespace: "ns", Name: "other"}
+	webKey   = model.ServiceKey{Namespace: "ns", Name: "web"}
+	otherKey = model.ServiceKey{Namespace: "ns", Name: "other"}
 )
 
 func TestWatcherNoSnapshotBeforeSync(t *testing.T) {
@@ -398,7 +398,7 @@ func TestWatcherBadServiceIsolated(t *testing.T) {
 	// A good service turning bad loses its rules (it is in Changed and out of the model); the
 	// others are untouched.
 	h.updateService(svc("ns", "good", "not-an-ip"))
-	h.waitService(proxier.ServiceKey{Namespace: "ns", Name: "good"}, false)
+	h.waitService(model.ServiceKey{Namespace: "ns", Name: "good"}, false)
 	snap, _ = h.w.Snapshot(false)
 	wantChanged(t, snap, "ns/good")
 	if snap.Services[spn("ns", "half", "http")] == nil {
@@ -408,11 +408,11 @@ func TestWatcherBadServiceIsolated(t *testing.T) {
 
 func TestWatcherNode(t *testing.T) {
 	node := &v1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: testNode, Labels: map[string]string{proxier.ZoneLabel: "zone-a"}},
+		ObjectMeta: metav1.ObjectMeta{Name: testNode, Labels: map[string]string{model.ZoneLabel: "zone-a"}},
 		Spec:       v1.NodeSpec{PodCIDR: "10.244.1.0/24", PodCIDRs: []string{"10.244.1.0/24"}},
 	}
 	h := newHarness(t, node, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-b",
-		Labels: map[string]string{proxier.ZoneLabel: "zone-b"}}},
+		Labels: map[string]string{model.ZoneLabel: "zone-b"}}},
 		svc("ns", "web", "10.96.0.10"), svc("ns", "other", "10.96.0.11"))
 	h.start()
 	snap, _ := h.w.Snapshot(true)
@@ -423,13 +423,13 @@ func TestWatcherNode(t *testing.T) {
 	first := snap.Node
 
 	// Another node's change is not ours.
-	nodeB := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-b", Labels: map[string]string{proxier.ZoneLabel: "zone-c"}}}
+	nodeB := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-b", Labels: map[string]string{model.ZoneLabel: "zone-c"}}}
 	if _, err := h.client.CoreV1().Nodes().Update(h.ctx, nodeB, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// Our node's zone changes: every service is marked changed.
 	moved := node.DeepCopy()
-	moved.Labels[proxier.ZoneLabel] = "zone-z"
+	moved.Labels[model.ZoneLabel] = "zone-z"
 	moved.Spec.PodCIDRs = []string{"10.244.9.0/24"}
 	if _, err := h.client.CoreV1().Nodes().Update(h.ctx, moved, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -456,7 +456,7 @@ func TestWatcherNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	rezoned := relabelled.DeepCopy()
-	rezoned.Labels[proxier.ZoneLabel] = "zone-y"
+	rezoned.Labels[model.ZoneLabel] = "zone-y"
 	if _, err := h.client.CoreV1().Nodes().Update(h.ctx, rezoned, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +471,7 @@ func TestWatcherNode(t *testing.T) {
 	}
 	// A new service afterwards is the only change.
 	h.createService(svc("ns", "third", "10.96.0.12"))
-	h.waitService(proxier.ServiceKey{Namespace: "ns", Name: "third"}, true)
+	h.waitService(model.ServiceKey{Namespace: "ns", Name: "third"}, true)
 	snap, _ = h.w.Snapshot(false)
 	wantChanged(t, snap, "ns/third")
 }

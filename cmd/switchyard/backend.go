@@ -10,15 +10,15 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/ipvs"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // nodeAddresses lists this node's global unicast addresses of the family; kube-proxy uses the node's
 // IPs to let the node itself through a load balancer's source ranges when a range covers it.
-func nodeAddresses(f proxier.IPFamily) []netip.Addr {
+func nodeAddresses(f model.IPFamily) []netip.Addr {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		klog.ErrorS(err, "Cannot list the node's addresses")
@@ -49,11 +49,11 @@ func hostIptables(o *Options) (*iptables.Real, iptables.Variant, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	ipt, err := iptables.NewReal(proxier.IPv4, variant)
+	ipt, err := iptables.NewReal(model.IPv4, variant)
 	if err != nil {
 		return nil, "", fmt.Errorf("iptables (%s): %w", variant, err)
 	}
-	klog.InfoS("Using iptables", "variant", variant, "ipFamily", proxier.IPv4)
+	klog.InfoS("Using iptables", "variant", variant, "ipFamily", model.IPv4)
 	return ipt, variant, nil
 }
 
@@ -62,7 +62,7 @@ func hostIptables(o *Options) (*iptables.Real, iptables.Variant, error) {
 func iptablesOptions(o *Options) iptables.Options {
 	clusterCIDRs, _ := o.ClusterCIDRs()
 	nodePortCIDRs, _, _ := o.NodePortPrefixes()
-	opts := iptables.DefaultOptions(proxier.IPv4)
+	opts := iptables.DefaultOptions(model.IPv4)
 	opts.LocalDetector = iptables.LocalDetector{ClusterCIDRs: clusterCIDRs, UseNodeCIDR: o.DetectLocalMode == "NodeCIDR"}
 	opts.MasqueradeAll = o.MasqueradeAll
 	opts.MasqueradeBit = int(o.MasqueradeBit)
@@ -88,7 +88,7 @@ func ipvsOptions(o *Options) ipvs.Options {
 
 // newBackend builds the backend --proxy-mode asks for, for IPv4, and says which iptables variant
 // it programs (the pod network's rules must go to the same one).
-func newBackend(o *Options) (proxier.Backend, iptables.Variant, error) {
+func newBackend(o *Options) (model.Backend, iptables.Variant, error) {
 	ipt, variant, err := hostIptables(o)
 	if err != nil {
 		return nil, "", err
@@ -107,7 +107,7 @@ func newBackend(o *Options) (proxier.Backend, iptables.Variant, error) {
 	case "iptables":
 		opts := iptablesOptions(o)
 		opts.RandomFully = ipt.HasRandomFully()
-		opts.NodeIPs = nodeAddresses(proxier.IPv4)
+		opts.NodeIPs = nodeAddresses(model.IPv4)
 		p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: ipt, Conntrack: &conntrack.Netlink{},
 			StagedChainsPerRestore: iptables.StagingFor(variant), CheckChainsEvery: o.SyncPeriod})
 		return p, variant, err

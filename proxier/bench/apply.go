@@ -11,9 +11,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/ipvs"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Unavailable is an apply that cannot run on this machine, for a reason that is not a failure of
@@ -23,12 +23,12 @@ type Unavailable struct{ Reason string }
 func (u *Unavailable) Error() string { return u.Reason }
 
 // syncer is the part of a backend an apply drives.
-type syncer interface{ Sync(*proxier.Snapshot) error }
+type syncer interface{ Sync(*model.Snapshot) error }
 
 // ApplyIptables builds a fresh lab, syncs snap into it with the iptables backend exactly as the
 // daemon would on a cold start (staging included), then one endpoint change, and measures connects
 // to the first and the last service. connects is the number of samples per service.
-func ApplyIptables(snap *proxier.Snapshot, variant iptables.Variant, connects int) (*Applied, error) {
+func ApplyIptables(snap *model.Snapshot, variant iptables.Variant, connects int) (*Applied, error) {
 	l, err := newLab()
 	if err != nil {
 		return nil, err
@@ -36,7 +36,7 @@ func ApplyIptables(snap *proxier.Snapshot, variant iptables.Variant, connects in
 	defer l.Close()
 	var p *iptables.Proxier
 	err = l.inNode(func() error {
-		real, err := iptables.NewReal(proxier.IPv4, variant)
+		real, err := iptables.NewReal(model.IPv4, variant)
 		if err != nil {
 			return &Unavailable{Reason: fmt.Sprintf("iptables %s variant unusable here: %v", variant, err)}
 		}
@@ -53,7 +53,7 @@ func ApplyIptables(snap *proxier.Snapshot, variant iptables.Variant, connects in
 
 // ApplyIPVS is ApplyIptables for the IPVS backend. It needs a kernel with IPVS; without one it
 // returns an *Unavailable that says so.
-func ApplyIPVS(snap *proxier.Snapshot, variant iptables.Variant, connects int) (*Applied, error) {
+func ApplyIPVS(snap *model.Snapshot, variant iptables.Variant, connects int) (*Applied, error) {
 	l, err := newLab()
 	if err != nil {
 		return nil, err
@@ -67,7 +67,7 @@ func ApplyIPVS(snap *proxier.Snapshot, variant iptables.Variant, connects int) (
 			return &Unavailable{Reason: "this kernel has no IPVS (no IPVS generic-netlink family, and ip_vs cannot be loaded); " +
 				"run `switchyard bench --apply` on a node with IPVS, or in a VM that has it: hack/bench-in-vm.sh"}
 		}
-		real, err := iptables.NewReal(proxier.IPv4, variant)
+		real, err := iptables.NewReal(model.IPv4, variant)
 		if err != nil {
 			return &Unavailable{Reason: fmt.Sprintf("iptables %s variant unusable here (IPVS mode needs a few rules): %v", variant, err)}
 		}
@@ -83,9 +83,9 @@ func ApplyIPVS(snap *proxier.Snapshot, variant iptables.Variant, connects int) (
 	return applyAndProbe(l, p, snap, string(variant), connects)
 }
 
-func applyAndProbe(l *lab, p syncer, snap *proxier.Snapshot, variant string, connects int) (*Applied, error) {
+func applyAndProbe(l *lab, p syncer, snap *model.Snapshot, variant string, connects int) (*Applied, error) {
 	a := &Applied{Variant: variant}
-	timed := func(s *proxier.Snapshot) (float64, error) {
+	timed := func(s *model.Snapshot) (float64, error) {
 		var elapsed time.Duration
 		err := l.inNode(func() error {
 			start := time.Now()

@@ -5,9 +5,9 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/ipvs"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // NodeIP is the node's only address, in the lab and in renders: NodePorts listen on it.
@@ -16,7 +16,7 @@ var NodeIP = netip.MustParseAddr("192.168.0.1")
 // IptablesOptions are the iptables backend's options for the synthetic node: kube-proxy's defaults
 // with the cluster CIDR as the local-traffic detector, as a kubeadm cluster runs it.
 func IptablesOptions() iptables.Options {
-	o := iptables.DefaultOptions(proxier.IPv4)
+	o := iptables.DefaultOptions(model.IPv4)
 	o.LocalDetector.ClusterCIDRs = []netip.Prefix{EndpointCIDR}
 	o.NodeIPs = []netip.Addr{NodeIP}
 	o.RandomFully = true
@@ -47,7 +47,7 @@ func measure(fn func() error) (seconds float64, bytes, allocs uint64, err error)
 // RenderIptables renders snap from scratch with the iptables backend's renderer and reports the
 // ruleset's size: the rules and chains the restore input leaves behind plus the fixed jumps from
 // the built-in chains.
-func RenderIptables(snap *proxier.Snapshot, w Workload) (Result, error) {
+func RenderIptables(snap *model.Snapshot, w Workload) (Result, error) {
 	res := Result{Backend: BackendIptables, Services: w.Services, EndpointsPerService: w.EndpointsPerService}
 	var out *iptables.Rendered
 	var err error
@@ -73,7 +73,7 @@ func RenderIptables(snap *proxier.Snapshot, w Workload) (Result, error) {
 
 // RenderIPVS renders snap with the IPVS backend's render code for a node whose only address is
 // NodeIP and reports the size of what it would program.
-func RenderIPVS(snap *proxier.Snapshot, w Workload) (Result, error) {
+func RenderIPVS(snap *model.Snapshot, w Workload) (Result, error) {
 	res := Result{Backend: BackendIPVS, Services: w.Services, EndpointsPerService: w.EndpointsPerService}
 	var f ipvs.Footprint
 	var err error

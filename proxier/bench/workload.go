@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Address plan of the synthetic cluster. ClusterIPs come from a /12 and endpoints from a /10 so that
@@ -101,8 +101,8 @@ func nthAddr(p netip.Prefix, n int) netip.Addr {
 
 // ServiceName is the name of service i. Names sort in index order, and ClusterIPs rise with the
 // index, so service 0 is the first in every backend's tables and the last service the last.
-func ServiceName(i int) proxier.ServicePortName {
-	return proxier.ServicePortName{ServiceKey: proxier.ServiceKey{Namespace: "bench", Name: fmt.Sprintf("svc-%07d", i)}, Port: "http"}
+func ServiceName(i int) model.ServicePortName {
+	return model.ServicePortName{ServiceKey: model.ServiceKey{Namespace: "bench", Name: fmt.Sprintf("svc-%07d", i)}, Port: "http"}
 }
 
 // ClusterIP is service i's ClusterIP.
@@ -120,49 +120,49 @@ func (w Workload) Nodes() int {
 
 // endpointAt is the k-th endpoint of the workload, on node k mod nodes: this node's endpoints take
 // addresses from its pod CIDR, the others from the rest of EndpointCIDR.
-func endpointAt(k, nodes int) proxier.Endpoint {
+func endpointAt(k, nodes int) model.Endpoint {
 	node := k % nodes
 	ip := endpointIP(k)
 	if node == 0 {
 		ip = nthAddr(NodePodCIDR, 2+k/nodes)
 	}
-	return proxier.Endpoint{IP: ip, Port: TargetPort, Ready: true, Serving: true, NodeName: fmt.Sprintf("node-%d", node)}
+	return model.Endpoint{IP: ip, Port: TargetPort, Ready: true, Serving: true, NodeName: fmt.Sprintf("node-%d", node)}
 }
 
 // Node returns the node facts the workload is rendered for.
-func Node() proxier.NodeInfo {
-	return proxier.NodeInfo{Name: NodeName, PodCIDRs: []netip.Prefix{NodePodCIDR}}
+func Node() model.NodeInfo {
+	return model.NodeInfo{Name: NodeName, PodCIDRs: []netip.Prefix{NodePodCIDR}}
 }
 
 // Synthesize builds the snapshot of w: a full snapshot, as a proxy's first sync sees it.
-func Synthesize(w Workload) (*proxier.Snapshot, error) {
+func Synthesize(w Workload) (*model.Snapshot, error) {
 	if err := w.Validate(); err != nil {
 		return nil, err
 	}
-	s := proxier.NewSnapshot()
+	s := model.NewSnapshot()
 	s.Full = true
 	s.Node = Node()
 	nodePorts, nodes := 0, w.Nodes()
 	for i := 0; i < w.Services; i++ {
 		name := ServiceName(i)
-		svc := &proxier.ServicePort{Name: name, Protocol: proxier.TCP, Port: ServicePort,
-			ClusterIPs: []netip.Addr{ClusterIP(i)}, ExternalPolicy: proxier.PolicyCluster, InternalPolicy: proxier.PolicyCluster}
+		svc := &model.ServicePort{Name: name, Protocol: model.TCP, Port: ServicePort,
+			ClusterIPs: []netip.Addr{ClusterIP(i)}, ExternalPolicy: model.PolicyCluster, InternalPolicy: model.PolicyCluster}
 		nodePort := picked(w.NodePortShare, i)
 		if nodePort {
 			svc.NodePort = int32(FirstNodePort + nodePorts)
 			nodePorts++
 		}
 		if picked(w.AffinityShare, i) {
-			svc.Affinity = proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 10800}
+			svc.Affinity = model.SessionAffinity{ClientIP: true, TimeoutSeconds: 10800}
 		}
 		if picked(w.LocalShare, i) {
 			if nodePort {
-				svc.ExternalPolicy = proxier.PolicyLocal
+				svc.ExternalPolicy = model.PolicyLocal
 			} else {
-				svc.InternalPolicy = proxier.PolicyLocal
+				svc.InternalPolicy = model.PolicyLocal
 			}
 		}
-		eps := make([]proxier.Endpoint, w.EndpointsPerService)
+		eps := make([]model.Endpoint, w.EndpointsPerService)
 		for j := range eps {
 			eps[j] = endpointAt(i*w.EndpointsPerService+j, nodes)
 		}
@@ -176,14 +176,14 @@ func Synthesize(w Workload) (*proxier.Snapshot, error) {
 // on another node, moves to a fresh address: the commonest steady-state change (a pod replaced
 // somewhere in the cluster). snap is left as it was. generation picks the fresh address, so
 // successive changes differ.
-func ChangeOneEndpoint(snap *proxier.Snapshot, generation int) *proxier.Snapshot {
-	next := &proxier.Snapshot{Services: snap.Services, Endpoints: make(map[proxier.ServicePortName][]proxier.Endpoint, len(snap.Endpoints)),
-		Node: snap.Node, Changed: map[proxier.ServiceKey]struct{}{}}
+func ChangeOneEndpoint(snap *model.Snapshot, generation int) *model.Snapshot {
+	next := &model.Snapshot{Services: snap.Services, Endpoints: make(map[model.ServicePortName][]model.Endpoint, len(snap.Endpoints)),
+		Node: snap.Node, Changed: map[model.ServiceKey]struct{}{}}
 	for k, v := range snap.Endpoints {
 		next.Endpoints[k] = v
 	}
 	name := ServiceName(len(snap.Services) / 2)
-	eps := append([]proxier.Endpoint(nil), snap.Endpoints[name]...)
+	eps := append([]model.Endpoint(nil), snap.Endpoints[name]...)
 	j := 0
 	for j < len(eps)-1 && eps[j].NodeName == snap.Node.Name {
 		j++

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 func TestSynthesizeSharesAndOrder(t *testing.T) {
@@ -125,5 +125,5 @@ func TestChangeOneEndpoint(t *testing.T) {
 			t.Errorf("%v: unchanged endpoints were copied; the backends recognise unchanged services by identity", name)
 		}
 	}
-	var _ *proxier.Snapshot = next
+	var _ *model.Snapshot = next
 }

@@ -9,17 +9,17 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Deleter deletes the UDP conntrack entries of one family that match any of the filters and returns
 // how many it deleted.
 type Deleter interface {
-	DeleteUDP(family proxier.IPFamily, filters []Filter) (int, error)
+	DeleteUDP(family model.IPFamily, filters []Filter) (int, error)
 }
 
 // Delete applies stale through d, doing nothing when there is nothing to delete.
-func Delete(d Deleter, family proxier.IPFamily, stale Stale) error {
+func Delete(d Deleter, family model.IPFamily, stale Stale) error {
 	if stale.Empty() {
 		return nil
 	}
@@ -54,9 +54,9 @@ func addrOf(ip net.IP) netip.Addr {
 	return a.Unmap()
 }
 
-func (n *Netlink) DeleteUDP(family proxier.IPFamily, filters []Filter) (int, error) {
+func (n *Netlink) DeleteUDP(family model.IPFamily, filters []Filter) (int, error) {
 	fam := netlink.InetFamily(unix.AF_INET)
-	if family == proxier.IPv6 {
+	if family == model.IPv6 {
 		fam = netlink.InetFamily(unix.AF_INET6)
 	}
 	h := n.Handle
@@ -76,7 +76,7 @@ func (n *Netlink) DeleteUDP(family proxier.IPFamily, filters []Filter) (int, err
 
 // Flow is a conntrack entry as the fake keeps it.
 type Flow struct {
-	Protocol proxier.Protocol
+	Protocol model.Protocol
 	OrigSrc  netip.AddrPort
 	OrigDst  netip.AddrPort
 	ReplySrc netip.AddrPort // the DNAT target, or OrigDst when the entry was not DNATed
@@ -89,10 +89,10 @@ type Fake struct {
 
 var _ Deleter = (*Fake)(nil)
 
-func (f *Fake) DeleteUDP(family proxier.IPFamily, filters []Filter) (int, error) {
+func (f *Fake) DeleteUDP(family model.IPFamily, filters []Filter) (int, error) {
 	before := len(f.Flows)
 	f.Flows = slices.DeleteFunc(f.Flows, func(fl Flow) bool {
-		if fl.Protocol != proxier.UDP || !family.Of(fl.OrigDst.Addr()) {
+		if fl.Protocol != model.UDP || !family.Of(fl.OrigDst.Addr()) {
 			return false
 		}
 		return slices.ContainsFunc(filters, func(flt Filter) bool { return flt.Matches(fl.OrigDst, fl.ReplySrc) })

@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // TestNetlinkDeletesOnlyMatchingFlows creates real conntrack entries inside a throwaway namespace
@@ -72,7 +72,7 @@ func TestNetlinkDeletesOnlyMatchingFlows(t *testing.T) {
 
 	d := &Netlink{Handle: nh}
 	vipPort := netip.MustParseAddrPort("10.96.0.53:53")
-	n, err := d.DeleteUDP(proxier.IPv4, []Filter{
+	n, err := d.DeleteUDP(model.IPv4, []Filter{
 		{OrigDstIP: vipPort.Addr(), OrigDstPort: 53, ReplySrcIP: netip.MustParseAddr("127.0.0.1"), ReplySrcPort: 5001}, // endpoint gone
 		{OrigDstIP: vipPort.Addr(), OrigDstPort: 53, ReplySrcIP: vipPort.Addr(), ReplySrcPort: 53},                     // never DNATed
 	})

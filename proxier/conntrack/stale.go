@@ -12,7 +12,7 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Filter selects UDP conntrack entries by their original destination and their reply source. A
@@ -65,10 +65,10 @@ func (s Stale) Empty() bool { return len(s.Filters) == 0 }
 //     traffic was rejected and would otherwise keep bypassing the new DNAT rules.
 //
 // Only services named in cur.Changed are compared unless cur.Full is set or prev is nil.
-func StaleUDP(prev, cur *proxier.Snapshot, family proxier.IPFamily) Stale {
-	var names []proxier.ServicePortName
+func StaleUDP(prev, cur *model.Snapshot, family model.IPFamily) Stale {
+	var names []model.ServicePortName
 	if prev == nil || cur.Full {
-		seen := map[proxier.ServicePortName]bool{}
+		seen := map[model.ServicePortName]bool{}
 		for n := range cur.Services {
 			seen[n] = true
 		}
@@ -90,12 +90,12 @@ func StaleUDP(prev, cur *proxier.Snapshot, family proxier.IPFamily) Stale {
 			}
 		}
 	}
-	proxier.SortServicePortNames(names)
+	model.SortServicePortNames(names)
 
 	var out Stale
 	for _, name := range names {
-		var oldSvc *proxier.ServicePort
-		var oldEps []proxier.Endpoint
+		var oldSvc *model.ServicePort
+		var oldEps []model.Endpoint
 		if prev != nil {
 			oldSvc, oldEps = prev.Services[name], prev.Endpoints[name]
 		}
@@ -104,7 +104,7 @@ func StaleUDP(prev, cur *proxier.Snapshot, family proxier.IPFamily) Stale {
 		newUsable := usable(newSvc, newEps, family)
 
 		// Endpoints that went away: entries DNATed to them, through any address of the old service.
-		if oldSvc != nil && oldSvc.Protocol == proxier.UDP {
+		if oldSvc != nil && oldSvc.Protocol == model.UDP {
 			for _, ep := range oldUsable {
 				if slices.Contains(newUsable, ep) && sameFrontends(oldSvc, newSvc, family) {
 					continue
@@ -118,7 +118,7 @@ func StaleUDP(prev, cur *proxier.Snapshot, family proxier.IPFamily) Stale {
 			}
 		}
 		// Service that gained its first endpoint: entries that were never DNATed.
-		if newSvc != nil && newSvc.Protocol == proxier.UDP && len(oldUsable) == 0 && len(newUsable) > 0 {
+		if newSvc != nil && newSvc.Protocol == model.UDP && len(oldUsable) == 0 && len(newUsable) > 0 {
 			for _, dst := range frontends(newSvc, family) {
 				out.Filters = append(out.Filters, Filter{OrigDstIP: dst.Addr(), OrigDstPort: dst.Port(), ReplySrcIP: dst.Addr(), ReplySrcPort: dst.Port()})
 			}
@@ -133,7 +133,7 @@ func StaleUDP(prev, cur *proxier.Snapshot, family proxier.IPFamily) Stale {
 
 // usable lists the endpoints of the family that some packet may be sent to: ready ones, or serving
 // terminating ones (the fallback). Nil for a missing service.
-func usable(svc *proxier.ServicePort, eps []proxier.Endpoint, family proxier.IPFamily) []netip.AddrPort {
+func usable(svc *model.ServicePort, eps []model.Endpoint, family model.IPFamily) []netip.AddrPort {
 	if svc == nil {
 		return nil
 	}
@@ -148,13 +148,13 @@ func usable(svc *proxier.ServicePort, eps []proxier.Endpoint, family proxier.IPF
 }
 
 // frontends are the service's addresses of the family, each with the service port.
-func frontends(svc *proxier.ServicePort, family proxier.IPFamily) []netip.AddrPort {
+func frontends(svc *model.ServicePort, family model.IPFamily) []netip.AddrPort {
 	if svc == nil {
 		return nil
 	}
 	var out []netip.AddrPort
 	port := uint16(svc.Port)
-	for _, list := range [][]netip.Addr{proxier.AddrsFor(family, svc.ClusterIPs), proxier.AddrsFor(family, svc.ExternalIPs), proxier.AddrsFor(family, svc.LoadBalancerIPs)} {
+	for _, list := range [][]netip.Addr{model.AddrsFor(family, svc.ClusterIPs), model.AddrsFor(family, svc.ExternalIPs), model.AddrsFor(family, svc.LoadBalancerIPs)} {
 		for _, a := range list {
 			out = append(out, netip.AddrPortFrom(a, port))
 		}
@@ -164,7 +164,7 @@ func frontends(svc *proxier.ServicePort, family proxier.IPFamily) []netip.AddrPo
 
 // sameFrontends reports whether a service is still reachable the same ways, so entries DNATed to a
 // surviving endpoint stay valid.
-func sameFrontends(a, b *proxier.ServicePort, family proxier.IPFamily) bool {
+func sameFrontends(a, b *model.ServicePort, family model.IPFamily) bool {
 	if a == nil || b == nil || a.Protocol != b.Protocol || a.NodePort != b.NodePort {
 		return false
 	}

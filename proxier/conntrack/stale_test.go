@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 var (
@@ -13,20 +13,20 @@ var (
 	epA      = netip.MustParseAddrPort("10.244.1.2:5353")
 	epB      = netip.MustParseAddrPort("10.244.2.3:5353")
 	client   = netip.MustParseAddrPort("10.244.1.9:40000")
-	dnsName  = proxier.ServicePortName{ServiceKey: proxier.ServiceKey{Namespace: "kube-system", Name: "dns"}, Port: "dns"}
+	dnsName  = model.ServicePortName{ServiceKey: model.ServiceKey{Namespace: "kube-system", Name: "dns"}, Port: "dns"}
 	nodeAddr = netip.MustParseAddrPort("192.168.50.1:30053")
 )
 
-func dnsService(proto proxier.Protocol) *proxier.ServicePort {
-	return &proxier.ServicePort{Name: dnsName, Protocol: proto, Port: 53, ClusterIPs: []netip.Addr{vip}, ExternalIPs: []netip.Addr{extIP}, NodePort: 30053}
+func dnsService(proto model.Protocol) *model.ServicePort {
+	return &model.ServicePort{Name: dnsName, Protocol: proto, Port: 53, ClusterIPs: []netip.Addr{vip}, ExternalIPs: []netip.Addr{extIP}, NodePort: 30053}
 }
 
-func endpoint(ap netip.AddrPort) proxier.Endpoint {
-	return proxier.Endpoint{IP: ap.Addr(), Port: int32(ap.Port()), Ready: true, Serving: true}
+func endpoint(ap netip.AddrPort) model.Endpoint {
+	return model.Endpoint{IP: ap.Addr(), Port: int32(ap.Port()), Ready: true, Serving: true}
 }
 
-func snapshot(svc *proxier.ServicePort, eps ...netip.AddrPort) *proxier.Snapshot {
-	s := proxier.NewSnapshot()
+func snapshot(svc *model.ServicePort, eps ...netip.AddrPort) *model.Snapshot {
+	s := model.NewSnapshot()
 	if svc != nil {
 		s.Services[svc.Name] = svc
 		for _, e := range eps {
@@ -42,21 +42,21 @@ func table() *Fake {
 	vipPort := netip.AddrPortFrom(vip, 53)
 	extPort := netip.AddrPortFrom(extIP, 53)
 	return &Fake{Flows: []Flow{
-		{proxier.UDP, client, vipPort, epA},       // 0: ClusterIP -> A
-		{proxier.UDP, client, vipPort, epB},       // 1: ClusterIP -> B
-		{proxier.UDP, client, extPort, epA},       // 2: external IP -> A
-		{proxier.UDP, client, nodeAddr, epA},      // 3: node port -> A
-		{proxier.UDP, client, vipPort, vipPort},   // 4: ClusterIP, never DNATed (no endpoints then)
-		{proxier.UDP, client, nodeAddr, nodeAddr}, // 5: node port, never DNATed
-		{proxier.TCP, client, vipPort, epA},       // 6: TCP is never touched
+		{model.UDP, client, vipPort, epA},       // 0: ClusterIP -> A
+		{model.UDP, client, vipPort, epB},       // 1: ClusterIP -> B
+		{model.UDP, client, extPort, epA},       // 2: external IP -> A
+		{model.UDP, client, nodeAddr, epA},      // 3: node port -> A
+		{model.UDP, client, vipPort, vipPort},   // 4: ClusterIP, never DNATed (no endpoints then)
+		{model.UDP, client, nodeAddr, nodeAddr}, // 5: node port, never DNATed
+		{model.TCP, client, vipPort, epA},       // 6: TCP is never touched
 	}}
 }
 
-func remaining(t *testing.T, prev, cur *proxier.Snapshot) []int {
+func remaining(t *testing.T, prev, cur *model.Snapshot) []int {
 	t.Helper()
 	f := table()
 	all := append([]Flow(nil), f.Flows...)
-	if err := Delete(f, proxier.IPv4, StaleUDP(prev, cur, proxier.IPv4)); err != nil {
+	if err := Delete(f, model.IPv4, StaleUDP(prev, cur, model.IPv4)); err != nil {
 		t.Fatal(err)
 	}
 	var idx []int
@@ -72,16 +72,16 @@ func remaining(t *testing.T, prev, cur *proxier.Snapshot) []int {
 }
 
 func TestStaleUDP(t *testing.T) {
-	udp := dnsService(proxier.UDP)
+	udp := dnsService(model.UDP)
 	for name, tc := range map[string]struct {
-		prev, cur *proxier.Snapshot
+		prev, cur *model.Snapshot
 		want      []int
 	}{
 		"endpoint A removed":         {snapshot(udp, epA, epB), snapshot(udp, epB), []int{1, 4, 5, 6}},
 		"nothing changed":            {snapshot(udp, epA, epB), snapshot(udp, epA, epB), []int{0, 1, 2, 3, 4, 5, 6}},
 		"first endpoint appears":     {snapshot(udp), snapshot(udp, epA), []int{0, 1, 2, 3, 6}},
 		"service deleted":            {snapshot(udp, epA, epB), snapshot(nil), []int{4, 5, 6}},
-		"TCP service loses endpoint": {snapshot(dnsService(proxier.TCP), epA, epB), snapshot(dnsService(proxier.TCP), epB), []int{0, 1, 2, 3, 4, 5, 6}},
+		"TCP service loses endpoint": {snapshot(dnsService(model.TCP), epA, epB), snapshot(dnsService(model.TCP), epB), []int{0, 1, 2, 3, 4, 5, 6}},
 		"first sync, has endpoints":  {nil, snapshot(udp, epA), []int{0, 1, 2, 3, 6}},
 		"all endpoints go":           {snapshot(udp, epA, epB), snapshot(udp), []int{4, 5, 6}},
 	} {
@@ -101,22 +101,22 @@ func TestStaleUDP(t *testing.T) {
 
 // TestStaleUDPOnlyChanged: without Full, services outside Changed are not compared.
 func TestStaleUDPOnlyChanged(t *testing.T) {
-	udp := dnsService(proxier.UDP)
+	udp := dnsService(model.UDP)
 	prev, cur := snapshot(udp, epA, epB), snapshot(udp, epB)
-	cur.Changed = map[proxier.ServiceKey]struct{}{}
-	if s := StaleUDP(prev, cur, proxier.IPv4); !s.Empty() {
+	cur.Changed = map[model.ServiceKey]struct{}{}
+	if s := StaleUDP(prev, cur, model.IPv4); !s.Empty() {
 		t.Errorf("unchanged service produced filters %v", s.Filters)
 	}
 	cur.Full = true
-	if s := StaleUDP(prev, cur, proxier.IPv4); s.Empty() {
+	if s := StaleUDP(prev, cur, model.IPv4); s.Empty() {
 		t.Error("a full sync ignored the removed endpoint")
 	}
 }
 
 // TestStaleUDPFamily: an IPv6 pass ignores IPv4 services and endpoints.
 func TestStaleUDPFamily(t *testing.T) {
-	udp := dnsService(proxier.UDP)
-	if s := StaleUDP(snapshot(udp, epA, epB), snapshot(udp, epB), proxier.IPv6); !s.Empty() {
+	udp := dnsService(model.UDP)
+	if s := StaleUDP(snapshot(udp, epA, epB), snapshot(udp, epB), model.IPv6); !s.Empty() {
 		t.Errorf("IPv6 pass produced filters %v", s.Filters)
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 func get(t *testing.T, h http.Handler, path string) (int, map[string]any) {
@@ -135,13 +135,13 @@ func TestServiceHealthReportsLocalEndpoints(t *testing.T) {
 	sh := NewServiceHealth(l, proxy, nil)
 	defer sh.Close()
 
-	lb := proxier.ServicePortName{ServiceKey: proxier.ServiceKey{Namespace: "ns", Name: "lb"}, Port: "http"}
-	broken := proxier.ServicePortName{ServiceKey: proxier.ServiceKey{Namespace: "ns", Name: "broken"}}
-	snap := proxier.NewSnapshot()
+	lb := model.ServicePortName{ServiceKey: model.ServiceKey{Namespace: "ns", Name: "lb"}, Port: "http"}
+	broken := model.ServicePortName{ServiceKey: model.ServiceKey{Namespace: "ns", Name: "broken"}}
+	snap := model.NewSnapshot()
 	snap.Node.Name = "n1"
-	snap.Services[lb] = &proxier.ServicePort{Name: lb, HealthCheckNodePort: 30001}
-	snap.Services[broken] = &proxier.ServicePort{Name: broken, HealthCheckNodePort: 30002}
-	snap.Endpoints[lb] = []proxier.Endpoint{
+	snap.Services[lb] = &model.ServicePort{Name: lb, HealthCheckNodePort: 30001}
+	snap.Services[broken] = &model.ServicePort{Name: broken, HealthCheckNodePort: 30002}
+	snap.Endpoints[lb] = []model.Endpoint{
 		{IP: netip.MustParseAddr("10.244.1.2"), Port: 80, Ready: true, NodeName: "n1"},
 		{IP: netip.MustParseAddr("10.244.1.3"), Port: 80, Ready: false, Serving: true, Terminating: true, NodeName: "n1"},
 		{IP: netip.MustParseAddr("10.244.2.2"), Port: 80, Ready: true, NodeName: "n2"},
@@ -160,7 +160,7 @@ func TestServiceHealthReportsLocalEndpoints(t *testing.T) {
 	}
 
 	// Losing the local endpoint makes the node fail the load balancer's check.
-	snap2 := proxier.NewSnapshot()
+	snap2 := model.NewSnapshot()
 	snap2.Node.Name = "n1"
 	snap2.Services[lb] = snap.Services[lb]
 	snap2.Endpoints[lb] = snap.Endpoints[lb][2:]
@@ -173,7 +173,7 @@ func TestServiceHealthReportsLocalEndpoints(t *testing.T) {
 
 	// Removing the service closes its server.
 	url := l.url(":30001")
-	if err := sh.Sync(proxier.NewSnapshot()); err != nil {
+	if err := sh.Sync(model.NewSnapshot()); err != nil {
 		t.Fatal(err)
 	}
 	if resp, err := http.Get(url); err == nil {

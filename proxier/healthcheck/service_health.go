@@ -12,7 +12,7 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Listener opens a TCP listener; tests substitute one that hands out loopback ports.
@@ -36,7 +36,7 @@ type ServiceHealth struct {
 	addrs []string
 
 	mu       sync.Mutex
-	services map[proxier.ServiceKey]*hcService
+	services map[model.ServiceKey]*hcService
 }
 
 type hcService struct {
@@ -50,15 +50,15 @@ func NewServiceHealth(l Listener, proxy *ProxyHealth, addrs []string) *ServiceHe
 	if len(addrs) == 0 {
 		addrs = []string{""}
 	}
-	return &ServiceHealth{listener: l, proxy: proxy, addrs: addrs, services: map[proxier.ServiceKey]*hcService{}}
+	return &ServiceHealth{listener: l, proxy: proxy, addrs: addrs, services: map[model.ServiceKey]*hcService{}}
 }
 
 // Sync makes the running servers match snap: a server per service with a healthCheckNodePort, each
 // reporting the number of this node's ready endpoints. A port that cannot be opened is logged and
 // retried on the next sync; it never affects other services.
-func (s *ServiceHealth) Sync(snap *proxier.Snapshot) error {
-	want := map[proxier.ServiceKey]int32{}
-	local := map[proxier.ServiceKey]map[string]struct{}{}
+func (s *ServiceHealth) Sync(snap *model.Snapshot) error {
+	want := map[model.ServiceKey]int32{}
+	local := map[model.ServiceKey]map[string]struct{}{}
 	for name, svc := range snap.Services {
 		if svc.HealthCheckNodePort == 0 {
 			continue
@@ -101,7 +101,7 @@ func (s *ServiceHealth) Sync(snap *proxier.Snapshot) error {
 	return errors.Join(errs...)
 }
 
-func (s *ServiceHealth) open(key proxier.ServiceKey, port int32) (*hcService, error) {
+func (s *ServiceHealth) open(key model.ServiceKey, port int32) (*hcService, error) {
 	hc := &hcService{port: port}
 	for _, host := range s.addrs {
 		addr := net.JoinHostPort(host, strconv.Itoa(int(port)))
@@ -147,7 +147,7 @@ type serviceHealthBody struct {
 	ServiceProxyHealthy bool `json:"serviceProxyHealthy"`
 }
 
-func (s *ServiceHealth) handler(key proxier.ServiceKey) http.Handler {
+func (s *ServiceHealth) handler(key model.ServiceKey) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		s.mu.Lock()
 		hc, ok := s.services[key]

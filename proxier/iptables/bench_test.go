@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // BenchmarkFullRenderApply renders every service from scratch and applies the result to the fake,
@@ -62,10 +62,10 @@ func BenchmarkIncrementalOneEndpoint(b *testing.B) {
 			var written int
 			for i := 0; i < b.N; i++ {
 				name := names[i%len(names)]
-				eps := append([]proxier.Endpoint(nil), snap.Endpoints[name]...)
+				eps := append([]model.Endpoint(nil), snap.Endpoints[name]...)
 				eps[0].Port = int32(9000 + i%1000)
 				snap.Endpoints[name] = eps
-				snap.Changed = map[proxier.ServiceKey]struct{}{name.ServiceKey: {}}
+				snap.Changed = map[model.ServiceKey]struct{}{name.ServiceKey: {}}
 				snap.Full = false
 				out := r.Render(snap, false, existing)
 				existing = out.ServiceChains

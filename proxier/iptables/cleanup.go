@@ -8,7 +8,7 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Cleanup removes iptables mode's state from ipt: its jumps from the built-in chains, then its own
@@ -109,7 +109,7 @@ func CleanupAll(ipt Interface) error {
 // combinations whose binaries are not installed. It returns an error only for real failures.
 func CleanupHost() error {
 	var errs []error
-	for _, fam := range []proxier.IPFamily{proxier.IPv4, proxier.IPv6} {
+	for _, fam := range []model.IPFamily{model.IPv4, model.IPv6} {
 		for _, v := range []Variant{VariantNFT, VariantLegacy} {
 			ipt, err := NewReal(fam, v)
 			if err != nil {

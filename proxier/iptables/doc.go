@@ -2,7 +2,7 @@
 //
 // # Shape
 //
-// Rendering is pure: Renderer turns a proxier.Snapshot and Options into iptables-restore text
+// Rendering is pure: Renderer turns a model.Snapshot and Options into iptables-restore text
 // (render.go, render_service.go; every chain name comes from names.go). Proxier applies it through
 // Interface, which Real implements with the iptables binaries (go-iptables for the jumps from the
 // built-in chains, one exec of iptables-restore --noflush -w per transaction) and Fake implements in

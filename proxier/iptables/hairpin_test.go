@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // hairpinSources lists the source addresses SY-HAIRPIN masquerades, from rendered restore text.
@@ -25,10 +25,10 @@ func hairpinSources(restore []byte) []string {
 // endpoints with no node at addresses this node could hold (its pod CIDR, its own addresses), so it
 // stays the size of one node's pods however many endpoints the cluster has.
 func TestHairpinOnlyForEndpointsThisNodeCanOwn(t *testing.T) {
-	snapWith := func(node proxier.NodeInfo) *proxier.Snapshot {
-		s := proxier.NewSnapshot()
+	snapWith := func(node model.NodeInfo) *model.Snapshot {
+		s := model.NewSnapshot()
 		s.Node = node
-		addService(s, &proxier.ServicePort{Name: spn("ns", "svc", "p"), Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.0.10")}},
+		addService(s, &model.ServicePort{Name: spn("ns", "svc", "p"), Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.0.10")}},
 			ep("10.244.1.5", 80, testNode), // on this node
 			ep("10.244.2.5", 80, "node-b"), // on another
 			ep("10.244.1.6", 80, ""),       // no node, inside this node's pod CIDR
@@ -39,12 +39,12 @@ func TestHairpinOnlyForEndpointsThisNodeCanOwn(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		node proxier.NodeInfo
+		node model.NodeInfo
 		want []string
 	}{
 		{"node with a pod CIDR", testNodeInfo(), []string{"10.244.1.5", "10.244.1.6", "192.168.50.1"}},
 		// Without a pod CIDR nothing tells where an endpoint with no node lives: all of them may be local.
-		{"node without a pod CIDR", proxier.NodeInfo{Name: testNode},
+		{"node without a pod CIDR", model.NodeInfo{Name: testNode},
 			[]string{"10.244.1.5", "10.244.1.6", "10.244.2.6", "192.168.50.1", "203.0.113.7"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,8 +64,8 @@ func TestHairpinOnlyForEndpointsThisNodeCanOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Render(snapWith(testNodeInfo()), true, nil)
-	next := snapWith(proxier.NodeInfo{Name: testNode, PodCIDRs: []netip.Prefix{mustPrefix("10.244.2.0/24")}})
-	next.Changed = map[proxier.ServiceKey]struct{}{}
+	next := snapWith(model.NodeInfo{Name: testNode, PodCIDRs: []netip.Prefix{mustPrefix("10.244.2.0/24")}})
+	next.Changed = map[model.ServiceKey]struct{}{}
 	out := r.Render(next, false, nil)
 	if !out.Full {
 		t.Fatal("a new pod CIDR did not make the render full")
@@ -83,7 +83,7 @@ func TestIncrementalAfterVerifiedSync(t *testing.T) {
 	p := newTestProxier(t, fake, nil)
 	snap := fixtureSnapshot()
 	// An endpoint with no node outside this node's pod CIDR: no hairpin rule on either path.
-	addService(snap, &proxier.ServicePort{Name: spn("default", "external-db", "sql"), Port: 5432,
+	addService(snap, &model.ServicePort{Name: spn("default", "external-db", "sql"), Port: 5432,
 		ClusterIPs: []netip.Addr{mustAddr("10.96.0.99")}}, ep("203.0.113.7", 5432, ""))
 	if err := p.Sync(snap); err != nil {
 		t.Fatal(err)
@@ -101,10 +101,10 @@ func TestIncrementalAfterVerifiedSync(t *testing.T) {
 	next := cloneSnapshot(snap)
 	next.Full = false
 	name := spn("default", "web", "http")
-	eps := append([]proxier.Endpoint(nil), next.Endpoints[name]...)
+	eps := append([]model.Endpoint(nil), next.Endpoints[name]...)
 	eps[0].IP = mustAddr("10.244.2.99")
 	next.Endpoints[name] = eps
-	next.Changed = map[proxier.ServiceKey]struct{}{name.ServiceKey: {}}
+	next.Changed = map[model.ServiceKey]struct{}{name.ServiceKey: {}}
 	fake.LastRestore = nil
 	if err := p.Sync(next); err != nil {
 		t.Fatal(err)

@@ -9,7 +9,7 @@ import (
 
 	goipt "github.com/coreos/go-iptables/iptables"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Interface is everything Proxier does to the kernel's tables of one family: one iptables-restore
@@ -50,10 +50,10 @@ type Real struct {
 var _ Interface = (*Real)(nil)
 
 // NewReal finds the binaries for family and variant (e.g. iptables-nft, ip6tables-legacy-restore).
-func NewReal(family proxier.IPFamily, variant Variant) (*Real, error) {
+func NewReal(family model.IPFamily, variant Variant) (*Real, error) {
 	base := "iptables"
 	proto := goipt.ProtocolIPv4
-	if family == proxier.IPv6 {
+	if family == model.IPv6 {
 		base, proto = "ip6tables", goipt.ProtocolIPv6
 	}
 	if variant != VariantNFT && variant != VariantLegacy {

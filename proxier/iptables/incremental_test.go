@@ -7,15 +7,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 
 	"github.com/switchyard/switchyard/internal/golden"
 )
 
 // cloneSnapshot copies the maps so a test can mutate the next snapshot without touching the one
 // already handed to a renderer (the model's values are immutable, maps are not).
-func cloneSnapshot(s *proxier.Snapshot) *proxier.Snapshot {
-	out := proxier.NewSnapshot()
+func cloneSnapshot(s *model.Snapshot) *model.Snapshot {
+	out := model.NewSnapshot()
 	out.Node = s.Node
 	for k, v := range s.Services {
 		out.Services[k] = v
@@ -27,7 +27,7 @@ func cloneSnapshot(s *proxier.Snapshot) *proxier.Snapshot {
 }
 
 // applyFull renders snap from scratch into a fresh fake and returns the fake's dump.
-func applyFull(t *testing.T, snap *proxier.Snapshot, opts Options) string {
+func applyFull(t *testing.T, snap *model.Snapshot, opts Options) string {
 	t.Helper()
 	r, err := RenderFull(snap, opts)
 	if err != nil {
@@ -42,14 +42,14 @@ func applyFull(t *testing.T, snap *proxier.Snapshot, opts Options) string {
 
 // mutate changes one random service of s in one of the ways a cluster does, and records it in
 // s.Changed.
-func mutate(rng *rand.Rand, s *proxier.Snapshot, step int) {
+func mutate(rng *rand.Rand, s *model.Snapshot, step int) {
 	names := s.SortedServiceNames()
-	pick := func() proxier.ServicePortName { return names[rng.Intn(len(names))] }
+	pick := func() model.ServicePortName { return names[rng.Intn(len(names))] }
 	switch op := rng.Intn(8); {
 	case op == 0 || len(names) == 0: // add a service
 		name := spn("mut", fmt.Sprintf("svc%d", step), "")
-		svc := &proxier.ServicePort{Name: name, Protocol: proxier.UDP, Port: 53, ClusterIPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 96, 200, byte(step)})},
-			NodePort: int32(31000 + step), ExternalPolicy: proxier.PolicyLocal, InternalPolicy: proxier.PolicyCluster}
+		svc := &model.ServicePort{Name: name, Protocol: model.UDP, Port: 53, ClusterIPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 96, 200, byte(step)})},
+			NodePort: int32(31000 + step), ExternalPolicy: model.PolicyLocal, InternalPolicy: model.PolicyCluster}
 		addService(s, svc, ep(fmt.Sprintf("10.244.1.%d", 100+step%100), 53, testNode))
 	case op == 1: // delete a service (all its ports)
 		key := pick().ServiceKey
@@ -60,7 +60,7 @@ func mutate(rng *rand.Rand, s *proxier.Snapshot, step int) {
 		s.Changed[key] = struct{}{}
 	case op <= 4: // replace one endpoint
 		n := pick()
-		eps := append([]proxier.Endpoint(nil), s.Endpoints[n]...)
+		eps := append([]model.Endpoint(nil), s.Endpoints[n]...)
 		node := "node-b"
 		if rng.Intn(2) == 0 {
 			node = testNode
@@ -80,17 +80,17 @@ func mutate(rng *rand.Rand, s *proxier.Snapshot, step int) {
 	case op == 6: // flip the internal traffic policy
 		n := pick()
 		svc := *s.Services[n]
-		if svc.InternalPolicy == proxier.PolicyLocal {
-			svc.InternalPolicy = proxier.PolicyCluster
+		if svc.InternalPolicy == model.PolicyLocal {
+			svc.InternalPolicy = model.PolicyCluster
 		} else {
-			svc.InternalPolicy = proxier.PolicyLocal
+			svc.InternalPolicy = model.PolicyLocal
 		}
 		s.Services[n] = &svc
 		s.Changed[n.ServiceKey] = struct{}{}
 	default: // toggle affinity
 		n := pick()
 		svc := *s.Services[n]
-		svc.Affinity = proxier.SessionAffinity{ClientIP: !svc.Affinity.ClientIP, TimeoutSeconds: 60}
+		svc.Affinity = model.SessionAffinity{ClientIP: !svc.Affinity.ClientIP, TimeoutSeconds: 60}
 		s.Services[n] = &svc
 		s.Changed[n.ServiceKey] = struct{}{}
 	}
@@ -143,13 +143,13 @@ func TestEndpointChangeWritesOneChain(t *testing.T) {
 	first := r.Render(snap, true, nil)
 	next := cloneSnapshot(snap)
 	n := next.SortedServiceNames()[7]
-	eps := append([]proxier.Endpoint(nil), next.Endpoints[n]...)
+	eps := append([]model.Endpoint(nil), next.Endpoints[n]...)
 	eps[0] = ep("10.250.0.1", 8080, "node-b")
 	next.Endpoints[n] = eps
 	next.Changed[n.ServiceKey] = struct{}{}
 	out := r.Render(next, false, first.ServiceChains)
 	text := string(out.Restore)
-	chain := chainsFor(n, proxier.TCP).Cluster
+	chain := chainsFor(n, model.TCP).Cluster
 	if !strings.Contains(text, ":"+chain+" ") {
 		t.Fatalf("changed service's chain %s not rewritten:\n%s", chain, text)
 	}
@@ -183,7 +183,7 @@ func TestStaleChainsDeleted(t *testing.T) {
 	delete(next.Services, gone)
 	delete(next.Endpoints, gone)
 	next.Changed[gone.ServiceKey] = struct{}{}
-	names := chainsFor(gone, proxier.TCP)
+	names := chainsFor(gone, model.TCP)
 	fake.DeleteChainForTest(TableNAT, names.Local) // someone removed one already
 	out := r.Render(next, false, first.ServiceChains)
 	if err := fake.Restore(out.Restore); err != nil {
@@ -202,10 +202,10 @@ func TestStaleChainsDeleted(t *testing.T) {
 // TestSharedChainBecomingEmptyIsFlushed: when the last REJECT leaves filter SY-SERVICES, the
 // incremental restore must still flush the chain, although it writes no rule into it.
 func TestSharedChainBecomingEmptyIsFlushed(t *testing.T) {
-	snap := proxier.NewSnapshot()
+	snap := model.NewSnapshot()
 	snap.Node = testNodeInfo()
 	name := spn("default", "lonely", "")
-	addService(snap, &proxier.ServicePort{Name: name, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.0.99")}})
+	addService(snap, &model.ServicePort{Name: name, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.0.99")}})
 	r, _ := NewRenderer(testOptions())
 	fake := NewFake()
 	first := r.Render(snap, true, nil)
@@ -216,7 +216,7 @@ func TestSharedChainBecomingEmptyIsFlushed(t *testing.T) {
 		t.Fatalf("expected one REJECT in filter %s, got %v", chainServices, fake.Rules(TableFilter, chainServices))
 	}
 	next := cloneSnapshot(snap)
-	next.Endpoints[name] = []proxier.Endpoint{ep("10.244.2.1", 80, "node-b")}
+	next.Endpoints[name] = []model.Endpoint{ep("10.244.2.1", 80, "node-b")}
 	next.Changed[name.ServiceKey] = struct{}{}
 	out := r.Render(next, false, first.ServiceChains)
 	if out.Empty {
@@ -287,9 +287,9 @@ func TestDispatchShards(t *testing.T) {
 	lone := spn("default", "lone", "")
 	loneShard := shardChain(mustPrefix("10.97.3.0/24"))
 	next := cloneSnapshot(snap)
-	addService(next, &proxier.ServicePort{Name: lone, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.97.3.3")}}, ep("10.244.2.1", 80, "node-b"))
+	addService(next, &model.ServicePort{Name: lone, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.97.3.3")}}, ep("10.244.2.1", 80, "node-b"))
 	added := spn("default", "added", "")
-	addService(next, &proxier.ServicePort{Name: added, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.1.200")}}, ep("10.244.2.2", 80, "node-b"))
+	addService(next, &model.ServicePort{Name: added, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.1.200")}}, ep("10.244.2.2", 80, "node-b"))
 	out := r.Render(next, false, first.ServiceChains)
 	text := string(out.Restore)
 	if strings.Contains(text, ":"+shardChain(mustPrefix("10.96.0.0/24"))+" ") {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // cpuTime is the user+system time of this process (who: RUSAGE_SELF: rendering, the fake-free
@@ -51,7 +51,7 @@ func BenchmarkKernelSync(b *testing.B) {
 						return time.Since(start)
 					}
 					run(func() error {
-						real, err := NewReal(proxier.IPv4, v)
+						real, err := NewReal(model.IPv4, v)
 						if err != nil {
 							return err
 						}
@@ -67,7 +67,7 @@ func BenchmarkKernelSync(b *testing.B) {
 
 					next := cloneSnapshot(snap)
 					name := next.SortedServiceNames()[n/2]
-					eps := append([]proxier.Endpoint(nil), next.Endpoints[name]...)
+					eps := append([]model.Endpoint(nil), next.Endpoints[name]...)
 					eps[0].Port = 9999
 					next.Endpoints[name] = eps
 					next.Changed[name.ServiceKey] = struct{}{}
@@ -75,9 +75,9 @@ func BenchmarkKernelSync(b *testing.B) {
 
 					third := cloneSnapshot(next)
 					added := spn("bench", "added", "")
-					third.Services[added] = &proxier.ServicePort{Name: added, Protocol: proxier.TCP, Port: 80,
-						ClusterIPs: []netip.Addr{mustAddr("10.97.0.1")}, ExternalPolicy: proxier.PolicyCluster, InternalPolicy: proxier.PolicyCluster}
-					third.Endpoints[added] = []proxier.Endpoint{ep("10.244.2.1", 80, "node-b")}
+					third.Services[added] = &model.ServicePort{Name: added, Protocol: model.TCP, Port: 80,
+						ClusterIPs: []netip.Addr{mustAddr("10.97.0.1")}, ExternalPolicy: model.PolicyCluster, InternalPolicy: model.PolicyCluster}
+					third.Endpoints[added] = []model.Endpoint{ep("10.244.2.1", 80, "node-b")}
 					third.Changed[added.ServiceKey] = struct{}{}
 					addService += run(func() error { return p.Sync(third) })
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // chainRules maps "table/chain" to its rules, in order, from iptables-save text; only chains that
@@ -87,7 +87,7 @@ func TestKernelMatchesFake(t *testing.T) {
 			}
 			inNS(func() error {
 				var err error
-				if real, err = NewReal(proxier.IPv4, v); err != nil {
+				if real, err = NewReal(model.IPv4, v); err != nil {
 					return err
 				}
 				opts := testOptions()
@@ -106,7 +106,7 @@ func TestKernelMatchesFake(t *testing.T) {
 
 			next := cloneSnapshot(snap)
 			web := spn("default", "web", "http")
-			next.Endpoints[web] = []proxier.Endpoint{ep("10.244.2.99", 8080, "node-b"), ep("10.244.1.98", 8080, testNode)}
+			next.Endpoints[web] = []model.Endpoint{ep("10.244.2.99", 8080, "node-b"), ep("10.244.1.98", 8080, testNode)}
 			next.Changed[web.ServiceKey] = struct{}{}
 			gone := spn("default", "lb-local", "https")
 			delete(next.Services, gone)

@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Every chain Switchyard owns starts with "SY-". kube-proxy's chains start with "KUBE-", and during a
@@ -61,7 +61,7 @@ type serviceChains struct {
 // chainsFor derives the chain names of a service port from a hash of its name and protocol, so names
 // are stable across restarts, fit iptables' 28-character limit, and never collide for two ports that
 // differ only in protocol.
-func chainsFor(name proxier.ServicePortName, proto proxier.Protocol) serviceChains {
+func chainsFor(name model.ServicePortName, proto model.Protocol) serviceChains {
 	h := hashOf(name.String() + "/" + strings.ToLower(string(proto)))
 	return serviceChains{
 		Cluster:  kindCluster + h,
@@ -72,7 +72,7 @@ func chainsFor(name proxier.ServicePortName, proto proxier.Protocol) serviceChai
 
 // affinityListName names the xt_recent list that remembers which clients a ClientIP-affinity service
 // sent to one endpoint. The list is per endpoint, as kube-proxy's per-endpoint chains make it.
-func affinityListName(name proxier.ServicePortName, proto proxier.Protocol, ep netip.AddrPort) string {
+func affinityListName(name model.ServicePortName, proto model.Protocol, ep netip.AddrPort) string {
 	return "SY-AFF-" + hashOf(name.String()+"/"+strings.ToLower(string(proto))+"/"+ep.String())
 }
 

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // LocalDetector says which source addresses are "local" pod traffic, like kube-proxy's
@@ -24,7 +24,7 @@ type LocalDetector struct {
 // Options are the node facts and flags the renderer needs besides the snapshot.
 type Options struct {
 	// Family is the address family this renderer programs (iptables for IPv4, ip6tables for IPv6).
-	Family        proxier.IPFamily
+	Family        model.IPFamily
 	LocalDetector LocalDetector
 	// MasqueradeAll marks all ClusterIP traffic for SNAT (--masquerade-all).
 	MasqueradeAll bool
@@ -42,13 +42,13 @@ type Options struct {
 }
 
 // DefaultOptions returns kube-proxy's defaults for family.
-func DefaultOptions(family proxier.IPFamily) Options {
+func DefaultOptions(family model.IPFamily) Options {
 	return Options{Family: family, MasqueradeBit: 14}
 }
 
 // validate checks the options and returns the family's cluster CIDR (invalid when none).
 func (o *Options) validate() (netip.Prefix, error) {
-	if o.Family != proxier.IPv4 && o.Family != proxier.IPv6 {
+	if o.Family != model.IPv4 && o.Family != model.IPv6 {
 		return netip.Prefix{}, fmt.Errorf("iptables options: unknown IP family %d", o.Family)
 	}
 	if o.MasqueradeBit < 0 || o.MasqueradeBit > 31 {

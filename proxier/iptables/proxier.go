@@ -8,9 +8,9 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/metrics"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // jumpRule is a rule in a built-in chain that hands packets to one of ours. These rules cannot be
@@ -87,12 +87,12 @@ func StagingFor(v Variant) int {
 	return 0
 }
 
-// Proxier is the iptables backend: it implements proxier.Backend for one IP family. A dual-stack
+// Proxier is the iptables backend: it implements model.Backend for one IP family. A dual-stack
 // node runs two, each with its own Interface (iptables and ip6tables).
 type Proxier struct {
 	ipt      Interface
 	renderer *Renderer
-	family   proxier.IPFamily
+	family   model.IPFamily
 	ct       conntrack.Deleter
 
 	// existing is the set of per-service chains the last successful sync left in the kernel.
@@ -108,14 +108,14 @@ type Proxier struct {
 	// last seen missing. They are not re-checked on every full sync: each check is a full read of
 	// the table on the nft variant.
 	jumpsOK bool
-	prev    *proxier.Snapshot
+	prev    *model.Snapshot
 
 	checkEvery     time.Duration
 	lastChainCheck time.Time
 	now            func() time.Time
 }
 
-var _ proxier.Backend = (*Proxier)(nil)
+var _ model.Backend = (*Proxier)(nil)
 
 // NewProxier checks the options and returns a Proxier that has applied nothing yet. It installs
 // nothing and removes nothing: the first Sync does, and no call ever flushes working rules.
@@ -142,7 +142,7 @@ func NewProxier(cfg Config) (*Proxier, error) {
 // after a flush) it loads new chains in batches first (Config.StagedChainsPerRestore), which
 // change no traffic until the final transaction references them. On error the rules in force are
 // the previous ones (plus, at most, unreferenced new chains) and the next sync is full.
-func (p *Proxier) Sync(snap *proxier.Snapshot) (err error) {
+func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 	start := time.Now()
 	full := snap.Full || p.needFull
 	defer func() {
@@ -312,7 +312,7 @@ func (p *Proxier) canaryPresent() (bool, error) {
 // renderVerified reads nat and filter back and renders against them, or returns nil (after
 // logging) when they cannot be read, so the caller falls back to rewriting everything. Missing
 // jumps from the built-in chains are noticed here too.
-func (p *Proxier) renderVerified(snap *proxier.Snapshot) *Rendered {
+func (p *Proxier) renderVerified(snap *model.Snapshot) *Rendered {
 	var tables [2]KernelTable
 	for i, t := range []string{TableNAT, TableFilter} {
 		data, err := p.ipt.Save(t)
@@ -344,7 +344,7 @@ func deleteChainsInput(table string, chains []string) []byte {
 // clearConntrack deletes UDP flows that the new rules would no longer produce, or that were created
 // while a service had no endpoints. Failures are logged: the rules are already right, and stale flows
 // expire on their own.
-func (p *Proxier) clearConntrack(snap *proxier.Snapshot) {
+func (p *Proxier) clearConntrack(snap *model.Snapshot) {
 	prev := p.prev
 	p.prev = snap
 	if p.ct == nil {

@@ -10,9 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/metrics"
+	"github.com/switchyard/switchyard/proxier/model"
 
 	"github.com/switchyard/switchyard/internal/golden"
 )
@@ -41,7 +41,7 @@ func newTestProxier(t *testing.T, fake *Fake, ct conntrack.Deleter) *Proxier {
 
 // wantState is what a fresh kernel holds after one full sync of snap: the rendered chains plus the
 // jumps from the built-in chains.
-func wantState(t *testing.T, snap *proxier.Snapshot) string {
+func wantState(t *testing.T, snap *model.Snapshot) string {
 	t.Helper()
 	fake := NewFake()
 	p := newTestProxier(t, fake, nil)
@@ -98,10 +98,10 @@ func TestProxierMutateAndResync(t *testing.T) {
 	}
 	next := cloneSnapshot(snap)
 	web := spn("default", "web", "http")
-	next.Endpoints[web] = []proxier.Endpoint{ep("10.244.2.99", 8080, "node-b")}
+	next.Endpoints[web] = []model.Endpoint{ep("10.244.2.99", 8080, "node-b")}
 	next.Changed[web.ServiceKey] = struct{}{}
 	empty := spn("default", "empty", "")
-	next.Endpoints[empty] = []proxier.Endpoint{ep("10.244.1.20", 80, testNode)}
+	next.Endpoints[empty] = []model.Endpoint{ep("10.244.1.20", 80, testNode)}
 	next.Changed[empty.ServiceKey] = struct{}{}
 	if err := p.Sync(next); err != nil {
 		t.Fatal(err)
@@ -167,7 +167,7 @@ func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Only a full sync can know that web's chain must go: the retry carries no Changed set.
-	if webChain := chainsFor(web, proxier.TCP).Cluster; !strings.Contains(string(fake.LastRestore), "-X "+webChain+"\n") {
+	if webChain := chainsFor(web, model.TCP).Cluster; !strings.Contains(string(fake.LastRestore), "-X "+webChain+"\n") {
 		t.Errorf("the sync after a failure did not delete %s, so it was not full:\n%s", webChain, fake.LastRestore)
 	}
 	if got, want := fake.Dump(), wantState(t, next); got != want {
@@ -256,11 +256,11 @@ func TestProxierClearsStaleUDPFlows(t *testing.T) {
 	vip := netip.MustParseAddrPort("10.96.0.53:53")
 	client := netip.MustParseAddrPort("10.244.1.50:40000")
 	ct.Flows = []conntrack.Flow{
-		{Protocol: proxier.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.2.2:53")}, // to the endpoint that goes
-		{Protocol: proxier.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.3.3:53")}, // to the one that stays
+		{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.2.2:53")}, // to the endpoint that goes
+		{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.3.3:53")}, // to the one that stays
 	}
 	next := cloneSnapshot(snap)
-	next.Endpoints[dns] = []proxier.Endpoint{ep("10.244.3.3", 53, "node-c")}
+	next.Endpoints[dns] = []model.Endpoint{ep("10.244.3.3", 53, "node-c")}
 	next.Changed[dns.ServiceKey] = struct{}{}
 	if err := p.Sync(next); err != nil {
 		t.Fatal(err)
@@ -374,7 +374,7 @@ func TestProxierVerifiedFullSync(t *testing.T) {
 	}
 
 	// Someone rewrites one of our chains and deletes a jump.
-	web := chainsFor(spn("default", "web", "http"), proxier.TCP).Cluster
+	web := chainsFor(spn("default", "web", "http"), model.TCP).Cluster
 	if err := fake.Restore([]byte("*nat\n:" + web + " - [0:0]\n-A " + web + " -j RETURN\nCOMMIT\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +513,7 @@ func TestChainDeletedByHandIsRestored(t *testing.T) {
 
 	quiet := cloneSnapshot(snap)
 	quiet.Full = false
-	quiet.Changed = map[proxier.ServiceKey]struct{}{}
+	quiet.Changed = map[model.ServiceKey]struct{}{}
 	now = now.Add(10 * time.Second) // not yet due: an incremental sync changes nothing
 	if err := p.Sync(quiet); err != nil {
 		t.Fatal(err)

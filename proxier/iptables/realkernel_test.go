@@ -18,10 +18,10 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/iptables/tracer"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 const (
@@ -212,39 +212,39 @@ func expect(t *testing.T, what string, counts map[string]int, peers map[string]m
 
 func source(ip string) func(string) string { return func(string) string { return ip } }
 
-func labSnapshot(echoBackends ...string) *proxier.Snapshot {
-	s := proxier.NewSnapshot()
+func labSnapshot(echoBackends ...string) *model.Snapshot {
+	s := model.NewSnapshot()
 	s.Full = true
-	s.Node = proxier.NodeInfo{Name: thisNode, PodCIDRs: []netip.Prefix{pfx("10.244.1.0/24")}}
+	s.Node = model.NodeInfo{Name: thisNode, PodCIDRs: []netip.Prefix{pfx("10.244.1.0/24")}}
 	nodeOf := map[string]string{"b1": thisNode, "b2": thisNode, "b3": "node-b"}
 	ips := map[string]string{"b1": "10.244.1.11", "b2": "10.244.1.12", "b3": "10.244.1.13"}
-	eps := func(port int32, names ...string) []proxier.Endpoint {
-		var out []proxier.Endpoint
+	eps := func(port int32, names ...string) []model.Endpoint {
+		var out []model.Endpoint
 		for _, n := range names {
 			out = append(out, ready(ips[n], port, nodeOf[n]))
 		}
 		return out
 	}
-	svc := func(n, port string) proxier.ServicePortName {
-		return proxier.ServicePortName{ServiceKey: proxier.ServiceKey{Namespace: "default", Name: n}, Port: port}
+	svc := func(n, port string) model.ServicePortName {
+		return model.ServicePortName{ServiceKey: model.ServiceKey{Namespace: "default", Name: n}, Port: port}
 	}
-	add(s, &proxier.ServicePort{Name: svc("echo", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.10"), NodePort: 30080,
+	add(s, &model.ServicePort{Name: svc("echo", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.10"), NodePort: 30080,
 		ExternalIPs: addrs(labExternalIP)}, eps(tcpPort, echoBackends...)...)
-	add(s, &proxier.ServicePort{Name: svc("echo", "udp"), Protocol: proxier.UDP, Port: 53, ClusterIPs: addrs("10.96.0.10"), NodePort: 30053},
+	add(s, &model.ServicePort{Name: svc("echo", "udp"), Protocol: model.UDP, Port: 53, ClusterIPs: addrs("10.96.0.10"), NodePort: 30053},
 		eps(udpPort, echoBackends...)...)
-	add(s, &proxier.ServicePort{Name: svc("local", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.11"), NodePort: 30081,
-		ExternalPolicy: proxier.PolicyLocal}, eps(tcpPort, "b1", "b3")...)
-	add(s, &proxier.ServicePort{Name: svc("empty", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.12")})
+	add(s, &model.ServicePort{Name: svc("local", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.11"), NodePort: 30081,
+		ExternalPolicy: model.PolicyLocal}, eps(tcpPort, "b1", "b3")...)
+	add(s, &model.ServicePort{Name: svc("empty", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.12")})
 	// A UDP service that has no endpoints until the test gives it one (see lateSvc).
-	add(s, &proxier.ServicePort{Name: lateSvc, Protocol: proxier.UDP, Port: 53, ClusterIPs: addrs("10.96.0.13")})
+	add(s, &model.ServicePort{Name: lateSvc, Protocol: model.UDP, Port: 53, ClusterIPs: addrs("10.96.0.13")})
 	// A load balancer that admits only the underlay.
-	add(s, &proxier.ServicePort{Name: svc("fw", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.14"),
+	add(s, &model.ServicePort{Name: svc("fw", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.14"),
 		LoadBalancerIPs: addrs(labLBIP), LoadBalancerSourceRanges: []netip.Prefix{pfx("192.168.50.0/24")}},
 		eps(tcpPort, "b2")...)
 	return s
 }
 
-var lateSvc = proxier.ServicePortName{ServiceKey: proxier.ServiceKey{Namespace: "default", Name: "late"}, Port: "udp"}
+var lateSvc = model.ServicePortName{ServiceKey: model.ServiceKey{Namespace: "default", Name: "late"}, Port: "udp"}
 
 // expectDropped checks that a TCP connection from ns to dst gets no answer at all. A dropped SYN
 // can only show as a timeout; the short one here cannot make a working path fail, only (under
@@ -280,7 +280,7 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 		t.Helper()
 		var p *iptables.Proxier
 		err := l.node.Do(func() error {
-			ipt, err := iptables.NewReal(proxier.IPv4, variant)
+			ipt, err := iptables.NewReal(model.IPv4, variant)
 			if err != nil {
 				return err
 			}
@@ -297,7 +297,7 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 		return p
 	}
 	p := newProxier()
-	sync := func(snap *proxier.Snapshot) {
+	sync := func(snap *model.Snapshot) {
 		t.Helper()
 		if err := l.node.Do(func() error { return p.Sync(snap) }); err != nil {
 			t.Fatalf("sync: %v", err)
@@ -410,7 +410,7 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 		before := stripCounters(save())
 		snap := labSnapshot(all...)
 		snap.Full = false
-		snap.Changed = map[proxier.ServiceKey]struct{}{}
+		snap.Changed = map[model.ServiceKey]struct{}{}
 		sync(snap)
 		if after := stripCounters(save()); after != before {
 			t.Fatalf("a no-op sync changed the rules:\nbefore:\n%s\nafter:\n%s", before, after)
@@ -440,7 +440,7 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 
 		snap := labSnapshot("b1")
 		snap.Full = false
-		snap.Changed = map[proxier.ServiceKey]struct{}{{Namespace: "default", Name: "echo"}: {}}
+		snap.Changed = map[model.ServiceKey]struct{}{{Namespace: "default", Name: "echo"}: {}}
 		sync(snap)
 		check(t, []string{"b1"})
 		if a, err := askFrom(pc, "udp", "10.96.0.10:53", staleFlowPort); err != nil || a.backend != "b1" {
@@ -451,8 +451,8 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 	t.Run("a UDP service that gains an endpoint answers the same flow", func(t *testing.T) {
 		snap := labSnapshot("b1")
 		snap.Full = false
-		snap.Endpoints[lateSvc] = []proxier.Endpoint{ready(l.podIPs["b2"], udpPort, thisNode)}
-		snap.Changed = map[proxier.ServiceKey]struct{}{lateSvc.ServiceKey: {}}
+		snap.Endpoints[lateSvc] = []model.Endpoint{ready(l.podIPs["b2"], udpPort, thisNode)}
+		snap.Changed = map[model.ServiceKey]struct{}{lateSvc.ServiceKey: {}}
 		sync(snap)
 		got, err := askFrom(pc, "udp", "10.96.0.13:53", 42000)
 		if err != nil || got.backend != "b2" || got.peer != a(l.podIPs["pc"]) {
@@ -462,17 +462,17 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 
 	t.Run("adding them back spreads traffic again", func(t *testing.T) {
 		snap := labSnapshot(all...)
-		snap.Endpoints[lateSvc] = []proxier.Endpoint{ready(l.podIPs["b2"], udpPort, thisNode)} // as the previous step left it
+		snap.Endpoints[lateSvc] = []model.Endpoint{ready(l.podIPs["b2"], udpPort, thisNode)} // as the previous step left it
 		snap.Full = false
-		snap.Changed = map[proxier.ServiceKey]struct{}{{Namespace: "default", Name: "echo"}: {}}
+		snap.Changed = map[model.ServiceKey]struct{}{{Namespace: "default", Name: "echo"}: {}}
 		sync(snap)
 		check(t, all)
 	})
 
 	// The state the steps above leave, as a daemon would see it on its next sync.
-	current := func() *proxier.Snapshot {
+	current := func() *model.Snapshot {
 		snap := labSnapshot(all...)
-		snap.Endpoints[lateSvc] = []proxier.Endpoint{ready(l.podIPs["b2"], udpPort, thisNode)}
+		snap.Endpoints[lateSvc] = []model.Endpoint{ready(l.podIPs["b2"], udpPort, thisNode)}
 		return snap
 	}
 
@@ -486,7 +486,7 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 		}
 		snap := current()
 		snap.Full = false
-		snap.Changed = map[proxier.ServiceKey]struct{}{}
+		snap.Changed = map[model.ServiceKey]struct{}{}
 		sync(snap)
 		check(t, all)
 	})
@@ -503,7 +503,7 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 
 	t.Run("a restarted proxier removes what the previous run left for a deleted service", func(t *testing.T) {
 		snap := current()
-		local := proxier.ServicePortName{ServiceKey: proxier.ServiceKey{Namespace: "default", Name: "local"}, Port: "tcp"}
+		local := model.ServicePortName{ServiceKey: model.ServiceKey{Namespace: "default", Name: "local"}, Port: "tcp"}
 		delete(snap.Services, local)
 		delete(snap.Endpoints, local)
 		p = newProxier()
@@ -548,7 +548,7 @@ func TestRealKernelMatchesFake(t *testing.T) {
 		t.Run(string(v), func(t *testing.T) {
 			ns := netnstest.New(t, "node")
 			err := ns.Do(func() error {
-				ipt, err := iptables.NewReal(proxier.IPv4, v)
+				ipt, err := iptables.NewReal(model.IPv4, v)
 				if err != nil {
 					return err
 				}

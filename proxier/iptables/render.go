@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Table names as iptables-restore spells them.
@@ -63,9 +63,9 @@ type Renderer struct {
 	mark        string // "0x4000"
 	markMask    string // "0x4000/0x4000"
 
-	services map[proxier.ServicePortName]*serviceRules
-	byKey    map[proxier.ServiceKey][]proxier.ServicePortName
-	order    []proxier.ServicePortName // sorted keys of services
+	services map[model.ServicePortName]*serviceRules
+	byKey    map[model.ServiceKey][]model.ServicePortName
+	order    []model.ServicePortName // sorted keys of services
 
 	// Aggregates over services, kept up to date as services are added and removed.
 	chains                 ChainSet // every per-service chain
@@ -110,8 +110,8 @@ func NewRenderer(opts Options) (*Renderer, error) {
 }
 
 func (r *Renderer) reset() {
-	r.services = map[proxier.ServicePortName]*serviceRules{}
-	r.byKey = map[proxier.ServiceKey][]proxier.ServicePortName{}
+	r.services = map[model.ServicePortName]*serviceRules{}
+	r.byKey = map[model.ServiceKey][]model.ServicePortName{}
 	r.order = nil
 	r.chains = ChainSet{}
 	r.chainRules, r.noLocalInt, r.noLocalExt = 0, 0, 0
@@ -123,14 +123,14 @@ func (r *Renderer) reset() {
 
 // rememberNode records the node facts every service's rules depend on, so that the next render
 // can tell whether they changed.
-func (r *Renderer) rememberNode(snap *proxier.Snapshot, local netip.Prefix) {
+func (r *Renderer) rememberNode(snap *model.Snapshot, local netip.Prefix) {
 	r.rendered, r.lastNode, r.lastZone, r.lastLocal = true, snap.Node.Name, snap.Node.Zone(), local
 	r.lastPodCIDRs = slices.Clone(snap.Node.PodCIDRs)
 }
 
 // RenderFull renders snap from scratch: a convenience for tests and tools that want the complete
 // ruleset as iptables-restore text.
-func RenderFull(snap *proxier.Snapshot, opts Options) (*Rendered, error) {
+func RenderFull(snap *model.Snapshot, opts Options) (*Rendered, error) {
 	r, err := NewRenderer(opts)
 	if err != nil {
 		return nil, err
@@ -147,7 +147,7 @@ func RenderFull(snap *proxier.Snapshot, opts Options) (*Rendered, error) {
 // render assumes the previous render was applied; after a failure, render full.
 // Stale chains are declared before they are deleted, so a chain that is already missing from the
 // kernel cannot fail the transaction.
-func (r *Renderer) Render(snap *proxier.Snapshot, full bool, existing ChainSet) *Rendered {
+func (r *Renderer) Render(snap *model.Snapshot, full bool, existing ChainSet) *Rendered {
 	return r.RenderStaged(snap, full, existing, 0)
 }
 
@@ -156,7 +156,7 @@ func (r *Renderer) Render(snap *proxier.Snapshot, full bool, existing ChainSet) 
 // of about batch chains each; Rendered.Restore then leaves them out. Here existing must be exact:
 // every per-service chain the kernel holds, or chains it holds and that are referenced would be
 // rewritten ahead of the final transaction. See doc.go for why staging pays off on the nft variant.
-func (r *Renderer) RenderStaged(snap *proxier.Snapshot, full bool, existing ChainSet, batch int) *Rendered {
+func (r *Renderer) RenderStaged(snap *model.Snapshot, full bool, existing ChainSet, batch int) *Rendered {
 	local := r.localCIDR(snap)
 	// The pod CIDRs decide which endpoints without a node get hairpin rules.
 	if !r.rendered || snap.Node.Name != r.lastNode || snap.Node.Zone() != r.lastZone || local != r.lastLocal ||
@@ -166,7 +166,7 @@ func (r *Renderer) RenderStaged(snap *proxier.Snapshot, full bool, existing Chai
 	r.rememberNode(snap, local)
 	ctx := r.newContext(snap, local)
 
-	var written []proxier.ServicePortName // services whose chains this render writes
+	var written []model.ServicePortName // services whose chains this render writes
 	var staleCandidates []string
 	if full {
 		r.reset()
@@ -181,7 +181,7 @@ func (r *Renderer) RenderStaged(snap *proxier.Snapshot, full bool, existing Chai
 	} else {
 		orderChanged := false
 		for key := range snap.Changed {
-			old := map[proxier.ServicePortName]*serviceRules{}
+			old := map[model.ServicePortName]*serviceRules{}
 			for _, name := range slices.Clone(r.byKey[key]) { // remove edits byKey
 				old[name] = r.services[name]
 				for _, c := range r.services[name].chains {
@@ -209,12 +209,12 @@ func (r *Renderer) RenderStaged(snap *proxier.Snapshot, full bool, existing Chai
 			r.shared = nil
 		}
 	}
-	proxier.SortServicePortNames(written)
+	model.SortServicePortNames(written)
 	return r.assemble(full, written, staleCandidates, existing, batch)
 }
 
 // add and remove keep the aggregates in step with r.services.
-func (r *Renderer) add(name proxier.ServicePortName, s *serviceRules) {
+func (r *Renderer) add(name model.ServicePortName, s *serviceRules) {
 	r.services[name] = s
 	r.byKey[name.ServiceKey] = append(r.byKey[name.ServiceKey], name)
 	for _, c := range s.chains {
@@ -230,13 +230,13 @@ func (r *Renderer) add(name proxier.ServicePortName, s *serviceRules) {
 	r.noLocalExt += b2i(s.noLocalExternal)
 }
 
-func (r *Renderer) remove(name proxier.ServicePortName) {
+func (r *Renderer) remove(name model.ServicePortName) {
 	s := r.services[name]
 	if s == nil {
 		return
 	}
 	delete(r.services, name)
-	r.byKey[name.ServiceKey] = slices.DeleteFunc(r.byKey[name.ServiceKey], func(n proxier.ServicePortName) bool { return n == name })
+	r.byKey[name.ServiceKey] = slices.DeleteFunc(r.byKey[name.ServiceKey], func(n model.ServicePortName) bool { return n == name })
 	if len(r.byKey[name.ServiceKey]) == 0 {
 		delete(r.byKey, name.ServiceKey)
 	}
@@ -259,7 +259,7 @@ func (r *Renderer) sortOrder() {
 	for name := range r.services {
 		r.order = append(r.order, name)
 	}
-	proxier.SortServicePortNames(r.order)
+	model.SortServicePortNames(r.order)
 }
 
 func b2i(b bool) int {
@@ -282,7 +282,7 @@ func (s *serviceRules) sameShare(o *serviceRules) bool {
 }
 
 // localCIDR is the prefix the local-traffic detector matches for this snapshot (invalid: none).
-func (r *Renderer) localCIDR(snap *proxier.Snapshot) netip.Prefix {
+func (r *Renderer) localCIDR(snap *model.Snapshot) netip.Prefix {
 	if r.opts.LocalDetector.UseNodeCIDR {
 		for _, p := range snap.Node.PodCIDRs {
 			if r.opts.Family.Of(p.Addr()) {
@@ -375,7 +375,7 @@ func (r *Renderer) buildShared() *sharedChains {
 }
 
 // assemble writes the restore input.
-func (r *Renderer) assemble(full bool, written []proxier.ServicePortName, staleCandidates []string, existing ChainSet, batch int) *Rendered {
+func (r *Renderer) assemble(full bool, written []model.ServicePortName, staleCandidates []string, existing ChainSet, batch int) *Rendered {
 	out := &Rendered{
 		Full:            full,
 		ServiceChains:   maps.Clone(r.chains),
@@ -597,7 +597,7 @@ func (r *Renderer) writePostrouting(l *ruleBuf) {
 // addresses (optionally within --nodeport-addresses) to SY-NODEPORTS.
 func (r *Renderer) writeNodePortsJump(l *ruleBuf) {
 	comment := `"switchyard service nodeports; NOTE: this must be the last rule in this chain"`
-	prefixes := proxier.PrefixesFor(r.opts.Family, r.opts.NodePortAddresses)
+	prefixes := model.PrefixesFor(r.opts.Family, r.opts.NodePortAddresses)
 	if len(prefixes) == 0 {
 		l.rule(chainServices, "-m", "comment", "--comment", comment,
 			"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainNodePorts)

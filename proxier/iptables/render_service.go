@@ -8,21 +8,21 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // renderContext is what one render pass knows besides the service being rendered.
 type renderContext struct {
 	*Renderer
-	node      proxier.NodeInfo
+	node      model.NodeInfo
 	localCIDR netip.Prefix   // the local-traffic detector's prefix; invalid when there is none
 	podCIDRs  []netip.Prefix // this node's pod CIDRs of the renderer's family
 }
 
 // newContext holds the node facts one render needs. Every render path must build it here, so a
 // verified full sync and an ordinary one decide the same way.
-func (r *Renderer) newContext(snap *proxier.Snapshot, local netip.Prefix) *renderContext {
-	return &renderContext{Renderer: r, node: snap.Node, localCIDR: local, podCIDRs: proxier.PrefixesFor(r.opts.Family, snap.Node.PodCIDRs)}
+func (r *Renderer) newContext(snap *model.Snapshot, local netip.Prefix) *renderContext {
+	return &renderContext{Renderer: r, node: snap.Node, localCIDR: local, podCIDRs: model.PrefixesFor(r.opts.Family, snap.Node.PodCIDRs)}
 }
 
 // serviceRules is everything one service port contributes to the ruleset: its lines in the shared
@@ -70,7 +70,7 @@ func (a svcArgs) match(what string, port string) []string {
 // renderService renders one service port. The layout (see doc.go) is kube-proxy's minus the
 // per-endpoint chains: DNAT is inline in SY-SVC/SY-SVL, and the hairpin case is caught in
 // POSTROUTING instead of by a per-endpoint "-s endpoint -j MARK" rule.
-func (c *renderContext) renderService(svc *proxier.ServicePort, all []proxier.Endpoint) *serviceRules {
+func (c *renderContext) renderService(svc *model.ServicePort, all []model.Endpoint) *serviceRules {
 	s := &serviceRules{}
 	f := c.opts.Family
 	vip := svc.ClusterIPFor(f)
@@ -78,13 +78,13 @@ func (c *renderContext) renderService(svc *proxier.ServicePort, all []proxier.En
 		// The service has no address of this family; the other family's renderer programs it.
 		return s
 	}
-	eps := make([]proxier.Endpoint, 0, len(all))
+	eps := make([]model.Endpoint, 0, len(all))
 	for _, ep := range all {
 		if f.Of(ep.IP) {
 			eps = append(eps, ep)
 		}
 	}
-	cat := proxier.Categorize(svc, eps, c.node)
+	cat := model.Categorize(svc, eps, c.node)
 	names := chainsFor(svc.Name, svc.Protocol)
 	a := svcArgs{name: svc.Name.String(), proto: strings.ToLower(string(svc.Protocol)), port: strconv.Itoa(int(svc.Port))}
 
@@ -126,7 +126,7 @@ func (c *renderContext) renderService(svc *proxier.ServicePort, all []proxier.En
 	}
 
 	// External IPs.
-	for _, ip := range proxier.AddrsFor(f, svc.ExternalIPs) {
+	for _, ip := range model.AddrsFor(f, svc.ExternalIPs) {
 		d := []string{"-d", hostPrefix(ip)}
 		if externalChain != "" {
 			s.dispatch(ip, append(d, append(a.match("external IP", a.port), "-j", externalChain)...)...)
@@ -139,9 +139,9 @@ func (c *renderContext) renderService(svc *proxier.ServicePort, all []proxier.En
 	// Load-balancer ingress IPs, with loadBalancerSourceRanges as a source filter on the dispatch
 	// rules themselves (kube-proxy's KUBE-FW chain, inlined). Traffic from elsewhere is not DNATed, so
 	// it still carries the LB IP when SY-FIREWALL in the filter table sees and drops it.
-	lbIPs := proxier.AddrsFor(f, svc.LoadBalancerIPs)
+	lbIPs := model.AddrsFor(f, svc.LoadBalancerIPs)
 	firewalled := len(svc.LoadBalancerSourceRanges) > 0
-	ranges := proxier.PrefixesFor(f, svc.LoadBalancerSourceRanges)
+	ranges := model.PrefixesFor(f, svc.LoadBalancerSourceRanges)
 	for _, ip := range lbIPs {
 		d := hostPrefix(ip)
 		if externalChain != "" {
@@ -212,7 +212,7 @@ func (c *renderContext) renderService(svc *proxier.ServicePort, all []proxier.En
 // assumed local. kube-proxy gives every endpoint a hairpin rule; here SY-HAIRPIN is one chain
 // that POSTROUTING walks for every new DNATed connection, so it must stay at the size of one
 // node's pods, not of a cluster's endpoints.
-func (c *renderContext) mayHairpin(ep *proxier.Endpoint) bool {
+func (c *renderContext) mayHairpin(ep *model.Endpoint) bool {
 	if ep.NodeName != "" {
 		return ep.NodeName == c.node.Name
 	}
@@ -232,7 +232,7 @@ func (c *renderContext) mayHairpin(ep *proxier.Endpoint) bool {
 // cluster endpoints. eTP=Local: keep the client's source and use only this node's endpoints, except
 // that pod traffic and the node's own traffic take the cluster path, as if they had gone out to the
 // load balancer and come back; node traffic is masqueraded since its source is a node address.
-func (c *renderContext) writeExternalChain(s *serviceRules, svc *proxier.ServicePort, a svcArgs, ext, clusterChain, localChain, policyChain string) {
+func (c *renderContext) writeExternalChain(s *serviceRules, svc *model.ServicePort, a svcArgs, ext, clusterChain, localChain, policyChain string) {
 	b := &s.chainBody
 	if !svc.ExternalPolicyLocal() {
 		b.rule(ext, "-m", "comment", "--comment", quote("masquerade traffic for "+a.name+" external destinations"),
@@ -263,7 +263,7 @@ func (c *renderContext) writeExternalChain(s *serviceRules, svc *proxier.Service
 // writeEndpointChain writes SY-SVC or SY-SVL: optionally the ClusterIP masquerade rule, then
 // ClientIP-affinity lookups, then one DNAT per endpoint chosen at random with kube-proxy's
 // probabilities (1/n, 1/(n-1), ..., the last unconditional).
-func (c *renderContext) writeEndpointChain(s *serviceRules, svc *proxier.ServicePort, a svcArgs, vip, chain string, internal bool, eps []*proxier.Endpoint) {
+func (c *renderContext) writeEndpointChain(s *serviceRules, svc *model.ServicePort, a svcArgs, vip, chain string, internal bool, eps []*model.Endpoint) {
 	b := &s.chainBody
 	if internal {
 		dst := append([]string{"-d", vip}, a.match("cluster IP", a.port)...)
@@ -319,14 +319,14 @@ func (c *renderContext) allowFromNode(ranges []netip.Prefix) bool {
 }
 
 func (c *renderContext) rejectWith() string {
-	if c.opts.Family == proxier.IPv6 {
+	if c.opts.Family == model.IPv6 {
 		return "icmp6-port-unreachable"
 	}
 	return "icmp-port-unreachable"
 }
 
 func (c *renderContext) hostMask() string {
-	if c.opts.Family == proxier.IPv6 {
+	if c.opts.Family == model.IPv6 {
 		return "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
 	}
 	return "255.255.255.255"

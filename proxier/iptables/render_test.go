@@ -5,14 +5,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 
 	"github.com/switchyard/switchyard/internal/golden"
 )
 
 func v6Options() Options {
 	o := testOptions()
-	o.Family = proxier.IPv6
+	o.Family = model.IPv6
 	o.NodeIPs = []netip.Addr{mustAddr("fd00:192:168:50::1")}
 	return o
 }
@@ -55,9 +55,9 @@ func TestRenderGolden(t *testing.T) {
 func TestOptionsValidation(t *testing.T) {
 	bad := []Options{
 		{Family: 5, MasqueradeBit: 14},
-		{Family: proxier.IPv4, MasqueradeBit: 32},
-		{Family: proxier.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{ClusterCIDRs: []netip.Prefix{mustPrefix("10.0.0.0/8"), mustPrefix("10.244.0.0/16")}}},
-		{Family: proxier.IPv4, MasqueradeBit: 14, NodePortAddresses: []netip.Prefix{{}}},
+		{Family: model.IPv4, MasqueradeBit: 32},
+		{Family: model.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{ClusterCIDRs: []netip.Prefix{mustPrefix("10.0.0.0/8"), mustPrefix("10.244.0.0/16")}}},
+		{Family: model.IPv4, MasqueradeBit: 14, NodePortAddresses: []netip.Prefix{{}}},
 	}
 	for i, o := range bad {
 		if _, err := NewRenderer(o); err == nil {
@@ -116,9 +116,9 @@ func TestSanitizeComment(t *testing.T) {
 }
 
 func TestChainNames(t *testing.T) {
-	a := chainsFor(spn("ns", "svc", "p"), proxier.TCP)
-	b := chainsFor(spn("ns", "svc", "p"), proxier.UDP)
-	c := chainsFor(spn("ns", "svc", "p"), proxier.TCP)
+	a := chainsFor(spn("ns", "svc", "p"), model.TCP)
+	b := chainsFor(spn("ns", "svc", "p"), model.UDP)
+	c := chainsFor(spn("ns", "svc", "p"), model.TCP)
 	if a == b {
 		t.Errorf("TCP and UDP ports share chain names %v", a)
 	}

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/iptables/tracer"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Fixture: pods 10.244.0.0/16 (this node's pods in 10.244.1.0/24 behind cni0, other nodes' pods
@@ -47,35 +47,35 @@ func addrs(ss ...string) []netip.Addr {
 	return out
 }
 
-func name(svc string) proxier.ServicePortName {
-	return proxier.ServicePortName{ServiceKey: proxier.ServiceKey{Namespace: "default", Name: svc}, Port: "p"}
+func name(svc string) model.ServicePortName {
+	return model.ServicePortName{ServiceKey: model.ServiceKey{Namespace: "default", Name: svc}, Port: "p"}
 }
 
-func ready(ip string, port int32, node string) proxier.Endpoint {
-	return proxier.Endpoint{IP: a(ip), Port: port, Ready: true, Serving: true, NodeName: node}
+func ready(ip string, port int32, node string) model.Endpoint {
+	return model.Endpoint{IP: a(ip), Port: port, Ready: true, Serving: true, NodeName: node}
 }
 
-func servingTerminating(ip string, port int32, node string) proxier.Endpoint {
-	return proxier.Endpoint{IP: a(ip), Port: port, Serving: true, Terminating: true, NodeName: node}
+func servingTerminating(ip string, port int32, node string) model.Endpoint {
+	return model.Endpoint{IP: a(ip), Port: port, Serving: true, Terminating: true, NodeName: node}
 }
 
 func traceOptions() iptables.Options {
-	o := iptables.DefaultOptions(proxier.IPv4)
+	o := iptables.DefaultOptions(model.IPv4)
 	o.LocalDetector.ClusterCIDRs = []netip.Prefix{pfx("10.244.0.0/16")}
 	o.NodeIPs = []netip.Addr{nodeIP}
 	o.RandomFully = true
 	return o
 }
 
-func add(s *proxier.Snapshot, svc *proxier.ServicePort, eps ...proxier.Endpoint) {
+func add(s *model.Snapshot, svc *model.ServicePort, eps ...model.Endpoint) {
 	if svc.Protocol == "" {
-		svc.Protocol = proxier.TCP
+		svc.Protocol = model.TCP
 	}
 	if svc.ExternalPolicy == "" {
-		svc.ExternalPolicy = proxier.PolicyCluster
+		svc.ExternalPolicy = model.PolicyCluster
 	}
 	if svc.InternalPolicy == "" {
-		svc.InternalPolicy = proxier.PolicyCluster
+		svc.InternalPolicy = model.PolicyCluster
 	}
 	s.Services[svc.Name] = svc
 	s.Endpoints[svc.Name] = eps
@@ -83,51 +83,51 @@ func add(s *proxier.Snapshot, svc *proxier.ServicePort, eps ...proxier.Endpoint)
 }
 
 // traceSnapshot has one service per behaviour under test.
-func traceSnapshot() *proxier.Snapshot {
-	s := proxier.NewSnapshot()
+func traceSnapshot() *model.Snapshot {
+	s := model.NewSnapshot()
 	s.Full = true
-	s.Node = proxier.NodeInfo{Name: thisNode, PodCIDRs: []netip.Prefix{pfx("10.244.1.0/24")}}
+	s.Node = model.NodeInfo{Name: thisNode, PodCIDRs: []netip.Prefix{pfx("10.244.1.0/24")}}
 	// Five ready endpoints (one on this node) and one that is neither ready nor serving.
-	add(s, &proxier.ServicePort{Name: name("web"), Port: 80, ClusterIPs: addrs("10.96.0.10"), NodePort: 30010,
+	add(s, &model.ServicePort{Name: name("web"), Port: 80, ClusterIPs: addrs("10.96.0.10"), NodePort: 30010,
 		ExternalIPs: addrs("192.168.50.200")},
 		ready("10.244.1.5", 8080, thisNode), ready("10.244.2.7", 8080, "node-b"), ready("10.244.3.9", 8080, "node-c"),
 		ready("10.244.2.8", 8080, "node-b"), ready("10.244.3.10", 8080, "node-c"),
-		proxier.Endpoint{IP: a("10.244.4.4"), Port: 8080, NodeName: "node-d"})
-	add(s, &proxier.ServicePort{Name: name("dns"), Protocol: proxier.UDP, Port: 53, ClusterIPs: addrs("10.96.0.53")},
+		model.Endpoint{IP: a("10.244.4.4"), Port: 8080, NodeName: "node-d"})
+	add(s, &model.ServicePort{Name: name("dns"), Protocol: model.UDP, Port: 53, ClusterIPs: addrs("10.96.0.53")},
 		ready("10.244.2.2", 53, "node-b"), ready("10.244.3.3", 53, "node-c"))
 	// eTP=Local load balancer with a local endpoint, source ranges and a health check port.
-	add(s, &proxier.ServicePort{Name: name("lb-local"), Port: 80, ClusterIPs: addrs("10.96.0.20"), NodePort: 30020,
+	add(s, &model.ServicePort{Name: name("lb-local"), Port: 80, ClusterIPs: addrs("10.96.0.20"), NodePort: 30020,
 		LoadBalancerIPs: addrs("198.18.0.20"), LoadBalancerSourceRanges: []netip.Prefix{pfx("203.0.113.0/24")},
-		ExternalPolicy: proxier.PolicyLocal, HealthCheckNodePort: 32020},
+		ExternalPolicy: model.PolicyLocal, HealthCheckNodePort: 32020},
 		ready("10.244.1.7", 8080, thisNode), ready("10.244.2.9", 8080, "node-b"))
 	// eTP=Local with endpoints only elsewhere.
-	add(s, &proxier.ServicePort{Name: name("lb-remote"), Port: 80, ClusterIPs: addrs("10.96.0.30"), NodePort: 30030,
-		ExternalPolicy: proxier.PolicyLocal},
+	add(s, &model.ServicePort{Name: name("lb-remote"), Port: 80, ClusterIPs: addrs("10.96.0.30"), NodePort: 30030,
+		ExternalPolicy: model.PolicyLocal},
 		ready("10.244.2.10", 8080, "node-b"))
 	// No endpoints at all.
-	add(s, &proxier.ServicePort{Name: name("empty"), Port: 80, ClusterIPs: addrs("10.96.0.40"), NodePort: 30040,
+	add(s, &model.ServicePort{Name: name("empty"), Port: 80, ClusterIPs: addrs("10.96.0.40"), NodePort: 30040,
 		ExternalIPs: addrs("192.168.50.201")})
-	add(s, &proxier.ServicePort{Name: name("sticky"), Port: 80, ClusterIPs: addrs("10.96.0.50"),
-		Affinity: proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 600}},
+	add(s, &model.ServicePort{Name: name("sticky"), Port: 80, ClusterIPs: addrs("10.96.0.50"),
+		Affinity: model.SessionAffinity{ClientIP: true, TimeoutSeconds: 600}},
 		ready("10.244.2.11", 8080, "node-b"), ready("10.244.3.11", 8080, "node-c"), ready("10.244.1.11", 8080, thisNode))
-	add(s, &proxier.ServicePort{Name: name("itp-local"), Port: 80, ClusterIPs: addrs("10.96.0.60"), InternalPolicy: proxier.PolicyLocal},
+	add(s, &model.ServicePort{Name: name("itp-local"), Port: 80, ClusterIPs: addrs("10.96.0.60"), InternalPolicy: model.PolicyLocal},
 		ready("10.244.1.12", 8080, thisNode), ready("10.244.2.12", 8080, "node-b"))
-	add(s, &proxier.ServicePort{Name: name("itp-remote"), Port: 80, ClusterIPs: addrs("10.96.0.61"), InternalPolicy: proxier.PolicyLocal},
+	add(s, &model.ServicePort{Name: name("itp-remote"), Port: 80, ClusterIPs: addrs("10.96.0.61"), InternalPolicy: model.PolicyLocal},
 		ready("10.244.2.13", 8080, "node-b"))
 	// Only terminating endpoints: the serving one is the fallback, the non-serving one is never used.
-	add(s, &proxier.ServicePort{Name: name("draining"), Port: 80, ClusterIPs: addrs("10.96.0.70")},
+	add(s, &model.ServicePort{Name: name("draining"), Port: 80, ClusterIPs: addrs("10.96.0.70")},
 		servingTerminating("10.244.2.14", 8080, "node-b"),
-		proxier.Endpoint{IP: a("10.244.3.14"), Port: 8080, Terminating: true, NodeName: "node-c"})
-	add(s, &proxier.ServicePort{Name: name("sctp"), Protocol: proxier.SCTP, Port: 9999, ClusterIPs: addrs("10.96.0.80")},
+		model.Endpoint{IP: a("10.244.3.14"), Port: 8080, Terminating: true, NodeName: "node-c"})
+	add(s, &model.ServicePort{Name: name("sctp"), Protocol: model.SCTP, Port: 9999, ClusterIPs: addrs("10.96.0.80")},
 		ready("10.244.2.16", 9999, "node-b"))
 	// A ready endpoint beside a serving-terminating one: only the ready one is used.
-	add(s, &proxier.ServicePort{Name: name("half-drained"), Port: 80, ClusterIPs: addrs("10.96.0.71")},
+	add(s, &model.ServicePort{Name: name("half-drained"), Port: 80, ClusterIPs: addrs("10.96.0.71")},
 		servingTerminating("10.244.2.15", 8080, "node-b"), ready("10.244.3.15", 8080, "node-c"))
 	return s
 }
 
 // load renders snap with opts and returns a tracer over the resulting kernel state.
-func load(t *testing.T, snap *proxier.Snapshot, opts iptables.Options) *tracer.Tracer {
+func load(t *testing.T, snap *model.Snapshot, opts iptables.Options) *tracer.Tracer {
 	t.Helper()
 	rs := kernelState(t, snap, opts)
 	return tracer.New(rs, traceNode, nil)
@@ -371,7 +371,7 @@ func TestTraceRulesAreUnderstood(t *testing.T) {
 
 // kernelState syncs snap through a Proxier against the stateful fake, as the daemon would, and loads
 // the fake's iptables-save dump (built-in jumps included) into the tracer.
-func kernelState(t testing.TB, snap *proxier.Snapshot, opts iptables.Options) *tracer.Ruleset {
+func kernelState(t testing.TB, snap *model.Snapshot, opts iptables.Options) *tracer.Ruleset {
 	t.Helper()
 	fake := iptables.NewFake()
 	p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: fake})
@@ -411,12 +411,12 @@ func TestTraceIncrementalSync(t *testing.T) {
 	// web loses four endpoints and gains one; empty gains one; sticky is deleted.
 	next := traceSnapshot()
 	next.Full = false
-	next.Changed = map[proxier.ServiceKey]struct{}{}
+	next.Changed = map[model.ServiceKey]struct{}{}
 	for _, svc := range []string{"web", "empty", "sticky"} {
 		next.Changed[name(svc).ServiceKey] = struct{}{}
 	}
-	next.Endpoints[name("web")] = []proxier.Endpoint{ready("10.244.1.5", 8080, thisNode), ready("10.244.5.5", 8080, "node-e")}
-	next.Endpoints[name("empty")] = []proxier.Endpoint{ready("10.244.2.40", 80, "node-b")}
+	next.Endpoints[name("web")] = []model.Endpoint{ready("10.244.1.5", 8080, thisNode), ready("10.244.5.5", 8080, "node-e")}
+	next.Endpoints[name("empty")] = []model.Endpoint{ready("10.244.2.40", 80, "node-b")}
 	delete(next.Services, name("sticky"))
 	delete(next.Endpoints, name("sticky"))
 	if err := p.Sync(next); err != nil {
@@ -450,17 +450,17 @@ func TestTraceIncrementalSync(t *testing.T) {
 }
 
 func TestTraceIPv6(t *testing.T) {
-	opts := iptables.DefaultOptions(proxier.IPv6)
+	opts := iptables.DefaultOptions(model.IPv6)
 	opts.LocalDetector.ClusterCIDRs = []netip.Prefix{pfx("fd00:10:244::/48")}
 	opts.NodeIPs = []netip.Addr{a("fd00:192:168:50::10")}
 	opts.RandomFully = true
-	s := proxier.NewSnapshot()
+	s := model.NewSnapshot()
 	s.Full = true
-	s.Node = proxier.NodeInfo{Name: thisNode, PodCIDRs: []netip.Prefix{pfx("fd00:10:244:1::/64")}}
-	add(s, &proxier.ServicePort{Name: name("web"), Port: 80, ClusterIPs: addrs("10.96.0.10", "fd00:10:96::10"), NodePort: 30010,
-		Affinity: proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 60}},
+	s.Node = model.NodeInfo{Name: thisNode, PodCIDRs: []netip.Prefix{pfx("fd00:10:244:1::/64")}}
+	add(s, &model.ServicePort{Name: name("web"), Port: 80, ClusterIPs: addrs("10.96.0.10", "fd00:10:96::10"), NodePort: 30010,
+		Affinity: model.SessionAffinity{ClientIP: true, TimeoutSeconds: 60}},
 		ready("10.244.1.5", 8080, thisNode), ready("fd00:10:244:1::5", 8080, thisNode), ready("fd00:10:244:2::7", 8080, "node-b"))
-	add(s, &proxier.ServicePort{Name: name("empty"), Port: 80, ClusterIPs: addrs("fd00:10:96::40")})
+	add(s, &model.ServicePort{Name: name("empty"), Port: 80, ClusterIPs: addrs("fd00:10:96::40")})
 	node := tracer.Node{
 		Interfaces: []tracer.Interface{
 			{Name: "eth0", Addrs: []netip.Prefix{pfx("fd00:192:168:50::10/64")}},
@@ -488,18 +488,18 @@ func TestTraceIPv6(t *testing.T) {
 }
 
 // scaleSnapshot is n ClusterIP services with 5 endpoints each on other nodes.
-func scaleSnapshot(n int) *proxier.Snapshot {
-	s := proxier.NewSnapshot()
+func scaleSnapshot(n int) *model.Snapshot {
+	s := model.NewSnapshot()
 	s.Full = true
-	s.Node = proxier.NodeInfo{Name: thisNode, PodCIDRs: []netip.Prefix{pfx("10.244.1.0/24")}}
+	s.Node = model.NodeInfo{Name: thisNode, PodCIDRs: []netip.Prefix{pfx("10.244.1.0/24")}}
 	for i := 0; i < n; i++ {
-		var eps []proxier.Endpoint
+		var eps []model.Endpoint
 		for j := 0; j < 5; j++ {
 			k := i*5 + j
-			eps = append(eps, proxier.Endpoint{IP: netip.AddrFrom4([4]byte{10, byte(245 + k>>16), byte(k >> 8), byte(k)}),
+			eps = append(eps, model.Endpoint{IP: netip.AddrFrom4([4]byte{10, byte(245 + k>>16), byte(k >> 8), byte(k)}),
 				Port: 8080, Ready: true, Serving: true, NodeName: "node-b"})
 		}
-		add(s, &proxier.ServicePort{Name: name(fmt.Sprintf("svc%d", i)), Port: 80,
+		add(s, &model.ServicePort{Name: name(fmt.Sprintf("svc%d", i)), Port: 80,
 			ClusterIPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)})}}, eps...)
 	}
 	return s

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // jumpsPresent reports whether every jump from a built-in chain is in the tables as read back.
@@ -67,7 +67,7 @@ func ParseSave(data []byte) KernelTable {
 // an earlier process. Because the rendered text is exactly what iptables-save prints back, a chain
 // that matches needs no rewrite; a rule printed differently only costs a rewrite of its chain.
 // Chains absent from the kernel are staged as in RenderStaged when there are at least batch of them.
-func (r *Renderer) RenderVerified(snap *proxier.Snapshot, nat, filter KernelTable, batch int) *Rendered {
+func (r *Renderer) RenderVerified(snap *model.Snapshot, nat, filter KernelTable, batch int) *Rendered {
 	local := r.localCIDR(snap)
 	r.rememberNode(snap, local)
 	ctx := r.newContext(snap, local)

@@ -10,12 +10,12 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 func (p *Proxier) nlFamily() int {
-	if p.opts.Family == proxier.IPv6 {
+	if p.opts.Family == model.IPv6 {
 		return netlink.FAMILY_V6
 	}
 	return netlink.FAMILY_V4

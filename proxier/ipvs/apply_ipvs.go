@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 const (
@@ -26,24 +26,24 @@ type appliedVS struct {
 	dests      map[netip.AddrPort]int // weight
 }
 
-func ipvsProto(p proxier.Protocol) uint16 {
+func ipvsProto(p model.Protocol) uint16 {
 	switch p {
-	case proxier.UDP:
+	case model.UDP:
 		return unix.IPPROTO_UDP
-	case proxier.SCTP:
+	case model.SCTP:
 		return unix.IPPROTO_SCTP
 	}
 	return unix.IPPROTO_TCP
 }
 
-func fromIPVSProto(p uint16) (proxier.Protocol, bool) {
+func fromIPVSProto(p uint16) (model.Protocol, bool) {
 	switch p {
 	case unix.IPPROTO_TCP:
-		return proxier.TCP, true
+		return model.TCP, true
 	case unix.IPPROTO_UDP:
-		return proxier.UDP, true
+		return model.UDP, true
 	case unix.IPPROTO_SCTP:
-		return proxier.SCTP, true
+		return model.SCTP, true
 	}
 	return "", false
 }

@@ -8,24 +8,24 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // scaleSnapshot builds n ClusterIP services (every tenth also a NodePort) with eps endpoints each on
 // other nodes, all TCP port 80.
-func scaleSnapshot(n, eps int) *proxier.Snapshot {
-	s := proxier.NewSnapshot()
-	s.Node = proxier.NodeInfo{Name: nodeName}
+func scaleSnapshot(n, eps int) *model.Snapshot {
+	s := model.NewSnapshot()
+	s.Node = model.NodeInfo{Name: nodeName}
 	for i := 0; i < n; i++ {
 		name := spn(fmt.Sprintf("ns%d", i%100), fmt.Sprintf("svc%d", i), "")
-		svc := &proxier.ServicePort{Name: name, Protocol: proxier.TCP, Port: 80,
+		svc := &model.ServicePort{Name: name, Protocol: model.TCP, Port: 80,
 			ClusterIPs:     []netip.Addr{netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)})},
-			ExternalPolicy: proxier.PolicyCluster, InternalPolicy: proxier.PolicyCluster}
+			ExternalPolicy: model.PolicyCluster, InternalPolicy: model.PolicyCluster}
 		if i%10 == 0 {
 			svc.NodePort = int32(30000 + i/10)
 		}
 		s.Services[name] = svc
-		list := make([]proxier.Endpoint, eps)
+		list := make([]model.Endpoint, eps)
 		for e := range list {
 			k := i*eps + e
 			list[e] = ready(netip.AddrFrom4([4]byte{10, 244, byte(k >> 8), byte(k)}).String(), 8080, "node-b")
@@ -119,7 +119,7 @@ func BenchmarkOneEndpointChange(b *testing.B) {
 			mustSync(b, p, snap)
 			name := spn("ns7", "svc7", "")
 			orig := snap.Endpoints[name]
-			alt := append([]proxier.Endpoint(nil), orig...)
+			alt := append([]model.Endpoint(nil), orig...)
 			alt[0] = ready("10.245.0.1", 8080, "node-c")
 			var st SyncStats
 			var cpu cpuTimer

@@ -6,7 +6,7 @@
 // # Layout
 //
 //   - render.go: pure. One service port in, its virtual servers, kube-ipvs0 addresses and ipset
-//     entries out. Endpoints come from proxier.Categorize only: a ClusterIP follows
+//     entries out. Endpoints come from model.Categorize only: a ClusterIP follows
 //     internalTrafficPolicy, external IPs, load-balancer IPs and NodePorts follow
 //     externalTrafficPolicy. A family's instance handles the services with a ClusterIP of its family.
 //   - state.go: the renders aggregated with reference counts (an address or set entry shared by

@@ -9,16 +9,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // exerciseIPVS runs one scenario against any IPVS and returns, per step, the errno it answered (0 for
 // success), so the fake can be held to the kernel's answers.
 func exerciseIPVS(t *testing.T, h IPVS) []error {
 	t.Helper()
-	vs := vsKey{ip("10.96.0.10"), proxier.TCP, 80}
+	vs := vsKey{ip("10.96.0.10"), model.TCP, 80}
 	svc := mobyService(vs, "rr", false, 0)
-	other := mobyService(vsKey{ip("10.96.0.11"), proxier.TCP, 80}, "rr", false, 0)
+	other := mobyService(vsKey{ip("10.96.0.11"), model.TCP, 80}, "rr", false, 0)
 	d1 := mobyDest(ipp("10.244.1.2:8080"), 1)
 	steps := []func() error{
 		func() error { return h.NewDestination(other, d1) },                                   // real server on a missing virtual server
@@ -32,7 +32,7 @@ func exerciseIPVS(t *testing.T, h IPVS) []error {
 		func() error { return h.DelDestination(svc, mobyDest(ipp("10.244.1.3:8080"), 1)) },    // delete missing real server
 		func() error { return h.UpdateDestination(svc, mobyDest(ipp("10.244.1.2:8080"), 0)) }, // weight 0: ok
 		func() error {
-			return h.NewService(mobyService(vsKey{ip("10.96.0.12"), proxier.TCP, 80}, "nosuch", false, 0))
+			return h.NewService(mobyService(vsKey{ip("10.96.0.12"), model.TCP, 80}, "nosuch", false, 0))
 		}, // unknown scheduler
 		func() error { return h.UpdateService(mobyService(vs, "wrr", true, 60)) }, // ok: persistence on
 		func() error { return h.DelService(svc) },                                 // ok, takes its real server

@@ -3,7 +3,7 @@ package ipvs
 import (
 	"net/netip"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Footprint is what IPVS mode would hold in the kernel for one snapshot: the size of its tables, not
@@ -34,7 +34,7 @@ func (f Footprint) IpsetEntriesTotal() int {
 // RenderFootprint renders snap with the same code a sync uses, as if the node had nodeAddresses
 // (the NodePort addresses are then chosen from them as --nodeport-addresses says), and measures the
 // result. It touches no kernel state.
-func RenderFootprint(snap *proxier.Snapshot, opts Options, nodeAddresses []netip.Addr) (Footprint, error) {
+func RenderFootprint(snap *model.Snapshot, opts Options, nodeAddresses []netip.Addr) (Footprint, error) {
 	if err := opts.Validate(); err != nil {
 		return Footprint{}, err
 	}

@@ -7,13 +7,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 
 	"github.com/switchyard/switchyard/internal/golden"
 )
 
 // renderSnapshot computes the desired state of a whole snapshot, purely.
-func renderSnapshot(t *testing.T, snap *proxier.Snapshot, opts Options, addrs []netip.Addr) *desiredState {
+func renderSnapshot(t *testing.T, snap *model.Snapshot, opts Options, addrs []netip.Addr) *desiredState {
 	t.Helper()
 	if err := opts.Validate(); err != nil {
 		t.Fatal(err)
@@ -33,7 +33,7 @@ func renderSnapshot(t *testing.T, snap *proxier.Snapshot, opts Options, addrs []
 
 // describe prints a desired state for reviewers: virtual servers with their real servers, the
 // addresses for kube-ipvs0 and every ipset's members, all sorted.
-func describe(d *desiredState, f proxier.IPFamily) string {
+func describe(d *desiredState, f model.IPFamily) string {
 	var b strings.Builder
 	var keys []vsKey
 	for k := range d.claims {
@@ -86,14 +86,14 @@ func describe(d *desiredState, f proxier.IPFamily) string {
 func TestGoldenDesiredState(t *testing.T) {
 	nodeAddrs := []netip.Addr{ip("127.0.0.1"), nodeIP, node2IP, ip("10.244.1.1"), ip("::1"), ip("fd00:50::10"), ip("fe80::1")}
 	t.Run("IPv4", func(t *testing.T) {
-		golden.Check(t, "desired-ipv4.golden", []byte(describe(renderSnapshot(t, fixture(), testOptions(), nodeAddrs), proxier.IPv4)))
+		golden.Check(t, "desired-ipv4.golden", []byte(describe(renderSnapshot(t, fixture(), testOptions(), nodeAddrs), model.IPv4)))
 	})
 	t.Run("IPv6", func(t *testing.T) {
 		o := testOptions()
-		o.Family = proxier.IPv6
+		o.Family = model.IPv6
 		o.NodePortAddresses = nil // the default: every non-loopback, non-link-local address
 		o.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("fd00:244::/48")}
-		golden.Check(t, "desired-ipv6.golden", []byte(describe(renderSnapshot(t, fixture(), o, nodeAddrs), proxier.IPv6)))
+		golden.Check(t, "desired-ipv6.golden", []byte(describe(renderSnapshot(t, fixture(), o, nodeAddrs), model.IPv6)))
 	})
 	t.Run("scheduler", func(t *testing.T) {
 		o := testOptions()
@@ -115,7 +115,7 @@ func TestGoldenRules(t *testing.T) {
 	o.RandomFully = true
 	golden.Check(t, "rules-ipv4-masquerade-all.golden", renderRules(&o))
 	o = testOptions()
-	o.Family = proxier.IPv6
+	o.Family = model.IPv6
 	o.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("fd00:244::/48")}
 	golden.Check(t, "rules-ipv6.golden", renderRules(&o))
 }

@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Graceful termination. A real server that is no longer wanted is not cut off at once when its
@@ -24,7 +24,7 @@ import (
 // retireDest starts retiring real server d (current weight w) of virtual server k.
 func (p *Proxier) retireDest(k vsKey, svc *mobyipvs.Service, d netip.AddrPort, w int) error {
 	have := p.applied[k]
-	if k.Protocol == proxier.UDP {
+	if k.Protocol == model.UDP {
 		if err := p.ipvs.DelDestination(svc, mobyDest(d, w)); err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("delete UDP real server %s from %s: %w", d, k, err)
 		}

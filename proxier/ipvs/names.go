@@ -1,8 +1,8 @@
 package ipvs
 
 import (
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // DummyDevice is the dummy interface that holds every service address, so the node accepts packets to
@@ -57,23 +57,23 @@ var setDefs = [numSetKinds]struct {
 }
 
 // setName is the kernel name of a set for the family: "SY-CLUSTER-IP" or "SY6-CLUSTER-IP".
-func setName(f proxier.IPFamily, k setKind) string {
-	if f == proxier.IPv6 {
+func setName(f model.IPFamily, k setKind) string {
+	if f == model.IPv6 {
 		return "SY6-" + setDefs[k].name
 	}
 	return "SY-" + setDefs[k].name
 }
 
-func setFor(f proxier.IPFamily, k setKind) ipset.Set {
+func setFor(f model.IPFamily, k setKind) ipset.Set {
 	return ipset.Set{Name: setName(f, k), Type: setDefs[k].typ, Family: int(f), Comment: setDefs[k].comment}
 }
 
 // ipsetProto is the protocol as ipset spells it.
-func ipsetProto(p proxier.Protocol) string {
+func ipsetProto(p model.Protocol) string {
 	switch p {
-	case proxier.UDP:
+	case model.UDP:
 		return "udp"
-	case proxier.SCTP:
+	case model.SCTP:
 		return "sctp"
 	}
 	return "tcp"

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Schedulers are the IPVS schedulers the Linux kernel ships (net/netfilter/ipvs/ip_vs_*.c). Any other
@@ -30,7 +30,7 @@ type Options struct {
 	ExcludeCIDRs []netip.Prefix
 
 	// Family is the address family this instance programs; a dual-stack node runs two.
-	Family proxier.IPFamily
+	Family model.IPFamily
 	// NodePortAddresses (--nodeport-addresses) selects the node addresses NodePorts listen on. Empty
 	// means every address of the family except loopback and link-local ones.
 	NodePortAddresses []netip.Prefix
@@ -55,7 +55,7 @@ func DefaultOptions() Options {
 		SyncPeriod:    30 * time.Second,
 		MinSyncPeriod: 0,
 		Scheduler:     "rr",
-		Family:        proxier.IPv4,
+		Family:        model.IPv4,
 		MasqueradeBit: 14,
 		GracePeriod:   15 * time.Minute,
 	}
@@ -69,7 +69,7 @@ func (o *Options) Validate() error {
 	if !validScheduler(o.Scheduler) {
 		return fmt.Errorf("--ipvs-scheduler=%q is not an IPVS scheduler; use one of %s", o.Scheduler, strings.Join(Schedulers, ", "))
 	}
-	if o.Family != proxier.IPv4 && o.Family != proxier.IPv6 {
+	if o.Family != model.IPv4 && o.Family != model.IPv6 {
 		return fmt.Errorf("ipvs: unknown IP family %d", o.Family)
 	}
 	if o.MasqueradeBit < 0 || o.MasqueradeBit > 31 {
@@ -83,7 +83,7 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("%s must not be negative, got %v", name, d)
 		}
 	}
-	if len(proxier.PrefixesFor(o.Family, o.ClusterCIDRs)) > 1 {
+	if len(model.PrefixesFor(o.Family, o.ClusterCIDRs)) > 1 {
 		return fmt.Errorf("ipvs: at most one %s cluster CIDR is supported, got %v", o.Family, o.ClusterCIDRs)
 	}
 	if o.GracePeriod <= 0 {

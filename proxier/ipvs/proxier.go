@@ -13,10 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
 	"github.com/switchyard/switchyard/proxier/metrics"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Deps are the kernel seams. NewHost fills them with the real implementations.
@@ -53,7 +53,7 @@ type Proxier struct {
 	lastStats    SyncStats
 }
 
-var _ proxier.Backend = (*Proxier)(nil)
+var _ model.Backend = (*Proxier)(nil)
 
 // New builds a Proxier over deps after validating opts and setting the sysctls and IPVS timeouts IPVS
 // mode needs. It does not touch IPVS tables, addresses, ipsets or iptables: the first Sync does.
@@ -207,7 +207,7 @@ func (p *Proxier) LastSyncStats() SyncStats { return p.lastStats }
 // Sync makes the kernel match snap. IPVS offers no transactions, so an error can leave part of the
 // change applied; the backend then distrusts its record and the next sync is a full one that lists
 // the kernel and repairs whatever is off. Nothing is ever flushed wholesale.
-func (p *Proxier) Sync(snap *proxier.Snapshot) error {
+func (p *Proxier) Sync(snap *model.Snapshot) error {
 	if p.ipvs == nil {
 		return errors.New("ipvs: this Proxier was built by NewCleaner and can only clean up")
 	}
@@ -235,7 +235,7 @@ func (p *Proxier) Sync(snap *proxier.Snapshot) error {
 	return nil
 }
 
-func (p *Proxier) sync(snap *proxier.Snapshot, full bool) error {
+func (p *Proxier) sync(snap *model.Snapshot, full bool) error {
 	defer p.flushStaleUDP()
 	// One cheap look-up per sync: if someone deleted or recreated kube-ipvs0, every service address
 	// went with it, and only a full sync (which relists and rebinds) puts them back.
@@ -286,7 +286,7 @@ func (p *Proxier) sync(snap *proxier.Snapshot, full bool) error {
 // changed it costs nothing, otherwise one pass that looks up each port's service in Changed. A
 // changed service whose values are the very ones rendered last time is not rendered again. A change
 // of snap.Node alone (zone labels) is not seen until a service changes or the next full sync.
-func (p *Proxier) render(snap *proxier.Snapshot, full bool) {
+func (p *Proxier) render(snap *model.Snapshot, full bool) {
 	if full {
 		p.desired = newDesiredState()
 	}
@@ -295,7 +295,7 @@ func (p *Proxier) render(snap *proxier.Snapshot, full bool) {
 
 // renderInto is render's pure part: it updates d from snap for a node with addrs, and returns how
 // many service ports it had to skip.
-func renderInto(d *desiredState, snap *proxier.Snapshot, full bool, addrs nodeAddrs, opts *Options) (skipped int) {
+func renderInto(d *desiredState, snap *model.Snapshot, full bool, addrs nodeAddrs, opts *Options) (skipped int) {
 	if !full && len(snap.Changed) == 0 {
 		return 0
 	}

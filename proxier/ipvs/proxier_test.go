@@ -13,10 +13,10 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
 	"github.com/switchyard/switchyard/proxier/metrics"
+	"github.com/switchyard/switchyard/proxier/model"
 
 	"github.com/switchyard/switchyard/internal/golden"
 )
@@ -42,9 +42,9 @@ func kernelState(k *testKernel) string {
 }
 
 // incremental returns snap marked as an ordinary (not full) sync with the given services changed.
-func incremental(snap *proxier.Snapshot, changed ...proxier.ServiceKey) *proxier.Snapshot {
+func incremental(snap *model.Snapshot, changed ...model.ServiceKey) *model.Snapshot {
 	snap.Full = false
-	snap.Changed = map[proxier.ServiceKey]struct{}{}
+	snap.Changed = map[model.ServiceKey]struct{}{}
 	for _, c := range changed {
 		snap.Changed[c] = struct{}{}
 	}
@@ -107,7 +107,7 @@ func TestUnchangedSyncWritesNothing(t *testing.T) {
 	// Equal but newly built values, every service named as changed (a watcher that rebuilt
 	// everything): all re-rendered, still no writes.
 	rebuilt := fixture()
-	var all []proxier.ServiceKey
+	var all []model.ServiceKey
 	for n := range rebuilt.Services {
 		all = append(all, n.ServiceKey)
 	}
@@ -135,7 +135,7 @@ func TestOneEndpointChange(t *testing.T) {
 	mustSync(t, p, snap)
 
 	web := spn("default", "web", "http")
-	snap.Endpoints[web] = []proxier.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.4", 8080, "node-b"), ready("fd00:244::2", 8080, nodeName)}
+	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.4", 8080, "node-b"), ready("fd00:244::2", 8080, nodeName)}
 	st := mustSync(t, p, incremental(snap, web.ServiceKey))
 	// Add the new real server, set the old one to weight 0, list to see it has no connections, delete.
 	if st.IPVSWrites != 3 || st.IPVSReads != 1 || st.IpsetWrites != 0 || st.LinkWrites != 0 || st.IptablesCalls != 0 {
@@ -171,7 +171,7 @@ func TestGracefulTermination(t *testing.T) {
 	}
 	web := spn("default", "web", "http")
 	// The endpoint starts terminating (still serving): with a ready one left it is no longer chosen.
-	snap.Endpoints[web] = []proxier.Endpoint{ready("10.244.1.2", 8080, nodeName), terminating("10.244.2.3", 8080, "node-b")}
+	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName), terminating("10.244.2.3", 8080, "node-b")}
 	mustSync(t, p, incremental(snap, web.ServiceKey))
 	if got := destsOf(t, k, vs); got[old.String()] != 0 || len(got) != 2 {
 		t.Fatalf("terminating real server with connections: %v; want it kept at weight 0", got)
@@ -192,12 +192,12 @@ func TestGracefulTermination(t *testing.T) {
 	}
 
 	// A real server whose connections never end is deleted after the grace period.
-	snap.Endpoints[web] = []proxier.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.3", 8080, "node-b")}
+	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.3", 8080, "node-b")}
 	mustSync(t, p, incremental(snap, web.ServiceKey))
 	if err := k.ipvs.SetConnections(vs, old, 5, 0); err != nil {
 		t.Fatal(err)
 	}
-	snap.Endpoints[web] = []proxier.Endpoint{ready("10.244.1.2", 8080, nodeName)}
+	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName)}
 	mustSync(t, p, incremental(snap, web.ServiceKey))
 	k.now = k.now.Add(testOptions().GracePeriod - time.Second)
 	mustSync(t, p, incremental(snap))
@@ -211,14 +211,14 @@ func TestGracefulTermination(t *testing.T) {
 	}
 
 	// A terminating real server that comes back before it drained gets weight 1 again.
-	snap.Endpoints[web] = []proxier.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.3", 8080, "node-b")}
+	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.3", 8080, "node-b")}
 	mustSync(t, p, incremental(snap, web.ServiceKey))
 	if err := k.ipvs.SetConnections(vs, old, 1, 0); err != nil {
 		t.Fatal(err)
 	}
-	snap.Endpoints[web] = []proxier.Endpoint{ready("10.244.1.2", 8080, nodeName)}
+	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName)}
 	mustSync(t, p, incremental(snap, web.ServiceKey))
-	snap.Endpoints[web] = []proxier.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.3", 8080, "node-b")}
+	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.3", 8080, "node-b")}
 	mustSync(t, p, incremental(snap, web.ServiceKey))
 	if got := destsOf(t, k, vs); got[old.String()] != 1 || p.TerminatingRealServers() != 0 {
 		t.Errorf("returning real server: %v, %d terminating; want weight 1, none", got, p.TerminatingRealServers())
@@ -237,13 +237,13 @@ func TestUDPRealServerDeletedAtOnce(t *testing.T) {
 	}
 	vip := ipp("10.96.0.53:53")
 	k.conntrack.Flows = []conntrack.Flow{
-		{Protocol: proxier.UDP, OrigSrc: ipp("10.244.1.5:40000"), OrigDst: vip, ReplySrc: gone},
-		{Protocol: proxier.UDP, OrigSrc: ipp("10.244.1.6:40000"), OrigDst: vip, ReplySrc: gone},
-		{Protocol: proxier.UDP, OrigSrc: ipp("10.244.1.7:40000"), OrigDst: vip, ReplySrc: kept},
-		{Protocol: proxier.UDP, OrigSrc: ipp("10.244.1.8:40000"), OrigDst: ipp("10.96.0.54:53"), ReplySrc: gone},
+		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.5:40000"), OrigDst: vip, ReplySrc: gone},
+		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.6:40000"), OrigDst: vip, ReplySrc: gone},
+		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.7:40000"), OrigDst: vip, ReplySrc: kept},
+		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.8:40000"), OrigDst: ipp("10.96.0.54:53"), ReplySrc: gone},
 	}
 	dns := spn("kube-system", "dns", "dns")
-	snap.Endpoints[dns] = []proxier.Endpoint{ready("10.244.1.7", 53, nodeName)}
+	snap.Endpoints[dns] = []model.Endpoint{ready("10.244.1.7", 53, nodeName)}
 	mustSync(t, p, incremental(snap, dns.ServiceKey))
 	if got := destsOf(t, k, vs); len(got) != 1 || got[kept.String()] != 1 {
 		t.Errorf("UDP real servers %v; want only %s", got, kept)
@@ -300,7 +300,7 @@ func TestAffinityChangeUpdatesInPlace(t *testing.T) {
 	mustSync(t, p, snap)
 	cart := spn("shop", "cart", "")
 	svc := *snap.Services[cart]
-	svc.Affinity = proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 30}
+	svc.Affinity = model.SessionAffinity{ClientIP: true, TimeoutSeconds: 30}
 	snap.Services[cart] = &svc
 	st := mustSync(t, p, incremental(snap, cart.ServiceKey))
 	if st.IPVSWrites != 2 || st.Writes() != 2 {
@@ -368,7 +368,7 @@ func TestForeignEntriesSurvive(t *testing.T) {
 	}
 }
 
-func protoOf(p uint16) proxier.Protocol { pr, _ := fromIPVSProto(p); return pr }
+func protoOf(p uint16) model.Protocol { pr, _ := fromIPVSProto(p); return pr }
 
 func TestDriftRepairedByFullSync(t *testing.T) {
 	k := newTestKernel()
@@ -378,7 +378,7 @@ func TestDriftRepairedByFullSync(t *testing.T) {
 	want := kernelState(k)
 
 	web := fakeVS(unix.IPPROTO_TCP, "10.96.0.10:80")
-	svc := mobyService(vsKey{web.Addr, proxier.TCP, web.Port}, "rr", false, 0)
+	svc := mobyService(vsKey{web.Addr, model.TCP, web.Port}, "rr", false, 0)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -387,12 +387,12 @@ func TestDriftRepairedByFullSync(t *testing.T) {
 	}
 	must(k.ipvs.DelDestination(svc, mobyDest(ipp("10.244.2.3:8080"), 1)))
 	must(k.ipvs.NewDestination(svc, mobyDest(ipp("10.244.9.9:8080"), 1)))
-	must(k.ipvs.UpdateService(mobyService(vsKey{web.Addr, proxier.TCP, web.Port}, "wrr", false, 0)))
-	must(k.ipvs.DelService(mobyService(vsKey{ip("10.96.0.53"), proxier.UDP, 53}, "rr", false, 0)))
+	must(k.ipvs.UpdateService(mobyService(vsKey{web.Addr, model.TCP, web.Port}, "wrr", false, 0)))
+	must(k.ipvs.DelService(mobyService(vsKey{ip("10.96.0.53"), model.UDP, 53}, "rr", false, 0)))
 	l, _ := k.links.LinkByName(DummyDevice)
 	must(k.links.AddrDel(l, hostPrefix(ip("10.96.1.20"))))
 	must(k.links.AddrAdd(l, hostPrefix(ip("10.96.9.9"))))
-	stale := vsKey{ip("10.96.9.9"), proxier.TCP, 80}
+	stale := vsKey{ip("10.96.9.9"), model.TCP, 80}
 	must(k.ipvs.NewService(mobyService(stale, "rr", false, 0)))
 	k.ipset.Sets["SY-CLUSTER-IP"].Entries = map[ipset.Entry]struct{}{}
 	k.iptables.Tables["nat"]["PREROUTING"] = nil
@@ -432,7 +432,7 @@ func TestFailedSyncIsRetriedInFull(t *testing.T) {
 	want := kernelState(k)
 	// Someone deletes a virtual server behind the backend's back; the next change to it fails, as
 	// the kernel refuses a real server on a missing virtual server.
-	vs := vsKey{ip("10.96.0.10"), proxier.TCP, 80}
+	vs := vsKey{ip("10.96.0.10"), model.TCP, 80}
 	if err := k.ipvs.DelService(mobyService(vs, "rr", false, 0)); err != nil {
 		t.Fatal(err)
 	}
@@ -458,11 +458,11 @@ func TestConflictingVirtualServers(t *testing.T) {
 	p := newTestProxier(t, k, testOptions())
 	snap := fixture()
 	// A second service claims the external IP:port of shop/legacy: the smaller name wins.
-	a := &proxier.ServicePort{Name: spn("aaa", "clash", ""), Protocol: proxier.TCP, Port: 80,
+	a := &model.ServicePort{Name: spn("aaa", "clash", ""), Protocol: model.TCP, Port: 80,
 		ClusterIPs: []netip.Addr{ip("10.96.5.5")}, ExternalIPs: []netip.Addr{ip("192.0.2.50")},
-		ExternalPolicy: proxier.PolicyCluster, InternalPolicy: proxier.PolicyCluster}
+		ExternalPolicy: model.PolicyCluster, InternalPolicy: model.PolicyCluster}
 	snap.Services[a.Name] = a
-	snap.Endpoints[a.Name] = []proxier.Endpoint{ready("10.244.3.50", 80, "node-c")}
+	snap.Endpoints[a.Name] = []model.Endpoint{ready("10.244.3.50", 80, "node-c")}
 	mustSync(t, p, snap)
 	ext := fakeVS(unix.IPPROTO_TCP, "192.0.2.50:80")
 	if got := destsOf(t, k, ext); len(got) != 1 || got["10.244.3.50:80"] != 1 {
@@ -529,7 +529,7 @@ func TestIPv6Family(t *testing.T) {
 	k := newTestKernel()
 	k.links = NewFakeLinks(map[string][]string{"eth0": {"192.168.50.10/24", "fd00:50::10/64", "fe80::1/64"}})
 	o := testOptions()
-	o.Family = proxier.IPv6
+	o.Family = model.IPv6
 	o.NodePortAddresses = nil
 	o.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("fd00:244::/48")}
 	p := newTestProxier(t, k, o)

@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // realProxier builds a Proxier over the real kernel inside a fresh namespace; everything it opens is
@@ -76,7 +76,7 @@ func BenchmarkRealKernel(b *testing.B) {
 			mustSync(b, p, snap)
 			name := spn("ns7", "svc7", "")
 			orig := snap.Endpoints[name]
-			alt := append([]proxier.Endpoint(nil), orig...)
+			alt := append([]model.Endpoint(nil), orig...)
 			alt[0] = ready("10.245.0.1", 8080, "node-c")
 			var st SyncStats
 			var cpu cpuTimer

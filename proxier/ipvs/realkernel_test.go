@@ -20,8 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // EnvIPVSKernel enables the real-kernel tests. This machine's kernel has no IPVS, so they run inside
@@ -307,29 +307,29 @@ func TestRealKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	snap := proxier.NewSnapshot()
-	snap.Node = proxier.NodeInfo{Name: nodeName}
-	add := func(svc *proxier.ServicePort, eps ...proxier.Endpoint) {
-		svc.ExternalPolicy, svc.InternalPolicy = proxier.PolicyCluster, proxier.PolicyCluster
+	snap := model.NewSnapshot()
+	snap.Node = model.NodeInfo{Name: nodeName}
+	add := func(svc *model.ServicePort, eps ...model.Endpoint) {
+		svc.ExternalPolicy, svc.InternalPolicy = model.PolicyCluster, model.PolicyCluster
 		snap.Services[svc.Name], snap.Endpoints[svc.Name] = svc, eps
 	}
 	web, dns, idle := spn("default", "web", ""), spn("kube-system", "dns", "dns"), spn("default", "idle", "")
 	local := spn("default", "local", "")
 	// Both web backends run on this node, so a backend reaching itself through the ClusterIP must be
 	// masqueraded (SY-LOOP-BACK) or its reply would bypass IPVS.
-	add(&proxier.ServicePort{Name: web, Protocol: proxier.TCP, Port: 80, NodePort: 30080, ClusterIPs: []netip.Addr{ip("10.96.0.10")}},
+	add(&model.ServicePort{Name: web, Protocol: model.TCP, Port: 80, NodePort: 30080, ClusterIPs: []netip.Addr{ip("10.96.0.10")}},
 		ready("10.244.1.2", 8080, nodeName), ready("10.244.2.2", 8080, nodeName))
-	add(&proxier.ServicePort{Name: dns, Protocol: proxier.UDP, Port: 53, ClusterIPs: []netip.Addr{ip("10.96.0.53")}},
+	add(&model.ServicePort{Name: dns, Protocol: model.UDP, Port: 53, ClusterIPs: []netip.Addr{ip("10.96.0.53")}},
 		ready("10.244.1.2", 5353, "node-b"), ready("10.244.2.2", 5353, "node-c"))
 	// ClientIP affinity: the kernel must report persistence back exactly as written, or every full
 	// sync would rewrite the virtual server (checked by the zero-write resync below).
-	add(&proxier.ServicePort{Name: idle, Protocol: proxier.TCP, Port: 80, ClusterIPs: []netip.Addr{ip("10.96.0.20")},
-		Affinity: proxier.SessionAffinity{ClientIP: true, TimeoutSeconds: 60}},
+	add(&model.ServicePort{Name: idle, Protocol: model.TCP, Port: 80, ClusterIPs: []netip.Addr{ip("10.96.0.20")},
+		Affinity: model.SessionAffinity{ClientIP: true, TimeoutSeconds: 60}},
 		ready("10.244.1.2", 9090, "node-b"), ready("10.244.2.2", 9090, "node-c"))
 	// eTP=Local NodePort: the client's address must reach the backend.
-	add(&proxier.ServicePort{Name: local, Protocol: proxier.TCP, Port: 80, NodePort: 30081, ClusterIPs: []netip.Addr{ip("10.96.0.30")}},
+	add(&model.ServicePort{Name: local, Protocol: model.TCP, Port: 80, NodePort: 30081, ClusterIPs: []netip.Addr{ip("10.96.0.30")}},
 		ready("10.244.1.2", 8080, nodeName))
-	snap.Services[local].ExternalPolicy = proxier.PolicyLocal
+	snap.Services[local].ExternalPolicy = model.PolicyLocal
 	snap.Full = true
 	st := mustSync(t, p, snap)
 	t.Logf("first sync: %+v (%d netlink round trips)", st, st.NetlinkRoundTrips())
@@ -431,9 +431,9 @@ func TestRealKernel(t *testing.T) {
 	if served == "b2" {
 		other, otherIP, servedIP = "b1", "10.244.1.2", "10.244.2.2"
 	}
-	snap.Endpoints[web] = []proxier.Endpoint{ready(otherIP, 8080, "node-x")}
-	snap.Endpoints[idle] = []proxier.Endpoint{ready("10.244.1.2", 9090, "node-b")}
-	snap.Endpoints[dns] = []proxier.Endpoint{ready("10.244.1.2", 5353, "node-b")}
+	snap.Endpoints[web] = []model.Endpoint{ready(otherIP, 8080, "node-x")}
+	snap.Endpoints[idle] = []model.Endpoint{ready("10.244.1.2", 9090, "node-b")}
+	snap.Endpoints[dns] = []model.Endpoint{ready("10.244.1.2", 5353, "node-b")}
 	st = mustSync(t, p, incremental(snap, web.ServiceKey, idle.ServiceKey, dns.ServiceKey))
 	t.Logf("endpoint-removal sync: %+v", st)
 	table = readProcIPVS(t, node)

@@ -5,14 +5,14 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // vsKey identifies a virtual server the way the kernel does (for non-fwmark services).
 type vsKey struct {
 	Addr     netip.Addr
-	Protocol proxier.Protocol
+	Protocol model.Protocol
 	Port     uint16
 }
 
@@ -27,7 +27,7 @@ type VirtualServer struct {
 	Persistent bool   // sessionAffinity ClientIP
 	Timeout    uint32 // persistence timeout in seconds, when Persistent
 	Dests      []netip.AddrPort
-	Service    proxier.ServicePortName
+	Service    model.ServicePortName
 	Kind       string // ClusterIP, ExternalIP, LoadBalancer or NodePort: for logs and golden files
 }
 
@@ -58,7 +58,7 @@ type nodeAddrs struct {
 // every address qualifies except loopback and link-local ones, which IPVS cannot serve NodePorts on.
 func selectNodeAddrs(opts *Options, all []netip.Addr) nodeAddrs {
 	var out nodeAddrs
-	cidrs := proxier.PrefixesFor(opts.Family, opts.NodePortAddresses)
+	cidrs := model.PrefixesFor(opts.Family, opts.NodePortAddresses)
 	for _, a := range all {
 		a = a.Unmap()
 		if !opts.Family.Of(a) {
@@ -89,9 +89,9 @@ func selectNodeAddrs(opts *Options, all []netip.Addr) nodeAddrs {
 const defaultAffinityTimeout = 10800
 
 // renderService computes what one service port needs, purely from the model. Endpoints are chosen by
-// proxier.Categorize: the ClusterIP follows internalTrafficPolicy, and every externally reachable
+// model.Categorize: the ClusterIP follows internalTrafficPolicy, and every externally reachable
 // address (external IPs, load-balancer IPs, NodePorts) follows externalTrafficPolicy, as in kube-proxy.
-func renderService(svc *proxier.ServicePort, eps []proxier.Endpoint, node proxier.NodeInfo, addrs nodeAddrs, opts *Options) (serviceRender, error) {
+func renderService(svc *model.ServicePort, eps []model.Endpoint, node model.NodeInfo, addrs nodeAddrs, opts *Options) (serviceRender, error) {
 	var r serviceRender
 	if svc.Port <= 0 || svc.Port > 65535 {
 		return r, fmt.Errorf("port %d out of range", svc.Port)
@@ -100,7 +100,7 @@ func renderService(svc *proxier.ServicePort, eps []proxier.Endpoint, node proxie
 		return r, fmt.Errorf("nodePort %d out of range", svc.NodePort)
 	}
 	switch svc.Protocol {
-	case proxier.TCP, proxier.UDP, proxier.SCTP:
+	case model.TCP, model.UDP, model.SCTP:
 	default:
 		return r, fmt.Errorf("protocol %q not supported by IPVS", svc.Protocol)
 	}
@@ -111,7 +111,7 @@ func renderService(svc *proxier.ServicePort, eps []proxier.Endpoint, node proxie
 	if !cip.IsValid() {
 		return r, nil
 	}
-	cat := proxier.Categorize(svc, eps, node)
+	cat := model.Categorize(svc, eps, node)
 	r.NoLocalInternal = svc.InternalPolicyLocal() && cat.HasAny && len(cat.Local) == 0
 	r.NoLocalExternal = svc.ExternalPolicyLocal() && cat.HasAny && len(cat.Local) == 0
 	internal, external := cat.Cluster, cat.Cluster
@@ -123,7 +123,7 @@ func renderService(svc *proxier.ServicePort, eps []proxier.Endpoint, node proxie
 	}
 	port := uint16(svc.Port)
 	proto := ipsetProto(svc.Protocol)
-	newVS := func(addr netip.Addr, p uint16, kind string, chosen []*proxier.Endpoint) VirtualServer {
+	newVS := func(addr netip.Addr, p uint16, kind string, chosen []*model.Endpoint) VirtualServer {
 		vs := VirtualServer{
 			vsKey:     vsKey{Addr: addr, Protocol: svc.Protocol, Port: p},
 			Scheduler: opts.Scheduler,
@@ -154,7 +154,7 @@ func renderService(svc *proxier.ServicePort, eps []proxier.Endpoint, node proxie
 	r.VirtualServers = append(r.VirtualServers, newVS(cip, port, "ClusterIP", internal))
 	r.Bind = append(r.Bind, cip)
 	ipPort(setClusterIP, cip, port)
-	for _, eip := range proxier.AddrsFor(fam, svc.ExternalIPs) {
+	for _, eip := range model.AddrsFor(fam, svc.ExternalIPs) {
 		r.VirtualServers = append(r.VirtualServers, newVS(eip, port, "ExternalIP", external))
 		// An external IP that is already one of the node's own addresses stays where it is: binding a
 		// second copy to kube-ipvs0 and later removing it would be needless churn on a live address.
@@ -167,8 +167,8 @@ func renderService(svc *proxier.ServicePort, eps []proxier.Endpoint, node proxie
 			ipPort(setExternalIP, eip, port)
 		}
 	}
-	ranges := proxier.PrefixesFor(fam, svc.LoadBalancerSourceRanges)
-	for _, lip := range proxier.AddrsFor(fam, svc.LoadBalancerIPs) {
+	ranges := model.PrefixesFor(fam, svc.LoadBalancerSourceRanges)
+	for _, lip := range model.AddrsFor(fam, svc.LoadBalancerIPs) {
 		r.VirtualServers = append(r.VirtualServers, newVS(lip, port, "LoadBalancer", external))
 		if !isNodeAddr(lip) {
 			r.Bind = append(r.Bind, lip)

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/switchyard/switchyard/proxier"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // The iptables side of IPVS mode: a constant handful of rules that match ipsets, so that the rule count
@@ -65,7 +65,7 @@ func renderRules(o *Options) []byte {
 	line("-A", chainPostrouting, "-m comment --comment \"switchyard service traffic requiring SNAT\"", masquerade)
 
 	clusterIPs := "-m set --match-set " + set(setClusterIP) + " dst,dst"
-	switch cidrs := proxier.PrefixesFor(f, o.ClusterCIDRs); {
+	switch cidrs := model.PrefixesFor(f, o.ClusterCIDRs); {
 	case o.MasqueradeAll:
 		line("-A", chainServices, clusterIPs, "-j", chainMarkMasq)
 	case len(cidrs) == 1:
@@ -92,7 +92,7 @@ func renderRules(o *Options) []byte {
 		line("-A", chainFilter, "-m set --match-set", set(k), "dst,dst -j RETURN")
 	}
 	reject := "icmp-port-unreachable"
-	if f == proxier.IPv6 {
+	if f == model.IPv6 {
 		reject = "icmp6-port-unreachable"
 	}
 	line("-A", chainFilter, "-m comment --comment \"no service on this port of a service address\"",

@@ -3,16 +3,16 @@ package ipvs
 import (
 	"net/netip"
 
-	"github.com/switchyard/switchyard/proxier"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // desiredState aggregates the per-service renders into what the kernel should hold, and remembers which
 // keys changed since the last apply so an incremental sync touches only those. Shared things (an address
 // used by several ports, an ipset entry two services produce) are reference counted.
 type desiredState struct {
-	services map[proxier.ServicePortName]*renderedService
-	byKey    map[proxier.ServiceKey]map[proxier.ServicePortName]struct{} // the ports in services, by service
+	services map[model.ServicePortName]*renderedService
+	byKey    map[model.ServiceKey]map[model.ServicePortName]struct{} // the ports in services, by service
 	// claims lists the services that want each virtual server. Two services asking for the same
 	// address, protocol and port is bad input; the one with the smallest name wins, deterministically,
 	// and the others are logged.
@@ -30,15 +30,15 @@ type desiredState struct {
 // renderedService is one service's render plus the inputs it came from, so an unchanged service can
 // be recognised by identity (the model never edits published values in place).
 type renderedService struct {
-	svc    *proxier.ServicePort
-	eps    []proxier.Endpoint
+	svc    *model.ServicePort
+	eps    []model.Endpoint
 	render serviceRender
 }
 
 func newDesiredState() *desiredState {
 	d := &desiredState{
-		services:   map[proxier.ServicePortName]*renderedService{},
-		byKey:      map[proxier.ServiceKey]map[proxier.ServicePortName]struct{}{},
+		services:   map[model.ServicePortName]*renderedService{},
+		byKey:      map[model.ServiceKey]map[model.ServicePortName]struct{}{},
 		claims:     map[vsKey][]*VirtualServer{},
 		addrs:      map[netip.Addr]int{},
 		dirtyVS:    map[vsKey]struct{}{},
@@ -52,7 +52,7 @@ func newDesiredState() *desiredState {
 }
 
 // sameInputs reports whether svc and eps are the very values rs was rendered from.
-func (rs *renderedService) sameInputs(svc *proxier.ServicePort, eps []proxier.Endpoint) bool {
+func (rs *renderedService) sameInputs(svc *model.ServicePort, eps []model.Endpoint) bool {
 	if rs.svc != svc || len(rs.eps) != len(eps) {
 		return false
 	}
@@ -60,7 +60,7 @@ func (rs *renderedService) sameInputs(svc *proxier.ServicePort, eps []proxier.En
 }
 
 // set replaces the render of name (nil rs removes it), updating counts and dirty marks.
-func (d *desiredState) set(name proxier.ServicePortName, rs *renderedService) {
+func (d *desiredState) set(name model.ServicePortName, rs *renderedService) {
 	if old, ok := d.services[name]; ok {
 		d.remove(name, old)
 	}
@@ -69,7 +69,7 @@ func (d *desiredState) set(name proxier.ServicePortName, rs *renderedService) {
 	}
 	d.services[name] = rs
 	if d.byKey[name.ServiceKey] == nil {
-		d.byKey[name.ServiceKey] = map[proxier.ServicePortName]struct{}{}
+		d.byKey[name.ServiceKey] = map[model.ServicePortName]struct{}{}
 	}
 	d.byKey[name.ServiceKey][name] = struct{}{}
 	d.noLocalInternal += b2i(rs.render.NoLocalInternal)
@@ -91,7 +91,7 @@ func (d *desiredState) set(name proxier.ServicePortName, rs *renderedService) {
 	}
 }
 
-func (d *desiredState) remove(name proxier.ServicePortName, rs *renderedService) {
+func (d *desiredState) remove(name model.ServicePortName, rs *renderedService) {
 	delete(d.services, name)
 	if ports := d.byKey[name.ServiceKey]; ports != nil {
 		delete(ports, name)
@@ -149,7 +149,7 @@ func (d *desiredState) virtualServer(k vsKey) *VirtualServer {
 	return best
 }
 
-func lessServicePortName(a, b proxier.ServicePortName) bool {
+func lessServicePortName(a, b model.ServicePortName) bool {
 	if a.Namespace != b.Namespace {
 		return a.Namespace < b.Namespace
 	}

@@ -1,11 +1,11 @@
-// Package proxier holds Switchyard's desired Service/Endpoint model: plain Go values that the watcher
+// Package model holds Switchyard's desired Service/Endpoint model: plain Go values that the watcher
 // builds from API objects and that every backend (proxier/iptables, proxier/ipvs) renders. It imports
 // nothing from client-go, so a backend can be tested, benchmarked and fuzzed without a cluster.
 //
 // Values reachable from a Snapshot are immutable once published: the watcher builds a new ServicePort
 // or a new endpoint slice on every change instead of editing one in place, so a backend may keep the
 // previous snapshot to diff against without copying it.
-package proxier
+package model
 
 import (
 	"fmt"

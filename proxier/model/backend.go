@@ -1,4 +1,4 @@
-package proxier
+package model
 
 // Backend makes one kernel subsystem (iptables chains, IPVS tables) match a Snapshot. The watcher's
 // runner calls Sync from one goroutine at a time.

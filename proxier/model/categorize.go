@@ -1,4 +1,4 @@
-package proxier
+package model
 
 // Categorized is the outcome of choosing endpoints for a service port on one node, with kube-proxy's
 // semantics. Backends render from it and nothing else, so iptables and IPVS cannot disagree about

@@ -1,4 +1,4 @@
-package proxier
+package model
 
 import (
 	"net/netip"
