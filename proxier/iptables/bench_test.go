@@ -55,7 +55,8 @@ func BenchmarkIncrementalOneEndpoint(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			existing := r.Render(snap, true, nil).ServiceChains
+			k := newKernelState()
+			renderApplied(r, k, snap, true)
 			names := snap.SortedServiceNames()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -67,8 +68,7 @@ func BenchmarkIncrementalOneEndpoint(b *testing.B) {
 				snap.Endpoints[name] = eps
 				snap.Changed = map[model.ServiceKey]struct{}{name.ServiceKey: {}}
 				snap.Full = false
-				out := r.Render(snap, false, existing)
-				existing = out.ServiceChains
+				out := renderApplied(r, k, snap, false)
 				written = len(out.Restore)
 			}
 			b.ReportMetric(float64(written), "restore-bytes")

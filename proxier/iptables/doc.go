@@ -53,6 +53,14 @@
 // not masqueraded here (kube-proxy would); that path is broken in kube-proxy too, as the reply
 // bypasses this node.
 //
+// One path from the model to restore text. What the backend believes the kernel holds is one
+// kernelState: the text of the shared chains and canaries, and the names of the per-service chains,
+// as the last successful restore left them; or every chain's text, read back with iptables-save.
+// Every sync (full, incremental, verified, staged) renders through Renderer.render, which picks
+// the services to consider (all, or the changed ones), and one emitter (emit) writes whatever of
+// them, and of the shared chains, the kernelState does not show as already in place. Only a
+// successful restore changes the kernelState (kernelState.applied).
+//
 // Incremental syncs. The renderer keeps each service's rendered share and the assembled shared
 // chains. An incremental render writes the chains of changed services and only those shared chains
 // (and dispatch shards) whose text changed, so replacing an endpoint at 10k services writes one
@@ -72,7 +80,7 @@
 // Full syncs. A full sync must not trust what was applied before, but rewriting 10k services'
 // chains costs ~14 CPU-seconds on nft, too much for a periodic resync. When the canary shows our
 // rules are in place, a full sync therefore reads nat and filter back with iptables-save and writes
-// only the chains whose text differs (RenderVerified), deleting chains of ours nothing uses (which
+// only the chains whose text differs (the same render, against the kernelState read back), deleting chains of ours nothing uses (which
 // also sweeps up after an earlier process) and re-adding missing jumps. The comparison is exact
 // because the renderer writes rules in the form iptables-save prints them (probabilities included;
 // tested against both variants, IPv4 and IPv6). Without the canary the tables are treated as

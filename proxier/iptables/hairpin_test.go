@@ -63,10 +63,11 @@ func TestHairpinOnlyForEndpointsThisNodeCanOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Render(snapWith(testNodeInfo()), true, nil)
+	k := newKernelState()
+	renderApplied(r, k, snapWith(testNodeInfo()), true)
 	next := snapWith(model.NodeInfo{Name: testNode, PodCIDRs: []netip.Prefix{mustPrefix("10.244.2.0/24")}})
 	next.Changed = map[model.ServiceKey]struct{}{}
-	out := r.Render(next, false, nil)
+	out := renderApplied(r, k, next, false)
 	if !out.Full {
 		t.Fatal("a new pod CIDR did not make the render full")
 	}

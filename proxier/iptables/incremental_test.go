@@ -40,6 +40,14 @@ func applyFull(t *testing.T, snap *model.Snapshot, opts Options) string {
 	return f.Dump()
 }
 
+// renderApplied renders snap for the kernel k describes and records the result as applied, as a
+// Proxier does after a successful restore.
+func renderApplied(r *Renderer, k *kernelState, snap *model.Snapshot, full bool) *Rendered {
+	out := r.render(snap, full, k, 0)
+	k.applied(out)
+	return out
+}
+
 // mutate changes one random service of s in one of the ways a cluster does, and records it in
 // s.Changed.
 func mutate(rng *rand.Rand, s *model.Snapshot, step int) {
@@ -106,18 +114,18 @@ func TestIncrementalEqualsFull(t *testing.T) {
 	}
 	fake := NewFake()
 	snap := fixtureSnapshot()
-	first := r.Render(snap, true, nil)
+	k := newKernelState()
+	first := renderApplied(r, k, snap, true)
 	if err := fake.Restore(first.Restore); err != nil {
 		t.Fatal(err)
 	}
-	existing := first.ServiceChains
 	rng := rand.New(rand.NewSource(1))
 	for step := 0; step < 150; step++ {
 		next := cloneSnapshot(snap)
 		for i := 0; i < 1+rng.Intn(3); i++ {
 			mutate(rng, next, step)
 		}
-		out := r.Render(next, false, existing)
+		out := renderApplied(r, k, next, false)
 		if out.Full {
 			t.Fatalf("step %d: render went full without being asked", step)
 		}
@@ -126,7 +134,6 @@ func TestIncrementalEqualsFull(t *testing.T) {
 				t.Fatalf("step %d: incremental restore rejected: %v\n%s", step, err, out.Restore)
 			}
 		}
-		existing = out.ServiceChains
 		want := applyFull(t, next, opts)
 		if got := fake.Dump(); got != want {
 			t.Fatalf("step %d: incremental state differs from a full render:\n%s", step, golden.LineDiff(want, got))
@@ -140,14 +147,15 @@ func TestIncrementalEqualsFull(t *testing.T) {
 func TestEndpointChangeWritesOneChain(t *testing.T) {
 	r, _ := NewRenderer(testOptions())
 	snap := scaleSnapshot(50, 5)
-	first := r.Render(snap, true, nil)
+	k := newKernelState()
+	renderApplied(r, k, snap, true)
 	next := cloneSnapshot(snap)
 	n := next.SortedServiceNames()[7]
 	eps := append([]model.Endpoint(nil), next.Endpoints[n]...)
 	eps[0] = ep("10.250.0.1", 8080, "node-b")
 	next.Endpoints[n] = eps
 	next.Changed[n.ServiceKey] = struct{}{}
-	out := r.Render(next, false, first.ServiceChains)
+	out := renderApplied(r, k, next, false)
 	text := string(out.Restore)
 	chain := chainsFor(n, model.TCP).Cluster
 	if !strings.Contains(text, ":"+chain+" ") {
@@ -162,7 +170,7 @@ func TestEndpointChangeWritesOneChain(t *testing.T) {
 		t.Errorf("nat rules written = %d, want 6 (the service chain: masquerade + 5 DNAT)", got)
 	}
 	// Nothing changed at all: nothing to write.
-	again := r.Render(cloneSnapshot(next), false, out.ServiceChains)
+	again := renderApplied(r, k, cloneSnapshot(next), false)
 	if !again.Empty {
 		t.Errorf("a sync without changes renders a restore:\n%s", again.Restore)
 	}
@@ -173,7 +181,8 @@ func TestEndpointChangeWritesOneChain(t *testing.T) {
 func TestStaleChainsDeleted(t *testing.T) {
 	r, _ := NewRenderer(testOptions())
 	snap := fixtureSnapshot()
-	first := r.Render(snap, true, nil)
+	k := newKernelState()
+	first := renderApplied(r, k, snap, true)
 	fake := NewFake()
 	if err := fake.Restore(first.Restore); err != nil {
 		t.Fatal(err)
@@ -185,7 +194,7 @@ func TestStaleChainsDeleted(t *testing.T) {
 	next.Changed[gone.ServiceKey] = struct{}{}
 	names := chainsFor(gone, model.TCP)
 	fake.DeleteChainForTest(TableNAT, names.Local) // someone removed one already
-	out := r.Render(next, false, first.ServiceChains)
+	out := renderApplied(r, k, next, false)
 	if err := fake.Restore(out.Restore); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
@@ -208,7 +217,8 @@ func TestSharedChainBecomingEmptyIsFlushed(t *testing.T) {
 	addService(snap, &model.ServicePort{Name: name, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.0.99")}})
 	r, _ := NewRenderer(testOptions())
 	fake := NewFake()
-	first := r.Render(snap, true, nil)
+	k := newKernelState()
+	first := renderApplied(r, k, snap, true)
 	if err := fake.Restore(first.Restore); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +228,7 @@ func TestSharedChainBecomingEmptyIsFlushed(t *testing.T) {
 	next := cloneSnapshot(snap)
 	next.Endpoints[name] = []model.Endpoint{ep("10.244.2.1", 80, "node-b")}
 	next.Changed[name.ServiceKey] = struct{}{}
-	out := r.Render(next, false, first.ServiceChains)
+	out := renderApplied(r, k, next, false)
 	if out.Empty {
 		t.Fatal("render claims nothing changed")
 	}
@@ -235,7 +245,7 @@ func TestSharedChainBecomingEmptyIsFlushed(t *testing.T) {
 func TestRenderStaged(t *testing.T) {
 	snap := fixtureSnapshot()
 	r, _ := NewRenderer(testOptions())
-	out := r.RenderStaged(snap, true, ChainSet{}, 4)
+	out := r.render(snap, true, newKernelState(), 4)
 	if len(out.Staged) < 2 {
 		t.Fatalf("expected several staged batches, got %d", len(out.Staged))
 	}
@@ -265,11 +275,11 @@ func TestRenderStaged(t *testing.T) {
 	}
 	// Chains the kernel already holds are never staged, and below the batch size nothing is.
 	r2, _ := NewRenderer(testOptions())
-	if out := r2.RenderStaged(snap, true, r.chains, 4); len(out.Staged) != 0 {
+	if out := r2.render(snap, true, &kernelState{serviceChains: r.chains}, 4); len(out.Staged) != 0 {
 		t.Errorf("existing chains were staged: %d batches", len(out.Staged))
 	}
 	r3, _ := NewRenderer(testOptions())
-	if out := r3.RenderStaged(snap, true, ChainSet{}, 1000); len(out.Staged) != 0 {
+	if out := r3.render(snap, true, newKernelState(), 1000); len(out.Staged) != 0 {
 		t.Errorf("staged %d batches although fewer chains than one batch are new", len(out.Staged))
 	}
 }
@@ -280,7 +290,8 @@ func TestDispatchShards(t *testing.T) {
 	snap := scaleSnapshot(300, 2) // ClusterIPs 10.96.0.0 - 10.96.1.43: two shards
 	r, _ := NewRenderer(testOptions())
 	fake := NewFake()
-	first := r.Render(snap, true, nil)
+	k := newKernelState()
+	first := renderApplied(r, k, snap, true)
 	if err := fake.Restore(first.Restore); err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +301,7 @@ func TestDispatchShards(t *testing.T) {
 	addService(next, &model.ServicePort{Name: lone, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.97.3.3")}}, ep("10.244.2.1", 80, "node-b"))
 	added := spn("default", "added", "")
 	addService(next, &model.ServicePort{Name: added, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.1.200")}}, ep("10.244.2.2", 80, "node-b"))
-	out := r.Render(next, false, first.ServiceChains)
+	out := renderApplied(r, k, next, false)
 	text := string(out.Restore)
 	if strings.Contains(text, ":"+shardChain(mustPrefix("10.96.0.0/24"))+" ") {
 		t.Errorf("untouched shard 10.96.0.0/24 rewritten")
@@ -307,7 +318,7 @@ func TestDispatchShards(t *testing.T) {
 	delete(third.Services, lone)
 	delete(third.Endpoints, lone)
 	third.Changed[lone.ServiceKey] = struct{}{}
-	out2 := r.Render(third, false, out.ServiceChains)
+	out2 := renderApplied(r, k, third, false)
 	if err := fake.Restore(out2.Restore); err != nil {
 		t.Fatal(err)
 	}

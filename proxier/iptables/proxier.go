@@ -90,25 +90,16 @@ func StagingFor(v Variant) int {
 // Proxier is the iptables backend: it implements model.Backend for one IP family. A dual-stack
 // node runs two, each with its own Interface (iptables and ip6tables).
 type Proxier struct {
-	ipt      Interface
-	renderer *Renderer
-	family   model.IPFamily
-	ct       conntrack.Deleter
-
-	// existing is the set of per-service chains the last successful sync left in the kernel.
-	existing ChainSet
-	// exact says existing lists every per-service chain the kernel holds that anything may
-	// reference, so chains outside it may be staged. False until this process has either found
-	// the tables empty or completed a sync, and after any failure.
-	exact      bool
+	ipt        Interface
+	renderer   *Renderer
+	family     model.IPFamily
+	ct         conntrack.Deleter
 	stageBatch int
-	// needFull forces the next sync to rewrite everything: set at start and after any failure.
-	needFull bool
-	// jumpsOK records that the jumps from the built-in chains were ensured since the canary was
-	// last seen missing. They are not re-checked on every full sync: each check is a full read of
-	// the table on the nft variant.
-	jumpsOK bool
-	prev    *model.Snapshot
+
+	// kernel is what this Proxier believes the kernel holds; only a successful restore (or a
+	// read-back) changes it.
+	kernel *kernelState
+	prev   *model.Snapshot
 
 	checkEvery     time.Duration
 	lastChainCheck time.Time
@@ -131,7 +122,7 @@ func NewProxier(cfg Config) (*Proxier, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Proxier{ipt: cfg.IPTables, renderer: r, family: cfg.Options.Family, ct: cfg.Conntrack, existing: ChainSet{}, needFull: true,
+	return &Proxier{ipt: cfg.IPTables, renderer: r, family: cfg.Options.Family, ct: cfg.Conntrack, kernel: newKernelState(),
 		stageBatch: cfg.StagedChainsPerRestore, checkEvery: cfg.CheckChainsEvery, now: now}, nil
 }
 
@@ -144,10 +135,11 @@ func NewProxier(cfg Config) (*Proxier, error) {
 // the previous ones (plus, at most, unreferenced new chains) and the next sync is full.
 func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 	start := time.Now()
-	full := snap.Full || p.needFull
+	k := p.kernel
+	full := snap.Full || k.needFull
 	defer func() {
 		if err != nil {
-			p.needFull, p.exact = true, false
+			k.lost()
 		}
 	}()
 
@@ -156,12 +148,12 @@ func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 	switch {
 	case cerr != nil:
 		klog.ErrorS(cerr, "Could not check the canary chain; doing a full sync", "ipFamily", p.family)
-		full, p.jumpsOK = true, false
+		full, k.jumpsOK = true, false
 	case !present:
-		if p.jumpsOK {
+		if k.jumpsOK {
 			klog.InfoS("Canary chain is gone, so the tables were flushed; doing a full sync", "ipFamily", p.family, "chain", CanaryChain)
 		}
-		full, p.jumpsOK = true, false
+		full, k.jumpsOK = true, false
 		// Only the canary may be gone; then our rules still carry traffic and must not be flushed.
 		ours, err := p.ipt.ChainExists(TableNAT, chainServices)
 		if err != nil || ours {
@@ -178,9 +170,9 @@ func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 		if err := p.ensureJumps(); err != nil {
 			return err
 		}
-		// The shared chains are empty now, so no per-service chain is referenced: existing (the
-		// chains we know of) is as good as exact.
-		p.exact = true
+		// The shared chains are empty now, so no per-service chain is referenced: the chains we
+		// know of are as good as exact.
+		k.exact = true
 	}
 
 	if present && !full && p.checkEvery > 0 && p.now().Sub(p.lastChainCheck) >= p.checkEvery {
@@ -189,37 +181,31 @@ func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 		// leaves it in place, and an incremental sync would not rewrite what it believes is there.
 		if missing, err := p.missingFixedChain(); err != nil || missing != "" {
 			klog.InfoS("A chain of ours is gone or cannot be checked; doing a full sync", "ipFamily", p.family, "chain", missing, "err", err)
-			full, p.jumpsOK = true, false
+			full, k.jumpsOK = true, false
 		}
 	} else if full {
 		p.lastChainCheck = p.now() // a full sync reads everything back anyway
 	}
 
-	var rendered *Rendered
+	// What the render may assume the kernel holds: what we remember, or for a full sync over
+	// tables that hold our rules, what they really hold, so only what differs is rewritten.
+	view := k
 	if full && cerr == nil && !cold {
-		// Our rules are in the kernel: read them back and rewrite only what differs.
-		rendered = p.renderVerified(snap)
-		if rendered != nil && !present {
-			// RenderVerified restores the nat and filter canaries; mangle's is put back here.
-			rendered.Restore = append(rendered.Restore, "*mangle\n:"+CanaryChain+" - [0:0]\nCOMMIT\n"...)
-			rendered.Empty = false
+		if v := p.readBack(present); v != nil {
+			view = v
 		}
 	}
-	if rendered == nil {
-		batch := 0
-		if p.exact {
-			batch = p.stageBatch
-		}
-		rendered = p.renderer.RenderStaged(snap, full, p.existing, batch)
+	batch := 0
+	if view.exact {
+		batch = p.stageBatch
 	}
+	rendered := p.renderer.render(snap, full, view, batch)
 	for i, st := range rendered.Staged {
 		if err := p.ipt.Restore(st.Restore); err != nil {
 			metrics.IptablesRestoreFailuresTotal.Inc()
 			return fmt.Errorf("iptables-restore of staged chains for %s (batch %d of %d): %w", p.family, i+1, len(rendered.Staged), err)
 		}
-		for _, c := range st.Chains {
-			p.existing[c] = struct{}{} // unreferenced, but present: a later full sync deletes what it does not need
-		}
+		k.staged(st)
 	}
 	if !rendered.Empty {
 		if err := p.ipt.Restore(rendered.Restore); err != nil {
@@ -230,13 +216,12 @@ func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 			return fmt.Errorf("iptables-restore for %s (full=%v): %w", p.family, full, err)
 		}
 	}
-	if !p.jumpsOK {
+	if !k.jumpsOK {
 		if err := p.ensureJumps(); err != nil {
 			return err
 		}
 	}
-	p.existing = rendered.ServiceChains
-	p.needFull, p.exact = false, true
+	k.applied(rendered)
 	p.clearConntrack(snap)
 
 	for _, t := range []string{TableFilter, TableNAT} {
@@ -266,7 +251,7 @@ func (p *Proxier) ensureJumps() error {
 			return fmt.Errorf("ensure jump to %s from %s/%s: %w", j.args[len(j.args)-1], j.table, j.chain, err)
 		}
 	}
-	p.jumpsOK = true
+	p.kernel.jumpsOK = true
 	return nil
 }
 
@@ -309,10 +294,10 @@ func (p *Proxier) canaryPresent() (bool, error) {
 	return true, nil
 }
 
-// renderVerified reads nat and filter back and renders against them, or returns nil (after
-// logging) when they cannot be read, so the caller falls back to rewriting everything. Missing
-// jumps from the built-in chains are noticed here too.
-func (p *Proxier) renderVerified(snap *model.Snapshot) *Rendered {
+// readBack reads nat and filter back (mangle holds only the canary, whose presence the caller
+// knows), or returns nil (after logging) when they cannot be read, so the caller falls back to
+// rewriting everything. Missing jumps from the built-in chains are noticed here too.
+func (p *Proxier) readBack(canaryPresent bool) *kernelState {
 	var tables [2]KernelTable
 	for i, t := range []string{TableNAT, TableFilter} {
 		data, err := p.ipt.Save(t)
@@ -323,9 +308,8 @@ func (p *Proxier) renderVerified(snap *model.Snapshot) *Rendered {
 		tables[i] = ParseSave(data)
 	}
 	// Checked here for free, so a restart need not ask iptables rule by rule.
-	p.jumpsOK = jumpsPresent(tables[0], tables[1])
-	// The read-back is exact, so chains it lacks may be staged.
-	return p.renderer.RenderVerified(snap, tables[0], tables[1], p.stageBatch)
+	p.kernel.jumpsOK = jumpsPresent(tables[0], tables[1])
+	return kernelFromSave(tables[0], tables[1], canaryPresent)
 }
 
 // deleteChainsInput is restore input that flushes and then deletes chains of one table.

@@ -29,12 +29,15 @@ type Rendered struct {
 	Full bool
 	// Empty reports that Restore changes nothing, so it need not be applied.
 	Empty bool
-	// Staged, from RenderStaged, are restore inputs that load new per-service chains ahead of
-	// Restore. Each is independent; all must succeed before Restore is applied.
+	// Staged, when the render was asked to stage, are restore inputs that load new per-service
+	// chains ahead of Restore. Each is independent; all must succeed before Restore is applied.
 	Staged []StagedRestore
 	// ServiceChains is every nat chain that comes and goes with services (per-service chains and
-	// dispatch shards) that exists once Restore is applied. Pass it as the next render's existing set.
+	// dispatch shards) that exists once Restore is applied.
 	ServiceChains ChainSet
+	// fixed is the text of every shared chain and canary, by table, once Restore is applied: what
+	// kernelState.applied remembers for the next render.
+	fixed map[string]KernelTable
 	// RulesWritten counts the rules Restore writes, by table.
 	RulesWritten map[string]int
 	// RulesTotal counts all rules Switchyard owns once Restore is applied, by table, except the jumps
@@ -55,8 +58,9 @@ type StagedRestore struct {
 
 // Renderer turns snapshots into iptables-restore input for one IP family. It remembers the rules it
 // rendered for each service port, and the shared chains assembled from them, so that an incremental
-// render costs in proportion to what changed rather than to the size of the cluster. It performs no
-// I/O: Proxier applies what it returns.
+// render costs in proportion to what changed rather than to the size of the cluster. What the
+// kernel holds is not its business: each render is told (kernelState) and returns what the kernel
+// will hold once its output is applied. It performs no I/O: Proxier applies what it returns.
 type Renderer struct {
 	opts        Options
 	clusterCIDR netip.Prefix
@@ -83,10 +87,6 @@ type Renderer struct {
 	lastLocal    netip.Prefix
 	lastPodCIDRs []netip.Prefix
 	rendered     bool
-	// lastFixed is the text of each shared chain ("table/chain") as last rendered.
-	lastFixed map[string]string
-	// lastShards are the dispatch shard chains as last rendered.
-	lastShards ChainSet
 }
 
 // sharedChains holds the shared chains' rules, concatenated over services in name order.
@@ -117,8 +117,6 @@ func (r *Renderer) reset() {
 	r.chainRules, r.noLocalInt, r.noLocalExt = 0, 0, 0
 	r.hairpinRefs = map[netip.Addr]int{}
 	r.shared = nil
-	r.lastFixed = map[string]string{}
-	r.lastShards = ChainSet{}
 }
 
 // rememberNode records the node facts every service's rules depend on, so that the next render
@@ -128,35 +126,34 @@ func (r *Renderer) rememberNode(snap *model.Snapshot, local netip.Prefix) {
 	r.lastPodCIDRs = slices.Clone(snap.Node.PodCIDRs)
 }
 
-// RenderFull renders snap from scratch: a convenience for tests and tools that want the complete
-// ruleset as iptables-restore text.
+// RenderFull renders snap from scratch for a kernel that holds none of our rules: a convenience
+// for tests and tools that want the complete ruleset as iptables-restore text.
 func RenderFull(snap *model.Snapshot, opts Options) (*Rendered, error) {
 	r, err := NewRenderer(opts)
 	if err != nil {
 		return nil, err
 	}
-	return r.Render(snap, true, nil), nil
+	return r.render(snap, true, newKernelState(), 0), nil
 }
 
-// Render returns the restore input that takes the kernel from the state of the previous render to
-// snap. With full set (or on the first render, or when node facts changed) every service's chains
-// and every shared chain are written; otherwise only the chains of services in snap.Changed, and
-// the shared chains whose text changed. existing matters for full renders: it is the set of
-// per-service chains the kernel may hold (the ServiceChains of the last render applied
-// successfully), and chains in it that the new state does not use are deleted. An incremental
-// render assumes the previous render was applied; after a failure, render full.
-// Stale chains are declared before they are deleted, so a chain that is already missing from the
-// kernel cannot fail the transaction.
-func (r *Renderer) Render(snap *model.Snapshot, full bool, existing ChainSet) *Rendered {
-	return r.RenderStaged(snap, full, existing, 0)
-}
-
-// RenderStaged is Render, except that when the render writes at least batch chains the kernel does
-// not hold yet, it also returns those services' chains as separate restore inputs (Rendered.Staged)
-// of about batch chains each; Rendered.Restore then leaves them out. Here existing must be exact:
-// every per-service chain the kernel holds, or chains it holds and that are referenced would be
-// rewritten ahead of the final transaction. See doc.go for why staging pays off on the nft variant.
-func (r *Renderer) RenderStaged(snap *model.Snapshot, full bool, existing ChainSet, batch int) *Rendered {
+// render returns the restore input that takes the kernel from what k says it holds to snap. It
+// only reads k; whoever applies the result records it with k.applied. Every kind of sync goes
+// through here and differs only in what it selects:
+//
+//   - full (asked for, the first render, or node facts changed): every service. Against a k read
+//     back from the kernel (kernelFromSave) only chains whose text differs are written; against a
+//     remembered k, whose rules a full sync must not trust, everything is.
+//   - incremental: the services in snap.Changed, plus the shared chains whose text differs from
+//     what k remembers.
+//
+// Chains of ours that k says the kernel may hold and the new state does not use are deleted;
+// declaring them first means a chain already gone cannot fail the transaction. When batch > 0 and
+// the render writes at least batch chains that k says the kernel lacks, those services' chains
+// come back separately in Rendered.Staged, in restores of about batch chains each, and
+// Rendered.Restore leaves them out. That needs k.exact, or a chain that the kernel holds and
+// something references would be rewritten ahead of the final transaction. See doc.go for why
+// staging pays off on the nft variant.
+func (r *Renderer) render(snap *model.Snapshot, full bool, k *kernelState, batch int) *Rendered {
 	local := r.localCIDR(snap)
 	// The pod CIDRs decide which endpoints without a node get hairpin rules.
 	if !r.rendered || snap.Node.Name != r.lastNode || snap.Node.Zone() != r.lastZone || local != r.lastLocal ||
@@ -166,33 +163,27 @@ func (r *Renderer) RenderStaged(snap *model.Snapshot, full bool, existing ChainS
 	r.rememberNode(snap, local)
 	ctx := r.newContext(snap, local)
 
-	var written []model.ServicePortName // services whose chains this render writes
-	var staleCandidates []string
+	sel := selection{full: full}
 	if full {
 		r.reset()
 		for name, svc := range snap.Services {
 			r.add(name, ctx.renderService(svc, snap.Endpoints[name]))
-			written = append(written, name)
-		}
-		for c := range existing {
-			staleCandidates = append(staleCandidates, c)
 		}
 		r.sortOrder()
+		sel.services = r.order
 	} else {
 		orderChanged := false
 		for key := range snap.Changed {
 			old := map[model.ServicePortName]*serviceRules{}
 			for _, name := range slices.Clone(r.byKey[key]) { // remove edits byKey
 				old[name] = r.services[name]
-				for _, c := range r.services[name].chains {
-					staleCandidates = append(staleCandidates, c)
-				}
+				sel.stale = append(sel.stale, r.services[name].chains...)
 				r.remove(name)
 			}
 			for _, name := range snap.PortsOf(key) {
 				s := ctx.renderService(snap.Services[name], snap.Endpoints[name])
 				r.add(name, s)
-				written = append(written, name)
+				sel.services = append(sel.services, name)
 				if o, ok := old[name]; !ok {
 					orderChanged = true
 				} else if !o.sameShare(s) {
@@ -208,9 +199,12 @@ func (r *Renderer) RenderStaged(snap *model.Snapshot, full bool, existing ChainS
 			r.sortOrder()
 			r.shared = nil
 		}
+		model.SortServicePortNames(sel.services)
 	}
-	model.SortServicePortNames(written)
-	return r.assemble(full, written, staleCandidates, existing, batch)
+	if r.shared == nil {
+		r.shared = r.buildShared()
+	}
+	return r.emit(sel, k.trusted(full), batch)
 }
 
 // add and remove keep the aggregates in step with r.services.
@@ -374,200 +368,6 @@ func (r *Renderer) buildShared() *sharedChains {
 	return sc
 }
 
-// assemble writes the restore input.
-func (r *Renderer) assemble(full bool, written []model.ServicePortName, staleCandidates []string, existing ChainSet, batch int) *Rendered {
-	out := &Rendered{
-		Full:            full,
-		ServiceChains:   maps.Clone(r.chains),
-		RulesWritten:    map[string]int{},
-		RulesTotal:      map[string]int{},
-		ChainsTotal:     map[string]int{},
-		NoLocalInternal: r.noLocalInt,
-		NoLocalExternal: r.noLocalExt,
-	}
-	if r.shared == nil {
-		r.shared = r.buildShared()
-	}
-	sc := r.shared
-	shardChains := ChainSet{}
-	for _, p := range sc.shardOrder {
-		shardChains[shardChain(p)] = struct{}{}
-	}
-	for c := range shardChains {
-		out.ServiceChains[c] = struct{}{}
-	}
-	// Stale chains: owned before, not produced now. Declaring them first flushes them (dropping
-	// their jumps to sibling chains) and creates any that vanished, so the -X lines cannot fail.
-	for c := range r.lastShards {
-		staleCandidates = append(staleCandidates, c)
-	}
-	var stale []string
-	for _, c := range staleCandidates {
-		if _, ok := out.ServiceChains[c]; !ok && isServiceChain(c) {
-			stale = append(stale, c)
-			delete(r.lastFixed, TableNAT+"/"+c)
-		}
-	}
-	slices.Sort(stale)
-	stale = slices.Compact(stale)
-	r.lastShards = shardChains
-	var chainDecls, chainBodies strings.Builder
-	chainRulesWritten := 0
-	// A service all of whose chains are new can be staged: its chains are unreferenced until the
-	// final transaction rewrites the dispatch chains, so loading them early changes no traffic.
-	isNew := func(s *serviceRules) bool {
-		for _, c := range s.chains {
-			if _, ok := existing[c]; ok {
-				return false
-			}
-		}
-		return len(s.chains) > 0
-	}
-	if batch > 0 {
-		newChains := 0
-		for _, name := range written {
-			if s := r.services[name]; isNew(s) {
-				newChains += len(s.chains)
-			}
-		}
-		if newChains < batch {
-			batch = 0
-		}
-	}
-	var stage bytes.Buffer
-	var stageChains []string
-	flushStage := func() {
-		if len(stageChains) == 0 {
-			return
-		}
-		stage.WriteString("COMMIT\n")
-		out.Staged = append(out.Staged, StagedRestore{Restore: bytes.Clone(stage.Bytes()), Chains: stageChains})
-		stage.Reset()
-		stageChains = nil
-	}
-	mainChains, bodyLen := 0, 0
-	for _, name := range written {
-		bodyLen += r.services[name].chainBody.b.Len()
-	}
-	chainBodies.Grow(bodyLen)
-	chainDecls.Grow(len(written) * 64)
-	for _, name := range written {
-		s := r.services[name]
-		chainRulesWritten += s.chainBody.rules
-		if batch > 0 && isNew(s) {
-			if len(stageChains) == 0 {
-				stage.WriteString("*nat\n")
-			}
-			for _, c := range s.chains {
-				stage.WriteString(":" + c + " - [0:0]\n")
-			}
-			stage.WriteString(s.chainBody.String())
-			stageChains = append(stageChains, s.chains...)
-			if len(stageChains) >= batch {
-				flushStage()
-			}
-			continue
-		}
-		for _, c := range s.chains {
-			chainDecls.WriteString(":" + c + " - [0:0]\n")
-		}
-		chainBodies.WriteString(s.chainBody.String())
-		mainChains += len(s.chains)
-	}
-	flushStage()
-
-	// The shared chains, in the order their rules are written. A shared chain whose text is what
-	// the previous (applied) render wrote is left alone in an incremental render: rewriting the
-	// dispatch chain of 10k services costs about 1.5 s on the nft variant, while a typical endpoint
-	// change does not alter it at all.
-	filterFixed := []fixedChain{
-		{chainServices, &sc.filterSvc}, {chainExternalServices, &sc.filterExt}, {chainFirewall, &sc.filterFW},
-		{chainNodePorts, &sc.filterNP}, {chainForward, &sc.forward},
-	}
-	natFixed := []fixedChain{{chainServices, &sc.natSvc}}
-	for _, p := range sc.shardOrder {
-		natFixed = append(natFixed, fixedChain{shardChain(p), sc.shards[p]})
-	}
-	natFixed = append(natFixed, fixedChain{chainNodePorts, &sc.natNP}, fixedChain{chainPostrouting, &sc.postrouting}, fixedChain{chainHairpin, &sc.hairpin})
-
-	var b bytes.Buffer
-	b.Grow(chainDecls.Len() + chainBodies.Len() + sc.natSvc.b.Len() + sc.natNP.b.Len() + sc.filterSvc.b.Len() + sc.filterExt.b.Len() + 8192)
-	// iptables-restore commits table by table, so the order matters when one fails. nat goes first:
-	// it is the table whose rules reference per-service chains and so the one that can be refused;
-	// when it is, nothing at all has changed. filter only touches chains that always exist.
-	b.WriteString("*nat\n")
-	if full {
-		b.WriteString(":" + CanaryChain + " - [0:0]\n")
-	}
-	b.WriteString(chainDecls.String())
-	for _, c := range stale {
-		b.WriteString(":" + c + " - [0:0]\n")
-	}
-	natWritten, natDeclared := r.writeFixed(&b, TableNAT, natFixed)
-	b.WriteString(chainBodies.String())
-	for _, c := range stale {
-		b.WriteString("-X " + c + "\n")
-	}
-	b.WriteString("COMMIT\n*filter\n")
-	if full {
-		b.WriteString(":" + CanaryChain + " - [0:0]\n")
-	}
-	filterWritten, filterDeclared := r.writeFixed(&b, TableFilter, filterFixed)
-	b.WriteString("COMMIT\n")
-	if full {
-		b.WriteString("*mangle\n:" + CanaryChain + " - [0:0]\nCOMMIT\n")
-	}
-	out.Empty = !full && filterDeclared == 0 && natDeclared == 0 && mainChains == 0 && len(stale) == 0
-	out.Restore = b.Bytes()
-
-	out.RulesTotal[TableFilter] = countRules(filterFixed)
-	out.RulesTotal[TableNAT] = countRules(natFixed) + r.chainRules
-	// Every table also holds the canary chain.
-	out.ChainsTotal[TableFilter] = len(filterFixed) + 1
-	out.ChainsTotal[TableNAT] = len(natFixed) + len(r.chains) + 1
-	out.ChainsTotal[TableMangle] = 1
-	out.RulesWritten[TableFilter] = filterWritten
-	out.RulesWritten[TableNAT] = natWritten + chainRulesWritten
-	return out
-}
-
-// fixedChain is one shared chain's rendered rules.
-type fixedChain struct {
-	name  string
-	rules *ruleBuf
-}
-
-// writeFixed declares and writes the shared chains of a table whose text changed since the last
-// render (all of them after a full render), and returns the number of rules written and of chains
-// declared (a chain that became empty is declared, which flushes it, with no rules). Declarations
-// come first in the table's section, as iptables-restore reads them, then the rules.
-func (r *Renderer) writeFixed(b *bytes.Buffer, table string, chains []fixedChain) (rules, declared int) {
-	var changed []fixedChain
-	for _, c := range chains {
-		key := table + "/" + c.name
-		text := c.rules.String()
-		if prev, ok := r.lastFixed[key]; ok && prev == text {
-			continue
-		}
-		r.lastFixed[key] = text
-		changed = append(changed, c)
-		b.WriteString(":" + c.name + " - [0:0]\n")
-	}
-	for _, c := range changed {
-		b.WriteString(c.rules.String())
-		rules += c.rules.rules
-	}
-	return rules, len(changed)
-}
-
-func countRules(chains []fixedChain) int {
-	n := 0
-	for _, c := range chains {
-		n += c.rules.rules
-	}
-	return n
-}
-
 // writeFixedFilter writes kube-proxy's forwarding rules: drop packets conntrack considers invalid
 // (they would otherwise escape DNAT reversal), and accept forwarded service traffic even when the
 // FORWARD policy is DROP.
@@ -616,3 +416,188 @@ func hostPrefix(a netip.Addr) string {
 
 // quote wraps a sanitized comment in double quotes.
 func quote(s string) string { return fmt.Sprintf("%q", sanitizeComment(s)) }
+
+// selection is what a render asks the emitter to bring in line with the kernel: the services whose
+// chains may need writing, and chains that may have to go besides those the kernel view lists.
+type selection struct {
+	full     bool
+	services []model.ServicePortName // sorted
+	stale    []string                // chains the selected services owned before this render
+}
+
+// tableChains is one table's shared chains in the order their rules are written, after its canary.
+type tableChains struct {
+	name   string
+	chains []fixedChain
+}
+
+// fixedChain is one shared chain's rendered rules.
+type fixedChain struct {
+	name  string
+	rules *ruleBuf
+}
+
+// sharedTables lists the shared chains of each table. iptables-restore commits table by table, so
+// the order matters when one fails. nat goes first: it is the table whose rules reference
+// per-service chains and so the one that can be refused; when it is, nothing at all has changed.
+// filter only touches chains that always exist. mangle holds only a canary.
+func (sc *sharedChains) tables() []tableChains {
+	nat := []fixedChain{{chainServices, &sc.natSvc}}
+	for _, p := range sc.shardOrder {
+		nat = append(nat, fixedChain{shardChain(p), sc.shards[p]})
+	}
+	nat = append(nat, fixedChain{chainNodePorts, &sc.natNP}, fixedChain{chainPostrouting, &sc.postrouting}, fixedChain{chainHairpin, &sc.hairpin})
+	return []tableChains{
+		{TableNAT, nat},
+		{TableFilter, []fixedChain{
+			{chainServices, &sc.filterSvc}, {chainExternalServices, &sc.filterExt}, {chainFirewall, &sc.filterFW},
+			{chainNodePorts, &sc.filterNP}, {chainForward, &sc.forward},
+		}},
+		{TableMangle, nil},
+	}
+}
+
+// serviceWrite is what the emitter does with one selected service's chains.
+type serviceWrite uint8
+
+const (
+	writeChains serviceWrite = iota // (re)write them in the main transaction
+	keepChains                      // the kernel holds them as rendered
+	newChains                       // the kernel holds none of them: they may be staged
+)
+
+// emit writes the restore input that brings the kernel, as k describes it, to the rendered state
+// for what sel selects. It is the only place that writes restore text from a render. A chain is
+// written when k does not know it to hold the rendered text (a canary, for emptiness); a table
+// with nothing to write is left out.
+func (r *Renderer) emit(sel selection, k *kernelState, batch int) *Rendered {
+	sc := r.shared
+	out := &Rendered{
+		Full:            sel.full,
+		ServiceChains:   maps.Clone(r.chains),
+		RulesWritten:    map[string]int{},
+		RulesTotal:      map[string]int{},
+		ChainsTotal:     map[string]int{},
+		NoLocalInternal: r.noLocalInt,
+		NoLocalExternal: r.noLocalExt,
+		fixed:           map[string]KernelTable{},
+	}
+	for _, p := range sc.shardOrder {
+		out.ServiceChains[shardChain(p)] = struct{}{}
+	}
+
+	// The selected services' chains: staged when enough of them are new, else written into nat.
+	what := make([]serviceWrite, len(sel.services))
+	fresh, bodyLen, declLen := 0, 0, 0
+	for i, name := range sel.services {
+		s := r.services[name]
+		switch {
+		case k.holdsService(s):
+			what[i] = keepChains
+		case k.lacksAll(s.chains):
+			what[i] = newChains
+			fresh += len(s.chains)
+		}
+		bodyLen += s.chainBody.b.Len()
+		declLen += len(s.chains) * 64
+	}
+	stage := batch > 0 && fresh >= batch
+	var decls, bodies strings.Builder
+	decls.Grow(declLen)
+	bodies.Grow(bodyLen)
+	var batchText bytes.Buffer
+	var batchChains []string
+	for i, name := range sel.services {
+		s := r.services[name]
+		if what[i] == keepChains {
+			continue
+		}
+		out.RulesWritten[TableNAT] += s.chainBody.rules
+		if !stage || what[i] != newChains {
+			writeDecls(&decls, s.chains)
+			bodies.WriteString(s.chainBody.String())
+			continue
+		}
+		if len(batchChains) == 0 {
+			batchText.WriteString("*nat\n")
+		}
+		writeDecls(&batchText, s.chains)
+		batchText.WriteString(s.chainBody.String())
+		batchChains = append(batchChains, s.chains...)
+		if len(batchChains) >= batch {
+			out.Staged = append(out.Staged, stagedRestore(&batchText, batchChains))
+			batchChains = nil
+		}
+	}
+	if len(batchChains) > 0 {
+		out.Staged = append(out.Staged, stagedRestore(&batchText, batchChains))
+	}
+
+	var b bytes.Buffer
+	b.Grow(decls.Len() + bodies.Len() + sc.natSvc.b.Len() + sc.natNP.b.Len() + sc.filterSvc.b.Len() + sc.filterExt.b.Len() + 8192)
+	out.Empty = true
+	for _, t := range sc.tables() {
+		held := k.rules[t.name]
+		fixed := KernelTable{CanaryChain: ""}
+		out.fixed[t.name] = fixed
+		_, canary := held[CanaryChain]
+		var changed []fixedChain
+		for _, c := range t.chains {
+			text := c.rules.String()
+			fixed[c.name] = text
+			out.RulesTotal[t.name] += c.rules.rules
+			if have, ok := held[c.name]; ok && have == text {
+				continue
+			}
+			changed = append(changed, c)
+			out.RulesWritten[t.name] += c.rules.rules
+		}
+		// Every table also holds the canary chain.
+		out.ChainsTotal[t.name] = len(t.chains) + 1
+		var svcDecls, svcBodies string
+		if t.name == TableNAT {
+			svcDecls, svcBodies = decls.String(), bodies.String()
+			out.RulesTotal[t.name] += r.chainRules
+			out.ChainsTotal[t.name] += len(r.chains)
+		}
+		stale := k.stale(t.name, sel, out.ServiceChains)
+		if canary && len(changed) == 0 && svcDecls == "" && len(stale) == 0 {
+			continue
+		}
+		out.Empty = false
+		b.WriteString("*" + t.name + "\n")
+		if !canary {
+			writeDecls(&b, []string{CanaryChain})
+		}
+		b.WriteString(svcDecls)
+		writeDecls(&b, stale)
+		for _, c := range changed {
+			writeDecls(&b, []string{c.name})
+		}
+		for _, c := range changed {
+			b.WriteString(c.rules.String())
+		}
+		b.WriteString(svcBodies)
+		for _, c := range stale {
+			b.WriteString("-X " + c + "\n")
+		}
+		b.WriteString("COMMIT\n")
+	}
+	out.Restore = b.Bytes()
+	return out
+}
+
+// writeDecls declares chains, which creates them or flushes them.
+func writeDecls(b interface{ WriteString(string) (int, error) }, chains []string) {
+	for _, c := range chains {
+		b.WriteString(":" + c + " - [0:0]\n")
+	}
+}
+
+// stagedRestore closes one batch of staged chains and empties buf for the next.
+func stagedRestore(buf *bytes.Buffer, chains []string) StagedRestore {
+	buf.WriteString("COMMIT\n")
+	st := StagedRestore{Restore: bytes.Clone(buf.Bytes()), Chains: chains}
+	buf.Reset()
+	return st
+}

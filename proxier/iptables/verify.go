@@ -1,12 +1,138 @@
 package iptables
 
 import (
-	"bytes"
 	"slices"
 	"strings"
-
-	"github.com/switchyard/switchyard/proxier/model"
 )
+
+// kernelState is what the backend believes the kernel holds of its rules: the one memory of it.
+// A render reads it (Renderer.render) and never changes it; applied, staged and lost record the
+// outcome of restores, and kernelFromSave builds one from what the kernel really holds.
+type kernelState struct {
+	// rules is, by table, the text of each chain of ours whose rules are known ("" for an empty
+	// chain): after a sync, the shared chains and canaries as written; after a read-back, every
+	// chain of the table. A chain whose text matches the render is not written again.
+	rules map[string]KernelTable
+	// readBack says rules came from iptables-save, so a full sync may rely on them. Remembered
+	// rules only serve incremental syncs: a full sync must not trust what was applied before.
+	readBack bool
+	// serviceChains are chains that come and go with services (per-service chains and dispatch
+	// shards) that the kernel may hold: a full sync deletes those the new state does not use, and
+	// a service none of whose chains are here may be staged.
+	serviceChains ChainSet
+	// exact says serviceChains lists every per-service chain the kernel holds that anything may
+	// reference, so chains outside it may be staged. False until this process has either found
+	// the tables empty or completed a sync, and after any failure.
+	exact bool
+	// needFull forces the next sync to be full: nothing is known at start and after any failure.
+	needFull bool
+	// jumpsOK records that the jumps from the built-in chains were ensured since the canary was
+	// last seen missing. They are not re-checked on every full sync: each check is a full read of
+	// the table on the nft variant.
+	jumpsOK bool
+}
+
+// newKernelState knows nothing of the kernel yet.
+func newKernelState() *kernelState {
+	return &kernelState{serviceChains: ChainSet{}, needFull: true}
+}
+
+// applied records that r's restores all succeeded: the kernel now holds what r rendered.
+func (k *kernelState) applied(r *Rendered) {
+	k.rules, k.readBack, k.serviceChains = r.fixed, false, r.ServiceChains
+	k.exact, k.needFull = true, false
+}
+
+// staged records that one staged batch is in the kernel: unreferenced, but present, so a later
+// full sync deletes what it does not need.
+func (k *kernelState) staged(st StagedRestore) {
+	for _, c := range st.Chains {
+		k.serviceChains[c] = struct{}{}
+	}
+}
+
+// lost records a failed sync: what the kernel holds is unknown until the next full sync.
+func (k *kernelState) lost() { k.needFull, k.exact = true, false }
+
+// trusted is what a render may assume of k: a full render that was not read back assumes the
+// rules it remembers are gone (and declares every canary), keeping only the chains to delete.
+func (k *kernelState) trusted(full bool) *kernelState {
+	if !full || k.readBack {
+		return k
+	}
+	return &kernelState{serviceChains: k.serviceChains, exact: k.exact}
+}
+
+// holds reports whether the kernel may hold nat chain c.
+func (k *kernelState) holds(c string) bool {
+	if _, ok := k.serviceChains[c]; ok {
+		return true
+	}
+	_, ok := k.rules[TableNAT][c]
+	return ok
+}
+
+// lacksAll reports whether chains is not empty and the kernel holds none of them.
+func (k *kernelState) lacksAll(chains []string) bool {
+	for _, c := range chains {
+		if k.holds(c) {
+			return false
+		}
+	}
+	return len(chains) > 0
+}
+
+// holdsService reports whether the kernel is known to hold s's chains exactly as rendered. The
+// rendered text is what iptables-save prints back, and s's body holds its chains' rules in the
+// order of s.chains, so the kernel's texts must be consecutive pieces of it.
+func (k *kernelState) holdsService(s *serviceRules) bool {
+	body, nat := s.chainBody.String(), k.rules[TableNAT]
+	for _, c := range s.chains {
+		have, ok := nat[c]
+		if !ok || !strings.HasPrefix(body, have) {
+			return false
+		}
+		body = body[len(have):]
+	}
+	return body == ""
+}
+
+// stale lists, sorted, the chains of table that the kernel may hold, that come and go with
+// services, and that the new state (serviceChains, in nat) does not use.
+func (k *kernelState) stale(table string, sel selection, serviceChains ChainSet) []string {
+	var out []string
+	keep := func(c string) {
+		if _, ok := serviceChains[c]; (!ok || table != TableNAT) && isServiceChain(c) {
+			out = append(out, c)
+		}
+	}
+	if table == TableNAT {
+		for _, c := range sel.stale {
+			keep(c)
+		}
+		if sel.full {
+			for c := range k.serviceChains {
+				keep(c)
+			}
+		}
+	}
+	for c := range k.rules[table] {
+		keep(c)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// kernelFromSave is what the kernel holds as read back: nat and filter as iptables-save printed
+// them (ParseSave), and mangle's canary when canaryInMangle.
+func kernelFromSave(nat, filter KernelTable, canaryInMangle bool) *kernelState {
+	mangle := KernelTable{}
+	if canaryInMangle {
+		mangle[CanaryChain] = ""
+	}
+	return &kernelState{rules: map[string]KernelTable{TableNAT: nat, TableFilter: filter, TableMangle: mangle},
+		readBack: true, exact: true}
+}
 
 // jumpsPresent reports whether every jump from a built-in chain is in the tables as read back.
 func jumpsPresent(nat, filter KernelTable) bool {
@@ -26,7 +152,7 @@ func jumpsPresent(nat, filter KernelTable) bool {
 // each ending in a newline), in order. A declared chain without rules maps to "".
 type KernelTable map[string]string
 
-// ParseSave reads one table of iptables-save output.
+// ParseSave reads one table of iptables-save output. It is the only parser of iptables-save here.
 func ParseSave(data []byte) KernelTable {
 	t := KernelTable{}
 	var b strings.Builder
@@ -57,183 +183,4 @@ func ParseSave(data []byte) KernelTable {
 	}
 	flush()
 	return t
-}
-
-// RenderVerified renders snap completely but writes only the chains whose rules differ from what
-// the kernel holds (nat and filter as read back with iptables-save), creates the missing ones and
-// deletes chains of ours the state no longer uses, all in one transaction per table. It is the
-// full sync for a kernel that already holds our rules: it trusts nothing it applied before, yet a
-// periodic resync of an unchanged cluster writes nothing, and a restart sweeps away chains left by
-// an earlier process. Because the rendered text is exactly what iptables-save prints back, a chain
-// that matches needs no rewrite; a rule printed differently only costs a rewrite of its chain.
-// Chains absent from the kernel are staged as in RenderStaged when there are at least batch of them.
-func (r *Renderer) RenderVerified(snap *model.Snapshot, nat, filter KernelTable, batch int) *Rendered {
-	local := r.localCIDR(snap)
-	r.rememberNode(snap, local)
-	ctx := r.newContext(snap, local)
-	r.reset()
-	for name, svc := range snap.Services {
-		r.add(name, ctx.renderService(svc, snap.Endpoints[name]))
-	}
-	r.sortOrder()
-	r.shared = r.buildShared()
-	sc := r.shared
-
-	out := &Rendered{
-		Full:            true,
-		ServiceChains:   ChainSet{},
-		RulesWritten:    map[string]int{},
-		RulesTotal:      map[string]int{},
-		NoLocalInternal: r.noLocalInt,
-		NoLocalExternal: r.noLocalExt,
-	}
-	for c := range r.chains {
-		out.ServiceChains[c] = struct{}{}
-	}
-	shardChains := ChainSet{}
-	for _, p := range sc.shardOrder {
-		shardChains[shardChain(p)] = struct{}{}
-		out.ServiceChains[shardChain(p)] = struct{}{}
-	}
-	r.lastShards = shardChains
-
-	// Desired text of every chain, in write order; shared chains are also remembered for later
-	// incremental renders.
-	type chainText struct {
-		name, text string
-		rules      int
-	}
-	fixed := func(table string, cs []fixedChain) []chainText {
-		var out []chainText
-		for _, c := range cs {
-			text := c.rules.String()
-			r.lastFixed[table+"/"+c.name] = text
-			out = append(out, chainText{c.name, text, c.rules.rules})
-		}
-		return out
-	}
-	natShared := []fixedChain{{chainServices, &sc.natSvc}}
-	for _, p := range sc.shardOrder {
-		natShared = append(natShared, fixedChain{shardChain(p), sc.shards[p]})
-	}
-	natShared = append(natShared, fixedChain{chainNodePorts, &sc.natNP}, fixedChain{chainPostrouting, &sc.postrouting}, fixedChain{chainHairpin, &sc.hairpin})
-	natWant := append([]chainText{{name: CanaryChain}}, fixed(TableNAT, natShared)...)
-	filterWant := append([]chainText{{name: CanaryChain}}, fixed(TableFilter, []fixedChain{
-		{chainServices, &sc.filterSvc}, {chainExternalServices, &sc.filterExt}, {chainFirewall, &sc.filterFW},
-		{chainNodePorts, &sc.filterNP}, {chainForward, &sc.forward},
-	})...)
-
-	// Per-service chains: stage a service whose chains are all missing, rewrite one that differs.
-	var staged []*serviceRules
-	var stagedChains int
-	for _, name := range r.order {
-		s := r.services[name]
-		texts := splitChains(s.chainBody.String())
-		missing, differs := true, false
-		for _, c := range s.chains {
-			have, ok := nat[c]
-			missing = missing && !ok
-			differs = differs || !ok || have != texts[c]
-		}
-		switch {
-		case len(s.chains) > 0 && missing:
-			staged = append(staged, s)
-			stagedChains += len(s.chains)
-		case differs:
-			for _, c := range s.chains {
-				natWant = append(natWant, chainText{c, texts[c], strings.Count(texts[c], "\n")})
-			}
-		}
-	}
-	if batch > 0 && stagedChains >= batch {
-		var buf bytes.Buffer
-		var names []string
-		for i, s := range staged {
-			if len(names) == 0 {
-				buf.WriteString("*nat\n")
-			}
-			for _, c := range s.chains {
-				buf.WriteString(":" + c + " - [0:0]\n")
-			}
-			buf.WriteString(s.chainBody.String())
-			out.RulesWritten[TableNAT] += s.chainBody.rules
-			names = append(names, s.chains...)
-			if len(names) >= batch || i == len(staged)-1 {
-				buf.WriteString("COMMIT\n")
-				out.Staged = append(out.Staged, StagedRestore{Restore: bytes.Clone(buf.Bytes()), Chains: names})
-				buf.Reset()
-				names = nil
-			}
-		}
-	} else {
-		for _, s := range staged {
-			texts := splitChains(s.chainBody.String())
-			for _, c := range s.chains {
-				natWant = append(natWant, chainText{c, texts[c], strings.Count(texts[c], "\n")})
-			}
-		}
-	}
-
-	out.RulesTotal[TableNAT] = countRules(natShared) + r.chainRules
-	for _, c := range filterWant {
-		out.RulesTotal[TableFilter] += c.rules
-	}
-	var b bytes.Buffer
-	changed := false
-	for _, tbl := range []struct {
-		name   string
-		kernel KernelTable
-		want   []chainText
-	}{{TableNAT, nat, natWant}, {TableFilter, filter, filterWant}} {
-		wanted := map[string]bool{}
-		for c := range out.ServiceChains {
-			wanted[c] = tbl.name == TableNAT
-		}
-		var decl, body strings.Builder
-		for _, c := range tbl.want {
-			wanted[c.name] = true
-			if have, ok := tbl.kernel[c.name]; ok && have == c.text {
-				continue
-			}
-			decl.WriteString(":" + c.name + " - [0:0]\n")
-			body.WriteString(c.text)
-			out.RulesWritten[tbl.name] += c.rules
-		}
-		var stale []string
-		for c := range tbl.kernel {
-			if !wanted[c] && isServiceChain(c) {
-				stale = append(stale, c)
-			}
-		}
-		slices.Sort(stale)
-		if decl.Len() == 0 && len(stale) == 0 {
-			continue
-		}
-		changed = true
-		b.WriteString("*" + tbl.name + "\n" + decl.String())
-		for _, c := range stale {
-			b.WriteString(":" + c + " - [0:0]\n")
-		}
-		b.WriteString(body.String())
-		for _, c := range stale {
-			b.WriteString("-X " + c + "\n")
-		}
-		b.WriteString("COMMIT\n")
-	}
-	out.Restore = b.Bytes()
-	out.Empty = !changed
-	return out
-}
-
-// splitChains splits "-A CHAIN ..." lines by chain.
-func splitChains(text string) map[string]string {
-	out := map[string]string{}
-	for _, line := range strings.SplitAfter(text, "\n") {
-		if !strings.HasPrefix(line, "-A ") {
-			continue
-		}
-		chain, _, _ := strings.Cut(line[3:], " ")
-		out[chain] += line
-	}
-	return out
 }
