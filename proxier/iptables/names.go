@@ -83,6 +83,9 @@ func hashOf(s string) string {
 	return base32.StdEncoding.EncodeToString(sum[:])[:16]
 }
 
+// isShardChain reports whether a chain name is a dispatch shard's.
+func isShardChain(name string) bool { return strings.HasPrefix(name, kindShard) }
+
 // isServiceChain reports whether a chain name is one of the chains that a sync may create and
 // delete (per-service chains and dispatch shards), as opposed to a fixed chain that always exists.
 func isServiceChain(name string) bool {

@@ -30,7 +30,8 @@ type Rendered struct {
 	// Empty reports that Restore changes nothing, so it need not be applied.
 	Empty bool
 	// Staged, when the render was asked to stage, are restore inputs that load new per-service
-	// chains ahead of Restore. Each is independent; all must succeed before Restore is applied.
+	// chains (and on a cold start the dispatch shards) ahead of Restore, to be applied in order;
+	// all must succeed before Restore is applied.
 	Staged []StagedRestore
 	// ServiceChains is every nat chain that comes and goes with services (per-service chains and
 	// dispatch shards) that exists once Restore is applied.
@@ -50,7 +51,7 @@ type Rendered struct {
 	NoLocalInternal, NoLocalExternal int
 }
 
-// StagedRestore is one batch of new, still unreferenced per-service chains.
+// StagedRestore is one batch of new, still unreferenced per-service chains (or dispatch shards).
 type StagedRestore struct {
 	Restore []byte
 	Chains  []string
@@ -489,6 +490,7 @@ func (r *Renderer) emit(sel selection, k *kernelState, batch int) *Rendered {
 	// The selected services' chains: staged when enough of them are new, else written into nat.
 	what := make([]serviceWrite, len(sel.services))
 	fresh, bodyLen, declLen := 0, 0, 0
+	allNew := sel.full // every service goes to the staged restores, if staged
 	for i, name := range sel.services {
 		s := r.services[name]
 		switch {
@@ -498,40 +500,45 @@ func (r *Renderer) emit(sel selection, k *kernelState, batch int) *Rendered {
 			what[i] = newChains
 			fresh += len(s.chains)
 		}
+		allNew = allNew && (what[i] == newChains || len(s.chains) == 0)
 		bodyLen += s.chainBody.b.Len()
 		declLen += len(s.chains) * 64
 	}
+	stg := stager{batch: batch}
 	stage := batch > 0 && fresh >= batch
+	// When the kernel holds no dispatch shard and every service is staged (a cold start), the new
+	// shards are staged too: the first batch declares them and each batch appends its services'
+	// dispatch rules, in name order as buildShared writes them. Only SY-SERVICES, written last,
+	// references them. On nft, 10k jumps to distinct chains cost about twice as much in the final
+	// transaction as in the batches of about 1000 chains that bring those chains.
+	stageShards := stage && allNew
+	for _, p := range sc.shardOrder {
+		stageShards = stageShards && !k.holds(shardChain(p))
+	}
+	if stageShards {
+		for _, p := range sc.shardOrder {
+			stg.head = append(stg.head, shardChain(p))
+		}
+	}
 	var decls, bodies strings.Builder
 	decls.Grow(declLen)
 	bodies.Grow(bodyLen)
-	var batchText bytes.Buffer
-	var batchChains []string
 	for i, name := range sel.services {
 		s := r.services[name]
-		if what[i] == keepChains {
+		switch {
+		case stageShards:
+			stg.add(s.chains, &s.chainBody, s.natDispatch)
+		case what[i] == keepChains:
 			continue
-		}
-		out.RulesWritten[TableNAT] += s.chainBody.rules
-		if !stage || what[i] != newChains {
+		case stage && what[i] == newChains:
+			stg.add(s.chains, &s.chainBody, nil)
+		default:
 			writeDecls(&decls, s.chains)
 			bodies.WriteString(s.chainBody.String())
-			continue
 		}
-		if len(batchChains) == 0 {
-			batchText.WriteString("*nat\n")
-		}
-		writeDecls(&batchText, s.chains)
-		batchText.WriteString(s.chainBody.String())
-		batchChains = append(batchChains, s.chains...)
-		if len(batchChains) >= batch {
-			out.Staged = append(out.Staged, stagedRestore(&batchText, batchChains))
-			batchChains = nil
-		}
+		out.RulesWritten[TableNAT] += s.chainBody.rules
 	}
-	if len(batchChains) > 0 {
-		out.Staged = append(out.Staged, stagedRestore(&batchText, batchChains))
-	}
+	out.Staged = stg.done()
 
 	var b bytes.Buffer
 	b.Grow(decls.Len() + bodies.Len() + sc.natSvc.b.Len() + sc.natNP.b.Len() + sc.filterSvc.b.Len() + sc.filterExt.b.Len() + 8192)
@@ -549,8 +556,11 @@ func (r *Renderer) emit(sel selection, k *kernelState, batch int) *Rendered {
 			if have, ok := held[c.name]; ok && have == text {
 				continue
 			}
-			changed = append(changed, c)
 			out.RulesWritten[t.name] += c.rules.rules
+			if stageShards && t.name == TableNAT && isShardChain(c.name) {
+				continue
+			}
+			changed = append(changed, c)
 		}
 		// Every table also holds the canary chain.
 		out.ChainsTotal[t.name] = len(t.chains) + 1
@@ -594,10 +604,47 @@ func writeDecls(b interface{ WriteString(string) (int, error) }, chains []string
 	}
 }
 
-// stagedRestore closes one batch of staged chains and empties buf for the next.
-func stagedRestore(buf *bytes.Buffer, chains []string) StagedRestore {
-	buf.WriteString("COMMIT\n")
-	st := StagedRestore{Restore: bytes.Clone(buf.Bytes()), Chains: chains}
-	buf.Reset()
-	return st
+// stager cuts staged chains into restores of about batch chains each.
+type stager struct {
+	batch  int
+	head   []string // chains the first restore declares before any other
+	text   bytes.Buffer
+	chains []string
+	out    []StagedRestore
+}
+
+// add stages a service's chains and body, and its dispatch rules when the shards are staged.
+func (st *stager) add(chains []string, body *ruleBuf, dispatch []*shardRules) {
+	if st.text.Len() == 0 {
+		st.text.WriteString("*nat\n")
+		if len(st.out) == 0 {
+			writeDecls(&st.text, st.head)
+			st.chains = append(st.chains, st.head...)
+		}
+	}
+	writeDecls(&st.text, chains)
+	st.text.WriteString(body.String())
+	for _, d := range dispatch {
+		st.text.WriteString(d.rules.String())
+	}
+	st.chains = append(st.chains, chains...)
+	if len(st.chains) >= st.batch {
+		st.flush()
+	}
+}
+
+func (st *stager) flush() {
+	if st.text.Len() == 0 {
+		return
+	}
+	st.text.WriteString("COMMIT\n")
+	st.out = append(st.out, StagedRestore{Restore: bytes.Clone(st.text.Bytes()), Chains: st.chains})
+	st.text.Reset()
+	st.chains = nil
+}
+
+// done returns the staged restores, in the order they must be applied.
+func (st *stager) done() []StagedRestore {
+	st.flush()
+	return st.out
 }
