@@ -8,12 +8,7 @@ import (
 // TestRenderedTotalsMatchSyncedTables holds Rendered's RulesTotal, ChainsTotal and BuiltinJumps (which
 // `switchyard bench` reports) to the rules and chains a sync really leaves in the tables.
 func TestRenderedTotalsMatchSyncedTables(t *testing.T) {
-	fake := NewFake()
-	p := newTestProxier(t, fake, nil)
-	snap := fixtureSnapshot()
-	if err := p.Sync(snap); err != nil {
-		t.Fatal(err)
-	}
+	fake, _, snap := syncedFixture(t, nil)
 	r, err := RenderFull(snap, testOptions())
 	if err != nil {
 		t.Fatal(err)

@@ -86,16 +86,12 @@ func TestIncrementalAfterVerifiedSync(t *testing.T) {
 	// An endpoint with no node outside this node's pod CIDR: no hairpin rule on either path.
 	addService(snap, &model.ServicePort{Name: spn("default", "external-db", "sql"), Port: 5432,
 		ClusterIPs: []netip.Addr{mustAddr("10.96.0.99")}}, ep("203.0.113.7", 5432, ""))
-	if err := p.Sync(snap); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, snap)
 	// A new process over the same tables: its first sync is the verified one, and it finds
 	// nothing to change.
 	p = newTestProxier(t, fake, nil)
 	fake.LastRestore = nil
-	if err := p.Sync(cloneSnapshot(snap)); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, cloneSnapshot(snap))
 	if fake.LastRestore != nil {
 		t.Errorf("the verified sync after a restart rewrote an unchanged ruleset:\n%s", fake.LastRestore)
 	}
@@ -107,9 +103,7 @@ func TestIncrementalAfterVerifiedSync(t *testing.T) {
 	next.Endpoints[name] = eps
 	next.Changed = map[model.ServiceKey]struct{}{name.ServiceKey: {}}
 	fake.LastRestore = nil
-	if err := p.Sync(next); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, next)
 	if n := strings.Count(string(fake.LastRestore), "\n:"); n == 0 || n > 3 {
 		t.Errorf("one endpoint change after a verified sync declared %d chains, want only the service's:\n%s", n, fake.LastRestore)
 	}

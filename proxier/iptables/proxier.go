@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -21,29 +22,47 @@ type jumpRule struct {
 	args         []string
 }
 
-func jump(table, chain, comment, target string, newOnly bool) jumpRule {
-	var args []string
-	if newOnly {
-		args = append(args, "-m", "conntrack", "--ctstate", "NEW")
-	}
-	args = append(args, "-m", "comment", "--comment", comment, "-j", target)
-	return jumpRule{table, chain, args}
+// jumpComments says, in each jump, what the chain it enters is for.
+var jumpComments = map[string]string{
+	chainServices:         "switchyard service portals",
+	chainExternalServices: "switchyard externally-visible service portals",
+	chainFirewall:         "switchyard load balancer firewall",
+	chainForward:          "switchyard forwarding rules",
+	chainNodePorts:        "switchyard health check service ports",
+	chainPostrouting:      "switchyard postrouting rules",
 }
 
 // jumpRules in the order they end up in each built-in chain, all ahead of other agents' rules.
-var jumpRules = []jumpRule{
-	jump(TableNAT, "PREROUTING", "switchyard service portals", chainServices, false),
-	jump(TableNAT, "OUTPUT", "switchyard service portals", chainServices, false),
-	jump(TableNAT, "POSTROUTING", "switchyard postrouting rules", chainPostrouting, false),
-	jump(TableFilter, "FORWARD", "switchyard load balancer firewall", chainFirewall, true),
-	jump(TableFilter, "FORWARD", "switchyard forwarding rules", chainForward, false),
-	jump(TableFilter, "FORWARD", "switchyard service portals", chainServices, true),
-	jump(TableFilter, "FORWARD", "switchyard externally-visible service portals", chainExternalServices, true),
-	jump(TableFilter, "INPUT", "switchyard load balancer firewall", chainFirewall, true),
-	jump(TableFilter, "INPUT", "switchyard health check service ports", chainNodePorts, false),
-	jump(TableFilter, "INPUT", "switchyard externally-visible service portals", chainExternalServices, true),
-	jump(TableFilter, "OUTPUT", "switchyard load balancer firewall", chainFirewall, true),
-	jump(TableFilter, "OUTPUT", "switchyard service portals", chainServices, true),
+// As kube-proxy's, filter's jumps see only new connections, except those into SY-FORWARD (which
+// also accepts established service traffic) and SY-NODEPORTS (health checks).
+var jumpRules = jumpsFrom([]builtinHook{
+	{TableNAT, "PREROUTING", []string{chainServices}},
+	{TableNAT, "OUTPUT", []string{chainServices}},
+	{TableNAT, "POSTROUTING", []string{chainPostrouting}},
+	{TableFilter, "FORWARD", []string{chainFirewall, chainForward, chainServices, chainExternalServices}},
+	{TableFilter, "INPUT", []string{chainFirewall, chainNodePorts, chainExternalServices}},
+	{TableFilter, "OUTPUT", []string{chainFirewall, chainServices}},
+})
+
+// builtinHook lists, in order, the chains of ours that one built-in chain jumps to.
+type builtinHook struct {
+	table, chain string
+	targets      []string
+}
+
+func jumpsFrom(hooks []builtinHook) []jumpRule {
+	var out []jumpRule
+	for _, h := range hooks {
+		for _, target := range h.targets {
+			var args []string
+			if h.table == TableFilter && target != chainForward && target != chainNodePorts {
+				args = append(args, "-m", "conntrack", "--ctstate", "NEW")
+			}
+			args = append(args, "-m", "comment", "--comment", jumpComments[target], "-j", target)
+			out = append(out, jumpRule{h.table, h.chain, args})
+		}
+	}
+	return out
 }
 
 // BuiltinJumps counts, by table, the rules a Proxier keeps in the built-in chains to jump into its
@@ -257,9 +276,17 @@ func (p *Proxier) ensureJumps() error {
 
 // bootstrapInput declares (and so creates, or flushes) the shared chains the jumps point to.
 func bootstrapInput() []byte {
-	return []byte("*nat\n:" + chainServices + " - [0:0]\n:" + chainNodePorts + " - [0:0]\n:" + chainPostrouting + " - [0:0]\n:" +
-		chainHairpin + " - [0:0]\nCOMMIT\n*filter\n:" + chainServices + " - [0:0]\n:" + chainExternalServices + " - [0:0]\n:" +
-		chainFirewall + " - [0:0]\n:" + chainNodePorts + " - [0:0]\n:" + chainForward + " - [0:0]\nCOMMIT\n")
+	var b bytes.Buffer
+	for _, t := range []string{TableNAT, TableFilter} {
+		b.WriteString("*" + t + "\n")
+		for _, c := range fixedChains {
+			if c.table == t {
+				writeDecls(&b, []string{c.chain})
+			}
+		}
+		b.WriteString("COMMIT\n")
+	}
+	return b.Bytes()
 }
 
 // fixedChains are the shared chains of each table that the jumps from the built-in chains enter.

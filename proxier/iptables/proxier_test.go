@@ -39,6 +39,25 @@ func newTestProxier(t *testing.T, fake *Fake, ct conntrack.Deleter) *Proxier {
 	return p
 }
 
+// syncedFixture returns a fake kernel and a Proxier (with ct, which may be nil) that has synced
+// fixtureSnapshot into it, and that snapshot.
+func syncedFixture(t *testing.T, ct conntrack.Deleter) (*Fake, *Proxier, *model.Snapshot) {
+	t.Helper()
+	fake := NewFake()
+	p := newTestProxier(t, fake, ct)
+	snap := fixtureSnapshot()
+	mustSync(t, p, snap)
+	return fake, p, snap
+}
+
+// mustSync syncs snap and stops the test if that fails.
+func mustSync(t *testing.T, p *Proxier, snap *model.Snapshot) {
+	t.Helper()
+	if err := p.Sync(snap); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // wantState is what a fresh kernel holds after one full sync of snap: the rendered chains plus the
 // jumps from the built-in chains.
 func wantState(t *testing.T, snap *model.Snapshot) string {
@@ -47,18 +66,12 @@ func wantState(t *testing.T, snap *model.Snapshot) string {
 	p := newTestProxier(t, fake, nil)
 	s := cloneSnapshot(snap)
 	s.Full = true
-	if err := p.Sync(s); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, s)
 	return fake.Dump()
 }
 
 func TestProxierSyncInstallsJumpsAndCanary(t *testing.T) {
-	fake := NewFake()
-	p := newTestProxier(t, fake, nil)
-	if err := p.Sync(fixtureSnapshot()); err != nil {
-		t.Fatal(err)
-	}
+	fake, p, _ := syncedFixture(t, nil)
 	for _, tc := range []struct{ table, chain, target string }{
 		{TableNAT, "PREROUTING", chainServices}, {TableNAT, "OUTPUT", chainServices}, {TableNAT, "POSTROUTING", chainPostrouting},
 		{TableFilter, "FORWARD", chainForward}, {TableFilter, "FORWARD", chainFirewall}, {TableFilter, "INPUT", chainExternalServices},
@@ -81,21 +94,14 @@ func TestProxierSyncInstallsJumpsAndCanary(t *testing.T) {
 	before := fake.Dump()
 	s := cloneSnapshot(fixtureSnapshot())
 	s.Full = true
-	if err := p.Sync(s); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, s)
 	if after := fake.Dump(); after != before {
 		t.Errorf("second full sync changed the state:\n%s", golden.LineDiff(before, after))
 	}
 }
 
 func TestProxierMutateAndResync(t *testing.T) {
-	fake := NewFake()
-	p := newTestProxier(t, fake, nil)
-	snap := fixtureSnapshot()
-	if err := p.Sync(snap); err != nil {
-		t.Fatal(err)
-	}
+	fake, p, snap := syncedFixture(t, nil)
 	next := cloneSnapshot(snap)
 	web := spn("default", "web", "http")
 	next.Endpoints[web] = []model.Endpoint{ep("10.244.2.99", 8080, "node-b")}
@@ -103,9 +109,7 @@ func TestProxierMutateAndResync(t *testing.T) {
 	empty := spn("default", "empty", "")
 	next.Endpoints[empty] = []model.Endpoint{ep("10.244.1.20", 80, testNode)}
 	next.Changed[empty.ServiceKey] = struct{}{}
-	if err := p.Sync(next); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, next)
 	if got, want := fake.Dump(), wantState(t, next); got != want {
 		t.Fatalf("state after incremental sync differs from a fresh full sync:\n%s", golden.LineDiff(want, got))
 	}
@@ -120,9 +124,7 @@ func TestProxierMutateAndResync(t *testing.T) {
 	// A sync with nothing changed writes nothing.
 	fake.LastRestore = nil
 	before := fake.Dump()
-	if err := p.Sync(cloneSnapshot(next)); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, cloneSnapshot(next))
 	if fake.LastRestore != nil {
 		t.Errorf("a sync without changes ran a restore:\n%s", fake.LastRestore)
 	}
@@ -132,12 +134,7 @@ func TestProxierMutateAndResync(t *testing.T) {
 }
 
 func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
-	fake := NewFake()
-	p := newTestProxier(t, fake, nil)
-	snap := fixtureSnapshot()
-	if err := p.Sync(snap); err != nil {
-		t.Fatal(err)
-	}
+	fake, p, snap := syncedFixture(t, nil)
 	before := fake.Dump()
 	failures := metricValue(t, metrics.IptablesRestoreFailuresTotal)
 	partial := metricValue(t, metrics.IptablesPartialRestoreFailuresTotal)
@@ -163,9 +160,7 @@ func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
 
 	// The retry carries no Changed set and no Full flag: the proxier itself must know to go full.
 	retry := cloneSnapshot(next)
-	if err := p.Sync(retry); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, retry)
 	// Only a full sync can know that web's chain must go: the retry carries no Changed set.
 	if webChain := chainsFor(web, model.TCP).Cluster; !strings.Contains(string(fake.LastRestore), "-X "+webChain+"\n") {
 		t.Errorf("the sync after a failure did not delete %s, so it was not full:\n%s", webChain, fake.LastRestore)
@@ -176,12 +171,7 @@ func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
 }
 
 func TestProxierCanaryRepair(t *testing.T) {
-	fake := NewFake()
-	p := newTestProxier(t, fake, nil)
-	snap := fixtureSnapshot()
-	if err := p.Sync(snap); err != nil {
-		t.Fatal(err)
-	}
+	fake, p, snap := syncedFixture(t, nil)
 	want := fake.Dump()
 	// An administrator (or firewalld) deletes everything: every chain of ours and the jumps to them.
 	for _, table := range []string{TableFilter, TableNAT, TableMangle} {
@@ -192,9 +182,7 @@ func TestProxierCanaryRepair(t *testing.T) {
 			}
 		}
 	}
-	if err := p.Sync(cloneSnapshot(snap)); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, cloneSnapshot(snap))
 	if got := fake.Dump(); got != want {
 		t.Fatalf("the sync after a flush did not repair the state:\n%s", golden.LineDiff(want, got))
 	}
@@ -208,9 +196,7 @@ func TestProxierSweepsLeftoversOfEarlierRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newTestProxier(t, fake, nil)
-	if err := p.Sync(fixtureSnapshot()); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, fixtureSnapshot())
 	if ok, _ := fake.ChainExists(TableNAT, leftover); ok {
 		t.Errorf("leftover chain %s survived the first sync", leftover)
 	}
@@ -220,11 +206,7 @@ func TestProxierSweepsLeftoversOfEarlierRun(t *testing.T) {
 }
 
 func TestProxierMetrics(t *testing.T) {
-	fake := NewFake()
-	p := newTestProxier(t, fake, nil)
-	if err := p.Sync(fixtureSnapshot()); err != nil {
-		t.Fatal(err)
-	}
+	fake, _, _ := syncedFixture(t, nil)
 	// The fixture has one iTP=Local and one eTP=Local service without a local endpoint.
 	if got := metricValue(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal")); got != 1 {
 		t.Errorf("no-local-endpoints internal = %v, want 1", got)
@@ -245,13 +227,8 @@ func TestProxierMetrics(t *testing.T) {
 }
 
 func TestProxierClearsStaleUDPFlows(t *testing.T) {
-	fake := NewFake()
 	ct := &conntrack.Fake{}
-	p := newTestProxier(t, fake, ct)
-	snap := fixtureSnapshot()
-	if err := p.Sync(snap); err != nil {
-		t.Fatal(err)
-	}
+	_, p, snap := syncedFixture(t, ct)
 	dns := spn("kube-system", "dns", "dns")
 	vip := netip.MustParseAddrPort("10.96.0.53:53")
 	client := netip.MustParseAddrPort("10.244.1.50:40000")
@@ -262,36 +239,37 @@ func TestProxierClearsStaleUDPFlows(t *testing.T) {
 	next := cloneSnapshot(snap)
 	next.Endpoints[dns] = []model.Endpoint{ep("10.244.3.3", 53, "node-c")}
 	next.Changed[dns.ServiceKey] = struct{}{}
-	if err := p.Sync(next); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, next)
 	if len(ct.Flows) != 1 || ct.Flows[0].ReplySrc.Addr() != mustAddr("10.244.3.3") {
 		t.Errorf("flows after the endpoint left = %+v, want only the one to 10.244.3.3", ct.Flows)
 	}
 }
 
 func TestCleanupRemovesEverything(t *testing.T) {
-	fake := NewFake()
-	pristine := fake.Dump()
-	p := newTestProxier(t, fake, nil)
-	if err := p.Sync(fixtureSnapshot()); err != nil {
-		t.Fatal(err)
-	}
 	// Another agent's rule in a built-in chain must survive.
-	if err := fake.EnsureRule(TableFilter, "INPUT", "-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "ACCEPT"); err != nil {
+	other := []string{"-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "ACCEPT"}
+	want := NewFake()
+	if err := want.EnsureRule(TableFilter, "INPUT", other...); err != nil {
 		t.Fatal(err)
 	}
-	if err := Cleanup(fake); err != nil {
+	fake, _, _ := syncedFixture(t, nil)
+	if err := fake.EnsureRule(TableFilter, "INPUT", other...); err != nil {
 		t.Fatal(err)
 	}
-	if err := fake.DeleteRule(TableFilter, "INPUT", "-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "ACCEPT"); err != nil {
+	checkCleanup(t, fake, Cleanup, want.Dump())
+}
+
+// checkCleanup runs clean on fake, which must then hold exactly want, and again on the clean
+// kernel, which is not an error.
+func checkCleanup(t *testing.T, fake *Fake, clean func(Interface) error, want string) {
+	t.Helper()
+	if err := clean(fake); err != nil {
 		t.Fatal(err)
 	}
-	if got := fake.Dump(); got != pristine {
-		t.Errorf("cleanup left something behind:\n%s", golden.LineDiff(pristine, got))
+	if got := fake.Dump(); got != want {
+		t.Errorf("cleanup left something behind:\n%s", golden.LineDiff(want, got))
 	}
-	// Cleaning a clean kernel is not an error.
-	if err := Cleanup(fake); err != nil {
+	if err := clean(fake); err != nil {
 		t.Errorf("second cleanup: %v", err)
 	}
 }
@@ -307,9 +285,7 @@ func TestProxierStagedColdStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Sync(snap); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, snap)
 	if got := fake.Dump(); got != want {
 		t.Fatalf("staged cold start differs from a one-shot sync:\n%s", golden.LineDiff(want, got))
 	}
@@ -325,9 +301,7 @@ func TestProxierStagedColdStart(t *testing.T) {
 	if got := fake.Rules(TableNAT, chainServices); len(got) != 0 {
 		t.Errorf("dispatch rules in place after a failed staged sync: %v", got)
 	}
-	if err := p.Sync(cloneSnapshot(snap)); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, cloneSnapshot(snap))
 	if got := fake.Dump(); got != want {
 		t.Fatalf("state after the retry differs from a one-shot sync:\n%s", golden.LineDiff(want, got))
 	}
@@ -351,12 +325,7 @@ func (f *failNth) Restore(data []byte) error {
 // writes only what differs: nothing for an unchanged cluster, the one chain someone edited, and
 // the jump someone deleted.
 func TestProxierVerifiedFullSync(t *testing.T) {
-	fake := NewFake()
-	p := newTestProxier(t, fake, nil)
-	snap := fixtureSnapshot()
-	if err := p.Sync(snap); err != nil {
-		t.Fatal(err)
-	}
+	fake, p, snap := syncedFixture(t, nil)
 	want := fake.Dump()
 	resync := func() {
 		t.Helper()
@@ -409,19 +378,12 @@ func (d *dispatchWatch) Restore(data []byte) error {
 // TestProxierLostCanaryAloneKeepsTraffic: if only a canary disappears, our rules are still in
 // place and carrying traffic; the repair must not flush them on the way.
 func TestProxierLostCanaryAloneKeepsTraffic(t *testing.T) {
-	fake := NewFake()
-	p := newTestProxier(t, fake, nil)
-	snap := fixtureSnapshot()
-	if err := p.Sync(snap); err != nil {
-		t.Fatal(err)
-	}
+	fake, p, snap := syncedFixture(t, nil)
 	want := fake.Dump()
 	watch := &dispatchWatch{Fake: fake, minRules: 1 << 30}
 	p.ipt = watch
 	fake.DeleteChainForTest(TableMangle, CanaryChain)
-	if err := p.Sync(cloneSnapshot(snap)); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, cloneSnapshot(snap))
 	if got := fake.Dump(); got != want {
 		t.Fatalf("state after the repair differs:\n%s", golden.LineDiff(want, got))
 	}
@@ -434,12 +396,8 @@ func TestProxierLostCanaryAloneKeepsTraffic(t *testing.T) {
 // Cleanup at start-up, which must not touch the pod network's or IPVS mode's chains; --cleanup uses
 // CleanupAll, which must remove them too, jumps included.
 func TestCleanupLeavesOtherOwnersButCleanupAllDoesNot(t *testing.T) {
-	fake := NewFake()
-	pristine := fake.Dump()
-	p := newTestProxier(t, fake, nil)
-	if err := p.Sync(fixtureSnapshot()); err != nil {
-		t.Fatal(err)
-	}
+	pristine := NewFake().Dump()
+	fake, _, _ := syncedFixture(t, nil)
 	others := "*nat\n:SY-POD-MASQ - [0:0]\n:SY-IPVS-SERVICES - [0:0]\n" +
 		"-A SY-POD-MASQ -s 10.244.0.0/16 -j MASQUERADE\n" +
 		"-A POSTROUTING -m comment --comment \"switchyard pod network\" -j SY-POD-MASQ\n" +
@@ -464,15 +422,7 @@ func TestCleanupLeavesOtherOwnersButCleanupAllDoesNot(t *testing.T) {
 			t.Errorf("Cleanup left iptables mode's %q", gone)
 		}
 	}
-	if err := CleanupAll(fake); err != nil {
-		t.Fatal(err)
-	}
-	if got := fake.Dump(); got != pristine {
-		t.Errorf("CleanupAll left something behind:\n%s", golden.LineDiff(pristine, got))
-	}
-	if err := CleanupAll(fake); err != nil {
-		t.Errorf("second CleanupAll: %v", err)
-	}
+	checkCleanup(t, fake, CleanupAll, pristine)
 }
 
 // TestChainDeletedByHandIsRestored: someone removes the jumps into SY-SERVICES and deletes the chain,
@@ -487,9 +437,7 @@ func TestChainDeletedByHandIsRestored(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap := fixtureSnapshot()
-	if err := p.Sync(snap); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, snap)
 	want := fake.Dump()
 
 	nat, err := fake.Save(TableNAT)
@@ -515,16 +463,12 @@ func TestChainDeletedByHandIsRestored(t *testing.T) {
 	quiet.Full = false
 	quiet.Changed = map[model.ServiceKey]struct{}{}
 	now = now.Add(10 * time.Second) // not yet due: an incremental sync changes nothing
-	if err := p.Sync(quiet); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, quiet)
 	if ok, _ := fake.ChainExists(TableNAT, chainServices); ok {
 		t.Fatal("restored before the check was due; the test no longer shows what it means to")
 	}
 	now = now.Add(30 * time.Second)
-	if err := p.Sync(quiet); err != nil {
-		t.Fatal(err)
-	}
+	mustSync(t, p, quiet)
 	if got := fake.Dump(); got != want {
 		t.Errorf("after the due check:\n%s", golden.LineDiff(want, got))
 	}

@@ -67,20 +67,8 @@ func traceOptions() iptables.Options {
 	return o
 }
 
-func add(s *model.Snapshot, svc *model.ServicePort, eps ...model.Endpoint) {
-	if svc.Protocol == "" {
-		svc.Protocol = model.TCP
-	}
-	if svc.ExternalPolicy == "" {
-		svc.ExternalPolicy = model.PolicyCluster
-	}
-	if svc.InternalPolicy == "" {
-		svc.InternalPolicy = model.PolicyCluster
-	}
-	s.Services[svc.Name] = svc
-	s.Endpoints[svc.Name] = eps
-	s.Changed[svc.Name.ServiceKey] = struct{}{}
-}
+// add is the fixture's addService: defaults filled in, marked changed.
+var add = iptables.AddService
 
 // traceSnapshot has one service per behaviour under test.
 func traceSnapshot() *model.Snapshot {
