@@ -438,7 +438,7 @@ type fixedChain struct {
 	rules *ruleBuf
 }
 
-// sharedTables lists the shared chains of each table. iptables-restore commits table by table, so
+// tables lists the shared chains of each table. iptables-restore commits table by table, so
 // the order matters when one fails. nat goes first: it is the table whose rules reference
 // per-service chains and so the one that can be refused; when it is, nothing at all has changed.
 // filter only touches chains that always exist. mangle holds only a canary.
@@ -469,8 +469,8 @@ const (
 
 // emit writes the restore input that brings the kernel, as k describes it, to the rendered state
 // for what sel selects. It is the only place that writes restore text from a render. A chain is
-// written when k does not know it to hold the rendered text (a canary, for emptiness); a table
-// with nothing to write is left out.
+// written unless k shows the kernel holding exactly its rendered text (a canary: holding it at
+// all); a table with nothing to write is left out.
 func (r *Renderer) emit(sel selection, k *kernelState, batch int) *Rendered {
 	sc := r.shared
 	out := &Rendered{
