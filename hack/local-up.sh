@@ -56,7 +56,7 @@ SY_K8S_BIN="$("${SY_REPO}/hack/k8s/build.sh" | tail -n1)"
 
 mkdir -p "${SY_STATE}"
 chmod 755 "${SY_STATE}"
-# What the e2e harness (e2e/cluster) and other tools read to find this cluster.
+# What the e2e harness (e2e/framework/cluster) and other tools read to find this cluster.
 cat >"${SY_STATE}/state.env" <<EOF
 SY_STATE=${SY_STATE}
 SY_NODES=${SY_NODES}

@@ -19,8 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
-	"github.com/switchyard/switchyard/e2e/echo"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/echo"
 )
 
 // converge is the ceiling for the system to converge after a change: the EndpointSlice controller

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
 )
 
 // syncPeriod is the --iptables-sync-period the suite starts switchyard with, so that the scenario
@@ -49,7 +49,7 @@ func run(m *testing.M) int {
 		state = "/tmp/switchyard-local"
 	}
 	// A cluster someone brought up before the tests (a developer exploring it) is used and left
-	// running, as in e2e/cluster.
+	// running, as in e2e/framework/cluster.
 	_, err := os.Stat(filepath.Join(state, "state.env"))
 	reuse := err == nil
 	start := time.Now()

@@ -17,7 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
 )
 
 // requestLoop sends requests to addr from netns one after another, each on a new connection, until

@@ -25,7 +25,7 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
 )
 
 func main() {

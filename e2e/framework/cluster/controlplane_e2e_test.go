@@ -22,7 +22,7 @@ import (
 
 // These tests prove the local cluster itself, with no proxy running: the control plane, the
 // node namespaces and their API relays, and the controllers the proxy scenarios depend on.
-// Run as root: go test -tags e2e -count=1 -v ./e2e/cluster/
+// Run as root: go test -tags e2e -count=1 -v ./e2e/framework/cluster/
 
 var testCluster *Cluster
 

@@ -1,6 +1,6 @@
 //go:build e2e
 
-package e2e
+package deploy
 
 import (
 	"context"
@@ -14,7 +14,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/manifests"
 	"github.com/switchyard/switchyard/podnet"
 )
 
@@ -31,12 +32,12 @@ func TestPodNetworkOverlayRunsUnprivileged(t *testing.T) {
 	}
 	c := testCluster
 	ctx := context.Background()
-	repo, err := RepoRoot()
+	repo, err := manifests.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { deleteApplied(context.Background(), c.Client) })
-	m, err := BuildOverlay(repo, "pod-network")
+	m, err := manifests.BuildOverlay(repo, "pod-network")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,11 +115,11 @@ func TestPodNetworkOverlayRunsUnprivileged(t *testing.T) {
 // runInitContainer runs init container name of ds to completion in node, as a runtime would.
 func runInitContainer(t *testing.T, ds *appsv1.DaemonSet, name, node string) {
 	t.Helper()
-	ic, err := Container(ds, name)
+	ic, err := manifests.Container(ds, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, err := PlanContainer(ds, ic, node, ic.Command[0], map[string]string{}, hostSources(t, nil), nil)
+	run, err := manifests.PlanContainer(ds, ic, node, ic.Command[0], map[string]string{}, hostSources(t, nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 //go:build e2e
 
-package e2e
+package deploy
 
 import (
 	"context"
@@ -29,7 +29,8 @@ import (
 	"k8s.io/utils/ptr"
 	sigsyaml "sigs.k8s.io/yaml"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/manifests"
 )
 
 // These tests run the deployment against the local cluster (hack/local-up.sh): every overlay is
@@ -37,11 +38,11 @@ import (
 // started as a container runtime would start it, on a node namespace of its own, with a token minted
 // for its ServiceAccount and nothing else, the ConfigMap it names and its exact command line.
 //
-// Run as root: go test -tags e2e -count=1 -v ./e2e/
+// Run as root: go test -tags e2e -count=1 -v ./e2e/deploy/
 // A cluster that is already up (state in $SWITCHYARD_STATE, default /tmp/switchyard-local) is used as
 // it is and left running; otherwise one node is brought up with no proxy and removed afterwards. The
 // tests only add objects, namespaces and node namespaces of their own (sy-deploy-*), and remove them.
-// The machine has room for one local cluster; e2e/cluster's lock makes test processes take turns.
+// The machine has room for one local cluster; e2e/framework/cluster's lock makes test processes take turns.
 
 var testCluster *cluster.Cluster
 
@@ -66,7 +67,7 @@ func runMain(m *testing.M) int {
 	if _, err := os.Stat(state); err == nil {
 		deadline := time.Now().Add(90 * time.Second)
 		for time.Now().Before(deadline) {
-			// Attach waits for the machine's cluster lock (e2e/cluster/lock.go), so no other test
+			// Attach waits for the machine's cluster lock (e2e/framework/cluster/lock.go), so no other test
 			// process uses the cluster while this one does.
 			if c, err := cluster.Attach(state); err == nil {
 				if _, err := c.Client.Discovery().ServerVersion(); err == nil {
@@ -100,7 +101,7 @@ func runMain(m *testing.M) int {
 
 // applyOverlay server-side applies every object of m with strict field validation, so a field the
 // API server does not know fails the apply, and returns what the server stored.
-func applyOverlay(ctx context.Context, t *testing.T, m *Manifest) map[string]*unstructured.Unstructured {
+func applyOverlay(ctx context.Context, t *testing.T, m *manifests.Manifest) map[string]*unstructured.Unstructured {
 	t.Helper()
 	dyn, err := dynamic.NewForConfig(testCluster.Config)
 	if err != nil {
@@ -192,7 +193,7 @@ func deleteApplied(ctx context.Context, c kubernetes.Interface) {
 func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 	c := testCluster
 	ctx := context.Background()
-	repo, err := RepoRoot()
+	repo, err := manifests.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,9 +201,9 @@ func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 
 	// 1. Every overlay applies and reads back. The iptables overlay goes last: its objects (the
 	// least-privilege ClusterRole above all) are what the rest of the test runs with.
-	var iptablesManifest *Manifest
+	var iptablesManifest *manifests.Manifest
 	for _, o := range []string{"ipvs", "pod-network", "iptables"} {
-		m, err := BuildOverlay(repo, o)
+		m, err := manifests.BuildOverlay(repo, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -355,8 +356,8 @@ func startFromManifest(ctx context.Context, t *testing.T, repo string, ds *appsv
 	for k, v := range sources {
 		all[k] = v
 	}
-	run, err := PlanContainer(ds, &ds.Spec.Template.Spec.Containers[0], node, bin,
-		map[string]string{"spec.nodeName": node}, hostSources(t, all), map[string]string{ServiceAccountDir: saDir})
+	run, err := manifests.PlanContainer(ds, &ds.Spec.Template.Spec.Containers[0], node, bin,
+		map[string]string{"spec.nodeName": node}, hostSources(t, all), map[string]string{manifests.ServiceAccountDir: saDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +409,7 @@ func ensureKubeadmConfigMap(ctx context.Context, t *testing.T, repo string) {
 // init container (it must set net.ipv4.ip_forward there without being privileged).
 func checkSysctlPrivilege(ctx context.Context, t *testing.T, repo string, ds *appsv1.DaemonSet, node string) {
 	t.Helper()
-	daemon, err := PlanContainer(ds, &ds.Spec.Template.Spec.Containers[0], node, "/bin/sh",
+	daemon, err := manifests.PlanContainer(ds, &ds.Spec.Template.Spec.Containers[0], node, "/bin/sh",
 		map[string]string{"spec.nodeName": node}, hostSources(t, map[string]string{"kube-proxy": t.TempDir()}), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -424,7 +425,7 @@ func checkSysctlPrivilege(ctx context.Context, t *testing.T, repo string, ds *ap
 		t.Errorf("writing /proc/sys with the daemon container's privileges: err %v, output %q; want a read-only file system", err, out)
 	}
 
-	pn, err := BuildOverlay(repo, "pod-network")
+	pn, err := manifests.BuildOverlay(repo, "pod-network")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,11 +433,11 @@ func checkSysctlPrivilege(ctx context.Context, t *testing.T, repo string, ds *ap
 	if err != nil {
 		t.Fatal(err)
 	}
-	ic, err := Container(pds, "kernel-setup")
+	ic, err := manifests.Container(pds, "kernel-setup")
 	if err != nil {
 		t.Fatal(err)
 	}
-	init, err := PlanContainer(pds, ic, node, "/bin/sh", map[string]string{}, hostSources(t, nil), nil)
+	init, err := manifests.PlanContainer(pds, ic, node, "/bin/sh", map[string]string{}, hostSources(t, nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -585,7 +586,7 @@ func buildSwitchyard(t *testing.T, repo string) string {
 
 // startContainer starts run with its output in logPath and returns a function that stops it with
 // SIGTERM (as the kubelet does) and waits; the test's cleanup calls it too.
-func startContainer(t *testing.T, run *ContainerRun, logPath string) (stop func()) {
+func startContainer(t *testing.T, run *manifests.ContainerRun, logPath string) (stop func()) {
 	t.Helper()
 	logFile, err := os.Create(logPath)
 	if err != nil {
