@@ -17,7 +17,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // These tests prove the local cluster itself, with no proxy running: the control plane, the
@@ -212,14 +211,7 @@ func TestEndpointSliceControllerPublishesPodStatus(t *testing.T) {
 		_ = c.DeletePodObject(ctx, ns, "web-1")
 		_ = c.Client.CoreV1().Services(ns).Delete(ctx, "web", metav1.DeleteOptions{})
 	})
-	svc := &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
-		Spec: v1.ServiceSpec{
-			Selector: map[string]string{"app": "web"},
-			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: v1.ProtocolTCP}},
-		},
-	}
-	svc, err := c.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
+	svc, err := c.Client.CoreV1().Services(ns).Create(ctx, EchoService(ns, "web", "", map[string]string{"app": "web"}), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
