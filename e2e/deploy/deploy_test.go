@@ -99,6 +99,33 @@ func runMain(m *testing.M) int {
 	return code
 }
 
+// repoCleanedAfter returns the repository root and has what the test applies deleted when it ends.
+func repoCleanedAfter(t *testing.T) string {
+	t.Helper()
+	repo, err := manifests.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteApplied(context.Background(), testCluster.Client) })
+	return repo
+}
+
+// deployOverlay renders deploy/overlays/<overlay>, applies it (deleted again when the test ends) and
+// returns the repository root and the overlay's DaemonSet.
+func deployOverlay(ctx context.Context, t *testing.T, overlay string) (repo string, ds *appsv1.DaemonSet) {
+	t.Helper()
+	repo = repoCleanedAfter(t)
+	m, err := manifests.BuildOverlay(repo, overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyOverlay(ctx, t, m)
+	if ds, err = m.DaemonSet(); err != nil {
+		t.Fatal(err)
+	}
+	return repo, ds
+}
+
 // applyOverlay server-side applies every object of m with strict field validation, so a field the
 // API server does not know fails the apply, and returns what the server stored.
 func applyOverlay(ctx context.Context, t *testing.T, m *manifests.Manifest) map[string]*unstructured.Unstructured {
@@ -193,11 +220,7 @@ func deleteApplied(ctx context.Context, c kubernetes.Interface) {
 func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 	c := testCluster
 	ctx := context.Background()
-	repo, err := manifests.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { deleteApplied(context.Background(), c.Client) })
+	repo := repoCleanedAfter(t)
 
 	// 1. Every overlay applies and reads back. The iptables overlay goes last: its objects (the
 	// least-privilege ClusterRole above all) are what the rest of the test runs with.

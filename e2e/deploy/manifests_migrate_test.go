@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/e2e/framework/cluster"
-	"github.com/switchyard/switchyard/e2e/framework/manifests"
 )
 
 // The migration of docs/migrate-from-kube-proxy.md on one node, with the real upstream kube-proxy
@@ -24,21 +23,8 @@ import (
 func TestMigrationFromKubeProxyOnANode(t *testing.T) {
 	c := testCluster
 	ctx := context.Background()
-	repo, err := manifests.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	kubeProxy := filepath.Join(stateEnv(t, "SY_K8S_BIN"), "kube-proxy")
-	t.Cleanup(func() { deleteApplied(context.Background(), c.Client) })
-	m, err := manifests.BuildOverlay(repo, "iptables")
-	if err != nil {
-		t.Fatal(err)
-	}
-	applyOverlay(ctx, t, m)
-	ds, err := m.DaemonSet()
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, ds := deployOverlay(ctx, t, "iptables")
 	node := newDeployNode(ctx, t)
 	first := createProbe(ctx, t, "e2e-migrate-a", "10.244.98.10")
 

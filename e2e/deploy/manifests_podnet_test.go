@@ -32,20 +32,7 @@ func TestPodNetworkOverlayRunsUnprivileged(t *testing.T) {
 	}
 	c := testCluster
 	ctx := context.Background()
-	repo, err := manifests.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { deleteApplied(context.Background(), c.Client) })
-	m, err := manifests.BuildOverlay(repo, "pod-network")
-	if err != nil {
-		t.Fatal(err)
-	}
-	applyOverlay(ctx, t, m)
-	ds, err := m.DaemonSet()
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, ds := deployOverlay(ctx, t, "pod-network")
 	node := newDeployNode(ctx, t)
 
 	// An underlay of the node's own: a veth pair whose ends both stay in its namespace, and the Node's
