@@ -438,12 +438,7 @@ func checkSysctlPrivilege(ctx context.Context, t *testing.T, repo string, ds *ap
 		t.Fatal(err)
 	}
 	daemon.Argv = []string{"/bin/sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"}
-	undo, err := daemon.PrepareMountpoints()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := daemon.Command().CombinedOutput()
-	undo()
+	out, err := daemon.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "Read-only file system") {
 		t.Errorf("writing /proc/sys with the daemon container's privileges: err %v, output %q; want a read-only file system", err, out)
 	}
@@ -456,14 +451,7 @@ func checkSysctlPrivilege(ctx context.Context, t *testing.T, repo string, ds *ap
 	if err != nil {
 		t.Fatal(err)
 	}
-	ic, err := manifests.Container(pds, "kernel-setup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	init, err := manifests.PlanContainer(pds, ic, node, "/bin/sh", map[string]string{}, hostSources(t, nil), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	init := planInitContainer(t, pds, "kernel-setup", node)
 	if init.Privileged {
 		t.Fatalf("kernel-setup is privileged")
 	}
@@ -471,13 +459,7 @@ func checkSysctlPrivilege(ctx context.Context, t *testing.T, repo string, ds *ap
 	if before, _ := testCluster.Exec(ctx, node, "cat", "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(before) != "0" {
 		t.Fatalf("net.ipv4.ip_forward in the new namespace %s is %q, want 0 before kernel-setup", node, before)
 	}
-	undo, err = init.PrepareMountpoints()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err = init.Command().CombinedOutput()
-	undo()
-	if err != nil {
+	if out, err = init.CombinedOutput(); err != nil {
 		t.Fatalf("pod-network kernel-setup in %s: %v\n%s", node, err, out)
 	}
 	t.Logf("pod-network kernel-setup: %s", strings.TrimSpace(string(out)))

@@ -99,8 +99,9 @@ func TestPodNetworkOverlayRunsUnprivileged(t *testing.T) {
 	}
 }
 
-// runInitContainer runs init container name of ds to completion in node, as a runtime would.
-func runInitContainer(t *testing.T, ds *appsv1.DaemonSet, name, node string) {
+// planInitContainer plans init container name of ds in node, with the host's own paths for its
+// hostPath volumes. Its image's command is this machine's: the init containers run /bin/sh.
+func planInitContainer(t *testing.T, ds *appsv1.DaemonSet, name, node string) *manifests.ContainerRun {
 	t.Helper()
 	ic, err := manifests.Container(ds, name)
 	if err != nil {
@@ -110,12 +111,13 @@ func runInitContainer(t *testing.T, ds *appsv1.DaemonSet, name, node string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	undo, err := run.PrepareMountpoints()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer undo()
-	out, err := run.Command().CombinedOutput()
+	return run
+}
+
+// runInitContainer runs init container name of ds to completion in node, as a runtime would.
+func runInitContainer(t *testing.T, ds *appsv1.DaemonSet, name, node string) {
+	t.Helper()
+	out, err := planInitContainer(t, ds, name, node).CombinedOutput()
 	if err != nil {
 		t.Fatalf("init container %s in %s: %v\n%s", name, node, err, out)
 	}

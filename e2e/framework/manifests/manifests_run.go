@@ -142,6 +142,17 @@ func (r *ContainerRun) PrepareMountpoints() (func(), error) {
 	return undo, nil
 }
 
+// CombinedOutput runs the container to completion, as Command starts it, between PrepareMountpoints
+// and its undo, and returns what it printed.
+func (r *ContainerRun) CombinedOutput() ([]byte, error) {
+	undo, err := r.PrepareMountpoints()
+	if err != nil {
+		return nil, err
+	}
+	defer undo()
+	return r.Command().CombinedOutput()
+}
+
 // Command returns the command that starts the container. Its process becomes the container's
 // process (each step execs the next), so signalling it signals the daemon.
 func (r *ContainerRun) Command() *exec.Cmd {
