@@ -58,10 +58,7 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	ctx := context.Background()
-	state := os.Getenv("SWITCHYARD_STATE")
-	if state == "" {
-		state = "/tmp/switchyard-local"
-	}
+	state := cluster.StateDir()
 	// A state directory means a cluster is up or on its way up (another package's TestMain, a
 	// developer's shell): wait for it rather than racing its local-up.sh with ours.
 	if _, err := os.Stat(state); err == nil {
@@ -82,12 +79,8 @@ func runMain(m *testing.M) int {
 		}
 		fmt.Fprintf(os.Stderr, "%s exists but its cluster did not answer within 90s; bringing it up\n", state)
 	}
-	c, err := cluster.Up(ctx, cluster.Options{Nodes: 1, Proxy: cluster.ProxyNone, EchoPods: 0, State: state})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "cluster up: %v\n", err)
-		if c != nil {
-			_ = c.Down(ctx, "")
-		}
+	c := cluster.UpForTests(ctx, cluster.Options{Nodes: 1, Proxy: cluster.ProxyNone, EchoPods: 0, State: state})
+	if c == nil {
 		return 1
 	}
 	testCluster, ownCluster = c, true

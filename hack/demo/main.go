@@ -67,10 +67,7 @@ func parseFlags() options {
 		fmt.Fprintln(os.Stderr, "demo: --requests must be 1..100")
 		os.Exit(2)
 	}
-	o.state = os.Getenv("SWITCHYARD_STATE")
-	if o.state == "" {
-		o.state = "/tmp/switchyard-local"
-	}
+	o.state = cluster.StateDir()
 	return o
 }
 

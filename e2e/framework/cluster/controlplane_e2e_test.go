@@ -32,10 +32,7 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	ctx := context.Background()
 	start := time.Now()
-	state := os.Getenv("SWITCHYARD_STATE")
-	if state == "" {
-		state = "/tmp/switchyard-local"
-	}
+	state := StateDir()
 	// A cluster someone brought up before the tests (a developer exploring, the demo) is used and
 	// left running, not torn down under them.
 	_, err := os.Stat(filepath.Join(state, "state.env"))
@@ -43,12 +40,8 @@ func run(m *testing.M) int {
 	if reuse {
 		fmt.Fprintf(os.Stderr, "using the cluster already up in %s; it stays up afterwards\n", state)
 	}
-	c, err := Up(ctx, Options{Nodes: 3, Proxy: ProxyNone, State: state, Reuse: reuse})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "cluster up: %v\n", err)
-		if c != nil {
-			_ = c.Down(ctx, "")
-		}
+	c := UpForTests(ctx, Options{Nodes: 3, Proxy: ProxyNone, State: state, Reuse: reuse})
+	if c == nil {
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "cluster up in %s\n", time.Since(start).Round(time.Millisecond))
