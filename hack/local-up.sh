@@ -26,18 +26,8 @@ while (($#)); do
 	esac
 done
 
-# shellcheck source=lib/common.sh
-source "${SY_REPO}/hack/lib/common.sh"
-# shellcheck source=lib/certs.sh
-source "${SY_REPO}/hack/lib/certs.sh"
-# shellcheck source=lib/controlplane.sh
-source "${SY_REPO}/hack/lib/controlplane.sh"
-# shellcheck source=lib/nodes.sh
-source "${SY_REPO}/hack/lib/nodes.sh"
-# shellcheck source=lib/proxy.sh
-source "${SY_REPO}/hack/lib/proxy.sh"
-# shellcheck source=lib/pods.sh
-source "${SY_REPO}/hack/lib/pods.sh"
+# shellcheck source=lib/cluster.sh
+source "${SY_REPO}/hack/lib/cluster.sh"
 
 [[ "$(id -u)" == 0 ]] || sy_die "the local cluster creates network namespaces: run as root"
 sy_lock
