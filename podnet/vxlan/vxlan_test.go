@@ -9,7 +9,12 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/switchyard/switchyard/podnet/vxlan/vxlantest"
 )
+
+// The fake lives in vxlantest, which cannot import this package; this keeps it fitting the seam.
+var _ Netlink = (*vxlantest.Fake)(nil)
 
 func cidr(s string) *net.IPNet {
 	_, n, err := net.ParseCIDR(s)
@@ -33,14 +38,14 @@ func peer(name, podCIDR, vtepMAC, public string) Peer {
 
 // node is one fake node: an underlay and its VXLAN device.
 type node struct {
-	nl    *Fake
+	nl    *vxlantest.Fake
 	dev   int
 	local Local
 }
 
 func newNode(t *testing.T, name, podCIDR string) *node {
 	t.Helper()
-	nl := NewFake()
+	nl := vxlantest.NewFake()
 	under := nl.AddUnderlay("eth0", "192.168.50.11/24", 1500)
 	spec := DeviceSpec{Name: DeviceName(1), VNI: 1, Port: 8472, UnderlayIndex: under, UnderlayIP: net.ParseIP("192.168.50.11"),
 		MTU: 1450, MAC: DeriveMAC(name, 1), Address: VTEPIP(cidr(podCIDR))}
@@ -271,7 +276,7 @@ func TestReconcileDoesNotTouchForeignRoutesOrTransientNeighbours(t *testing.T) {
 }
 
 func TestEnsureDeviceKeepsMACAndRecreates(t *testing.T) {
-	nl := NewFake()
+	nl := vxlantest.NewFake()
 	under := nl.AddUnderlay("eth0", "192.168.50.11/24", 9000)
 	spec := DeviceSpec{Name: DeviceName(1), VNI: 1, Port: 8472, UnderlayIndex: under, UnderlayIP: net.ParseIP("192.168.50.11"),
 		MTU: 8950, MAC: DeriveMAC("node-a", 1), Address: net.ParseIP("10.244.1.0")}

@@ -13,8 +13,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/conntrack/conntracktest"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
+	"github.com/switchyard/switchyard/proxier/ipvs/ipvstest"
 	"github.com/switchyard/switchyard/proxier/metrics"
 	"github.com/switchyard/switchyard/proxier/model"
 
@@ -51,12 +52,12 @@ func incremental(snap *model.Snapshot, changed ...model.ServiceKey) *model.Snaps
 	return snap
 }
 
-func fakeVS(proto uint16, addrPort string) FakeVSKey {
+func fakeVS(proto uint16, addrPort string) ipvstest.FakeVSKey {
 	ap := ipp(addrPort)
-	return FakeVSKey{Family: family(ap.Addr()), Protocol: proto, Addr: ap.Addr(), Port: ap.Port()}
+	return ipvstest.FakeVSKey{Family: family(ap.Addr()), Protocol: proto, Addr: ap.Addr(), Port: ap.Port()}
 }
 
-func destsOf(t *testing.T, k *testKernel, vs FakeVSKey) map[string]int {
+func destsOf(t *testing.T, k *testKernel, vs ipvstest.FakeVSKey) map[string]int {
 	t.Helper()
 	v, ok := k.ipvs.Services[vs]
 	if !ok {
@@ -236,7 +237,7 @@ func TestUDPRealServerDeletedAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	vip := ipp("10.96.0.53:53")
-	k.conntrack.Flows = []conntrack.Flow{
+	k.conntrack.Flows = []conntracktest.Flow{
 		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.5:40000"), OrigDst: vip, ReplySrc: gone},
 		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.6:40000"), OrigDst: vip, ReplySrc: gone},
 		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.7:40000"), OrigDst: vip, ReplySrc: kept},
@@ -318,7 +319,7 @@ func TestForeignEntriesSurvive(t *testing.T) {
 	opts.ExcludeCIDRs = []netip.Prefix{netip.MustParsePrefix("10.96.200.0/24")}
 	// Another program's virtual server on an address of its own, one on an excluded address that is
 	// bound to kube-ipvs0, and one on a node address at a port Switchyard never used.
-	foreign := []FakeVSKey{fakeVS(unix.IPPROTO_TCP, "10.50.0.1:80"), fakeVS(unix.IPPROTO_TCP, "10.96.200.1:80"), fakeVS(unix.IPPROTO_UDP, "192.168.50.10:4789")}
+	foreign := []ipvstest.FakeVSKey{fakeVS(unix.IPPROTO_TCP, "10.50.0.1:80"), fakeVS(unix.IPPROTO_TCP, "10.96.200.1:80"), fakeVS(unix.IPPROTO_UDP, "192.168.50.10:4789")}
 	for _, f := range foreign {
 		if err := k.ipvs.NewService(mobyService(vsKey{f.Addr, protoOf(f.Protocol), f.Port}, "wlc", false, 0)); err != nil {
 			t.Fatal(err)
@@ -527,7 +528,7 @@ func TestDeletedDummyDeviceIsRecreated(t *testing.T) {
 
 func TestIPv6Family(t *testing.T) {
 	k := newTestKernel()
-	k.links = NewFakeLinks(map[string][]string{"eth0": {"192.168.50.10/24", "fd00:50::10/64", "fe80::1/64"}})
+	k.links = ipvstest.NewFakeLinks(map[string][]string{"eth0": {"192.168.50.10/24", "fd00:50::10/64", "fe80::1/64"}})
 	o := testOptions()
 	o.Family = model.IPv6
 	o.NodePortAddresses = nil

@@ -10,6 +10,9 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/switchyard/switchyard/proxier/ipvs/ipvstest"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 func TestSchedulerValidation(t *testing.T) {
@@ -28,7 +31,14 @@ func TestSchedulerValidation(t *testing.T) {
 			t.Errorf("scheduler %q: %v; want a clear rejection listing the schedulers", s, err)
 		}
 	}
-	// The fake refuses unknown schedulers as the kernel would, so a sync could never hide a bad one.
+	// The fake knows the kernel's schedulers, every one the backend accepts ...
+	for _, s := range Schedulers {
+		svc := mobyService(vsKey{ip("10.96.0.10"), model.TCP, 80}, s, false, 0)
+		if err := ipvstest.NewFakeIPVS().NewService(svc); err != nil {
+			t.Errorf("the fake IPVS refuses scheduler %q: %v", s, err)
+		}
+	}
+	// ... and refuses unknown schedulers as the kernel would, so a sync could never hide a bad one.
 	k := newTestKernel()
 	o := DefaultOptions()
 	o.Scheduler = "bogus"

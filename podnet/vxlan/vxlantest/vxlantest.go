@@ -1,4 +1,7 @@
-package vxlan
+// Package vxlantest holds the stateful fake kernel that the overlay (podnet/vxlan) and the pod
+// network controller (podnet) are tested against. It depends on netlink's types only, never on
+// podnet/vxlan, so the overlay's own tests can use it.
+package vxlantest
 
 import (
 	"fmt"
@@ -32,8 +35,6 @@ type Fake struct {
 	// as the kernel's answer and nothing changes.
 	FailOn func(op, key string) error
 }
-
-var _ Netlink = (*Fake)(nil)
 
 // NewFake returns an empty fake kernel.
 func NewFake() *Fake {

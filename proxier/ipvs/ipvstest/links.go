@@ -1,4 +1,4 @@
-package ipvs
+package ipvstest
 
 import (
 	"net"
@@ -27,8 +27,6 @@ type FakeLink struct {
 	Up    bool
 	Addrs []netip.Prefix
 }
-
-var _ Links = (*FakeLinks)(nil)
 
 // NewFakeLinks returns a namespace with loopback (127.0.0.1/8, up) and the given interfaces' addresses.
 func NewFakeLinks(ifaces map[string][]string) *FakeLinks {

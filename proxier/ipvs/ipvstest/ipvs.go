@@ -1,4 +1,9 @@
-package ipvs
+// Package ipvstest holds stateful fakes of the kernel APIs the IPVS backend (proxier/ipvs) programs:
+// the IPVS table (FakeIPVS), the node's links and addresses (FakeLinks) and its /proc/sys
+// (NewFakeSysctl). They answer like the kernel, and the backend's tests assert their end state. They
+// depend on the kernel libraries' types only, never on proxier/ipvs, so the backend's own tests can
+// use them.
+package ipvstest
 
 import (
 	"fmt"
@@ -37,7 +42,12 @@ type FakeVS struct {
 	Dests   map[netip.AddrPort]*mobyipvs.Destination
 }
 
-var _ IPVS = (*FakeIPVS)(nil)
+// kernelSchedulers are the schedulers Linux ships (net/netfilter/ipvs/ip_vs_*.c); the fake knows no
+// others. TestSchedulerValidation in proxier/ipvs holds the backend's list to this one.
+var kernelSchedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+
+// svcFlagPersistent is IP_VS_SVC_F_PERSISTENT, which moby/ipvs does not export.
+const svcFlagPersistent = 0x1
 
 // NewFakeIPVS returns an empty table.
 func NewFakeIPVS() *FakeIPVS { return &FakeIPVS{Services: map[FakeVSKey]*FakeVS{}} }
@@ -107,7 +117,7 @@ func (f *FakeIPVS) NewService(s *mobyipvs.Service) error {
 	if err != nil {
 		return err
 	}
-	if !validScheduler(s.SchedName) {
+	if !slices.Contains(kernelSchedulers, s.SchedName) {
 		return unix.ENOENT // the kernel cannot find (or load) ip_vs_<name>
 	}
 	if _, ok := f.Services[k]; ok {
@@ -125,7 +135,7 @@ func (f *FakeIPVS) UpdateService(s *mobyipvs.Service) error {
 	if err != nil {
 		return err
 	}
-	if !validScheduler(s.SchedName) {
+	if !slices.Contains(kernelSchedulers, s.SchedName) {
 		return unix.ENOENT
 	}
 	addr := vs.Service.Address
@@ -255,7 +265,7 @@ func (f *FakeIPVS) Dump() string {
 	for k, vs := range f.Services {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%s %s %s", protoName(k.Protocol), netip.AddrPortFrom(k.Addr, k.Port), vs.Service.SchedName)
-		if vs.Service.Flags&flagPersistent != 0 {
+		if vs.Service.Flags&svcFlagPersistent != 0 {
 			fmt.Fprintf(&b, " persistent %d", vs.Service.Timeout)
 		}
 		var ds []string
