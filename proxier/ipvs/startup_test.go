@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/pflag"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -44,33 +43,6 @@ func TestSchedulerValidation(t *testing.T) {
 	o.Scheduler = "bogus"
 	if _, err := New(o, k.deps()); err == nil {
 		t.Errorf("New accepted scheduler bogus")
-	}
-}
-
-func TestFlags(t *testing.T) {
-	o := DefaultOptions()
-	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	o.AddFlags(fs)
-	err := fs.Parse([]string{"--ipvs-scheduler=sh", "--ipvs-sync-period=1m", "--ipvs-min-sync-period=2s", "--ipvs-strict-arp",
-		"--ipvs-tcp-timeout=900s", "--ipvs-tcpfin-timeout=30s", "--ipvs-udp-timeout=10s", "--ipvs-exclude-cidrs=10.1.0.0/16, 10.2.3.4/32"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.Scheduler != "sh" || o.SyncPeriod != time.Minute || o.MinSyncPeriod != 2*time.Second || !o.StrictARP ||
-		o.TCPTimeout != 900*time.Second || o.TCPFinTimeout != 30*time.Second || o.UDPTimeout != 10*time.Second ||
-		len(o.ExcludeCIDRs) != 2 || o.ExcludeCIDRs[1].String() != "10.2.3.4/32" {
-		t.Errorf("parsed options: %+v", o)
-	}
-	if err := o.Validate(); err != nil {
-		t.Error(err)
-	}
-	if err := fs.Parse([]string{"--ipvs-exclude-cidrs=10.1.0.0/33"}); err == nil {
-		t.Errorf("a bad CIDR was accepted")
-	}
-	bad := DefaultOptions()
-	bad.MinSyncPeriod = time.Hour
-	if err := bad.Validate(); err == nil {
-		t.Errorf("min sync period above sync period accepted")
 	}
 }
 
