@@ -150,6 +150,17 @@ func newTestProxier(t testing.TB, k *testKernel, opts Options) *Proxier {
 	return p
 }
 
+// syncedFixture is the common start of a test: a fake node into which a proxier with testOptions has
+// synced fixture().
+func syncedFixture(t testing.TB) (*testKernel, *Proxier, *model.Snapshot) {
+	t.Helper()
+	k := newTestKernel()
+	p := newTestProxier(t, k, testOptions())
+	snap := fixture()
+	mustSync(t, p, snap)
+	return k, p, snap
+}
+
 func mustSync(t testing.TB, p *Proxier, s *model.Snapshot) SyncStats {
 	t.Helper()
 	if err := p.Sync(s); err != nil {

@@ -94,10 +94,7 @@ func TestSyncProgramsFixture(t *testing.T) {
 }
 
 func TestUnchangedSyncWritesNothing(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	before := kernelState(k)
 
 	// Same values, ordinary sync: nothing is re-rendered or written; one look-up of kube-ipvs0.
@@ -130,10 +127,7 @@ func TestUnchangedSyncWritesNothing(t *testing.T) {
 }
 
 func TestOneEndpointChange(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 
 	web := spn("default", "web", "http")
 	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.4", 8080, "node-b"), ready("fd00:244::2", 8080, nodeName)}
@@ -161,10 +155,7 @@ func maps(a, b map[string]int) bool {
 }
 
 func TestGracefulTermination(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	vs := fakeVS(unix.IPPROTO_TCP, "10.96.0.10:80")
 	old := ipp("10.244.2.3:8080")
 	if err := k.ipvs.SetConnections(vs, old, 2, 1); err != nil {
@@ -227,10 +218,7 @@ func TestGracefulTermination(t *testing.T) {
 }
 
 func TestUDPRealServerDeletedAtOnce(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	vs := fakeVS(unix.IPPROTO_UDP, "10.96.0.53:53")
 	gone, kept := ipp("10.244.3.4:53"), ipp("10.244.1.7:53")
 	if err := k.ipvs.SetConnections(vs, gone, 0, 4); err != nil {
@@ -259,10 +247,7 @@ func TestUDPRealServerDeletedAtOnce(t *testing.T) {
 }
 
 func TestServiceRemovedAndAdded(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	legacy := spn("shop", "legacy", "")
 	delete(snap.Services, legacy)
 	delete(snap.Endpoints, legacy)
@@ -295,10 +280,7 @@ func TestServiceRemovedAndAdded(t *testing.T) {
 }
 
 func TestAffinityChangeUpdatesInPlace(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	cart := spn("shop", "cart", "")
 	svc := *snap.Services[cart]
 	svc.Affinity = model.SessionAffinity{ClientIP: true, TimeoutSeconds: 30}
@@ -372,10 +354,7 @@ func TestForeignEntriesSurvive(t *testing.T) {
 func protoOf(p uint16) model.Protocol { pr, _ := fromIPVSProto(p); return pr }
 
 func TestDriftRepairedByFullSync(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	want := kernelState(k)
 
 	web := fakeVS(unix.IPPROTO_TCP, "10.96.0.10:80")
@@ -407,8 +386,7 @@ func TestDriftRepairedByFullSync(t *testing.T) {
 }
 
 func TestRestartAdoptsKernelState(t *testing.T) {
-	k := newTestKernel()
-	mustSync(t, newTestProxier(t, k, testOptions()), fixture())
+	k, _, _ := syncedFixture(t)
 	want := kernelState(k)
 	// A new process (restart, upgrade) finds everything in place and writes nothing to netlink.
 	p := newTestProxier(t, k, testOptions())
@@ -426,10 +404,7 @@ func TestRestartAdoptsKernelState(t *testing.T) {
 }
 
 func TestFailedSyncIsRetriedInFull(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	want := kernelState(k)
 	// Someone deletes a virtual server behind the backend's back; the next change to it fails, as
 	// the kernel refuses a real server on a missing virtual server.
@@ -482,10 +457,7 @@ func TestConflictingVirtualServers(t *testing.T) {
 }
 
 func TestNodeAddressChange(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	eth0 := k.links.Links["eth0"]
 	eth0.Addrs = append(eth0.Addrs, netip.MustParsePrefix("192.168.50.11/24"))
 	// Ordinary syncs do not read the node's addresses (that costs a dump of every address, the
@@ -511,10 +483,7 @@ func TestNodeAddressChange(t *testing.T) {
 }
 
 func TestDeletedDummyDeviceIsRecreated(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	want := kernelState(k)
 	delete(k.links.Links, DummyDevice) // someone ran `ip link del kube-ipvs0`
 	// The next ordinary sync notices, recreates the device and rebinds every address.
@@ -567,9 +536,7 @@ func gauge(t *testing.T, g prometheus.Gauge) float64 {
 }
 
 func TestMetrics(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	mustSync(t, p, fixture())
+	k, _, _ := syncedFixture(t)
 	// shop/legacy has eTP=Local and no endpoint on this node; shop/front and monitoring/agent have one.
 	if got := gauge(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external")); got != 1 {
 		t.Errorf("no-local-endpoints (external) = %v, want 1", got)
@@ -584,10 +551,7 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestPortRemovedFromService(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	https := spn("default", "web", "https")
 	delete(snap.Services, https)
 	delete(snap.Endpoints, https)
