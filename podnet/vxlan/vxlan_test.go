@@ -89,6 +89,18 @@ var (
 	peerC = peer("c", "10.244.3.0/24", "0a:00:00:00:00:03", "192.168.60.13")
 )
 
+// stateBC is the overlay state of peers b and c, both reached through the VXLAN device.
+func stateBC() []string {
+	return []string{
+		"fdb 0a:00:00:00:00:02 dst 192.168.50.12 dev syvx.1",
+		"fdb 0a:00:00:00:00:03 dst 192.168.60.13 dev syvx.1",
+		"neigh 10.244.2.0 lladdr 0a:00:00:00:00:02 dev syvx.1",
+		"neigh 10.244.3.0 lladdr 0a:00:00:00:00:03 dev syvx.1",
+		"route 10.244.2.0/24 via 10.244.2.0 dev syvx.1 onlink",
+		"route 10.244.3.0/24 via 10.244.3.0 dev syvx.1 onlink",
+	}
+}
+
 func stateB() []string {
 	return []string{
 		"fdb 0a:00:00:00:00:02 dst 192.168.50.12 dev syvx.1",
@@ -150,14 +162,7 @@ func TestReconcileProgramsPeersAndSecondSyncWritesNothing(t *testing.T) {
 	if _, err := n.sync(t, peerB, peerC); err != nil {
 		t.Fatal(err)
 	}
-	assertState(t, n.overlayState(),
-		"fdb 0a:00:00:00:00:02 dst 192.168.50.12 dev syvx.1",
-		"fdb 0a:00:00:00:00:03 dst 192.168.60.13 dev syvx.1",
-		"neigh 10.244.2.0 lladdr 0a:00:00:00:00:02 dev syvx.1",
-		"neigh 10.244.3.0 lladdr 0a:00:00:00:00:03 dev syvx.1",
-		"route 10.244.2.0/24 via 10.244.2.0 dev syvx.1 onlink",
-		"route 10.244.3.0/24 via 10.244.3.0 dev syvx.1 onlink",
-	)
+	assertState(t, n.overlayState(), stateBC()...)
 	before := n.nl.Writes
 	res, err := n.sync(t, peerB, peerC)
 	if err != nil || res.Writes != 0 || n.nl.Writes != before {
@@ -384,12 +389,5 @@ func TestReconcileDirectRoutingUsesUnderlay(t *testing.T) {
 	if _, err := n.sync(t, peerB, peerC); err != nil {
 		t.Fatal(err)
 	}
-	assertState(t, n.overlayState(),
-		"fdb 0a:00:00:00:00:02 dst 192.168.50.12 dev syvx.1",
-		"fdb 0a:00:00:00:00:03 dst 192.168.60.13 dev syvx.1",
-		"neigh 10.244.2.0 lladdr 0a:00:00:00:00:02 dev syvx.1",
-		"neigh 10.244.3.0 lladdr 0a:00:00:00:00:03 dev syvx.1",
-		"route 10.244.2.0/24 via 10.244.2.0 dev syvx.1 onlink",
-		"route 10.244.3.0/24 via 10.244.3.0 dev syvx.1 onlink",
-	)
+	assertState(t, n.overlayState(), stateBC()...)
 }

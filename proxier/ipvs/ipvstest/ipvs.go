@@ -157,27 +157,30 @@ func (f *FakeIPVS) DelService(s *mobyipvs.Service) error {
 	return nil
 }
 
-func (f *FakeIPVS) checkDest(vs *FakeVS, d *mobyipvs.Destination) (netip.AddrPort, error) {
+// settableDest finds the virtual server s and the key of real server d in it, refusing what the
+// kernel refuses in a real server's settings: a negative weight, or the other address family unless
+// the real server is reached by tunnelling.
+func (f *FakeIPVS) settableDest(s *mobyipvs.Service, d *mobyipvs.Destination) (*FakeVS, netip.AddrPort, error) {
+	vs, err := f.lookup(s)
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
 	k, err := destKey(d)
 	if err != nil {
-		return k, err
+		return nil, k, err
 	}
 	if d.Weight < 0 {
-		return k, unix.ERANGE
+		return nil, k, unix.ERANGE
 	}
 	if k.Addr().Is4() != (vs.Service.AddressFamily == unix.AF_INET) && d.ConnectionFlags&mobyipvs.ConnectionFlagFwdMask != mobyipvs.ConnectionFlagTunnel {
-		return k, unix.EAFNOSUPPORT
+		return nil, k, unix.EAFNOSUPPORT
 	}
-	return k, nil
+	return vs, k, nil
 }
 
 func (f *FakeIPVS) NewDestination(s *mobyipvs.Service, d *mobyipvs.Destination) error {
 	f.Writes++
-	vs, err := f.lookup(s)
-	if err != nil {
-		return err
-	}
-	k, err := f.checkDest(vs, d)
+	vs, k, err := f.settableDest(s, d)
 	if err != nil {
 		return err
 	}
@@ -193,11 +196,7 @@ func (f *FakeIPVS) NewDestination(s *mobyipvs.Service, d *mobyipvs.Destination) 
 
 func (f *FakeIPVS) UpdateDestination(s *mobyipvs.Service, d *mobyipvs.Destination) error {
 	f.Writes++
-	vs, err := f.lookup(s)
-	if err != nil {
-		return err
-	}
-	k, err := f.checkDest(vs, d)
+	vs, k, err := f.settableDest(s, d)
 	if err != nil {
 		return err
 	}
