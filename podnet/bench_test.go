@@ -3,7 +3,6 @@ package podnet
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -14,8 +13,10 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
+	"github.com/switchyard/switchyard/internal/sysctltest"
 	"github.com/switchyard/switchyard/podnet/masq"
 	"github.com/switchyard/switchyard/podnet/vxlan"
+	"github.com/switchyard/switchyard/podnet/vxlan/vxlantest"
 )
 
 // BenchmarkCNIAdd executes the real plugin for 100 pods of one node (a namespace) per iteration and
@@ -23,16 +24,7 @@ import (
 func BenchmarkCNIAdd(b *testing.B) {
 	netnstest.Require(b)
 	bin := buildPlugin(b)
-	dir := b.TempDir()
-	node := &testNet{ns: netnstest.New(b, "cb"), subnetFile: filepath.Join(dir, "subnet.env"), dataDir: filepath.Join(dir, "cni")}
-	if err := os.WriteFile(node.subnetFile, []byte("SWITCHYARD_NETWORK=10.244.0.0/16\nSWITCHYARD_SUBNET=10.244.1.0/24\nSWITCHYARD_MTU=1450\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	const pods = 100
-	podNS := make([]*netnstest.NS, pods)
-	for i := range podNS {
-		podNS[i] = netnstest.New(b, fmt.Sprintf("cbp%d", i))
-	}
+	node, podNS := cniNode(b, "cb", 100)
 	var all []time.Duration
 	b.ResetTimer()
 	for it := 0; it < b.N; it++ {
@@ -85,10 +77,10 @@ func BenchmarkControllerConverge(b *testing.B) {
 			cfg.Mode, cfg.ClusterCIDR, cfg.SubnetFile = ModeVXLAN, "10.0.0.0/8", filepath.Join(b.TempDir(), "subnet.env")
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				nl := vxlan.NewFake()
+				nl := vxlantest.NewFake()
 				nl.AddUnderlay("eth0", "192.168.250.1/16", 1500)
 				ctrl, err := newController(client, factory, "self", cfg, Deps{Netlink: nl, Iptables: masq.NewFake(),
-					Sysctl: &FakeSysctl{Values: map[string]string{sysctlForward: "0"}}})
+					Sysctl: sysctltest.New(map[string]string{sysctlForward: "0"})})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/conntrack/conntracktest"
 	"github.com/switchyard/switchyard/proxier/metrics"
 	"github.com/switchyard/switchyard/proxier/model"
 
@@ -227,12 +228,12 @@ func TestProxierMetrics(t *testing.T) {
 }
 
 func TestProxierClearsStaleUDPFlows(t *testing.T) {
-	ct := &conntrack.Fake{}
+	ct := &conntracktest.Fake{}
 	_, p, snap := syncedFixture(t, ct)
 	dns := spn("kube-system", "dns", "dns")
 	vip := netip.MustParseAddrPort("10.96.0.53:53")
 	client := netip.MustParseAddrPort("10.244.1.50:40000")
-	ct.Flows = []conntrack.Flow{
+	ct.Flows = []conntracktest.Flow{
 		{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.2.2:53")}, // to the endpoint that goes
 		{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.3.3:53")}, // to the one that stays
 	}
