@@ -51,12 +51,8 @@ func BenchmarkIncrementalOneEndpoint(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
 			snap := scaleSnapshot(n, 5)
-			r, err := NewRenderer(testOptions())
-			if err != nil {
-				b.Fatal(err)
-			}
-			k := newKernelState()
-			renderApplied(r, k, snap, true)
+			seq := newRenderSeq(b, testOptions())
+			seq.render(snap, true)
 			names := snap.SortedServiceNames()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -68,7 +64,7 @@ func BenchmarkIncrementalOneEndpoint(b *testing.B) {
 				snap.Endpoints[name] = eps
 				snap.Changed = map[model.ServiceKey]struct{}{name.ServiceKey: {}}
 				snap.Full = false
-				out := renderApplied(r, k, snap, false)
+				out := seq.render(snap, false)
 				written = len(out.Restore)
 			}
 			b.ReportMetric(float64(written), "restore-bytes")

@@ -59,15 +59,11 @@ func TestHairpinOnlyForEndpointsThisNodeCanOwn(t *testing.T) {
 	}
 
 	// The pod CIDR decides which rules exist, so a change of it alone re-renders everything.
-	r, err := NewRenderer(testOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := newKernelState()
-	renderApplied(r, k, snapWith(testNodeInfo()), true)
+	seq := newRenderSeq(t, testOptions())
+	seq.render(snapWith(testNodeInfo()), true)
 	next := snapWith(model.NodeInfo{Name: testNode, PodCIDRs: []netip.Prefix{mustPrefix("10.244.2.0/24")}})
 	next.Changed = map[model.ServiceKey]struct{}{}
-	out := renderApplied(r, k, next, false)
+	out := seq.render(next, false)
 	if !out.Full {
 		t.Fatal("a new pod CIDR did not make the render full")
 	}

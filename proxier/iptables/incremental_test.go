@@ -40,11 +40,36 @@ func applyFull(t *testing.T, snap *model.Snapshot, opts Options) string {
 	return f.Dump()
 }
 
-// renderApplied renders snap for the kernel k describes and records the result as applied, as a
-// Proxier does after a successful restore.
-func renderApplied(r *Renderer, k *kernelState, snap *model.Snapshot, full bool) *Rendered {
-	out := r.render(snap, full, k, 0)
-	k.applied(out)
+// renderSeq renders snapshots one after another for the kernel the previous renders left, as a
+// Proxier whose restores all succeed does.
+type renderSeq struct {
+	r *Renderer
+	k *kernelState
+}
+
+func newRenderSeq(tb testing.TB, opts Options) *renderSeq {
+	tb.Helper()
+	r, err := NewRenderer(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &renderSeq{r, newKernelState()}
+}
+
+// render renders snap and records the result as applied.
+func (s *renderSeq) render(snap *model.Snapshot, full bool) *Rendered {
+	out := s.r.render(snap, full, s.k, 0)
+	s.k.applied(out)
+	return out
+}
+
+// applyTo renders snap and applies the result to fake.
+func (s *renderSeq) applyTo(t *testing.T, fake *Fake, snap *model.Snapshot, full bool) *Rendered {
+	t.Helper()
+	out := s.render(snap, full)
+	if err := fake.Restore(out.Restore); err != nil {
+		t.Fatalf("restore rejected: %v\n%s", err, out.Restore)
+	}
 	return out
 }
 
@@ -108,24 +133,17 @@ func mutate(rng *rand.Rand, s *model.Snapshot, step int) {
 // every step that it holds exactly what a full render of the same snapshot produces.
 func TestIncrementalEqualsFull(t *testing.T) {
 	opts := testOptions()
-	r, err := NewRenderer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seq := newRenderSeq(t, opts)
 	fake := NewFake()
 	snap := fixtureSnapshot()
-	k := newKernelState()
-	first := renderApplied(r, k, snap, true)
-	if err := fake.Restore(first.Restore); err != nil {
-		t.Fatal(err)
-	}
+	seq.applyTo(t, fake, snap, true)
 	rng := rand.New(rand.NewSource(1))
 	for step := 0; step < 150; step++ {
 		next := cloneSnapshot(snap)
 		for i := 0; i < 1+rng.Intn(3); i++ {
 			mutate(rng, next, step)
 		}
-		out := renderApplied(r, k, next, false)
+		out := seq.render(next, false)
 		if out.Full {
 			t.Fatalf("step %d: render went full without being asked", step)
 		}
@@ -145,17 +163,16 @@ func TestIncrementalEqualsFull(t *testing.T) {
 // TestEndpointChangeWritesOneChain: the common case, one endpoint replaced, rewrites that service's
 // chain and nothing shared.
 func TestEndpointChangeWritesOneChain(t *testing.T) {
-	r, _ := NewRenderer(testOptions())
+	seq := newRenderSeq(t, testOptions())
 	snap := scaleSnapshot(50, 5)
-	k := newKernelState()
-	renderApplied(r, k, snap, true)
+	seq.render(snap, true)
 	next := cloneSnapshot(snap)
 	n := next.SortedServiceNames()[7]
 	eps := append([]model.Endpoint(nil), next.Endpoints[n]...)
 	eps[0] = ep("10.250.0.1", 8080, "node-b")
 	next.Endpoints[n] = eps
 	next.Changed[n.ServiceKey] = struct{}{}
-	out := renderApplied(r, k, next, false)
+	out := seq.render(next, false)
 	text := string(out.Restore)
 	chain := chainsFor(n, model.TCP).Cluster
 	if !strings.Contains(text, ":"+chain+" ") {
@@ -170,7 +187,7 @@ func TestEndpointChangeWritesOneChain(t *testing.T) {
 		t.Errorf("nat rules written = %d, want 6 (the service chain: masquerade + 5 DNAT)", got)
 	}
 	// Nothing changed at all: nothing to write.
-	again := renderApplied(r, k, cloneSnapshot(next), false)
+	again := seq.render(cloneSnapshot(next), false)
 	if !again.Empty {
 		t.Errorf("a sync without changes renders a restore:\n%s", again.Restore)
 	}
@@ -179,14 +196,10 @@ func TestEndpointChangeWritesOneChain(t *testing.T) {
 // TestStaleChainsDeleted: a removed service's chains go, and a chain the kernel lost meanwhile does
 // not make the deletion fail.
 func TestStaleChainsDeleted(t *testing.T) {
-	r, _ := NewRenderer(testOptions())
+	seq := newRenderSeq(t, testOptions())
 	snap := fixtureSnapshot()
-	k := newKernelState()
-	first := renderApplied(r, k, snap, true)
 	fake := NewFake()
-	if err := fake.Restore(first.Restore); err != nil {
-		t.Fatal(err)
-	}
+	seq.applyTo(t, fake, snap, true)
 	next := cloneSnapshot(snap)
 	gone := spn("default", "lb-local", "https")
 	delete(next.Services, gone)
@@ -194,7 +207,7 @@ func TestStaleChainsDeleted(t *testing.T) {
 	next.Changed[gone.ServiceKey] = struct{}{}
 	names := chainsFor(gone, model.TCP)
 	fake.DeleteChainForTest(TableNAT, names.Local) // someone removed one already
-	out := renderApplied(r, k, next, false)
+	out := seq.render(next, false)
 	if err := fake.Restore(out.Restore); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
@@ -215,20 +228,16 @@ func TestSharedChainBecomingEmptyIsFlushed(t *testing.T) {
 	snap.Node = testNodeInfo()
 	name := spn("default", "lonely", "")
 	addService(snap, &model.ServicePort{Name: name, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.0.99")}})
-	r, _ := NewRenderer(testOptions())
+	seq := newRenderSeq(t, testOptions())
 	fake := NewFake()
-	k := newKernelState()
-	first := renderApplied(r, k, snap, true)
-	if err := fake.Restore(first.Restore); err != nil {
-		t.Fatal(err)
-	}
+	seq.applyTo(t, fake, snap, true)
 	if len(fake.Rules(TableFilter, chainServices)) != 1 {
 		t.Fatalf("expected one REJECT in filter %s, got %v", chainServices, fake.Rules(TableFilter, chainServices))
 	}
 	next := cloneSnapshot(snap)
 	next.Endpoints[name] = []model.Endpoint{ep("10.244.2.1", 80, "node-b")}
 	next.Changed[name.ServiceKey] = struct{}{}
-	out := renderApplied(r, k, next, false)
+	out := seq.render(next, false)
 	if out.Empty {
 		t.Fatal("render claims nothing changed")
 	}
@@ -288,20 +297,16 @@ func TestRenderStaged(t *testing.T) {
 // shard rewrites that shard only; removing the last service of a shard deletes the shard.
 func TestDispatchShards(t *testing.T) {
 	snap := scaleSnapshot(300, 2) // ClusterIPs 10.96.0.0 - 10.96.1.43: two shards
-	r, _ := NewRenderer(testOptions())
+	seq := newRenderSeq(t, testOptions())
 	fake := NewFake()
-	k := newKernelState()
-	first := renderApplied(r, k, snap, true)
-	if err := fake.Restore(first.Restore); err != nil {
-		t.Fatal(err)
-	}
+	seq.applyTo(t, fake, snap, true)
 	lone := spn("default", "lone", "")
 	loneShard := shardChain(mustPrefix("10.97.3.0/24"))
 	next := cloneSnapshot(snap)
 	addService(next, &model.ServicePort{Name: lone, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.97.3.3")}}, ep("10.244.2.1", 80, "node-b"))
 	added := spn("default", "added", "")
 	addService(next, &model.ServicePort{Name: added, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.1.200")}}, ep("10.244.2.2", 80, "node-b"))
-	out := renderApplied(r, k, next, false)
+	out := seq.render(next, false)
 	text := string(out.Restore)
 	if strings.Contains(text, ":"+shardChain(mustPrefix("10.96.0.0/24"))+" ") {
 		t.Errorf("untouched shard 10.96.0.0/24 rewritten")
@@ -318,7 +323,7 @@ func TestDispatchShards(t *testing.T) {
 	delete(third.Services, lone)
 	delete(third.Endpoints, lone)
 	third.Changed[lone.ServiceKey] = struct{}{}
-	out2 := renderApplied(r, k, third, false)
+	out2 := seq.render(third, false)
 	if err := fake.Restore(out2.Restore); err != nil {
 		t.Fatal(err)
 	}
