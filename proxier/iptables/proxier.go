@@ -167,12 +167,14 @@ func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 	switch {
 	case cerr != nil:
 		klog.ErrorS(cerr, "Could not check the canary chain; doing a full sync", "ipFamily", p.family)
-		full, k.jumpsOK = true, false
+		full = true
+		k.jumpsInPlace(false)
 	case !present:
 		if k.jumpsOK {
 			klog.InfoS("Canary chain is gone, so the tables were flushed; doing a full sync", "ipFamily", p.family, "chain", CanaryChain)
 		}
-		full, k.jumpsOK = true, false
+		full = true
+		k.jumpsInPlace(false)
 		// Only the canary may be gone; then our rules still carry traffic and must not be flushed.
 		ours, err := p.ipt.ChainExists(TableNAT, chainServices)
 		if err != nil || ours {
@@ -189,9 +191,7 @@ func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 		if err := p.ensureJumps(); err != nil {
 			return err
 		}
-		// The shared chains are empty now, so no per-service chain is referenced: the chains we
-		// know of are as good as exact.
-		k.exact = true
+		k.bootstrapped()
 	}
 
 	if present && !full && p.checkEvery > 0 && p.now().Sub(p.lastChainCheck) >= p.checkEvery {
@@ -200,7 +200,8 @@ func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 		// leaves it in place, and an incremental sync would not rewrite what it believes is there.
 		if missing, err := p.missingFixedChain(); err != nil || missing != "" {
 			klog.InfoS("A chain of ours is gone or cannot be checked; doing a full sync", "ipFamily", p.family, "chain", missing, "err", err)
-			full, k.jumpsOK = true, false
+			full = true
+			k.jumpsInPlace(false)
 		}
 	} else if full {
 		p.lastChainCheck = p.now() // a full sync reads everything back anyway
@@ -270,7 +271,7 @@ func (p *Proxier) ensureJumps() error {
 			return fmt.Errorf("ensure jump to %s from %s/%s: %w", j.args[len(j.args)-1], j.table, j.chain, err)
 		}
 	}
-	p.kernel.jumpsOK = true
+	p.kernel.jumpsInPlace(true)
 	return nil
 }
 
@@ -335,7 +336,7 @@ func (p *Proxier) readBack(canaryPresent bool) *kernelState {
 		tables[i] = ParseSave(data)
 	}
 	// Checked here for free, so a restart need not ask iptables rule by rule.
-	p.kernel.jumpsOK = jumpsPresent(tables[0], tables[1])
+	p.kernel.jumpsInPlace(jumpsPresent(tables[0], tables[1]))
 	return kernelFromSave(tables[0], tables[1], canaryPresent)
 }
 

@@ -51,6 +51,14 @@ func (k *kernelState) staged(st StagedRestore) {
 	}
 }
 
+// bootstrapped records the restore that declared the shared chains, empty, on tables without our
+// rules: nothing references a per-service chain now, so the chains known are as good as exact.
+func (k *kernelState) bootstrapped() { k.exact = true }
+
+// jumpsInPlace records whether the jumps from the built-in chains are known to be in place: after
+// ensuring or reading them back, or not when the canary or a fixed chain went missing.
+func (k *kernelState) jumpsInPlace(ok bool) { k.jumpsOK = ok }
+
 // lost records a failed sync: what the kernel holds is unknown until the next full sync.
 func (k *kernelState) lost() { k.needFull, k.exact = true, false }
 
