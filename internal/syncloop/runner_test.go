@@ -1,4 +1,4 @@
-package watcher
+package syncloop
 
 import (
 	"errors"
@@ -97,9 +97,6 @@ func TestRunnerPeriodic(t *testing.T) {
 	want := []Reason{ReasonFirst, ReasonPeriodic, ReasonPeriodic}
 	if !slices.Equal(rec.runs, want) {
 		t.Errorf("runs = %v, want %v", rec.runs, want)
-	}
-	if !ReasonPeriodic.Full() || !ReasonFirst.Full() || !ReasonRetry.Full() || ReasonRequested.Full() {
-		t.Error("Full(): first, periodic and retry are full; requested is not")
 	}
 }
 
@@ -248,4 +245,22 @@ func TestRunnerLoop(t *testing.T) {
 func waitForTimer(t *testing.T, clock *clocktesting.FakeClock) {
 	t.Helper()
 	eventually(t, "runner waiting on its timer", clock.HasWaiters)
+}
+
+func TestRunnerBackoffCappedAtRetryMax(t *testing.T) {
+	r, rec := newTestRunner(t, RunnerOptions{RetryInitial: 4 * time.Second, RetryMax: 10 * time.Second})
+	rec.failFor = 100
+	advance(r, rec, 0)
+	var now time.Duration
+	var gaps []time.Duration
+	for i := 0; i < 4; i++ {
+		next := r.step().Sub(t0)
+		gaps = append(gaps, next-now)
+		advance(r, rec, next)
+		now = next
+	}
+	want := []time.Duration{4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}
+	if !slices.Equal(gaps, want) {
+		t.Errorf("retry gaps = %v, want %v", gaps, want)
+	}
 }
