@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/switchyard/switchyard/internal/sysctltest"
 	"github.com/switchyard/switchyard/podnet/masq"
@@ -284,6 +285,47 @@ func TestRunRecreatesDeletedDevice(t *testing.T) {
 	// Stopping removed nothing.
 	if len(overlayLines(nl)) != 3 {
 		t.Fatalf("stopping the controller removed entries: %v", nl.State())
+	}
+}
+
+// TestRunRetriesAfterBackoff: a failed sync is retried after the runner's first backoff (one second
+// on the fake clock), long before the resync period.
+func TestRunRetriesAfterBackoff(t *testing.T) {
+	client := fake.NewSimpleClientset(testNode("a", "10.244.1.0/24", "192.168.50.11", nil))
+	nl := vxlantest.NewFake()
+	nl.AddUnderlay("eth0", "192.168.50.11/24", 1500)
+	sysctl := sysctltest.New(map[string]string{sysctlForward: "0"})
+	sysctl.ReadOnly[sysctlForward] = true
+	cfg := DefaultConfig()
+	cfg.Mode, cfg.ClusterCIDR, cfg.SubnetFile = ModeVXLAN, "10.244.0.0/16", filepath.Join(t.TempDir(), "subnet.env")
+	cfg.ResyncPeriod = time.Hour
+	clock := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	factory := informers.NewSharedInformerFactory(client, 0)
+	ctrl, err := newController(client, factory, "a", cfg, Deps{Netlink: nl, Iptables: masq.NewFake(), Sysctl: sysctl, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	factory.Start(ctx.Done())
+	done := make(chan error, 1)
+	go func() { done <- ctrl.Run(ctx) }()
+
+	// The first sync fails; the runner then waits for its retry, and touches nothing until it is due.
+	eventually(t, "the first sync to fail", func() bool { _, msg := ctrl.Healthy(); return strings.Contains(msg, "permission denied") })
+	eventually(t, "the runner waiting for its retry", clock.HasWaiters)
+	if ok, msg := ctrl.Healthy(); ok || !strings.Contains(msg, "enable forwarding") {
+		t.Fatalf("health after the failure: %v %q, want the failed step named", ok, msg)
+	}
+	sysctl.ReadOnly = nil
+	clock.Step(time.Second)
+	eventually(t, "the retry to succeed", func() bool { ok, _ := ctrl.Healthy(); return ok })
+	if sysctl.Values[sysctlForward] != "1" {
+		t.Errorf("forwarding after the retry: %q", sysctl.Values[sysctlForward])
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run returned %v", err)
 	}
 }
 
