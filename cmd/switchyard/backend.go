@@ -78,6 +78,7 @@ func ipvsOptions(o *Options) ipvs.Options {
 	opts.Scheduler, opts.StrictARP = o.IPVS.Scheduler, o.IPVS.StrictARP
 	opts.TCPTimeout, opts.TCPFinTimeout, opts.UDPTimeout = o.IPVS.TCPTimeout, o.IPVS.TCPFinTimeout, o.IPVS.UDPTimeout
 	opts.ExcludeCIDRs, _ = parsePrefixes("--ipvs-exclude-cidrs", o.IPVS.ExcludeCIDRs)
+	opts.NodeAddressPeriod = o.IPVS.SyncPeriod
 	opts.NodePortAddresses = nodePortCIDRs
 	opts.ClusterCIDRs = clusterCIDRs
 	opts.MasqueradeAll = o.MasqueradeAll

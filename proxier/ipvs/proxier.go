@@ -49,6 +49,7 @@ type Proxier struct {
 	terminating  map[vsKey]map[netip.AddrPort]terminatingDest
 	dummy        netlink.Link
 	nodeAddrs    nodeAddrs
+	nodeAddrsAt  time.Time // when nodeAddrs were read
 	needFull     bool
 	lastStats    SyncStats
 }
@@ -250,10 +251,16 @@ func (p *Proxier) sync(snap *model.Snapshot, full bool) error {
 		full = true
 	}
 	p.dummy = link
-	// The node's addresses are read on full syncs only: the kernel can only dump every address at
-	// once, kube-ipvs0's thousands included, which would make each incremental sync cost O(services).
-	// A new node address therefore gets its NodePorts at the next periodic resync (--ipvs-sync-period).
-	if full {
+	// The node's addresses are read on full syncs and on any sync half an --ipvs-sync-period
+	// (NodeAddressPeriod) after the last read, so the periodic sync always reads them, whatever the
+	// jitter between the runner's clock and ours: a new node address gets its NodePorts within one
+	// --ipvs-sync-period on a quiet node (one and a half at most under churn), as an operator expects
+	// from kube-proxy, which reads them on every sync. Not on every sync here: the kernel can only
+	// dump every address at once, kube-ipvs0's thousands included, which would make each incremental
+	// sync cost O(services). Changed addresses make the sync full: every NodePort depends on them,
+	// and so does every external IP that is a node address.
+	now := p.now()
+	if full || (p.opts.NodeAddressPeriod > 0 && now.Sub(p.nodeAddrsAt) >= p.opts.NodeAddressPeriod/2) {
 		all, err := p.nodeAddresses(p.dummy.Attrs().Index)
 		if err != nil {
 			return err
@@ -261,8 +268,9 @@ func (p *Proxier) sync(snap *model.Snapshot, full bool) error {
 		addrs := selectNodeAddrs(&p.opts, all)
 		if !slices.Equal(addrs.All, p.nodeAddrs.All) || !slices.Equal(addrs.NodePort, p.nodeAddrs.NodePort) {
 			klog.V(2).InfoS("Node addresses changed", "family", p.opts.Family, "all", addrs.All, "nodePort", addrs.NodePort)
+			full = true
 		}
-		p.nodeAddrs = addrs
+		p.nodeAddrs, p.nodeAddrsAt = addrs, now
 	}
 	p.render(snap, full)
 	if full {
