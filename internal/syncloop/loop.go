@@ -104,7 +104,10 @@ func New(cfg Config) (*Loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Source.OnChange(l.changed)
+	// Two handlers rather than one that does both: the runner hears of a change straight from the
+	// source, and the bookkeeping of queued changes stays off that path.
+	cfg.Source.OnChange(l.queued)
+	cfg.Source.OnChange(l.runner.Run)
 	return l, nil
 }
 
@@ -122,13 +125,13 @@ func (l *Loop) Run(ctx context.Context) {
 	klog.InfoS("Stopping; the installed rules stay in place")
 }
 
-// changed is the Source's change handler: it must not block.
-func (l *Loop) changed() {
+// queued records that a change waits for a sync (for /healthz and kube-proxy's last-queued metric).
+// It is a Source change handler, so it must not block.
+func (l *Loop) queued() {
 	if l.cfg.Health != nil {
 		l.cfg.Health.QueuedUpdate()
 	}
 	metrics.SyncProxyRulesLastQueuedTimestamp.Set(seconds(l.cfg.Clock.Now()))
-	l.runner.Run()
 }
 
 // full decides whether a sync for reason, starting at now, is full.

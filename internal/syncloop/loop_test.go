@@ -8,9 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/switchyard/switchyard/proxier/healthcheck"
+	"github.com/switchyard/switchyard/proxier/metrics"
 	"github.com/switchyard/switchyard/proxier/model"
 	"github.com/switchyard/switchyard/watcher"
 )
@@ -25,6 +28,7 @@ type fakeSource struct {
 	mu       sync.Mutex
 	ports    map[model.ServicePortName]*model.ServicePort
 	changed  map[model.ServiceKey]struct{}
+	triggers []time.Time // EndpointSlice trigger times of the changes not yet taken
 	handlers []func()
 	synced   bool
 
@@ -69,7 +73,9 @@ func (s *fakeSource) Snapshot(full bool) (*model.Snapshot, watcher.SyncInfo) {
 	snap.Full = full
 	maps.Copy(snap.Services, s.ports)
 	snap.Changed, s.changed = s.changed, map[model.ServiceKey]struct{}{}
-	return snap, watcher.SyncInfo{}
+	info := watcher.SyncInfo{TriggerTimes: s.triggers}
+	s.triggers = nil
+	return snap, info
 }
 
 // setPort makes the service "ns/name" listen on port (0 deletes it) and tells the handlers.
@@ -82,6 +88,7 @@ func (s *fakeSource) setPort(name string, port int32) {
 		s.ports[key] = &model.ServicePort{Name: key, Protocol: model.TCP, Port: port}
 	}
 	s.changed[key.ServiceKey] = struct{}{}
+	s.triggers = append(s.triggers, t0) // the EndpointSlice controller noticed the change at t0
 	handlers := s.handlers
 	s.mu.Unlock()
 	for _, h := range handlers {
@@ -400,12 +407,17 @@ func TestLoopFanOut(t *testing.T) {
 }
 
 // TestLoopSideEffects: a change marks /healthz pending; a successful sync clears it, dates it with
-// the loop's clock and hands the snapshot to the service health servers.
+// the loop's clock, observes the changes' programming latency on that clock and hands the snapshot
+// to the service health servers.
 func TestLoopSideEffects(t *testing.T) {
 	tl := newTestLoop(t, 1)
 	tl.at(0)
+	before := histogram(t, metrics.NetworkProgrammingLatency)
 	tl.src.setPort("web", 80)
 	tl.src.setPort("db", 5432)
+	if got := gaugeValue(t, metrics.SyncProxyRulesLastQueuedTimestamp); got != seconds(t0) {
+		t.Errorf("last-queued timestamp %v, want the fake clock's %v", got, seconds(t0))
+	}
 	tl.clock.SetTime(t0.Add(3 * syncEach)) // the change waits longer than the health timeout
 	if tl.health.IsHealthy() {
 		t.Error("healthy with a change queued for longer than the timeout")
@@ -413,6 +425,10 @@ func TestLoopSideEffects(t *testing.T) {
 	tl.at(3 * syncEach)
 	if !tl.health.IsHealthy() || !tl.health.Status().LastUpdated.Equal(t0.Add(3*syncEach)) {
 		t.Errorf("after the sync: %+v, want healthy and updated at %v", tl.health.Status(), t0.Add(3*syncEach))
+	}
+	after := histogram(t, metrics.NetworkProgrammingLatency)
+	if n, sum := after.GetSampleCount()-before.GetSampleCount(), after.GetSampleSum()-before.GetSampleSum(); n != 2 || sum != 2*(3*syncEach).Seconds() {
+		t.Errorf("programming latency: %d samples summing to %vs, want 2 of %v", n, sum, 3*syncEach)
 	}
 	if !tl.svcHC.synced || tl.svcHC.services != 2 {
 		t.Errorf("service health servers saw %d services (synced %v), want 2", tl.svcHC.services, tl.svcHC.synced)
@@ -429,6 +445,24 @@ func TestNewValidates(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
+}
+
+func histogram(t *testing.T, h prometheus.Histogram) *dto.Histogram {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram()
 }
 
 func portName(name string) model.ServicePortName {
