@@ -238,6 +238,32 @@ func TestBadPeerAnnotationsSkipOnlyThatPeer(t *testing.T) {
 	}
 }
 
+// runController runs a controller of node "a" over deps with a resync period of an hour (so only
+// events and retries sync). stop ends Run and checks that it returned no error.
+func runController(t *testing.T, client kubernetes.Interface, deps Deps) (ctrl *Controller, stop func()) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Mode, cfg.ClusterCIDR, cfg.SubnetFile = ModeVXLAN, "10.244.0.0/16", filepath.Join(t.TempDir(), "subnet.env")
+	cfg.ResyncPeriod = time.Hour
+	factory := informers.NewSharedInformerFactory(client, 0)
+	ctrl, err := newController(client, factory, "a", cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	factory.Start(ctx.Done())
+	done := make(chan error, 1)
+	go func() { done <- ctrl.Run(ctx) }()
+	return ctrl, func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run returned %v", err)
+		}
+	}
+}
+
 func TestRunRecreatesDeletedDevice(t *testing.T) {
 	client := fake.NewSimpleClientset(
 		testNode("a", "10.244.1.0/24", "192.168.50.11", nil),
@@ -246,12 +272,8 @@ func TestRunRecreatesDeletedDevice(t *testing.T) {
 	nl := vxlantest.NewFake()
 	nl.AddUnderlay("eth0", "192.168.50.11/24", 1500)
 	events := make(chan string, 1)
-	h := &harness{nl: nl, ipt: masq.NewFake(), sysctl: sysctltest.New(map[string]string{sysctlForward: "0"})}
-	cfg := DefaultConfig()
-	cfg.Mode, cfg.ClusterCIDR, cfg.SubnetFile = ModeVXLAN, "10.244.0.0/16", filepath.Join(t.TempDir(), "subnet.env")
-	cfg.ResyncPeriod = time.Hour // only the link event can bring the device back
-	factory := informers.NewSharedInformerFactory(client, 0)
-	ctrl, err := newController(client, factory, "a", cfg, Deps{Netlink: nl, Iptables: h.ipt, Sysctl: h.sysctl,
+	// With an hour's resync period, only the link event can bring the device back.
+	_, stop := runController(t, client, Deps{Netlink: nl, Iptables: masq.NewFake(), Sysctl: sysctltest.New(map[string]string{sysctlForward: "0"}),
 		WatchLinks: func(ctx context.Context, changed func(string)) error {
 			for {
 				select {
@@ -262,14 +284,6 @@ func TestRunRecreatesDeletedDevice(t *testing.T) {
 				}
 			}
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	factory.Start(ctx.Done())
-	done := make(chan error, 1)
-	go func() { done <- ctrl.Run(ctx) }()
 	eventually(t, "first sync", func() bool { return len(overlayLines(nl)) == 3 })
 
 	nl.DeleteLinkBehindBack("syvx.1")
@@ -278,10 +292,7 @@ func TestRunRecreatesDeletedDevice(t *testing.T) {
 		l, err := nl.LinkByName("syvx.1")
 		return err == nil && l.Attrs().HardwareAddr.String() == vxlan.DeriveMAC("a", 1).String() && len(overlayLines(nl)) == 3
 	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run returned %v", err)
-	}
+	stop()
 	// Stopping removed nothing.
 	if len(overlayLines(nl)) != 3 {
 		t.Fatalf("stopping the controller removed entries: %v", nl.State())
@@ -296,20 +307,8 @@ func TestRunRetriesAfterBackoff(t *testing.T) {
 	nl.AddUnderlay("eth0", "192.168.50.11/24", 1500)
 	sysctl := sysctltest.New(map[string]string{sysctlForward: "0"})
 	sysctl.ReadOnly[sysctlForward] = true
-	cfg := DefaultConfig()
-	cfg.Mode, cfg.ClusterCIDR, cfg.SubnetFile = ModeVXLAN, "10.244.0.0/16", filepath.Join(t.TempDir(), "subnet.env")
-	cfg.ResyncPeriod = time.Hour
 	clock := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	factory := informers.NewSharedInformerFactory(client, 0)
-	ctrl, err := newController(client, factory, "a", cfg, Deps{Netlink: nl, Iptables: masq.NewFake(), Sysctl: sysctl, Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	factory.Start(ctx.Done())
-	done := make(chan error, 1)
-	go func() { done <- ctrl.Run(ctx) }()
+	ctrl, stop := runController(t, client, Deps{Netlink: nl, Iptables: masq.NewFake(), Sysctl: sysctl, Clock: clock})
 
 	// The first sync fails; the runner then waits for its retry, and touches nothing until it is due.
 	eventually(t, "the first sync to fail", func() bool { _, msg := ctrl.Healthy(); return strings.Contains(msg, "permission denied") })
@@ -323,10 +322,7 @@ func TestRunRetriesAfterBackoff(t *testing.T) {
 	if sysctl.Values[sysctlForward] != "1" {
 		t.Errorf("forwarding after the retry: %q", sysctl.Values[sysctlForward])
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run returned %v", err)
-	}
+	stop()
 }
 
 func TestConfigValidate(t *testing.T) {

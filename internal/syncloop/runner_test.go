@@ -134,21 +134,29 @@ func TestRunnerRetryBackoff(t *testing.T) {
 	}
 }
 
-func TestRunnerBackoffCappedAtMaxInterval(t *testing.T) {
-	r, rec := newTestRunner(t, RunnerOptions{RetryInitial: 20 * time.Second})
-	rec.failFor = 100
-	advance(r, rec, 0)
-	var now time.Duration
-	var gaps []time.Duration
-	for i := 0; i < 4; i++ {
-		next := r.step().Sub(t0)
-		gaps = append(gaps, next-now)
-		advance(r, rec, next)
-		now = next
-	}
-	want := []time.Duration{20 * time.Second, maxI, maxI, maxI}
-	if !slices.Equal(gaps, want) {
-		t.Errorf("retry gaps = %v, want %v", gaps, want)
+func TestRunnerBackoffCapped(t *testing.T) {
+	for name, tc := range map[string]struct {
+		opts RunnerOptions
+		want []time.Duration
+	}{
+		"at MaxInterval": {RunnerOptions{RetryInitial: 20 * time.Second}, []time.Duration{20 * time.Second, maxI, maxI, maxI}},
+		"at RetryMax": {RunnerOptions{RetryInitial: 4 * time.Second, RetryMax: 10 * time.Second},
+			[]time.Duration{4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}},
+	} {
+		r, rec := newTestRunner(t, tc.opts)
+		rec.failFor = 100
+		advance(r, rec, 0)
+		var now time.Duration
+		var gaps []time.Duration
+		for i := 0; i < 4; i++ {
+			next := r.step().Sub(t0)
+			gaps = append(gaps, next-now)
+			advance(r, rec, next)
+			now = next
+		}
+		if !slices.Equal(gaps, tc.want) {
+			t.Errorf("%s: retry gaps = %v, want %v", name, gaps, tc.want)
+		}
 	}
 }
 
@@ -245,22 +253,4 @@ func TestRunnerLoop(t *testing.T) {
 func waitForTimer(t *testing.T, clock *clocktesting.FakeClock) {
 	t.Helper()
 	eventually(t, "runner waiting on its timer", clock.HasWaiters)
-}
-
-func TestRunnerBackoffCappedAtRetryMax(t *testing.T) {
-	r, rec := newTestRunner(t, RunnerOptions{RetryInitial: 4 * time.Second, RetryMax: 10 * time.Second})
-	rec.failFor = 100
-	advance(r, rec, 0)
-	var now time.Duration
-	var gaps []time.Duration
-	for i := 0; i < 4; i++ {
-		next := r.step().Sub(t0)
-		gaps = append(gaps, next-now)
-		advance(r, rec, next)
-		now = next
-	}
-	want := []time.Duration{4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}
-	if !slices.Equal(gaps, want) {
-		t.Errorf("retry gaps = %v, want %v", gaps, want)
-	}
 }
