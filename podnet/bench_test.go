@@ -13,8 +13,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
-	"github.com/switchyard/switchyard/podnet/masq"
 	"github.com/switchyard/switchyard/podnet/vxlan"
 )
 
@@ -87,7 +87,7 @@ func BenchmarkControllerConverge(b *testing.B) {
 				b.StopTimer()
 				nl := vxlan.NewFake()
 				nl.AddUnderlay("eth0", "192.168.250.1/16", 1500)
-				ctrl, err := newController(client, factory, "self", cfg, Deps{Netlink: nl, Iptables: masq.NewFake(),
+				ctrl, err := newController(client, factory, "self", cfg, Deps{Netlink: nl, Iptables: iptablestest.NewFake(),
 					Sysctl: &FakeSysctl{Values: map[string]string{sysctlForward: "0"}}})
 				if err != nil {
 					b.Fatal(err)

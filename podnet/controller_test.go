@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/podnet/masq"
 	"github.com/switchyard/switchyard/podnet/subnet"
 	"github.com/switchyard/switchyard/podnet/vxlan"
@@ -35,7 +36,7 @@ func testNode(name, podCIDR, internalIP string, annotations map[string]string) *
 type harness struct {
 	ctrl   *Controller
 	nl     *vxlan.Fake
-	ipt    *masq.Fake
+	ipt    *iptablestest.Fake
 	sysctl *FakeSysctl
 	cfg    Config
 }
@@ -48,7 +49,7 @@ func newHarness(t *testing.T, client kubernetes.Interface, nodeName, underlayCID
 	}
 	h := &harness{
 		nl:     nl,
-		ipt:    masq.NewFake(),
+		ipt:    iptablestest.NewFake(),
 		sysctl: &FakeSysctl{Values: map[string]string{sysctlForward: "0", sysctlBridgeNF: "0"}},
 	}
 	h.cfg = DefaultConfig()
@@ -141,8 +142,8 @@ func TestWaitsForPodCIDRThenProgramsEverything(t *testing.T) {
 	if h.sysctl.Values[sysctlForward] != "1" || h.sysctl.Values[sysctlBridgeNF] != "1" {
 		t.Fatalf("sysctls: %v", h.sysctl.Values)
 	}
-	if len(h.ipt.Tables["nat"][masq.MasqChain]) != 3 || len(h.ipt.Tables["nat"]["POSTROUTING"]) != 1 {
-		t.Fatalf("masquerade rules: %v", h.ipt.Tables["nat"])
+	if len(h.ipt.Rules("nat", masq.MasqChain)) != 3 || len(h.ipt.Rules("nat", "POSTROUTING")) != 1 {
+		t.Fatalf("masquerade rules:\n%s", h.ipt.DumpTable("nat"))
 	}
 	want := []string{
 		"fdb 0a:00:00:00:00:02 dst 192.168.50.12 dev syvx.1",
@@ -240,7 +241,7 @@ func TestRunRecreatesDeletedDevice(t *testing.T) {
 	nl := vxlan.NewFake()
 	nl.AddUnderlay("eth0", "192.168.50.11/24", 1500)
 	events := make(chan string, 1)
-	h := &harness{nl: nl, ipt: masq.NewFake(), sysctl: &FakeSysctl{Values: map[string]string{sysctlForward: "0"}}}
+	h := &harness{nl: nl, ipt: iptablestest.NewFake(), sysctl: &FakeSysctl{Values: map[string]string{sysctlForward: "0"}}}
 	cfg := DefaultConfig()
 	cfg.Mode, cfg.ClusterCIDR, cfg.SubnetFile = ModeVXLAN, "10.244.0.0/16", filepath.Join(t.TempDir(), "subnet.env")
 	cfg.ResyncPeriod = time.Hour // only the link event can bring the device back

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/informers"
 
 	"github.com/switchyard/switchyard/e2e/cluster"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/ipvs"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
@@ -62,7 +63,7 @@ func renderIPVS(ctx context.Context, c *cluster.Cluster, links map[string][]stri
 	// The fake node has node 1's devices and addresses: NodePorts get a virtual server on each.
 	fakeLinks := ipvs.NewFakeLinks(links)
 	sets := ipset.NewFake()
-	ipt := ipvs.NewFakeIptables()
+	ipt := iptablestest.NewFake()
 	ipt.SetExists = func(name string) bool { _, ok := sets.Sets[name]; return ok }
 	fipvs := ipvs.NewFakeIPVS()
 	opts := ipvs.DefaultOptions()

@@ -9,6 +9,8 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 )
 
 // Chain names, derived here only.
@@ -60,17 +62,9 @@ func Render(clusterCIDR *net.IPNet, masquerade bool) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Iptables is the side-effect seam: the real type runs iptables-restore and iptables, the fake keeps
-// chains in memory.
-type Iptables interface {
-	// Restore feeds data to iptables-restore --noflush.
-	Restore(data []byte) error
-	// EnsureRule adds rule to table/chain unless an identical rule exists; insert puts it first.
-	EnsureRule(table, chain string, rule []string, insert bool) error
-}
-
-// Sync renders the rules and applies them: chains first, then the jumps into them.
-func Sync(ipt Iptables, clusterCIDR *net.IPNet, masquerade bool) error {
+// Sync renders the rules and applies them through ipt, the node's iptables of the variant the proxy
+// programs: chains first, then the jumps into them.
+func Sync(ipt utiliptables.Interface, clusterCIDR *net.IPNet, masquerade bool) error {
 	data, err := Render(clusterCIDR, masquerade)
 	if err != nil {
 		return err
@@ -79,7 +73,11 @@ func Sync(ipt Iptables, clusterCIDR *net.IPNet, masquerade bool) error {
 		return fmt.Errorf("restore pod network chains: %w", err)
 	}
 	for _, j := range Jumps {
-		if err := ipt.EnsureRule(j.Table, j.Chain, JumpRule(j), j.Insert); err != nil {
+		pos := utiliptables.Append
+		if j.Insert {
+			pos = utiliptables.Prepend
+		}
+		if err := ipt.EnsureRule(pos, j.Table, j.Chain, JumpRule(j)...); err != nil {
 			return fmt.Errorf("jump from %s/%s to %s: %w", j.Table, j.Chain, j.Target, err)
 		}
 	}

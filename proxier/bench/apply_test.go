@@ -11,8 +11,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/internal/netnstest"
-	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/ipvs"
 )
 
@@ -51,7 +51,7 @@ func TestApplyIptables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []iptables.Variant{iptables.VariantNFT, iptables.VariantLegacy} {
+	for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
 		t.Run(string(v), func(t *testing.T) {
 			a, err := ApplyIptables(snap, v, 20)
 			if err != nil {
@@ -77,7 +77,7 @@ func TestApplyIPVS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := ApplyIPVS(snap, iptables.VariantNFT, 10)
+	a, err := ApplyIPVS(snap, utiliptables.VariantNFT, 10)
 	kernelErr := ipvs.CheckKernel(netlink.GenlFamilyGet, ipvs.Modprobe)
 	if kernelErr != nil && os.Getenv("SWITCHYARD_IPVS_KERNEL") == "1" {
 		// make test-ipvs runs this in the VM: there, a missing IPVS is a broken harness, not a pass.

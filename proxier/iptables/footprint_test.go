@@ -3,12 +3,14 @@ package iptables
 import (
 	"strings"
 	"testing"
+
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 )
 
 // TestRenderedTotalsMatchSyncedTables holds Rendered's RulesTotal, ChainsTotal and BuiltinJumps (which
 // `switchyard bench` reports) to the rules and chains a sync really leaves in the tables.
 func TestRenderedTotalsMatchSyncedTables(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, nil)
 	snap := fixtureSnapshot()
 	if err := p.Sync(snap); err != nil {

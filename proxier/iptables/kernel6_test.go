@@ -8,6 +8,7 @@ import (
 	"github.com/switchyard/switchyard/internal/netnstest"
 
 	"github.com/switchyard/switchyard/internal/golden"
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 )
 
 // TestKernelAcceptsIPv6 restores the IPv6 rendering with ip6tables (both variants) in a throwaway
@@ -25,7 +26,7 @@ func TestKernelAcceptsIPv6(t *testing.T) {
 		}
 	}
 	sort.Strings(want)
-	for _, v := range []Variant{VariantNFT, VariantLegacy} {
+	for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
 		t.Run(string(v), func(t *testing.T) {
 			ns := netnstest.New(t, "ip6")
 			cmd := ns.Command("ip6tables-"+string(v)+"-restore", "--noflush", "-w", "5")

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/proxier/model"
 )
@@ -61,7 +63,7 @@ func compareChains(t *testing.T, what string, want, got map[string][]string) {
 // byte). Then Cleanup must leave nothing of ours.
 func TestKernelMatchesFake(t *testing.T) {
 	netnstest.Require(t)
-	for _, v := range []Variant{VariantNFT, VariantLegacy} {
+	for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
 		t.Run(string(v), func(t *testing.T) {
 			ns := netnstest.New(t, "ipt")
 			save := func() string {
@@ -72,13 +74,13 @@ func TestKernelMatchesFake(t *testing.T) {
 				}
 				return b.String()
 			}
-			fake := NewFake()
+			fake := iptablestest.NewFake()
 			fp, err := NewProxier(Config{Options: testOptions(), IPTables: fake})
 			if err != nil {
 				t.Fatal(err)
 			}
 			var kp *Proxier
-			var real *Real
+			var real *utiliptables.Exec
 			inNS := func(fn func() error) {
 				t.Helper()
 				if err := ns.Do(fn); err != nil {
@@ -87,7 +89,7 @@ func TestKernelMatchesFake(t *testing.T) {
 			}
 			inNS(func() error {
 				var err error
-				if real, err = NewReal(model.IPv4, v); err != nil {
+				if real, err = utiliptables.NewExec(model.IPv4, v); err != nil {
 					return err
 				}
 				opts := testOptions()

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/iptables"
@@ -266,12 +268,12 @@ func expectDropped(t *testing.T, ns *netnstest.NS, dst string) {
 
 func TestRealKernel(t *testing.T) {
 	netnstest.Require(t)
-	for _, v := range []iptables.Variant{iptables.VariantNFT, iptables.VariantLegacy} {
+	for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
 		t.Run(string(v), func(t *testing.T) { testRealKernel(t, v) })
 	}
 }
 
-func testRealKernel(t *testing.T, variant iptables.Variant) {
+func testRealKernel(t *testing.T, variant utiliptables.Variant) {
 	l := newLab(t)
 
 	// The Proxier and its iptables binaries run on a thread inside the node namespace; the
@@ -280,7 +282,7 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 		t.Helper()
 		var p *iptables.Proxier
 		err := l.node.Do(func() error {
-			ipt, err := iptables.NewReal(model.IPv4, variant)
+			ipt, err := utiliptables.NewExec(model.IPv4, variant)
 			if err != nil {
 				return err
 			}
@@ -509,7 +511,7 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 		p = newProxier()
 		sync(snap)
 		// A fresh fake synced once with the same state is what the kernel must now hold.
-		fake := iptables.NewFake()
+		fake := iptablestest.NewFake()
 		pf, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: fake})
 		if err != nil {
 			t.Fatal(err)
@@ -535,7 +537,7 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 // the kernel; it then runs the behaviour cases on the kernel's own dump as well.
 func TestRealKernelMatchesFake(t *testing.T) {
 	netnstest.Require(t)
-	fake := iptables.NewFake()
+	fake := iptablestest.NewFake()
 	pf, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: fake})
 	if err != nil {
 		t.Fatal(err)
@@ -544,11 +546,11 @@ func TestRealKernelMatchesFake(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := splitTables(fake.Dump())
-	for _, v := range []iptables.Variant{iptables.VariantNFT, iptables.VariantLegacy} {
+	for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
 		t.Run(string(v), func(t *testing.T) {
 			ns := netnstest.New(t, "node")
 			err := ns.Do(func() error {
-				ipt, err := iptables.NewReal(model.IPv4, v)
+				ipt, err := utiliptables.NewExec(model.IPv4, v)
 				if err != nil {
 					return err
 				}

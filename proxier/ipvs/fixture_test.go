@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
 	"github.com/switchyard/switchyard/proxier/model"
@@ -107,7 +108,7 @@ type testKernel struct {
 	ipvs      *FakeIPVS
 	links     *FakeLinks
 	ipset     *ipset.Fake
-	iptables  *FakeIptables
+	iptables  *iptablestest.Fake
 	sysctl    *FakeSysctl
 	conntrack *conntrack.Fake
 	now       time.Time
@@ -118,7 +119,7 @@ func newTestKernel() *testKernel {
 		ipvs:      NewFakeIPVS(),
 		links:     NewFakeLinks(map[string][]string{"eth0": {"192.168.50.10/24"}, "eth1": {"192.168.51.10/24"}, "cni0": {"10.244.1.1/24"}}),
 		ipset:     ipset.NewFake(),
-		iptables:  NewFakeIptables(),
+		iptables:  iptablestest.NewFake(),
 		sysctl:    NewFakeSysctl(),
 		conntrack: &conntrack.Fake{},
 		now:       time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
