@@ -123,7 +123,7 @@ func ParseRestore(data []byte) ([]Block, error) {
 		switch {
 		case strings.HasPrefix(line, "*"):
 			if cur != nil {
-				return fail("table %s not committed before the next table", cur.Table)
+				return fail("table %s not committed before next table", cur.Table)
 			}
 			cur = &Block{Table: line[1:], Line: n}
 		case line == "COMMIT":
@@ -132,6 +132,8 @@ func ParseRestore(data []byte) ([]Block, error) {
 			}
 			blocks = append(blocks, *cur)
 			cur = nil
+		case cur == nil && strings.HasPrefix(line, ":"):
+			return fail("chain declared outside a table")
 		case cur == nil:
 			return fail("rule outside a table")
 		case strings.HasPrefix(line, ":"):
