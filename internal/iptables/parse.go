@@ -275,19 +275,41 @@ func (d *Dump) Rules() int {
 	return n
 }
 
-// ChainRules reads one table of iptables-save output as, for each chain, its "-A" lines (each
-// ending in a newline) in order; a declared chain without rules maps to "". A restore of those
-// lines recreates the chain exactly, so callers compare them with rendered text.
+// RuleLines returns the chain's rules as "-A" lines, each ending in a newline. A restore of them
+// recreates the rules exactly.
+func (c *SavedChain) RuleLines() string {
+	var b strings.Builder
+	for _, r := range c.Rules {
+		b.WriteString(strings.TrimRight("-A "+c.Name+" "+r, " ") + "\n")
+	}
+	return b.String()
+}
+
+// String prints the table as iptables-save does, without comments and counters (which change when
+// no rule does): declarations, then rules chain by chain.
+func (t *SavedTable) String() string {
+	var b strings.Builder
+	b.WriteString("*" + t.Name + "\n")
+	for _, c := range t.Chains {
+		if c.Policy != "" {
+			b.WriteString(":" + c.Name + " " + c.Policy + "\n")
+		}
+	}
+	for _, c := range t.Chains {
+		b.WriteString(c.RuleLines())
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// ChainRules reads one table of iptables-save output as, for each chain, its RuleLines; a declared
+// chain without rules maps to "". Callers compare them with rendered text.
 func ChainRules(data []byte) map[string]string {
 	out := map[string]string{}
 	d, _ := ParseSave(data) // what iptables-save printed before a bad line is still the kernel's
 	for _, t := range d.Tables {
 		for _, c := range t.Chains {
-			var b strings.Builder
-			for _, r := range c.Rules {
-				b.WriteString(strings.TrimRight("-A "+c.Name+" "+r, " ") + "\n")
-			}
-			out[c.Name] += b.String()
+			out[c.Name] += c.RuleLines()
 		}
 	}
 	return out
