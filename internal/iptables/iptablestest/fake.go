@@ -399,15 +399,13 @@ func (f *Fake) Rules(tbl, chain string) []string {
 	return nil
 }
 
-// RuleCount is the number of rules in all tables.
+// RuleCount is the number of rules in all tables, counted as in any iptables-save output.
 func (f *Fake) RuleCount() int {
-	n := 0
-	for _, t := range f.tables {
-		for _, c := range t.chains {
-			n += len(c.rules)
-		}
+	d, err := iptables.ParseSave([]byte(f.Dump()))
+	if err != nil {
+		panic(fmt.Sprintf("the fake's own dump does not parse: %v", err))
 	}
-	return n
+	return d.Rules()
 }
 
 func (t *table) clone() *table {
