@@ -56,15 +56,17 @@ func (e *Exec) command(argv ...string) *exec.Cmd {
 	return exec.Command(full[0], full[1:]...)
 }
 
-// run runs the iptables binary with args; a failure carries iptables' complaint and exit status.
-func (e *Exec) run(args ...string) error {
+// run runs the iptables binary with args and returns what it printed; a failure carries iptables'
+// complaint and exit status.
+func (e *Exec) run(args ...string) ([]byte, error) {
 	cmd := e.command(append([]string{e.bin, "-w", "5"}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return &execError{cmd: e.bin + " " + strings.Join(args, " "), err: err, stderr: strings.TrimSpace(stderr.String())}
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, &execError{cmd: e.bin + " " + strings.Join(args, " "), err: err, stderr: strings.TrimSpace(stderr.String())}
 	}
-	return nil
+	return out, nil
 }
 
 // execError is a failed iptables run.
@@ -105,7 +107,7 @@ func (e *Exec) Save(table string) ([]byte, error) {
 
 func (e *Exec) ChainExists(table, chain string) (bool, error) {
 	// -S with a rule number is cheap however long the chain is, and fine when the chain is empty.
-	err := e.run("-t", table, "-S", chain, "1")
+	_, err := e.run("-t", table, "-S", chain, "1")
 	switch {
 	case err == nil:
 		return true, nil
@@ -118,7 +120,7 @@ func (e *Exec) ChainExists(table, chain string) (bool, error) {
 // exists reports whether rule is in table/chain. iptables -C fails with status 1 both for a missing
 // rule and for a rule naming a missing chain or target: either way it is not there.
 func (e *Exec) exists(table, chain string, rule []string) (bool, error) {
-	err := e.run(append([]string{"-t", table, "-C", chain}, rule...)...)
+	_, err := e.run(append([]string{"-t", table, "-C", chain}, rule...)...)
 	switch {
 	case err == nil:
 		return true, nil
@@ -135,7 +137,7 @@ func (e *Exec) EnsureRule(pos Position, table, chain string, rule ...string) err
 		if pos == Append {
 			op = []string{"-A", chain}
 		}
-		err = e.run(append(append([]string{"-t", table}, op...), rule...)...)
+		_, err = e.run(append(append([]string{"-t", table}, op...), rule...)...)
 	}
 	if err != nil {
 		return fmt.Errorf("ensure rule in %s/%s: %w", table, chain, err)
@@ -146,7 +148,7 @@ func (e *Exec) EnsureRule(pos Position, table, chain string, rule ...string) err
 func (e *Exec) DeleteRule(table, chain string, rule ...string) error {
 	ok, err := e.exists(table, chain, rule)
 	if err == nil && ok {
-		err = e.run(append([]string{"-t", table, "-D", chain}, rule...)...)
+		_, err = e.run(append([]string{"-t", table, "-D", chain}, rule...)...)
 	}
 	if err != nil && !isNotExist(err) {
 		return fmt.Errorf("delete rule from %s/%s: %w", table, chain, err)
@@ -169,17 +171,13 @@ func isNotExist(err error) bool {
 }
 
 func (e *Exec) ListChains(table string) ([]string, error) {
-	var out bytes.Buffer
-	cmd := e.command(e.bin, "-w", "5", "-t", table, "-S")
-	cmd.Stdout = &out
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("list chains of %s: %w: %s", table, err, strings.TrimSpace(stderr.String()))
+	out, err := e.run("-t", table, "-S")
+	if err != nil {
+		return nil, fmt.Errorf("list chains of %s: %w", table, err)
 	}
 	// -S prints the policies (-P) and the user chains (-N) before any rule.
 	var chains []string
-	for _, l := range strings.Split(out.String(), "\n") {
+	for _, l := range strings.Split(string(out), "\n") {
 		f := strings.Fields(l)
 		if len(f) < 2 || (f[0] != "-P" && f[0] != "-N") {
 			break

@@ -56,12 +56,6 @@ var builtinChains = map[string][]string{
 	TableSecurity: {"INPUT", "FORWARD", "OUTPUT"},
 }
 
-// Tables lists the tables the kernel knows, in the order iptables-save prints them for Switchyard's
-// purposes.
-func Tables() []string {
-	return []string{TableFilter, TableNAT, TableMangle, TableRaw, TableSecurity}
-}
-
 // BuiltinChains returns table's built-in chains in kernel order, or nil for an unknown table.
 func BuiltinChains(table string) []string { return slices.Clone(builtinChains[table]) }
 

@@ -22,8 +22,8 @@ const (
 // Jump is a rule in a built-in chain that enters one of ours.
 type Jump struct {
 	Table, Chain, Target string
-	// Insert puts the jump first; otherwise it is appended.
-	Insert bool
+	// Position says whether the jump goes first or last in Chain.
+	Position utiliptables.Position
 }
 
 // Jumps are the rules Switchyard adds to built-in chains. Both are appended, as flannel does: the
@@ -31,8 +31,8 @@ type Jump struct {
 // services without (local) endpoints, and the pod network's FORWARD chain ACCEPTs all pod traffic.
 // Were it first, a pod's packet to such a service would be forwarded out instead of refused.
 var Jumps = []Jump{
-	{Table: "nat", Chain: "POSTROUTING", Target: MasqChain},
-	{Table: "filter", Chain: "FORWARD", Target: ForwardChain},
+	{Table: "nat", Chain: "POSTROUTING", Target: MasqChain, Position: utiliptables.Append},
+	{Table: "filter", Chain: "FORWARD", Target: ForwardChain, Position: utiliptables.Append},
 }
 
 // JumpRule is the rule spec (after "-A CHAIN") of a jump; the comment makes it recognisable.
@@ -73,11 +73,7 @@ func Sync(ipt utiliptables.Interface, clusterCIDR *net.IPNet, masquerade bool) e
 		return fmt.Errorf("restore pod network chains: %w", err)
 	}
 	for _, j := range Jumps {
-		pos := utiliptables.Append
-		if j.Insert {
-			pos = utiliptables.Prepend
-		}
-		if err := ipt.EnsureRule(pos, j.Table, j.Chain, JumpRule(j)...); err != nil {
+		if err := ipt.EnsureRule(j.Position, j.Table, j.Chain, JumpRule(j)...); err != nil {
 			return fmt.Errorf("jump from %s/%s to %s: %w", j.Table, j.Chain, j.Target, err)
 		}
 	}
