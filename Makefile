@@ -4,7 +4,7 @@ GO      ?= go
 BIN     ?= bin
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps demo test unit privileged test-ipvs test-vm-selftest test-e2e test-e2e-ipvs lint clean
+.PHONY: all build deps check-deps demo test unit privileged test-ipvs test-vm-selftest test-e2e test-e2e-ipvs lint clean
 
 all: build
 
@@ -14,6 +14,12 @@ build:
 deps:
 	hack/install-deps.sh
 
+# Fails when the tree runs a program that neither every Debian install, nor the Go toolchain, nor
+# hack/install-deps.sh, nor the tree's own build provides: a package installed by hand on the machine
+# that runs CI must not hide a missing install step.
+check-deps: deps
+	hack/check-deps.sh
+
 # The main job: a 3-node local cluster (real kube-apiserver and kube-controller-manager, nodes and
 # pods in network namespaces), a few services, requests across nodes and a readable report. Pass
 # DEMO_ARGS=--keep to keep the cluster for exploring.
@@ -22,7 +28,7 @@ demo: deps build
 
 # The whole suite: static checks, unit tests, privileged tests in throwaway network namespaces, the
 # IPVS tests inside a qemu VM, and the end-to-end tests against a real control plane.
-test: deps build lint
+test: deps check-deps build lint
 	$(MAKE) privileged
 	$(MAKE) test-ipvs
 	$(MAKE) test-e2e

@@ -6,8 +6,10 @@ set -euo pipefail
 pkgs=(
   iptables        # iptables-nft-restore and iptables-legacy-restore: the iptables backend applies through them
   ipset           # IPVS mode matches its ipsets; the tools verify them
+  nftables        # nft: upstream kube-proxy's --cleanup and nftables mode, the bench against it, the tests' checks
   conntrack       # tests read the conntrack table (Switchyard itself deletes entries through netlink)
   iproute2        # ip netns / ip link for the throwaway test namespaces
+  jq              # the local cluster's scripts (hack/lib) read API objects and CNI configs with it
   socat           # the unix-socket relay from node namespaces to the API server on loopback
   etcd-server     # the local control plane's datastore
   openssl         # certificates for the local control plane
@@ -15,9 +17,16 @@ pkgs=(
   busybox-static  # the VM's initramfs
   cpio
   xz-utils
+  zstd            # the VM image build unpacks Debian's zstd-compressed kernel modules
   kmod
   curl
 )
+
+# --list prints the packages, one a line, for hack/check-deps.sh.
+if [ "${1:-}" = --list ]; then
+  printf '%s\n' "${pkgs[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -15,7 +15,9 @@ import (
 
 	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
+	"github.com/switchyard/switchyard/internal/sysctltest"
 	"github.com/switchyard/switchyard/podnet/vxlan"
+	"github.com/switchyard/switchyard/podnet/vxlan/vxlantest"
 )
 
 // BenchmarkCNIAdd executes the real plugin for 100 pods of one node (a namespace) per iteration and
@@ -85,10 +87,10 @@ func BenchmarkControllerConverge(b *testing.B) {
 			cfg.Mode, cfg.ClusterCIDR, cfg.SubnetFile = ModeVXLAN, "10.0.0.0/8", filepath.Join(b.TempDir(), "subnet.env")
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				nl := vxlan.NewFake()
+				nl := vxlantest.NewFake()
 				nl.AddUnderlay("eth0", "192.168.250.1/16", 1500)
 				ctrl, err := newController(client, factory, "self", cfg, Deps{Netlink: nl, Iptables: iptablestest.NewFake(),
-					Sysctl: &FakeSysctl{Values: map[string]string{sysctlForward: "0"}}})
+					Sysctl: sysctltest.New(map[string]string{sysctlForward: "0"})})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -16,10 +16,15 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
+	"github.com/switchyard/switchyard/internal/sysctltest"
 	"github.com/switchyard/switchyard/podnet/masq"
 	"github.com/switchyard/switchyard/podnet/subnet"
 	"github.com/switchyard/switchyard/podnet/vxlan"
+	"github.com/switchyard/switchyard/podnet/vxlan/vxlantest"
 )
+
+// The sysctl fake is shared with the IPVS backend; this keeps it fitting this package's seam.
+var _ Sysctl = (*sysctltest.Fake)(nil)
 
 func testNode(name, podCIDR, internalIP string, annotations map[string]string) *v1.Node {
 	n := &v1.Node{
@@ -35,22 +40,22 @@ func testNode(name, podCIDR, internalIP string, annotations map[string]string) *
 // harness is one node's controller over fakes, sharing the fake API server with others.
 type harness struct {
 	ctrl   *Controller
-	nl     *vxlan.Fake
+	nl     *vxlantest.Fake
 	ipt    *iptablestest.Fake
-	sysctl *FakeSysctl
+	sysctl *sysctltest.Fake
 	cfg    Config
 }
 
-func newHarness(t *testing.T, client kubernetes.Interface, nodeName, underlayCIDR string, nl *vxlan.Fake) *harness {
+func newHarness(t *testing.T, client kubernetes.Interface, nodeName, underlayCIDR string, nl *vxlantest.Fake) *harness {
 	t.Helper()
 	if nl == nil {
-		nl = vxlan.NewFake()
+		nl = vxlantest.NewFake()
 		nl.AddUnderlay("eth0", underlayCIDR, 1500)
 	}
 	h := &harness{
 		nl:     nl,
 		ipt:    iptablestest.NewFake(),
-		sysctl: &FakeSysctl{Values: map[string]string{sysctlForward: "0", sysctlBridgeNF: "0"}},
+		sysctl: sysctltest.New(map[string]string{sysctlForward: "0", sysctlBridgeNF: "0"}),
 	}
 	h.cfg = DefaultConfig()
 	h.cfg.Mode, h.cfg.ClusterCIDR = ModeVXLAN, "10.244.0.0/16"
@@ -88,7 +93,7 @@ func (h *harness) sync(t *testing.T) {
 	}
 }
 
-func overlayLines(nl *vxlan.Fake) []string {
+func overlayLines(nl *vxlantest.Fake) []string {
 	var out []string
 	for _, l := range nl.State() {
 		if strings.HasPrefix(l, "neigh ") || strings.HasPrefix(l, "fdb ") || strings.HasPrefix(l, "route ") {
@@ -238,10 +243,10 @@ func TestRunRecreatesDeletedDevice(t *testing.T) {
 		testNode("a", "10.244.1.0/24", "192.168.50.11", nil),
 		testNode("b", "10.244.2.0/24", "192.168.50.12", map[string]string{AnnotationVTEPMAC: "0a:00:00:00:00:02", AnnotationPublicIP: "192.168.50.12"}),
 	)
-	nl := vxlan.NewFake()
+	nl := vxlantest.NewFake()
 	nl.AddUnderlay("eth0", "192.168.50.11/24", 1500)
 	events := make(chan string, 1)
-	h := &harness{nl: nl, ipt: iptablestest.NewFake(), sysctl: &FakeSysctl{Values: map[string]string{sysctlForward: "0"}}}
+	h := &harness{nl: nl, ipt: iptablestest.NewFake(), sysctl: sysctltest.New(map[string]string{sysctlForward: "0"})}
 	cfg := DefaultConfig()
 	cfg.Mode, cfg.ClusterCIDR, cfg.SubnetFile = ModeVXLAN, "10.244.0.0/16", filepath.Join(t.TempDir(), "subnet.env")
 	cfg.ResyncPeriod = time.Hour // only the link event can bring the device back

@@ -46,26 +46,6 @@ func (p *ProcSysctl) Set(name, value string) error {
 	}
 }
 
-// FakeSysctl holds values in memory; names not in Known do not exist, as when a module is not loaded.
-type FakeSysctl struct {
-	Values map[string]string
-	// ReadOnly names fail with a permission error.
-	ReadOnly map[string]bool
-}
-
-var _ Sysctl = (*FakeSysctl)(nil)
-
-func (f *FakeSysctl) Set(name, value string) error {
-	if _, ok := f.Values[name]; !ok {
-		return fmt.Errorf("sysctl %s: %w", name, os.ErrNotExist)
-	}
-	if f.ReadOnly[name] {
-		return fmt.Errorf("sysctl %s=%s: permission denied: %w", name, value, os.ErrPermission)
-	}
-	f.Values[name] = value
-	return nil
-}
-
 // Required and optional forwarding settings.
 const (
 	sysctlForward   = "net.ipv4.ip_forward"

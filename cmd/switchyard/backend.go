@@ -76,7 +76,6 @@ func ipvsOptions(o *Options) ipvs.Options {
 	clusterCIDRs, _ := o.ClusterCIDRs()
 	nodePortCIDRs, _, _ := o.NodePortPrefixes()
 	opts := ipvs.DefaultOptions()
-	opts.SyncPeriod, opts.MinSyncPeriod = o.IPVS.SyncPeriod, o.IPVS.MinSyncPeriod
 	opts.Scheduler, opts.StrictARP = o.IPVS.Scheduler, o.IPVS.StrictARP
 	opts.TCPTimeout, opts.TCPFinTimeout, opts.UDPTimeout = o.IPVS.TCPTimeout, o.IPVS.TCPFinTimeout, o.IPVS.UDPTimeout
 	opts.ExcludeCIDRs, _ = parsePrefixes("--ipvs-exclude-cidrs", o.IPVS.ExcludeCIDRs)

@@ -153,6 +153,9 @@ func (o *Options) Validate() error {
 	if o.IPVS.SyncPeriod <= 0 {
 		errs = append(errs, "--ipvs-sync-period must be greater than 0")
 	}
+	if o.ProxyMode == "ipvs" && (o.IPVS.MinSyncPeriod < 0 || o.IPVS.MinSyncPeriod > o.IPVS.SyncPeriod) {
+		errs = append(errs, fmt.Sprintf("--ipvs-min-sync-period (%v) must be between 0 and --ipvs-sync-period (%v)", o.IPVS.MinSyncPeriod, o.IPVS.SyncPeriod))
+	}
 	if _, err := o.ClusterCIDRs(); err != nil {
 		errs = append(errs, err.Error())
 	}

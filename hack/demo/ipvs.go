@@ -11,9 +11,10 @@ import (
 
 	"github.com/switchyard/switchyard/e2e/cluster"
 	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
-	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/conntrack/conntracktest"
 	"github.com/switchyard/switchyard/proxier/ipvs"
-	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
+	"github.com/switchyard/switchyard/proxier/ipvs/ipset/ipsettest"
+	"github.com/switchyard/switchyard/proxier/ipvs/ipvstest"
 	"github.com/switchyard/switchyard/watcher"
 )
 
@@ -61,15 +62,15 @@ func renderIPVS(ctx context.Context, c *cluster.Cluster, links map[string][]stri
 	}
 
 	// The fake node has node 1's devices and addresses: NodePorts get a virtual server on each.
-	fakeLinks := ipvs.NewFakeLinks(links)
-	sets := ipset.NewFake()
+	fakeLinks := ipvstest.NewFakeLinks(links)
+	sets := ipsettest.NewFake()
 	ipt := iptablestest.NewFake()
 	ipt.SetExists = func(name string) bool { _, ok := sets.Sets[name]; return ok }
-	fipvs := ipvs.NewFakeIPVS()
+	fipvs := ipvstest.NewFakeIPVS()
 	opts := ipvs.DefaultOptions()
 	opts.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}
 	p, err := ipvs.New(opts, ipvs.Deps{IPVS: fipvs, Links: fakeLinks, Ipset: sets, Iptables: ipt,
-		Sysctl: ipvs.NewFakeSysctl(), Conntrack: &conntrack.Fake{}})
+		Sysctl: ipvstest.NewFakeSysctl(), Conntrack: &conntracktest.Fake{}})
 	if err != nil {
 		r.err = fmt.Errorf("IPVS backend: %w", err)
 		return r

@@ -8,6 +8,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
+	"github.com/switchyard/switchyard/podnet/vxlan/vxlantest"
 )
 
 // benchPeers returns n peers with pod CIDRs 10.(i/256).(i%256).0/24 shifted out of 10.244.1.0/24 and
@@ -53,7 +54,7 @@ func (b *benchNode) reconcile(tb testing.TB, peers []Peer) Result {
 }
 
 func fakeBenchNode(tb testing.TB) *benchNode {
-	nl := NewFake()
+	nl := vxlantest.NewFake()
 	under := nl.AddUnderlay("eth0", "192.168.250.1/16", 1500)
 	b := &benchNode{nl: nl, spec: DeviceSpec{Name: DeviceName(1), VNI: 1, Port: 8472, UnderlayIndex: under,
 		MTU: 1450, MAC: DeriveMAC("bench", 1), Address: net.ParseIP("10.244.1.0")},

@@ -1,7 +1,8 @@
 // Package vxlan programs the flannel-style VXLAN overlay of one node: its own VXLAN device and, for every
 // peer node, a permanent neighbour entry, an FDB entry and an onlink route. Desired state is computed
 // purely from plain peer values (desired.go); the reconciler diffs it against what netlink lists and
-// applies the difference through the Netlink interface, which *netlink.Handle and Fake both implement.
+// applies the difference through the Netlink interface, which *netlink.Handle and vxlantest.Fake both
+// implement.
 package vxlan
 
 import (
@@ -13,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Netlink is the part of *netlink.Handle the overlay uses. Keeping it this small is what lets Fake
-// model the kernel's behaviour faithfully.
+// Netlink is the part of *netlink.Handle the overlay uses. Keeping it this small is what lets
+// vxlantest.Fake model the kernel's behaviour faithfully.
 type Netlink interface {
 	LinkByName(name string) (netlink.Link, error)
 	LinkByIndex(index int) (netlink.Link, error)

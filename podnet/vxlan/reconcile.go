@@ -70,19 +70,20 @@ func Reconcile(nl Netlink, devIndex int, desired Desired) (Result, error) {
 	}
 
 	// Remove what nobody wants: routes first, so no packet is routed towards a neighbour or FDB entry
-	// that has just disappeared.
-	for key, r := range cur.routes {
-		if wantRoute[key] {
-			continue
-		}
-		r := r
+	// that has just disappeared. An entry already gone counts as removed.
+	remove := func(what string, del func() error) bool {
 		res.Writes++
-		if err := nl.RouteDel(&r); err != nil && !isGone(err) {
-			errs = append(errs, fmt.Errorf("delete stale route %s: %w", key, err))
-			continue
+		if err := del(); err != nil && !isGone(err) {
+			errs = append(errs, fmt.Errorf("delete stale %s: %w", what, err))
+			return false
 		}
 		res.Removed++
-		klog.V(2).InfoS("Removed stale overlay route", "dst", key)
+		return true
+	}
+	for key, r := range cur.routes {
+		if !wantRoute[key] && remove("route "+key, func() error { return nl.RouteDel(&r) }) {
+			klog.V(2).InfoS("Removed stale overlay route", "dst", key)
+		}
 	}
 	for mac, entries := range cur.fdb {
 		if keepFDB[mac] {
@@ -92,26 +93,13 @@ func Reconcile(nl Netlink, devIndex int, desired Desired) (Result, error) {
 			if want, ok := wantFDB[mac]; ok && want.Equal(e.IP) {
 				continue
 			}
-			e := e
-			res.Writes++
-			if err := nl.NeighDel(&e); err != nil && !isGone(err) {
-				errs = append(errs, fmt.Errorf("delete stale fdb entry %s -> %s: %w", mac, e.IP, err))
-				continue
-			}
-			res.Removed++
+			remove(fmt.Sprintf("fdb entry %s -> %s", mac, e.IP), func() error { return nl.NeighDel(&e) })
 		}
 	}
 	for ip, n := range cur.neighs {
-		if wantNeigh[ip] {
-			continue
+		if !wantNeigh[ip] {
+			remove("neighbour "+ip, func() error { return nl.NeighDel(&n) })
 		}
-		n := n
-		res.Writes++
-		if err := nl.NeighDel(&n); err != nil && !isGone(err) {
-			errs = append(errs, fmt.Errorf("delete stale neighbour %s: %w", ip, err))
-			continue
-		}
-		res.Removed++
 	}
 	return res, errors.Join(errs...)
 }

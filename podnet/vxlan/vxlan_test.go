@@ -9,7 +9,12 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/switchyard/switchyard/podnet/vxlan/vxlantest"
 )
+
+// The fake lives in vxlantest, which cannot import this package; this keeps it fitting the seam.
+var _ Netlink = (*vxlantest.Fake)(nil)
 
 func cidr(s string) *net.IPNet {
 	_, n, err := net.ParseCIDR(s)
@@ -33,14 +38,14 @@ func peer(name, podCIDR, vtepMAC, public string) Peer {
 
 // node is one fake node: an underlay and its VXLAN device.
 type node struct {
-	nl    *Fake
+	nl    *vxlantest.Fake
 	dev   int
 	local Local
 }
 
 func newNode(t *testing.T, name, podCIDR string) *node {
 	t.Helper()
-	nl := NewFake()
+	nl := vxlantest.NewFake()
 	under := nl.AddUnderlay("eth0", "192.168.50.11/24", 1500)
 	spec := DeviceSpec{Name: DeviceName(1), VNI: 1, Port: 8472, UnderlayIndex: under, UnderlayIP: net.ParseIP("192.168.50.11"),
 		MTU: 1450, MAC: DeriveMAC(name, 1), Address: VTEPIP(cidr(podCIDR))}
@@ -83,6 +88,18 @@ var (
 	peerB = peer("b", "10.244.2.0/24", "0a:00:00:00:00:02", "192.168.50.12")
 	peerC = peer("c", "10.244.3.0/24", "0a:00:00:00:00:03", "192.168.60.13")
 )
+
+// stateBC is the overlay state of peers b and c, both reached through the VXLAN device.
+func stateBC() []string {
+	return []string{
+		"fdb 0a:00:00:00:00:02 dst 192.168.50.12 dev syvx.1",
+		"fdb 0a:00:00:00:00:03 dst 192.168.60.13 dev syvx.1",
+		"neigh 10.244.2.0 lladdr 0a:00:00:00:00:02 dev syvx.1",
+		"neigh 10.244.3.0 lladdr 0a:00:00:00:00:03 dev syvx.1",
+		"route 10.244.2.0/24 via 10.244.2.0 dev syvx.1 onlink",
+		"route 10.244.3.0/24 via 10.244.3.0 dev syvx.1 onlink",
+	}
+}
 
 func stateB() []string {
 	return []string{
@@ -145,14 +162,7 @@ func TestReconcileProgramsPeersAndSecondSyncWritesNothing(t *testing.T) {
 	if _, err := n.sync(t, peerB, peerC); err != nil {
 		t.Fatal(err)
 	}
-	assertState(t, n.overlayState(),
-		"fdb 0a:00:00:00:00:02 dst 192.168.50.12 dev syvx.1",
-		"fdb 0a:00:00:00:00:03 dst 192.168.60.13 dev syvx.1",
-		"neigh 10.244.2.0 lladdr 0a:00:00:00:00:02 dev syvx.1",
-		"neigh 10.244.3.0 lladdr 0a:00:00:00:00:03 dev syvx.1",
-		"route 10.244.2.0/24 via 10.244.2.0 dev syvx.1 onlink",
-		"route 10.244.3.0/24 via 10.244.3.0 dev syvx.1 onlink",
-	)
+	assertState(t, n.overlayState(), stateBC()...)
 	before := n.nl.Writes
 	res, err := n.sync(t, peerB, peerC)
 	if err != nil || res.Writes != 0 || n.nl.Writes != before {
@@ -271,7 +281,7 @@ func TestReconcileDoesNotTouchForeignRoutesOrTransientNeighbours(t *testing.T) {
 }
 
 func TestEnsureDeviceKeepsMACAndRecreates(t *testing.T) {
-	nl := NewFake()
+	nl := vxlantest.NewFake()
 	under := nl.AddUnderlay("eth0", "192.168.50.11/24", 9000)
 	spec := DeviceSpec{Name: DeviceName(1), VNI: 1, Port: 8472, UnderlayIndex: under, UnderlayIP: net.ParseIP("192.168.50.11"),
 		MTU: 8950, MAC: DeriveMAC("node-a", 1), Address: net.ParseIP("10.244.1.0")}
@@ -379,12 +389,5 @@ func TestReconcileDirectRoutingUsesUnderlay(t *testing.T) {
 	if _, err := n.sync(t, peerB, peerC); err != nil {
 		t.Fatal(err)
 	}
-	assertState(t, n.overlayState(),
-		"fdb 0a:00:00:00:00:02 dst 192.168.50.12 dev syvx.1",
-		"fdb 0a:00:00:00:00:03 dst 192.168.60.13 dev syvx.1",
-		"neigh 10.244.2.0 lladdr 0a:00:00:00:00:02 dev syvx.1",
-		"neigh 10.244.3.0 lladdr 0a:00:00:00:00:03 dev syvx.1",
-		"route 10.244.2.0/24 via 10.244.2.0 dev syvx.1 onlink",
-		"route 10.244.3.0/24 via 10.244.3.0 dev syvx.1 onlink",
-	)
+	assertState(t, n.overlayState(), stateBC()...)
 }

@@ -73,29 +73,3 @@ func (n *Netlink) DeleteUDP(family model.IPFamily, filters []Filter) (int, error
 	}
 	return int(count), nil
 }
-
-// Flow is a conntrack entry as the fake keeps it.
-type Flow struct {
-	Protocol model.Protocol
-	OrigSrc  netip.AddrPort
-	OrigDst  netip.AddrPort
-	ReplySrc netip.AddrPort // the DNAT target, or OrigDst when the entry was not DNATed
-}
-
-// Fake is a conntrack table in memory.
-type Fake struct {
-	Flows []Flow
-}
-
-var _ Deleter = (*Fake)(nil)
-
-func (f *Fake) DeleteUDP(family model.IPFamily, filters []Filter) (int, error) {
-	before := len(f.Flows)
-	f.Flows = slices.DeleteFunc(f.Flows, func(fl Flow) bool {
-		if fl.Protocol != model.UDP || !family.Of(fl.OrigDst.Addr()) {
-			return false
-		}
-		return slices.ContainsFunc(filters, func(flt Filter) bool { return flt.Matches(fl.OrigDst, fl.ReplySrc) })
-	})
-	return before - len(f.Flows), nil
-}

@@ -4,7 +4,7 @@
 // black-holing the client's packets until it times out; kube-proxy deletes such entries, and so do we.
 //
 // The decision (StaleUDP) is pure and backend-neutral, so the IPVS backend can reuse it; deleting
-// goes through Deleter, which Netlink implements for a kernel and Fake for tests.
+// goes through Deleter, which Netlink implements for a kernel and conntracktest.Fake for tests.
 package conntrack
 
 import (

@@ -1,9 +1,11 @@
-package conntrack
+package conntrack_test
 
 import (
 	"net/netip"
 	"testing"
 
+	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/conntrack/conntracktest"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -38,25 +40,28 @@ func snapshot(svc *model.ServicePort, eps ...netip.AddrPort) *model.Snapshot {
 }
 
 // table is a conntrack table with flows of every kind a DNS service sees.
-func table() *Fake {
+func table() *conntracktest.Fake {
 	vipPort := netip.AddrPortFrom(vip, 53)
 	extPort := netip.AddrPortFrom(extIP, 53)
-	return &Fake{Flows: []Flow{
-		{model.UDP, client, vipPort, epA},       // 0: ClusterIP -> A
-		{model.UDP, client, vipPort, epB},       // 1: ClusterIP -> B
-		{model.UDP, client, extPort, epA},       // 2: external IP -> A
-		{model.UDP, client, nodeAddr, epA},      // 3: node port -> A
-		{model.UDP, client, vipPort, vipPort},   // 4: ClusterIP, never DNATed (no endpoints then)
-		{model.UDP, client, nodeAddr, nodeAddr}, // 5: node port, never DNATed
-		{model.TCP, client, vipPort, epA},       // 6: TCP is never touched
+	flow := func(p model.Protocol, dst, replySrc netip.AddrPort) conntracktest.Flow {
+		return conntracktest.Flow{Protocol: p, OrigSrc: client, OrigDst: dst, ReplySrc: replySrc}
+	}
+	return &conntracktest.Fake{Flows: []conntracktest.Flow{
+		flow(model.UDP, vipPort, epA),       // 0: ClusterIP -> A
+		flow(model.UDP, vipPort, epB),       // 1: ClusterIP -> B
+		flow(model.UDP, extPort, epA),       // 2: external IP -> A
+		flow(model.UDP, nodeAddr, epA),      // 3: node port -> A
+		flow(model.UDP, vipPort, vipPort),   // 4: ClusterIP, never DNATed (no endpoints then)
+		flow(model.UDP, nodeAddr, nodeAddr), // 5: node port, never DNATed
+		flow(model.TCP, vipPort, epA),       // 6: TCP is never touched
 	}}
 }
 
 func remaining(t *testing.T, prev, cur *model.Snapshot) []int {
 	t.Helper()
 	f := table()
-	all := append([]Flow(nil), f.Flows...)
-	if err := Delete(f, model.IPv4, StaleUDP(prev, cur, model.IPv4)); err != nil {
+	all := append([]conntracktest.Flow(nil), f.Flows...)
+	if err := conntrack.Delete(f, model.IPv4, conntrack.StaleUDP(prev, cur, model.IPv4)); err != nil {
 		t.Fatal(err)
 	}
 	var idx []int
@@ -104,11 +109,11 @@ func TestStaleUDPOnlyChanged(t *testing.T) {
 	udp := dnsService(model.UDP)
 	prev, cur := snapshot(udp, epA, epB), snapshot(udp, epB)
 	cur.Changed = map[model.ServiceKey]struct{}{}
-	if s := StaleUDP(prev, cur, model.IPv4); !s.Empty() {
+	if s := conntrack.StaleUDP(prev, cur, model.IPv4); !s.Empty() {
 		t.Errorf("unchanged service produced filters %v", s.Filters)
 	}
 	cur.Full = true
-	if s := StaleUDP(prev, cur, model.IPv4); s.Empty() {
+	if s := conntrack.StaleUDP(prev, cur, model.IPv4); s.Empty() {
 		t.Error("a full sync ignored the removed endpoint")
 	}
 }
@@ -116,7 +121,7 @@ func TestStaleUDPOnlyChanged(t *testing.T) {
 // TestStaleUDPFamily: an IPv6 pass ignores IPv4 services and endpoints.
 func TestStaleUDPFamily(t *testing.T) {
 	udp := dnsService(model.UDP)
-	if s := StaleUDP(snapshot(udp, epA, epB), snapshot(udp, epB), model.IPv6); !s.Empty() {
+	if s := conntrack.StaleUDP(snapshot(udp, epA, epB), snapshot(udp, epB), model.IPv6); !s.Empty() {
 		t.Errorf("IPv6 pass produced filters %v", s.Filters)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/conntrack/conntracktest"
 	"github.com/switchyard/switchyard/proxier/metrics"
 	"github.com/switchyard/switchyard/proxier/model"
 
@@ -248,7 +249,7 @@ func TestProxierMetrics(t *testing.T) {
 
 func TestProxierClearsStaleUDPFlows(t *testing.T) {
 	fake := iptablestest.NewFake()
-	ct := &conntrack.Fake{}
+	ct := &conntracktest.Fake{}
 	p := newTestProxier(t, fake, ct)
 	snap := fixtureSnapshot()
 	if err := p.Sync(snap); err != nil {
@@ -257,7 +258,7 @@ func TestProxierClearsStaleUDPFlows(t *testing.T) {
 	dns := spn("kube-system", "dns", "dns")
 	vip := netip.MustParseAddrPort("10.96.0.53:53")
 	client := netip.MustParseAddrPort("10.244.1.50:40000")
-	ct.Flows = []conntrack.Flow{
+	ct.Flows = []conntracktest.Flow{
 		{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.2.2:53")}, // to the endpoint that goes
 		{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.3.3:53")}, // to the one that stays
 	}

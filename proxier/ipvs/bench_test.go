@@ -59,87 +59,107 @@ func (c *cpuTimer) report(b *testing.B) {
 	b.ReportMetric(float64(c.total.Microseconds())/1000/float64(b.N), "cpu-ms/sync")
 }
 
-// BenchmarkFullSync is a first sync into an empty fake kernel: render, list, and one write per
+// The three syncs measured, each against whatever kernel newProxier builds a Proxier over: this
+// file's fakes, or the kernel in realkernel_bench_test.go. Each reports CPU time and netlink round
+// trips per sync and returns the last sync's stats.
+
+// benchFirstSync measures a first sync into an empty kernel: render, list, and one write per
 // virtual server, real server, address and set entry.
+func benchFirstSync(b *testing.B, n int, newProxier func(*testing.B) *Proxier) SyncStats {
+	snap := scaleSnapshot(n, 5)
+	var st SyncStats
+	var cpu cpuTimer
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		p := newProxier(b)
+		b.StartTimer()
+		cpu.Start()
+		st = mustSync(b, p, snap)
+		cpu.Stop()
+	}
+	cpu.report(b)
+	b.ReportMetric(float64(st.NetlinkRoundTrips()), "netlink-rt/sync")
+	b.ReportMetric(float64(st.IPVSReads+st.IPVSWrites)/float64(n+n/10), "ipvs-rt/virtual-server")
+	return st
+}
+
+// benchUnchangedFullResync measures the periodic resync of a settled node: list and compare.
+func benchUnchangedFullResync(b *testing.B, n int, newProxier func(*testing.B) *Proxier) SyncStats {
+	snap := scaleSnapshot(n, 5)
+	p := newProxier(b)
+	mustSync(b, p, snap)
+	var st SyncStats
+	var cpu cpuTimer
+	b.ResetTimer()
+	cpu.Start()
+	for i := 0; i < b.N; i++ {
+		st = mustSync(b, p, snap)
+	}
+	cpu.Stop()
+	cpu.report(b)
+	b.ReportMetric(float64(st.NetlinkRoundTrips()), "netlink-rt/sync")
+	return st
+}
+
+// benchOneEndpointChange measures the steady state: one endpoint of one service moves per sync.
+func benchOneEndpointChange(b *testing.B, n int, newProxier func(*testing.B) *Proxier) SyncStats {
+	snap := scaleSnapshot(n, 5)
+	p := newProxier(b)
+	mustSync(b, p, snap)
+	name := spn("ns7", "svc7", "")
+	orig := snap.Endpoints[name]
+	alt := append([]model.Endpoint(nil), orig...)
+	alt[0] = ready("10.245.0.1", 8080, "node-c")
+	var st SyncStats
+	var cpu cpuTimer
+	b.ResetTimer()
+	cpu.Start()
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 {
+			snap.Endpoints[name] = alt
+		} else {
+			snap.Endpoints[name] = orig
+		}
+		st = mustSync(b, p, incremental(snap, name.ServiceKey))
+	}
+	cpu.Stop()
+	cpu.report(b)
+	b.ReportMetric(float64(st.Writes()), "writes/sync")
+	b.ReportMetric(float64(st.NetlinkRoundTrips()), "netlink-rt/sync")
+	return st
+}
+
+// fakeProxier builds a Proxier over a fresh fake node.
+func fakeProxier(b *testing.B) *Proxier { return newTestProxier(b, newTestKernel(), testOptions()) }
+
+// BenchmarkFullSync is a first sync into an empty fake kernel.
 func BenchmarkFullSync(b *testing.B) {
 	for _, n := range scales {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
-			snap := scaleSnapshot(n, 5)
-			var st SyncStats
-			var cpu cpuTimer
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				k := newTestKernel()
-				p := newTestProxier(b, k, testOptions())
-				b.StartTimer()
-				cpu.Start()
-				st = mustSync(b, p, snap)
-				cpu.Stop()
-			}
-			cpu.report(b)
-			b.ReportMetric(float64(st.NetlinkRoundTrips()), "netlink-rt/sync")
+			st := benchFirstSync(b, n, fakeProxier)
 			b.ReportMetric(float64(st.IPVSReads+st.IPVSWrites), "ipvs-rt/sync")
-			b.ReportMetric(float64(st.IPVSReads+st.IPVSWrites)/float64(n+n/10), "ipvs-rt/virtual-server")
 		})
 	}
 }
 
-// BenchmarkUnchangedFullResync is the periodic resync of a settled node: list and compare.
+// BenchmarkUnchangedFullResync is the periodic resync of a settled node, which must write nothing.
 func BenchmarkUnchangedFullResync(b *testing.B) {
 	for _, n := range scales {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
-			snap := scaleSnapshot(n, 5)
-			k := newTestKernel()
-			p := newTestProxier(b, k, testOptions())
-			mustSync(b, p, snap)
-			var st SyncStats
-			var cpu cpuTimer
-			b.ResetTimer()
-			cpu.Start()
-			for i := 0; i < b.N; i++ {
-				st = mustSync(b, p, snap)
-			}
-			cpu.Stop()
-			cpu.report(b)
-			if st.IPVSWrites+st.IpsetWrites+st.LinkWrites != 0 {
+			if st := benchUnchangedFullResync(b, n, fakeProxier); st.IPVSWrites+st.IpsetWrites+st.LinkWrites != 0 {
 				b.Fatalf("unchanged resync wrote: %+v", st)
 			}
-			b.ReportMetric(float64(st.NetlinkRoundTrips()), "netlink-rt/sync")
 		})
 	}
 }
 
-// BenchmarkOneEndpointChange is the steady state: one endpoint of one service moves per sync.
+// BenchmarkOneEndpointChange is the steady state, which writes at most three times per sync.
 func BenchmarkOneEndpointChange(b *testing.B) {
 	for _, n := range scales {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
-			snap := scaleSnapshot(n, 5)
-			k := newTestKernel()
-			p := newTestProxier(b, k, testOptions())
-			mustSync(b, p, snap)
-			name := spn("ns7", "svc7", "")
-			orig := snap.Endpoints[name]
-			alt := append([]model.Endpoint(nil), orig...)
-			alt[0] = ready("10.245.0.1", 8080, "node-c")
-			var st SyncStats
-			var cpu cpuTimer
-			b.ResetTimer()
-			cpu.Start()
-			for i := 0; i < b.N; i++ {
-				if i%2 == 0 {
-					snap.Endpoints[name] = alt
-				} else {
-					snap.Endpoints[name] = orig
-				}
-				st = mustSync(b, p, incremental(snap, name.ServiceKey))
-			}
-			cpu.Stop()
-			cpu.report(b)
-			if st.Writes() > 3 {
+			if st := benchOneEndpointChange(b, n, fakeProxier); st.Writes() > 3 {
 				b.Fatalf("one-endpoint change wrote %d times: %+v", st.Writes(), st)
 			}
-			b.ReportMetric(float64(st.Writes()), "writes/sync")
-			b.ReportMetric(float64(st.NetlinkRoundTrips()), "netlink-rt/sync")
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
+	"github.com/switchyard/switchyard/proxier/ipvs/ipvstest"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -66,7 +67,7 @@ func compareAnswers(t *testing.T, got []error) {
 }
 
 func TestFakeIPVSAnswersLikeKernel(t *testing.T) {
-	f := NewFakeIPVS()
+	f := ipvstest.NewFakeIPVS()
 	compareAnswers(t, exerciseIPVS(t, f))
 	if len(f.Services) != 0 {
 		t.Errorf("left behind:\n%s", f.Dump())

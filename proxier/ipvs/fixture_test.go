@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
-	"github.com/switchyard/switchyard/proxier/conntrack"
-	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
+	"github.com/switchyard/switchyard/internal/sysctltest"
+	"github.com/switchyard/switchyard/proxier/conntrack/conntracktest"
+	"github.com/switchyard/switchyard/proxier/ipvs/ipset/ipsettest"
+	"github.com/switchyard/switchyard/proxier/ipvs/ipvstest"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -103,25 +105,33 @@ func testOptions() Options {
 	return o
 }
 
+// The fakes of this package's own seams live in ipvstest and sysctltest, which cannot import this
+// package; these lines keep them fitting the seams.
+var (
+	_ IPVS   = (*ipvstest.FakeIPVS)(nil)
+	_ Links  = (*ipvstest.FakeLinks)(nil)
+	_ Sysctl = (*sysctltest.Fake)(nil)
+)
+
 // testKernel is a fake node: every seam's stateful fake, and a clock tests move by hand.
 type testKernel struct {
-	ipvs      *FakeIPVS
-	links     *FakeLinks
-	ipset     *ipset.Fake
+	ipvs      *ipvstest.FakeIPVS
+	links     *ipvstest.FakeLinks
+	ipset     *ipsettest.Fake
 	iptables  *iptablestest.Fake
-	sysctl    *FakeSysctl
-	conntrack *conntrack.Fake
+	sysctl    *sysctltest.Fake
+	conntrack *conntracktest.Fake
 	now       time.Time
 }
 
 func newTestKernel() *testKernel {
 	return &testKernel{
-		ipvs:      NewFakeIPVS(),
-		links:     NewFakeLinks(map[string][]string{"eth0": {"192.168.50.10/24"}, "eth1": {"192.168.51.10/24"}, "cni0": {"10.244.1.1/24"}}),
-		ipset:     ipset.NewFake(),
+		ipvs:      ipvstest.NewFakeIPVS(),
+		links:     ipvstest.NewFakeLinks(map[string][]string{"eth0": {"192.168.50.10/24"}, "eth1": {"192.168.51.10/24"}, "cni0": {"10.244.1.1/24"}}),
+		ipset:     ipsettest.NewFake(),
 		iptables:  iptablestest.NewFake(),
-		sysctl:    NewFakeSysctl(),
-		conntrack: &conntrack.Fake{},
+		sysctl:    ipvstest.NewFakeSysctl(),
+		conntrack: &conntracktest.Fake{},
 		now:       time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 	}
 }
@@ -139,6 +149,17 @@ func newTestProxier(t testing.TB, k *testKernel, opts Options) *Proxier {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// syncedFixture is the common start of a test: a fake node into which a proxier with testOptions has
+// synced fixture().
+func syncedFixture(t testing.TB) (*testKernel, *Proxier, *model.Snapshot) {
+	t.Helper()
+	k := newTestKernel()
+	p := newTestProxier(t, k, testOptions())
+	snap := fixture()
+	mustSync(t, p, snap)
+	return k, p, snap
 }
 
 func mustSync(t testing.TB, p *Proxier, s *model.Snapshot) SyncStats {

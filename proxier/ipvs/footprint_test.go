@@ -8,10 +8,7 @@ import (
 // TestFootprintMatchesSyncedKernel holds RenderFootprint to what a real sync leaves in the fakes: the
 // same virtual servers, real servers, ipset members, kube-ipvs0 addresses and iptables rules.
 func TestFootprintMatchesSyncedKernel(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, _, snap := syncedFixture(t)
 
 	// The node's addresses as the fake links report them (kube-ipvs0 excluded).
 	node := []netip.Addr{ip("192.168.50.10"), ip("192.168.51.10"), ip("10.244.1.1")}

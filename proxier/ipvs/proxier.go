@@ -438,18 +438,23 @@ func (p *Proxier) apply(full bool) error {
 		}
 	}
 	var errs []error
-	for a := range addrKeys {
-		if err := p.syncAddr(a, true); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for k := range setKeys {
-		for e := range setKeys[k] {
-			if err := p.syncSetEntry(setKind(k), e, true); err != nil {
+	// Addresses and set entries in two passes around the virtual servers: the first only adds, the
+	// second only removes.
+	syncAddrsAndSets := func(adding bool) {
+		for a := range addrKeys {
+			if err := p.syncAddr(a, adding); err != nil {
 				errs = append(errs, err)
 			}
 		}
+		for k := range setKeys {
+			for e := range setKeys[k] {
+				if err := p.syncSetEntry(setKind(k), e, adding); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
 	}
+	syncAddrsAndSets(true)
 	for k := range vsKeys {
 		want := d.virtualServer(k)
 		if want != nil && len(d.claims[k]) > 1 {
@@ -462,18 +467,7 @@ func (p *Proxier) apply(full bool) error {
 			errs = append(errs, err)
 		}
 	}
-	for a := range addrKeys {
-		if err := p.syncAddr(a, false); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for k := range setKeys {
-		for e := range setKeys[k] {
-			if err := p.syncSetEntry(setKind(k), e, false); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
+	syncAddrsAndSets(false)
 	d.clearDirty()
 	return errors.Join(errs...)
 }

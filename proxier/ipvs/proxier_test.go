@@ -13,8 +13,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/conntrack/conntracktest"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
+	"github.com/switchyard/switchyard/proxier/ipvs/ipvstest"
 	"github.com/switchyard/switchyard/proxier/metrics"
 	"github.com/switchyard/switchyard/proxier/model"
 
@@ -51,12 +52,12 @@ func incremental(snap *model.Snapshot, changed ...model.ServiceKey) *model.Snaps
 	return snap
 }
 
-func fakeVS(proto uint16, addrPort string) FakeVSKey {
+func fakeVS(proto uint16, addrPort string) ipvstest.FakeVSKey {
 	ap := ipp(addrPort)
-	return FakeVSKey{Family: family(ap.Addr()), Protocol: proto, Addr: ap.Addr(), Port: ap.Port()}
+	return ipvstest.FakeVSKey{Family: family(ap.Addr()), Protocol: proto, Addr: ap.Addr(), Port: ap.Port()}
 }
 
-func destsOf(t *testing.T, k *testKernel, vs FakeVSKey) map[string]int {
+func destsOf(t *testing.T, k *testKernel, vs ipvstest.FakeVSKey) map[string]int {
 	t.Helper()
 	v, ok := k.ipvs.Services[vs]
 	if !ok {
@@ -93,10 +94,7 @@ func TestSyncProgramsFixture(t *testing.T) {
 }
 
 func TestUnchangedSyncWritesNothing(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	before := kernelState(k)
 
 	// Same values, ordinary sync: nothing is re-rendered or written; one look-up of kube-ipvs0.
@@ -129,10 +127,7 @@ func TestUnchangedSyncWritesNothing(t *testing.T) {
 }
 
 func TestOneEndpointChange(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 
 	web := spn("default", "web", "http")
 	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.4", 8080, "node-b"), ready("fd00:244::2", 8080, nodeName)}
@@ -160,10 +155,7 @@ func maps(a, b map[string]int) bool {
 }
 
 func TestGracefulTermination(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	vs := fakeVS(unix.IPPROTO_TCP, "10.96.0.10:80")
 	old := ipp("10.244.2.3:8080")
 	if err := k.ipvs.SetConnections(vs, old, 2, 1); err != nil {
@@ -226,17 +218,14 @@ func TestGracefulTermination(t *testing.T) {
 }
 
 func TestUDPRealServerDeletedAtOnce(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	vs := fakeVS(unix.IPPROTO_UDP, "10.96.0.53:53")
 	gone, kept := ipp("10.244.3.4:53"), ipp("10.244.1.7:53")
 	if err := k.ipvs.SetConnections(vs, gone, 0, 4); err != nil {
 		t.Fatal(err)
 	}
 	vip := ipp("10.96.0.53:53")
-	k.conntrack.Flows = []conntrack.Flow{
+	k.conntrack.Flows = []conntracktest.Flow{
 		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.5:40000"), OrigDst: vip, ReplySrc: gone},
 		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.6:40000"), OrigDst: vip, ReplySrc: gone},
 		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.7:40000"), OrigDst: vip, ReplySrc: kept},
@@ -258,10 +247,7 @@ func TestUDPRealServerDeletedAtOnce(t *testing.T) {
 }
 
 func TestServiceRemovedAndAdded(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	legacy := spn("shop", "legacy", "")
 	delete(snap.Services, legacy)
 	delete(snap.Endpoints, legacy)
@@ -294,10 +280,7 @@ func TestServiceRemovedAndAdded(t *testing.T) {
 }
 
 func TestAffinityChangeUpdatesInPlace(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	cart := spn("shop", "cart", "")
 	svc := *snap.Services[cart]
 	svc.Affinity = model.SessionAffinity{ClientIP: true, TimeoutSeconds: 30}
@@ -318,7 +301,7 @@ func TestForeignEntriesSurvive(t *testing.T) {
 	opts.ExcludeCIDRs = []netip.Prefix{netip.MustParsePrefix("10.96.200.0/24")}
 	// Another program's virtual server on an address of its own, one on an excluded address that is
 	// bound to kube-ipvs0, and one on a node address at a port Switchyard never used.
-	foreign := []FakeVSKey{fakeVS(unix.IPPROTO_TCP, "10.50.0.1:80"), fakeVS(unix.IPPROTO_TCP, "10.96.200.1:80"), fakeVS(unix.IPPROTO_UDP, "192.168.50.10:4789")}
+	foreign := []ipvstest.FakeVSKey{fakeVS(unix.IPPROTO_TCP, "10.50.0.1:80"), fakeVS(unix.IPPROTO_TCP, "10.96.200.1:80"), fakeVS(unix.IPPROTO_UDP, "192.168.50.10:4789")}
 	for _, f := range foreign {
 		if err := k.ipvs.NewService(mobyService(vsKey{f.Addr, protoOf(f.Protocol), f.Port}, "wlc", false, 0)); err != nil {
 			t.Fatal(err)
@@ -371,10 +354,7 @@ func TestForeignEntriesSurvive(t *testing.T) {
 func protoOf(p uint16) model.Protocol { pr, _ := fromIPVSProto(p); return pr }
 
 func TestDriftRepairedByFullSync(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	want := kernelState(k)
 
 	web := fakeVS(unix.IPPROTO_TCP, "10.96.0.10:80")
@@ -408,8 +388,7 @@ func TestDriftRepairedByFullSync(t *testing.T) {
 }
 
 func TestRestartAdoptsKernelState(t *testing.T) {
-	k := newTestKernel()
-	mustSync(t, newTestProxier(t, k, testOptions()), fixture())
+	k, _, _ := syncedFixture(t)
 	want := kernelState(k)
 	// A new process (restart, upgrade) finds everything in place and writes nothing to netlink.
 	p := newTestProxier(t, k, testOptions())
@@ -427,10 +406,7 @@ func TestRestartAdoptsKernelState(t *testing.T) {
 }
 
 func TestFailedSyncIsRetriedInFull(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	want := kernelState(k)
 	// Someone deletes a virtual server behind the backend's back; the next change to it fails, as
 	// the kernel refuses a real server on a missing virtual server.
@@ -483,10 +459,7 @@ func TestConflictingVirtualServers(t *testing.T) {
 }
 
 func TestNodeAddressChange(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	eth0 := k.links.Links["eth0"]
 	eth0.Addrs = append(eth0.Addrs, netip.MustParsePrefix("192.168.50.11/24"))
 	// Ordinary syncs do not read the node's addresses (that costs a dump of every address, the
@@ -512,10 +485,7 @@ func TestNodeAddressChange(t *testing.T) {
 }
 
 func TestDeletedDummyDeviceIsRecreated(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	want := kernelState(k)
 	delete(k.links.Links, DummyDevice) // someone ran `ip link del kube-ipvs0`
 	// The next ordinary sync notices, recreates the device and rebinds every address.
@@ -529,7 +499,7 @@ func TestDeletedDummyDeviceIsRecreated(t *testing.T) {
 
 func TestIPv6Family(t *testing.T) {
 	k := newTestKernel()
-	k.links = NewFakeLinks(map[string][]string{"eth0": {"192.168.50.10/24", "fd00:50::10/64", "fe80::1/64"}})
+	k.links = ipvstest.NewFakeLinks(map[string][]string{"eth0": {"192.168.50.10/24", "fd00:50::10/64", "fe80::1/64"}})
 	o := testOptions()
 	o.Family = model.IPv6
 	o.NodePortAddresses = nil
@@ -568,9 +538,7 @@ func gauge(t *testing.T, g prometheus.Gauge) float64 {
 }
 
 func TestMetrics(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	mustSync(t, p, fixture())
+	k, _, _ := syncedFixture(t)
 	// shop/legacy has eTP=Local and no endpoint on this node; shop/front and monitoring/agent have one.
 	if got := gauge(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external")); got != 1 {
 		t.Errorf("no-local-endpoints (external) = %v, want 1", got)
@@ -585,10 +553,7 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestPortRemovedFromService(t *testing.T) {
-	k := newTestKernel()
-	p := newTestProxier(t, k, testOptions())
-	snap := fixture()
-	mustSync(t, p, snap)
+	k, p, snap := syncedFixture(t)
 	https := spn("default", "web", "https")
 	delete(snap.Services, https)
 	delete(snap.Endpoints, https)

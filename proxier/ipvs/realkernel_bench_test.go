@@ -11,12 +11,11 @@ import (
 
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/proxier/conntrack"
-	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // realProxier builds a Proxier over the real kernel inside a fresh namespace; everything it opens is
 // closed, and the namespace deleted, when b ends.
-func realProxier(b *testing.B) (*Proxier, *netnstest.NS) {
+func realProxier(b *testing.B) *Proxier {
 	b.Helper()
 	node := netnstest.New(b, "bench")
 	netnstest.Veth(b, node, "eth0", "192.168.50.10/24", netnstest.New(b, "peer"), "eth0", "192.168.50.2/24")
@@ -40,7 +39,7 @@ func realProxier(b *testing.B) (*Proxier, *netnstest.NS) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return p, node
+	return p
 }
 
 // BenchmarkRealKernel measures plan+apply against the kernel's IPVS in hack/vm's guest (software
@@ -54,61 +53,10 @@ func BenchmarkRealKernel(b *testing.B) {
 	}
 	requireIPVSKernelB(b)
 	for _, n := range scales {
-		b.Run(fmt.Sprintf("full/services=%d", n), func(b *testing.B) {
-			snap := scaleSnapshot(n, 5)
-			var st SyncStats
-			var cpu cpuTimer
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				p, _ := realProxier(b)
-				b.StartTimer()
-				cpu.Start()
-				st = mustSync(b, p, snap)
-				cpu.Stop()
-			}
-			cpu.report(b)
-			b.ReportMetric(float64(st.NetlinkRoundTrips()), "netlink-rt/sync")
-			b.ReportMetric(float64(st.IPVSReads+st.IPVSWrites)/float64(n+n/10), "ipvs-rt/virtual-server")
-		})
-		b.Run(fmt.Sprintf("one-endpoint/services=%d", n), func(b *testing.B) {
-			snap := scaleSnapshot(n, 5)
-			p, _ := realProxier(b)
-			mustSync(b, p, snap)
-			name := spn("ns7", "svc7", "")
-			orig := snap.Endpoints[name]
-			alt := append([]model.Endpoint(nil), orig...)
-			alt[0] = ready("10.245.0.1", 8080, "node-c")
-			var st SyncStats
-			var cpu cpuTimer
-			b.ResetTimer()
-			cpu.Start()
-			for i := 0; i < b.N; i++ {
-				if i%2 == 0 {
-					snap.Endpoints[name] = alt
-				} else {
-					snap.Endpoints[name] = orig
-				}
-				st = mustSync(b, p, incremental(snap, name.ServiceKey))
-			}
-			cpu.Stop()
-			cpu.report(b)
-			b.ReportMetric(float64(st.Writes()), "writes/sync")
-			b.ReportMetric(float64(st.NetlinkRoundTrips()), "netlink-rt/sync")
-		})
+		b.Run(fmt.Sprintf("full/services=%d", n), func(b *testing.B) { benchFirstSync(b, n, realProxier) })
+		b.Run(fmt.Sprintf("one-endpoint/services=%d", n), func(b *testing.B) { benchOneEndpointChange(b, n, realProxier) })
 		b.Run(fmt.Sprintf("unchanged-full/services=%d", n), func(b *testing.B) {
-			snap := scaleSnapshot(n, 5)
-			p, _ := realProxier(b)
-			mustSync(b, p, snap)
-			var st SyncStats
-			var cpu cpuTimer
-			b.ResetTimer()
-			cpu.Start()
-			for i := 0; i < b.N; i++ {
-				st = mustSync(b, p, snap)
-			}
-			cpu.Stop()
-			cpu.report(b)
-			b.ReportMetric(float64(st.NetlinkRoundTrips()), "netlink-rt/sync")
+			st := benchUnchangedFullResync(b, n, realProxier)
 			b.ReportMetric(float64(st.Writes()), "writes/sync")
 		})
 	}

@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/pflag"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/switchyard/switchyard/proxier/ipvs/ipvstest"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 func TestSchedulerValidation(t *testing.T) {
@@ -28,39 +30,19 @@ func TestSchedulerValidation(t *testing.T) {
 			t.Errorf("scheduler %q: %v; want a clear rejection listing the schedulers", s, err)
 		}
 	}
-	// The fake refuses unknown schedulers as the kernel would, so a sync could never hide a bad one.
+	// The fake knows the kernel's schedulers, every one the backend accepts ...
+	for _, s := range Schedulers {
+		svc := mobyService(vsKey{ip("10.96.0.10"), model.TCP, 80}, s, false, 0)
+		if err := ipvstest.NewFakeIPVS().NewService(svc); err != nil {
+			t.Errorf("the fake IPVS refuses scheduler %q: %v", s, err)
+		}
+	}
+	// ... and refuses unknown schedulers as the kernel would, so a sync could never hide a bad one.
 	k := newTestKernel()
 	o := DefaultOptions()
 	o.Scheduler = "bogus"
 	if _, err := New(o, k.deps()); err == nil {
 		t.Errorf("New accepted scheduler bogus")
-	}
-}
-
-func TestFlags(t *testing.T) {
-	o := DefaultOptions()
-	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	o.AddFlags(fs)
-	err := fs.Parse([]string{"--ipvs-scheduler=sh", "--ipvs-sync-period=1m", "--ipvs-min-sync-period=2s", "--ipvs-strict-arp",
-		"--ipvs-tcp-timeout=900s", "--ipvs-tcpfin-timeout=30s", "--ipvs-udp-timeout=10s", "--ipvs-exclude-cidrs=10.1.0.0/16, 10.2.3.4/32"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.Scheduler != "sh" || o.SyncPeriod != time.Minute || o.MinSyncPeriod != 2*time.Second || !o.StrictARP ||
-		o.TCPTimeout != 900*time.Second || o.TCPFinTimeout != 30*time.Second || o.UDPTimeout != 10*time.Second ||
-		len(o.ExcludeCIDRs) != 2 || o.ExcludeCIDRs[1].String() != "10.2.3.4/32" {
-		t.Errorf("parsed options: %+v", o)
-	}
-	if err := o.Validate(); err != nil {
-		t.Error(err)
-	}
-	if err := fs.Parse([]string{"--ipvs-exclude-cidrs=10.1.0.0/33"}); err == nil {
-		t.Errorf("a bad CIDR was accepted")
-	}
-	bad := DefaultOptions()
-	bad.MinSyncPeriod = time.Hour
-	if err := bad.Validate(); err == nil {
-		t.Errorf("min sync period above sync period accepted")
 	}
 }
 

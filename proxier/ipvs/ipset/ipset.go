@@ -1,7 +1,7 @@
 // Package ipset manages the kernel ipsets that the IPVS backend's constant iptables rules match. It talks
 // to the kernel through netlink (the subset of *netlink.Handle's Ipset* methods in Netlink), converts
-// between netlink's entry structs and a small comparable Entry value that can key Go maps, and offers a
-// stateful Fake that refuses what the kernel refuses.
+// between netlink's entry structs and a small comparable Entry value that can key Go maps. Its stateful
+// fake, which refuses what the kernel refuses, is ipsettest.Fake.
 package ipset
 
 import (

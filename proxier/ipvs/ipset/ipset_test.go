@@ -1,4 +1,4 @@
-package ipset
+package ipset_test
 
 import (
 	"net/netip"
@@ -6,54 +6,57 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/switchyard/switchyard/internal/netnstest"
+	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
+	"github.com/switchyard/switchyard/proxier/ipvs/ipset/ipsettest"
 )
 
 var testSets = []struct {
-	set     Set
-	entries []Entry
+	set     ipset.Set
+	entries []ipset.Entry
 }{
-	{Set{Name: "SY-TEST-IP", Type: HashIP, Family: 4}, []Entry{{IP: netip.MustParseAddr("10.96.0.1")}}},
-	{Set{Name: "SY-TEST-IPPORT", Type: HashIPPort, Family: 4}, []Entry{
+	{ipset.Set{Name: "SY-TEST-IP", Type: ipset.HashIP, Family: 4}, []ipset.Entry{{IP: netip.MustParseAddr("10.96.0.1")}}},
+	{ipset.Set{Name: "SY-TEST-IPPORT", Type: ipset.HashIPPort, Family: 4}, []ipset.Entry{
 		{IP: netip.MustParseAddr("10.96.0.1"), Protocol: "tcp", Port: 443},
 		{IP: netip.MustParseAddr("10.96.0.1"), Protocol: "udp", Port: 53},
 		{IP: netip.MustParseAddr("10.96.0.2"), Protocol: "sctp", Port: 9},
 	}},
-	{Set{Name: "SY-TEST-IPPORTIP", Type: HashIPPortIP, Family: 4}, []Entry{
+	{ipset.Set{Name: "SY-TEST-IPPORTIP", Type: ipset.HashIPPortIP, Family: 4}, []ipset.Entry{
 		{IP: netip.MustParseAddr("10.244.1.5"), Protocol: "tcp", Port: 8080, IP2: netip.MustParseAddr("10.244.1.5")},
 	}},
-	{Set{Name: "SY-TEST-IPPORTNET", Type: HashIPPortNet, Family: 4}, []Entry{
+	{ipset.Set{Name: "SY-TEST-IPPORTNET", Type: ipset.HashIPPortNet, Family: 4}, []ipset.Entry{
 		{IP: netip.MustParseAddr("192.0.2.10"), Protocol: "tcp", Port: 80, Net: netip.MustParsePrefix("203.0.113.0/24")},
 	}},
-	{Set{Name: "SY-TEST-IPPORT6", Type: HashIPPort, Family: 6}, []Entry{
+	{ipset.Set{Name: "SY-TEST-IPPORT6", Type: ipset.HashIPPort, Family: 6}, []ipset.Entry{
 		{IP: netip.MustParseAddr("fd00:96::1"), Protocol: "tcp", Port: 80},
 	}},
 }
 
-// exercise runs the same scenario against any Netlink and returns the members it lists, so the fake
+// exercise runs the same scenario against any ipset.Netlink and returns the members it lists, so the fake
 // and the kernel can be held to the same answers.
-func exercise(t *testing.T, h Netlink) map[string][]string {
+func exercise(t *testing.T, h ipset.Netlink) map[string][]string {
 	t.Helper()
 	got := map[string][]string{}
 	for _, ts := range testSets {
-		if created, err := Ensure(h, ts.set); err != nil || !created {
+		if created, err := ipset.Ensure(h, ts.set); err != nil || !created {
 			t.Fatalf("Ensure(%s) = %v, %v; want created", ts.set.Name, created, err)
 		}
-		if created, err := Ensure(h, ts.set); err != nil || created {
+		if created, err := ipset.Ensure(h, ts.set); err != nil || created {
 			t.Fatalf("second Ensure(%s) = %v, %v; want existing", ts.set.Name, created, err)
 		}
 		for _, e := range ts.entries {
-			if err := Add(h, ts.set, e); err != nil {
+			if err := ipset.Add(h, ts.set, e); err != nil {
 				t.Fatalf("Add: %v", err)
 			}
 		}
 		// The kernel refuses a duplicate add and the deletion of an absent entry.
-		if err := Add(h, ts.set, ts.entries[0]); !IsExist(err) {
+		if err := ipset.Add(h, ts.set, ts.entries[0]); !ipset.IsExist(err) {
 			t.Errorf("duplicate add to %s: got %v, want EEXIST", ts.set.Name, err)
 		}
-		entries, found, err := List(h, ts.set)
+		entries, found, err := ipset.List(h, ts.set)
 		if err != nil || !found {
 			t.Fatalf("List(%s) = %v, %v", ts.set.Name, found, err)
 		}
@@ -63,31 +66,31 @@ func exercise(t *testing.T, h Netlink) map[string][]string {
 		}
 		sort.Strings(names)
 		got[ts.set.Name] = names
-		if err := Del(h, ts.set, ts.entries[0]); err != nil {
+		if err := ipset.Del(h, ts.set, ts.entries[0]); err != nil {
 			t.Fatalf("Del: %v", err)
 		}
-		if err := Del(h, ts.set, ts.entries[0]); !IsExist(err) {
+		if err := ipset.Del(h, ts.set, ts.entries[0]); !ipset.IsExist(err) {
 			t.Errorf("deleting an absent entry from %s succeeded", ts.set.Name)
 		}
 	}
 	// A set with the same name and another type is not adopted.
-	if _, err := Ensure(h, Set{Name: "SY-TEST-IP", Type: HashIPPort, Family: 4}); err == nil {
+	if _, err := ipset.Ensure(h, ipset.Set{Name: "SY-TEST-IP", Type: ipset.HashIPPort, Family: 4}); err == nil {
 		t.Errorf("Ensure adopted a set of the wrong type")
 	}
-	if _, _, err := List(h, Set{Name: "SY-TEST-IP", Type: HashIPPort, Family: 4}); err == nil {
+	if _, _, err := ipset.List(h, ipset.Set{Name: "SY-TEST-IP", Type: ipset.HashIPPort, Family: 4}); err == nil {
 		t.Errorf("List read a set as the wrong type")
 	}
-	if _, found, err := List(h, Set{Name: "SY-TEST-MISSING", Type: HashIP}); err != nil || found {
+	if _, found, err := ipset.List(h, ipset.Set{Name: "SY-TEST-MISSING", Type: ipset.HashIP}); err != nil || found {
 		t.Errorf("List(missing) = %v, %v; want not found, no error", found, err)
 	}
-	if err := Add(h, Set{Name: "SY-TEST-MISSING", Type: HashIP}, Entry{IP: netip.MustParseAddr("10.0.0.1")}); err == nil {
+	if err := ipset.Add(h, ipset.Set{Name: "SY-TEST-MISSING", Type: ipset.HashIP}, ipset.Entry{IP: netip.MustParseAddr("10.0.0.1")}); err == nil {
 		t.Errorf("adding to a missing set succeeded")
 	}
 	// An IPv6 address does not go into an IPv4 set.
-	if err := Add(h, testSets[0].set, Entry{IP: netip.MustParseAddr("fd00::1")}); err == nil {
+	if err := ipset.Add(h, testSets[0].set, ipset.Entry{IP: netip.MustParseAddr("fd00::1")}); err == nil {
 		t.Errorf("adding an IPv6 address to an IPv4 set succeeded")
 	}
-	names, err := Names(h)
+	names, err := ipset.Names(h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +118,7 @@ var wantMembers = map[string][]string{
 }
 
 func TestFakeBehavesLikeKernel(t *testing.T) {
-	f := NewFake()
+	f := ipsettest.NewFake()
 	if got := exercise(t, f); !reflect.DeepEqual(got, wantMembers) {
 		t.Errorf("members:\n got %v\nwant %v", got, wantMembers)
 	}
@@ -148,10 +151,10 @@ func TestRealKernelIpset(t *testing.T) {
 
 func TestEntryString(t *testing.T) {
 	for _, c := range []struct {
-		e    Entry
+		e    ipset.Entry
 		want string
 	}{
-		{Entry{IP: netip.MustParseAddr("10.0.0.1"), Protocol: "udp", Port: 53}, "10.0.0.1,udp:53"},
+		{ipset.Entry{IP: netip.MustParseAddr("10.0.0.1"), Protocol: "udp", Port: 53}, "10.0.0.1,udp:53"},
 	} {
 		if got := c.e.String(); got != c.want {
 			t.Errorf("%#v.String() = %q, want %q", c.e, got, c.want)

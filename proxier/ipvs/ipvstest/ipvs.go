@@ -1,4 +1,9 @@
-package ipvs
+// Package ipvstest holds stateful fakes of the kernel APIs the IPVS backend (proxier/ipvs) programs:
+// the IPVS table (FakeIPVS), the node's links and addresses (FakeLinks) and its /proc/sys
+// (NewFakeSysctl). They answer like the kernel, and the backend's tests assert their end state. They
+// depend on the kernel libraries' types only, never on proxier/ipvs, so the backend's own tests can
+// use them.
+package ipvstest
 
 import (
 	"fmt"
@@ -37,7 +42,12 @@ type FakeVS struct {
 	Dests   map[netip.AddrPort]*mobyipvs.Destination
 }
 
-var _ IPVS = (*FakeIPVS)(nil)
+// kernelSchedulers are the schedulers Linux ships (net/netfilter/ipvs/ip_vs_*.c); the fake knows no
+// others. TestSchedulerValidation in proxier/ipvs holds the backend's list to this one.
+var kernelSchedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+
+// svcFlagPersistent is IP_VS_SVC_F_PERSISTENT, which moby/ipvs does not export.
+const svcFlagPersistent = 0x1
 
 // NewFakeIPVS returns an empty table.
 func NewFakeIPVS() *FakeIPVS { return &FakeIPVS{Services: map[FakeVSKey]*FakeVS{}} }
@@ -107,7 +117,7 @@ func (f *FakeIPVS) NewService(s *mobyipvs.Service) error {
 	if err != nil {
 		return err
 	}
-	if !validScheduler(s.SchedName) {
+	if !slices.Contains(kernelSchedulers, s.SchedName) {
 		return unix.ENOENT // the kernel cannot find (or load) ip_vs_<name>
 	}
 	if _, ok := f.Services[k]; ok {
@@ -125,7 +135,7 @@ func (f *FakeIPVS) UpdateService(s *mobyipvs.Service) error {
 	if err != nil {
 		return err
 	}
-	if !validScheduler(s.SchedName) {
+	if !slices.Contains(kernelSchedulers, s.SchedName) {
 		return unix.ENOENT
 	}
 	addr := vs.Service.Address
@@ -147,27 +157,30 @@ func (f *FakeIPVS) DelService(s *mobyipvs.Service) error {
 	return nil
 }
 
-func (f *FakeIPVS) checkDest(vs *FakeVS, d *mobyipvs.Destination) (netip.AddrPort, error) {
+// settableDest finds the virtual server s and the key of real server d in it, refusing what the
+// kernel refuses in a real server's settings: a negative weight, or the other address family unless
+// the real server is reached by tunnelling.
+func (f *FakeIPVS) settableDest(s *mobyipvs.Service, d *mobyipvs.Destination) (*FakeVS, netip.AddrPort, error) {
+	vs, err := f.lookup(s)
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
 	k, err := destKey(d)
 	if err != nil {
-		return k, err
+		return nil, k, err
 	}
 	if d.Weight < 0 {
-		return k, unix.ERANGE
+		return nil, k, unix.ERANGE
 	}
 	if k.Addr().Is4() != (vs.Service.AddressFamily == unix.AF_INET) && d.ConnectionFlags&mobyipvs.ConnectionFlagFwdMask != mobyipvs.ConnectionFlagTunnel {
-		return k, unix.EAFNOSUPPORT
+		return nil, k, unix.EAFNOSUPPORT
 	}
-	return k, nil
+	return vs, k, nil
 }
 
 func (f *FakeIPVS) NewDestination(s *mobyipvs.Service, d *mobyipvs.Destination) error {
 	f.Writes++
-	vs, err := f.lookup(s)
-	if err != nil {
-		return err
-	}
-	k, err := f.checkDest(vs, d)
+	vs, k, err := f.settableDest(s, d)
 	if err != nil {
 		return err
 	}
@@ -183,11 +196,7 @@ func (f *FakeIPVS) NewDestination(s *mobyipvs.Service, d *mobyipvs.Destination) 
 
 func (f *FakeIPVS) UpdateDestination(s *mobyipvs.Service, d *mobyipvs.Destination) error {
 	f.Writes++
-	vs, err := f.lookup(s)
-	if err != nil {
-		return err
-	}
-	k, err := f.checkDest(vs, d)
+	vs, k, err := f.settableDest(s, d)
 	if err != nil {
 		return err
 	}
@@ -255,7 +264,7 @@ func (f *FakeIPVS) Dump() string {
 	for k, vs := range f.Services {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%s %s %s", protoName(k.Protocol), netip.AddrPortFrom(k.Addr, k.Port), vs.Service.SchedName)
-		if vs.Service.Flags&flagPersistent != 0 {
+		if vs.Service.Flags&svcFlagPersistent != 0 {
 			fmt.Fprintf(&b, " persistent %d", vs.Service.Timeout)
 		}
 		var ds []string

@@ -1,4 +1,4 @@
-package ipvs
+package ipvstest
 
 import (
 	"net"
@@ -27,8 +27,6 @@ type FakeLink struct {
 	Up    bool
 	Addrs []netip.Prefix
 }
-
-var _ Links = (*FakeLinks)(nil)
 
 // NewFakeLinks returns a namespace with loopback (127.0.0.1/8, up) and the given interfaces' addresses.
 func NewFakeLinks(ifaces map[string][]string) *FakeLinks {
@@ -152,20 +150,32 @@ func prefixOf(a *netlink.Addr) (netip.Prefix, error) {
 	return netip.PrefixFrom(ip.Unmap(), ones), nil
 }
 
-func (f *FakeLinks) AddrAdd(link netlink.Link, a *netlink.Addr) error {
-	f.Writes++
+// addrOn finds the interface link and the prefix a, as AddrAdd and AddrDel need them.
+func (f *FakeLinks) addrOn(link netlink.Link, a *netlink.Addr) (*FakeLink, netip.Prefix, error) {
 	l, err := f.byLink(link)
 	if err != nil {
-		return err
+		return nil, netip.Prefix{}, err
 	}
 	p, err := prefixOf(a)
 	if err != nil {
+		return nil, p, err
+	}
+	return l, p, nil
+}
+
+// indexOf is the position of p's address among l's, or -1.
+func (l *FakeLink) indexOf(p netip.Prefix) int {
+	return slices.IndexFunc(l.Addrs, func(have netip.Prefix) bool { return have.Addr() == p.Addr() })
+}
+
+func (f *FakeLinks) AddrAdd(link netlink.Link, a *netlink.Addr) error {
+	f.Writes++
+	l, p, err := f.addrOn(link, a)
+	if err != nil {
 		return err
 	}
-	for _, have := range l.Addrs {
-		if have.Addr() == p.Addr() {
-			return unix.EEXIST
-		}
+	if l.indexOf(p) >= 0 {
+		return unix.EEXIST
 	}
 	l.Addrs = append(l.Addrs, p)
 	return nil
@@ -173,19 +183,14 @@ func (f *FakeLinks) AddrAdd(link netlink.Link, a *netlink.Addr) error {
 
 func (f *FakeLinks) AddrDel(link netlink.Link, a *netlink.Addr) error {
 	f.Writes++
-	l, err := f.byLink(link)
+	l, p, err := f.addrOn(link, a)
 	if err != nil {
 		return err
 	}
-	p, err := prefixOf(a)
-	if err != nil {
-		return err
+	i := l.indexOf(p)
+	if i < 0 {
+		return unix.EADDRNOTAVAIL
 	}
-	for i, have := range l.Addrs {
-		if have.Addr() == p.Addr() {
-			l.Addrs = slices.Delete(l.Addrs, i, i+1)
-			return nil
-		}
-	}
-	return unix.EADDRNOTAVAIL
+	l.Addrs = slices.Delete(l.Addrs, i, i+1)
+	return nil
 }

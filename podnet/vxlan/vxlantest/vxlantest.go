@@ -1,8 +1,12 @@
-package vxlan
+// Package vxlantest holds the stateful fake kernel that the overlay (podnet/vxlan) and the pod
+// network controller (podnet) are tested against. It depends on netlink's types only, never on
+// podnet/vxlan, so the overlay's own tests can use it.
+package vxlantest
 
 import (
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 
@@ -32,8 +36,6 @@ type Fake struct {
 	// as the kernel's answer and nothing changes.
 	FailOn func(op, key string) error
 }
-
-var _ Netlink = (*Fake)(nil)
 
 // NewFake returns an empty fake kernel.
 func NewFake() *Fake {
@@ -76,6 +78,15 @@ func (f *Fake) write(op, key string) error {
 		return f.FailOn(op, key)
 	}
 	return nil
+}
+
+// writeLink counts a mutating call on link (key names the object for FailOn) and returns the fake's
+// own link for it. The caller holds f.mu.
+func (f *Fake) writeLink(op, key string, link netlink.Link) (netlink.Link, error) {
+	if err := f.write(op, key); err != nil {
+		return nil, err
+	}
+	return f.lookup(link)
 }
 
 func (f *Fake) byName(name string) netlink.Link {
@@ -190,10 +201,7 @@ func (f *Fake) LinkAdd(link netlink.Link) error {
 func (f *Fake) LinkDel(link netlink.Link) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.write("LinkDel", link.Attrs().Name); err != nil {
-		return err
-	}
-	l, err := f.lookup(link)
+	l, err := f.writeLink("LinkDel", link.Attrs().Name, link)
 	if err != nil {
 		return err
 	}
@@ -225,10 +233,7 @@ func (f *Fake) removeLinkLocked(idx int) {
 func (f *Fake) LinkSetUp(link netlink.Link) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.write("LinkSetUp", link.Attrs().Name); err != nil {
-		return err
-	}
-	l, err := f.lookup(link)
+	l, err := f.writeLink("LinkSetUp", link.Attrs().Name, link)
 	if err != nil {
 		return err
 	}
@@ -239,10 +244,7 @@ func (f *Fake) LinkSetUp(link netlink.Link) error {
 func (f *Fake) LinkSetMTU(link netlink.Link, mtu int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.write("LinkSetMTU", link.Attrs().Name); err != nil {
-		return err
-	}
-	l, err := f.lookup(link)
+	l, err := f.writeLink("LinkSetMTU", link.Attrs().Name, link)
 	if err != nil {
 		return err
 	}
@@ -278,18 +280,13 @@ func (f *Fake) AddrList(link netlink.Link, family int) ([]netlink.Addr, error) {
 func (f *Fake) AddrAdd(link netlink.Link, addr *netlink.Addr) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.write("AddrAdd", addr.IPNet.String()); err != nil {
-		return err
-	}
-	l, err := f.lookup(link)
+	l, err := f.writeLink("AddrAdd", addr.IPNet.String(), link)
 	if err != nil {
 		return err
 	}
 	idx := l.Attrs().Index
-	for _, a := range f.addrs[idx] {
-		if a.IP.Equal(addr.IP) {
-			return fmt.Errorf("address %s: %w", addr.IPNet, unix.EEXIST)
-		}
+	if f.addrIndex(idx, addr) >= 0 {
+		return fmt.Errorf("address %s: %w", addr.IPNet, unix.EEXIST)
 	}
 	f.addrs[idx] = append(f.addrs[idx], netlink.Addr{IPNet: &net.IPNet{IP: addr.IP.To4(), Mask: addr.Mask}, LinkIndex: idx})
 	return nil
@@ -298,21 +295,22 @@ func (f *Fake) AddrAdd(link netlink.Link, addr *netlink.Addr) error {
 func (f *Fake) AddrDel(link netlink.Link, addr *netlink.Addr) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.write("AddrDel", addr.IPNet.String()); err != nil {
-		return err
-	}
-	l, err := f.lookup(link)
+	l, err := f.writeLink("AddrDel", addr.IPNet.String(), link)
 	if err != nil {
 		return err
 	}
 	idx := l.Attrs().Index
-	for i, a := range f.addrs[idx] {
-		if a.IP.Equal(addr.IP) {
-			f.addrs[idx] = append(f.addrs[idx][:i:i], f.addrs[idx][i+1:]...)
-			return nil
-		}
+	i := f.addrIndex(idx, addr)
+	if i < 0 {
+		return fmt.Errorf("address %s: %w", addr.IPNet, unix.EADDRNOTAVAIL)
 	}
-	return fmt.Errorf("address %s: %w", addr.IPNet, unix.EADDRNOTAVAIL)
+	f.addrs[idx] = append(f.addrs[idx][:i:i], f.addrs[idx][i+1:]...)
+	return nil
+}
+
+// addrIndex is the position of addr's IP among link idx's addresses, or -1.
+func (f *Fake) addrIndex(idx int, addr *netlink.Addr) int {
+	return slices.IndexFunc(f.addrs[idx], func(a netlink.Addr) bool { return a.IP.Equal(addr.IP) })
 }
 
 func (f *Fake) NeighList(linkIndex, family int) ([]netlink.Neigh, error) {

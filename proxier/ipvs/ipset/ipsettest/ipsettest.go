@@ -1,4 +1,6 @@
-package ipset
+// Package ipsettest holds the stateful fake of the kernel's ipsets that proxier/ipvs/ipset's Netlink
+// seam is tested against.
+package ipsettest
 
 import (
 	"fmt"
@@ -8,6 +10,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
 )
 
 // Fake is an in-memory ipset kernel. It answers like the kernel does: creating a set that exists,
@@ -21,12 +25,12 @@ type Fake struct {
 
 // FakeSet is one set held by Fake.
 type FakeSet struct {
-	Type    Type
+	Type    ipset.Type
 	Family  uint8
-	Entries map[Entry]struct{}
+	Entries map[ipset.Entry]struct{}
 }
 
-var _ Netlink = (*Fake)(nil)
+var _ ipset.Netlink = (*Fake)(nil)
 
 // NewFake returns an empty fake kernel.
 func NewFake() *Fake { return &Fake{Sets: map[string]*FakeSet{}} }
@@ -47,17 +51,17 @@ func (f *Fake) Members(name string) []string {
 
 func (f *Fake) IpsetCreate(name, typename string, o netlink.IpsetCreateOptions) error {
 	f.Writes++
-	if len(name) > MaxNameLen {
+	if len(name) > ipset.MaxNameLen {
 		return unix.ENAMETOOLONG
 	}
 	if _, ok := f.Sets[name]; ok && !o.Replace {
 		return unix.EEXIST
 	}
-	t := Type(typename)
+	t := ipset.Type(typename)
 	if err := t.Validate(exampleEntry(t)); err != nil {
 		return unix.EINVAL // unknown type
 	}
-	f.Sets[name] = &FakeSet{Type: t, Family: o.Family, Entries: map[Entry]struct{}{}}
+	f.Sets[name] = &FakeSet{Type: t, Family: o.Family, Entries: map[ipset.Entry]struct{}{}}
 	return nil
 }
 
@@ -69,24 +73,24 @@ func (f *Fake) IpsetDestroy(name string) error {
 	return nil
 }
 
-func (f *Fake) entry(name string, n *netlink.IPSetEntry) (*FakeSet, Entry, error) {
+func (f *Fake) entry(name string, n *netlink.IPSetEntry) (*FakeSet, ipset.Entry, error) {
 	s, ok := f.Sets[name]
 	if !ok {
-		return nil, Entry{}, unix.ENOENT
+		return nil, ipset.Entry{}, unix.ENOENT
 	}
-	e, err := FromNetlink(s.Type, n)
+	e, err := ipset.FromNetlink(s.Type, n)
 	if err != nil {
-		return nil, Entry{}, unix.EINVAL
+		return nil, ipset.Entry{}, unix.EINVAL
 	}
 	if err := s.Type.Validate(e); err != nil {
-		return nil, Entry{}, unix.EINVAL
+		return nil, ipset.Entry{}, unix.EINVAL
 	}
 	want := uint8(unix.AF_INET)
 	if e.IP.Is6() {
 		want = unix.AF_INET6
 	}
 	if s.Family != want {
-		return nil, Entry{}, nl.IPSetError(nl.IPSET_ERR_INVALID_FAMILY)
+		return nil, ipset.Entry{}, nl.IPSetError(nl.IPSET_ERR_INVALID_FAMILY)
 	}
 	return s, e, nil
 }
@@ -124,7 +128,7 @@ func (f *Fake) IpsetList(name string) (*netlink.IPSetResult, error) {
 	}
 	res := &netlink.IPSetResult{SetName: name, TypeName: string(s.Type), Family: s.Family}
 	for e := range s.Entries {
-		n, err := ToNetlink(s.Type, e)
+		n, err := ipset.ToNetlink(s.Type, e)
 		if err != nil {
 			return nil, fmt.Errorf("fake ipset holds a bad entry: %w", err)
 		}
@@ -151,17 +155,17 @@ func (f *Fake) IpsetListAll() ([]netlink.IPSetResult, error) {
 }
 
 // exampleEntry returns an entry that fits t, used to tell known types from unknown ones.
-func exampleEntry(t Type) Entry {
+func exampleEntry(t ipset.Type) ipset.Entry {
 	ip := netip.MustParseAddr("192.0.2.1")
 	switch t {
-	case HashIP:
-		return Entry{IP: ip}
-	case HashIPPort:
-		return Entry{IP: ip, Protocol: "tcp", Port: 1}
-	case HashIPPortIP:
-		return Entry{IP: ip, Protocol: "tcp", Port: 1, IP2: ip}
-	case HashIPPortNet:
-		return Entry{IP: ip, Protocol: "tcp", Port: 1, Net: netip.MustParsePrefix("192.0.2.0/24")}
+	case ipset.HashIP:
+		return ipset.Entry{IP: ip}
+	case ipset.HashIPPort:
+		return ipset.Entry{IP: ip, Protocol: "tcp", Port: 1}
+	case ipset.HashIPPortIP:
+		return ipset.Entry{IP: ip, Protocol: "tcp", Port: 1, IP2: ip}
+	case ipset.HashIPPortNet:
+		return ipset.Entry{IP: ip, Protocol: "tcp", Port: 1, Net: netip.MustParsePrefix("192.0.2.0/24")}
 	}
-	return Entry{}
+	return ipset.Entry{}
 }
