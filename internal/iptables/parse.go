@@ -87,11 +87,13 @@ type Line struct {
 	// Op is the command of a non-declaration ("-A", "-I", "-D", "-F", "-N", "-X" or their long
 	// forms, as written); Chain is the chain either names.
 	Op, Chain string
-	// Args are the words after the chain, unquoted; a leading "[packets:bytes]" of iptables-save -c
-	// is dropped. Text is those words as written.
-	Args []string
+	// Rule is what follows the chain, as written (what iptables-save prints after "-A CHAIN "). A
+	// leading "[packets:bytes]" of iptables-save -c is not part of it.
 	Rule string
 }
+
+// Words returns Rule split into words, quotes removed.
+func (l Line) Words() ([]string, error) { return SplitWords(l.Rule) }
 
 // Error is a line of restore input that cannot be read.
 type Error struct {
@@ -103,8 +105,8 @@ type Error struct {
 func (e *Error) Error() string { return fmt.Sprintf("line %d %q: %s", e.N, e.Text, e.Msg) }
 
 // ParseRestore reads iptables-restore (or iptables-save) text into its table blocks. It checks only
-// the structure (every line in a block, every block committed, words that split); what the lines
-// mean is for the caller. On error it returns the blocks completed before the bad line, since
+// the structure (every line in a block, every block committed); what the lines mean, and whether
+// their words split (Line.Words), is for the caller. On error it returns the blocks completed before the bad line, since
 // iptables-restore has committed those by the time it reaches it, and an *Error.
 func ParseRestore(data []byte) ([]Block, error) {
 	var blocks []Block
@@ -143,25 +145,28 @@ func ParseRestore(data []byte) ([]Block, error) {
 			}
 			cur.Lines = append(cur.Lines, Line{N: n, Text: line, Declared: true, Chain: f[0], Policy: f[1]})
 		default:
-			words, err := SplitWords(line)
-			if err != nil {
-				return fail("%v", err)
-			}
+			// The command and the chain are never quoted; the rest is split by whoever needs its
+			// words (Line.Words), so that reading a large iptables-save output stays cheap.
 			rest := line
-			if len(words) > 0 && strings.HasPrefix(words[0], "[") {
-				words = words[1:]
-				_, rest, _ = strings.Cut(rest, " ")
+			word := func() string {
+				rest = strings.TrimLeft(rest, " \t")
+				i := strings.IndexAny(rest, " \t")
+				if i < 0 {
+					i = len(rest)
+				}
+				w := rest[:i]
+				rest = rest[i:]
+				return w
 			}
-			if len(words) < 2 {
+			op := word()
+			if strings.HasPrefix(op, "[") {
+				op = word()
+			}
+			chain := word()
+			if op == "" || chain == "" {
 				return fail("incomplete command")
 			}
-			l := Line{N: n, Text: line, Op: words[0], Chain: words[1], Args: words[2:]}
-			// The rule as written: what follows the command and the chain.
-			for range 2 {
-				_, rest, _ = strings.Cut(strings.TrimLeft(rest, " \t"), " ")
-			}
-			l.Rule = strings.TrimLeft(rest, " \t")
-			cur.Lines = append(cur.Lines, l)
+			cur.Lines = append(cur.Lines, Line{N: n, Text: line, Op: op, Chain: chain, Rule: strings.TrimLeft(rest, " \t")})
 		}
 	}
 	if cur != nil {
@@ -278,9 +283,20 @@ func (d *Dump) Rules() int {
 // RuleLines returns the chain's rules as "-A" lines, each ending in a newline. A restore of them
 // recreates the rules exactly.
 func (c *SavedChain) RuleLines() string {
-	var b strings.Builder
+	n := 0
 	for _, r := range c.Rules {
-		b.WriteString(strings.TrimRight("-A "+c.Name+" "+r, " ") + "\n")
+		n += len(c.Name) + len(r) + 5
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, r := range c.Rules {
+		b.WriteString("-A ")
+		b.WriteString(c.Name)
+		if r != "" {
+			b.WriteByte(' ')
+			b.WriteString(r)
+		}
+		b.WriteByte('\n')
 	}
 	return b.String()
 }

@@ -102,7 +102,6 @@ func TestParseRestoreStopsAtTheBadLine(t *testing.T) {
 		"COMMIT outside":            {"*nat\nCOMMIT\nCOMMIT\n", "COMMIT outside a table", 1},
 		"bad declaration":           {"*nat\n:X\nCOMMIT\n", "needs a name and a policy", 0},
 		"incomplete command":        {"*filter\nCOMMIT\n*nat\n-A\nCOMMIT\n", "incomplete command", 1},
-		"unterminated quote":        {"*nat\n-A X -m comment --comment \"x\nCOMMIT\n", "unterminated quote", 0},
 		"missing COMMIT at the end": {"*nat\nCOMMIT\n*filter\n:X - [0:0]\n", "missing COMMIT", 1},
 	} {
 		blocks, err := ParseRestore([]byte(c.input))
@@ -110,7 +109,7 @@ func TestParseRestoreStopsAtTheBadLine(t *testing.T) {
 			t.Errorf("%s: %d blocks, %v; want %d blocks and an error saying %q", name, len(blocks), err, c.blocks, c.msg)
 		}
 	}
-	_, err := ParseRestore([]byte("*nat\n\n# comment\n-A X -j \"Y\nCOMMIT\n"))
+	_, err := ParseRestore([]byte("*nat\n\n# comment\n[0:0] -A\nCOMMIT\n"))
 	var perr *Error
 	if !errors.As(err, &perr) || perr.N != 4 {
 		t.Errorf("error %v does not name line 4", err)
@@ -120,7 +119,15 @@ func TestParseRestoreStopsAtTheBadLine(t *testing.T) {
 		t.Fatalf("blocks %+v, %v", blocks, err)
 	}
 	l := blocks[0].Lines[1]
-	if l.Op != "-I" || l.Chain != "X" || !reflect.DeepEqual(l.Args, []string{"1", "-j", "RETURN"}) || l.Rule != "1 -j RETURN" || l.N != 3 {
+	if words, err := l.Words(); l.Op != "-I" || l.Chain != "X" || !reflect.DeepEqual(words, []string{"1", "-j", "RETURN"}) || err != nil || l.Rule != "1 -j RETURN" || l.N != 3 {
 		t.Errorf("line = %+v", l)
+	}
+	// Words that do not split are the caller's error, not the parser's.
+	blocks, err = ParseRestore([]byte("*nat\n-A X -m comment --comment \"x\nCOMMIT\n"))
+	if err != nil || len(blocks) != 1 {
+		t.Fatalf("blocks %+v, %v", blocks, err)
+	}
+	if _, err := blocks[0].Lines[0].Words(); err == nil || !strings.Contains(err.Error(), "unterminated quote") {
+		t.Errorf("Words() = %v, want an unterminated quote", err)
 	}
 }

@@ -87,7 +87,10 @@ func (f *Fake) Restore(data []byte) error {
 			if l.Declared {
 				err = t.declare(l.Chain, l.Policy)
 			} else {
-				err = f.command(t, l.Op, l.Chain, l.Args)
+				var words []string
+				if words, err = l.Words(); err == nil {
+					err = f.command(t, l.Op, l.Chain, words)
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("fake iptables-restore: line %d %q: %v", l.N, l.Text, err)

@@ -165,7 +165,11 @@ func declareChain(t *Table, name, policy string, noflush bool) error {
 }
 
 func applyCommand(t *Table, l utiliptables.Line) error {
-	cmd, chainName, args := l.Op, l.Chain, l.Args
+	cmd, chainName := l.Op, l.Chain
+	args, err := l.Words()
+	if err != nil {
+		return err
+	}
 	c := t.Chains[chainName]
 	if c == nil {
 		return fmt.Errorf("chain %s does not exist in table %s", chainName, t.Name)
