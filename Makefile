@@ -69,6 +69,8 @@ test-ipvs:
 	CGO_ENABLED=0 $(GO) test -c -o "$$tmp/bench.test" ./proxier/bench; \
 	hack/vm/run.sh --env SWITCHYARD_PRIVILEGED=1 --env SWITCHYARD_IPVS_KERNEL=1 "$$tmp/bench.test" -test.v -test.run 'TestApplyIPVS|TestLabNeedsTheRules'
 
+# Proves the qemu VM harness of hack/vm: its shell checks in the guest, then the Go test of
+# e2e/vmselftest (build tag vmselftest), which sends TCP through a real IPVS virtual server there.
 test-vm-selftest:
 	hack/vm/selftest.sh --go
 

@@ -8,18 +8,8 @@ set -euo pipefail
 
 SY_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SY_LOG_TAG=local-pod
-# shellcheck source=lib/common.sh
-source "${SY_REPO}/hack/lib/common.sh"
-# shellcheck source=lib/certs.sh
-source "${SY_REPO}/hack/lib/certs.sh"
-# shellcheck source=lib/controlplane.sh
-source "${SY_REPO}/hack/lib/controlplane.sh"
-# shellcheck source=lib/nodes.sh
-source "${SY_REPO}/hack/lib/nodes.sh"
-# shellcheck source=lib/proxy.sh
-source "${SY_REPO}/hack/lib/proxy.sh"
-# shellcheck source=lib/pods.sh
-source "${SY_REPO}/hack/lib/pods.sh"
+# shellcheck source=lib/cluster.sh
+source "${SY_REPO}/hack/lib/cluster.sh"
 
 [[ -s "${SY_STATE}/state.env" ]] || sy_die "no local cluster in ${SY_STATE}: run hack/local-up.sh"
 sy_lock

@@ -26,18 +26,8 @@ while (($#)); do
 	esac
 done
 
-# shellcheck source=lib/common.sh
-source "${SY_REPO}/hack/lib/common.sh"
-# shellcheck source=lib/certs.sh
-source "${SY_REPO}/hack/lib/certs.sh"
-# shellcheck source=lib/controlplane.sh
-source "${SY_REPO}/hack/lib/controlplane.sh"
-# shellcheck source=lib/nodes.sh
-source "${SY_REPO}/hack/lib/nodes.sh"
-# shellcheck source=lib/proxy.sh
-source "${SY_REPO}/hack/lib/proxy.sh"
-# shellcheck source=lib/pods.sh
-source "${SY_REPO}/hack/lib/pods.sh"
+# shellcheck source=lib/cluster.sh
+source "${SY_REPO}/hack/lib/cluster.sh"
 
 [[ "$(id -u)" == 0 ]] || sy_die "the local cluster creates network namespaces: run as root"
 sy_lock
@@ -56,7 +46,7 @@ SY_K8S_BIN="$("${SY_REPO}/hack/k8s/build.sh" | tail -n1)"
 
 mkdir -p "${SY_STATE}"
 chmod 755 "${SY_STATE}"
-# What the e2e harness (e2e/cluster) and other tools read to find this cluster.
+# What the e2e harness (e2e/framework/cluster) and other tools read to find this cluster.
 cat >"${SY_STATE}/state.env" <<EOF
 SY_STATE=${SY_STATE}
 SY_NODES=${SY_NODES}

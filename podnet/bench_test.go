@@ -3,7 +3,6 @@ package podnet
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -25,16 +24,7 @@ import (
 func BenchmarkCNIAdd(b *testing.B) {
 	netnstest.Require(b)
 	bin := buildPlugin(b)
-	dir := b.TempDir()
-	node := &testNet{ns: netnstest.New(b, "cb"), subnetFile: filepath.Join(dir, "subnet.env"), dataDir: filepath.Join(dir, "cni")}
-	if err := os.WriteFile(node.subnetFile, []byte("SWITCHYARD_NETWORK=10.244.0.0/16\nSWITCHYARD_SUBNET=10.244.1.0/24\nSWITCHYARD_MTU=1450\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	const pods = 100
-	podNS := make([]*netnstest.NS, pods)
-	for i := range podNS {
-		podNS[i] = netnstest.New(b, fmt.Sprintf("cbp%d", i))
-	}
+	node, podNS := cniNode(b, "cb", 100)
 	var all []time.Duration
 	b.ResetTimer()
 	for it := 0; it < b.N; it++ {

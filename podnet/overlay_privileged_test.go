@@ -44,6 +44,23 @@ type testNet struct {
 	ctrl       *Controller
 }
 
+// cniNode is a node namespace, name, for the real CNI plugin alone: its subnet file says
+// 10.244.1.0/24 of 10.244.0.0/16 with MTU 1450, as the controller would write it. pods are that
+// many pod namespaces, named <name>p<i>.
+func cniNode(t testing.TB, name string, n int) (node *testNet, pods []*netnstest.NS) {
+	t.Helper()
+	dir := t.TempDir()
+	node = &testNet{ns: netnstest.New(t, name), subnetFile: filepath.Join(dir, "subnet.env"), dataDir: filepath.Join(dir, "cni")}
+	if err := os.WriteFile(node.subnetFile, []byte("SWITCHYARD_NETWORK=10.244.0.0/16\nSWITCHYARD_SUBNET=10.244.1.0/24\nSWITCHYARD_MTU=1450\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pods = make([]*netnstest.NS, n)
+	for i := range pods {
+		pods[i] = netnstest.New(t, fmt.Sprintf("%sp%d", name, i))
+	}
+	return node, pods
+}
+
 // cniConf is the plugin configuration a runtime would read from the conflist.
 func (n *testNet) cniConf() []byte {
 	return []byte(fmt.Sprintf(`{"cniVersion":"1.0.0","name":"switchyard","type":"switchyard-cni","bridge":"cni0","subnetFile":%q,"dataDir":%q}`,
@@ -495,14 +512,8 @@ func TestCNIFailuresLeaveNothingBehind(t *testing.T) {
 func TestCNIConcurrentAddsRealPlugin(t *testing.T) {
 	netnstest.Require(t)
 	bin := buildPlugin(t)
-	dir := t.TempDir()
-	node := &testNet{ns: netnstest.New(t, "cc"), subnetFile: filepath.Join(dir, "subnet.env"), dataDir: filepath.Join(dir, "cni")}
-	os.WriteFile(node.subnetFile, []byte("SWITCHYARD_NETWORK=10.244.0.0/16\nSWITCHYARD_SUBNET=10.244.1.0/24\nSWITCHYARD_MTU=1450\n"), 0o644)
 	const n = 100
-	pods := make([]*netnstest.NS, n)
-	for i := range pods {
-		pods[i] = netnstest.New(t, fmt.Sprintf("ccp%d", i))
-	}
+	node, pods := cniNode(t, "cc", n)
 	type result struct {
 		ip  string
 		err error

@@ -91,7 +91,7 @@ func FuzzConvertService(f *testing.F) {
 // FuzzConvertServiceJSON decodes arbitrary JSON as a Service, reaching field combinations the
 // structured target cannot build.
 func FuzzConvertServiceJSON(f *testing.F) {
-	for _, s := range []*v1.Service{
+	fuzzJSON(f, checkServiceConversion, []*v1.Service{
 		svc("ns", "web", "10.96.0.10"),
 		svc("ns", "lb", "10.96.0.11", func(s *v1.Service) {
 			s.Spec.Type = v1.ServiceTypeLoadBalancer
@@ -101,21 +101,7 @@ func FuzzConvertServiceJSON(f *testing.F) {
 			s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "203.0.113.20", IPMode: ptr(v1.LoadBalancerIPModeProxy)}}
 			s.Spec.TrafficDistribution = ptr("PreferClose")
 		}),
-	} {
-		b, err := json.Marshal(s)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Add([]byte(`{"metadata":{"name":"x"},"spec":{"clusterIP":"10.96.0.1","ports":[{"port":99999}],"sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{}}}}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var s v1.Service
-		if json.Unmarshal(data, &s) != nil {
-			return
-		}
-		checkServiceConversion(t, &s)
-	})
+	}, `{"metadata":{"name":"x"},"spec":{"clusterIP":"10.96.0.1","ports":[{"port":99999}],"sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{}}}}`)
 }
 
 func checkServiceConversion(t *testing.T, s *v1.Service) {
@@ -233,18 +219,29 @@ func FuzzConvertEndpointSlice(f *testing.F) {
 }
 
 func FuzzConvertEndpointSliceJSON(f *testing.F) {
-	b, err := json.Marshal(slice("ns", "web-1", "web", []discovery.Endpoint{ep("10.244.1.5", "node-a")}))
-	if err != nil {
-		f.Fatal(err)
+	fuzzJSON(f, checkSliceConversion, []*discovery.EndpointSlice{slice("ns", "web-1", "web", []discovery.Endpoint{ep("10.244.1.5", "node-a")})},
+		`{"metadata":{"name":"s","labels":{"kubernetes.io/service-name":"x"}},"addressType":"IPv6","endpoints":[{"addresses":[]},{"addresses":["::1"],"hints":{"forZones":[{}]}}],"ports":[{}]}`)
+}
+
+// fuzzJSON fuzzes check with every document that decodes as JSON into a T. The corpus starts with
+// seeds, marshalled, and the documents in raw.
+func fuzzJSON[T any](f *testing.F, check func(*testing.T, *T), seeds []*T, raw ...string) {
+	for _, s := range seeds {
+		b, err := json.Marshal(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
 	}
-	f.Add(b)
-	f.Add([]byte(`{"metadata":{"name":"s","labels":{"kubernetes.io/service-name":"x"}},"addressType":"IPv6","endpoints":[{"addresses":[]},{"addresses":["::1"],"hints":{"forZones":[{}]}}],"ports":[{}]}`))
+	for _, r := range raw {
+		f.Add([]byte(r))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var es discovery.EndpointSlice
-		if json.Unmarshal(data, &es) != nil {
+		var v T
+		if json.Unmarshal(data, &v) != nil {
 			return
 		}
-		checkSliceConversion(t, &es)
+		check(t, &v)
 	})
 }
 

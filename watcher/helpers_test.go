@@ -86,27 +86,21 @@ func ep(ip, node string) discovery.Endpoint {
 	return discovery.Endpoint{Addresses: []string{ip}, NodeName: ptr(node), Conditions: discovery.EndpointConditions{Ready: ptr(true)}}
 }
 
-// counterValue reads a counter's current value.
-func counterValue(t testing.TB, c prometheus.Counter) float64 {
+// metricValue reads the current value of a counter or a gauge.
+func metricValue(t testing.TB, c prometheus.Metric) float64 {
 	t.Helper()
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {
-		t.Fatalf("read counter: %v", err)
+		t.Fatalf("read %s: %v", c.Desc(), err)
 	}
-	return m.GetCounter().GetValue()
-}
-
-func gaugeValue(t testing.TB, g prometheus.Gauge) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := g.Write(&m); err != nil {
-		t.Fatalf("read gauge: %v", err)
+	if m.Counter != nil {
+		return m.GetCounter().GetValue()
 	}
 	return m.GetGauge().GetValue()
 }
 
 func invalidCount(t testing.TB, kind, reason string) float64 {
-	return counterValue(t, metrics.InvalidObjectsTotal.WithLabelValues(kind, reason))
+	return metricValue(t, metrics.InvalidObjectsTotal.WithLabelValues(kind, reason))
 }
 
 func spn(ns, name, port string) model.ServicePortName {

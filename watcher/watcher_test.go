@@ -128,31 +128,36 @@ func (h *harness) waitEndpoints(key model.ServiceKey, n int) {
 	})
 }
 
+// createService, updateService, createSlice and updateSlice write to the fake API server; the test
+// ends if it refuses.
 func (h *harness) createService(s *v1.Service) {
 	h.t.Helper()
-	if _, err := h.client.CoreV1().Services(s.Namespace).Create(h.ctx, s, metav1.CreateOptions{}); err != nil {
-		h.t.Fatalf("create service: %v", err)
-	}
+	_, err := h.client.CoreV1().Services(s.Namespace).Create(h.ctx, s, metav1.CreateOptions{})
+	h.mustWrite("create service", err)
 }
 
 func (h *harness) updateService(s *v1.Service) {
 	h.t.Helper()
-	if _, err := h.client.CoreV1().Services(s.Namespace).Update(h.ctx, s, metav1.UpdateOptions{}); err != nil {
-		h.t.Fatalf("update service: %v", err)
-	}
+	_, err := h.client.CoreV1().Services(s.Namespace).Update(h.ctx, s, metav1.UpdateOptions{})
+	h.mustWrite("update service", err)
 }
 
 func (h *harness) createSlice(es *discovery.EndpointSlice) {
 	h.t.Helper()
-	if _, err := h.client.DiscoveryV1().EndpointSlices(es.Namespace).Create(h.ctx, es, metav1.CreateOptions{}); err != nil {
-		h.t.Fatalf("create slice: %v", err)
-	}
+	_, err := h.client.DiscoveryV1().EndpointSlices(es.Namespace).Create(h.ctx, es, metav1.CreateOptions{})
+	h.mustWrite("create slice", err)
 }
 
 func (h *harness) updateSlice(es *discovery.EndpointSlice) {
 	h.t.Helper()
-	if _, err := h.client.DiscoveryV1().EndpointSlices(es.Namespace).Update(h.ctx, es, metav1.UpdateOptions{}); err != nil {
-		h.t.Fatalf("update slice: %v", err)
+	_, err := h.client.DiscoveryV1().EndpointSlices(es.Namespace).Update(h.ctx, es, metav1.UpdateOptions{})
+	h.mustWrite("update slice", err)
+}
+
+func (h *harness) mustWrite(what string, err error) {
+	h.t.Helper()
+	if err != nil {
+		h.t.Fatalf("%s: %v", what, err)
 	}
 }
 
@@ -233,12 +238,12 @@ func TestWatcherServiceAndEndpointLifecycle(t *testing.T) {
 	}
 
 	// A real service change.
-	svcChanges := counterValue(t, metrics.ServiceChangesTotal)
+	svcChanges := metricValue(t, metrics.ServiceChangesTotal)
 	h.updateService(svc("ns", "web", "10.96.0.10", func(s *v1.Service) { s.Spec.Ports[0].Port = 8000 }))
 	eventually(t, "port change", func() bool {
 		return h.peek(func(t *tracker) bool { return t.services[webKey][web].Port == 8000 })
 	})
-	if got := gaugeValue(t, metrics.ServiceChangesPending); got != 1 {
+	if got := metricValue(t, metrics.ServiceChangesPending); got != 1 {
 		t.Errorf("service changes pending = %v, want 1", got)
 	}
 	snap, _ = h.w.Snapshot(false)
@@ -246,10 +251,10 @@ func TestWatcherServiceAndEndpointLifecycle(t *testing.T) {
 	if snap.Services[web].Port != 8000 {
 		t.Errorf("port = %d, want 8000", snap.Services[web].Port)
 	}
-	if got := counterValue(t, metrics.ServiceChangesTotal) - svcChanges; got != 1 {
+	if got := metricValue(t, metrics.ServiceChangesTotal) - svcChanges; got != 1 {
 		t.Errorf("service changes counted %v, want 1", got)
 	}
-	if got := gaugeValue(t, metrics.ServiceChangesPending); got != 0 {
+	if got := metricValue(t, metrics.ServiceChangesPending); got != 0 {
 		t.Errorf("service changes pending after snapshot = %v, want 0", got)
 	}
 
@@ -309,12 +314,12 @@ func TestWatcherChangeCancelledBeforeSync(t *testing.T) {
 			es.Annotations = map[string]string{v1.EndpointsLastChangeTriggerTime: trigger}
 		}))
 	h.waitEndpoints(webKey, 2)
-	if got := gaugeValue(t, metrics.EndpointChangesPending); got != 1 {
+	if got := metricValue(t, metrics.EndpointChangesPending); got != 1 {
 		t.Errorf("endpoint changes pending = %v, want 1", got)
 	}
 	h.updateSlice(original)
 	h.waitEndpoints(webKey, 1)
-	if got := gaugeValue(t, metrics.EndpointChangesPending); got != 0 {
+	if got := metricValue(t, metrics.EndpointChangesPending); got != 0 {
 		t.Errorf("endpoint changes pending after the reversal = %v, want 0", got)
 	}
 	snap, info := h.w.Snapshot(false)
@@ -355,7 +360,7 @@ func TestWatcherResourceVersionBumpIsDropped(t *testing.T) {
 	h := newHarness(t, svc("ns", "web", "10.96.0.10"), es)
 	h.start()
 	h.w.Snapshot(true)
-	epChanges := counterValue(t, metrics.EndpointChangesTotal)
+	epChanges := metricValue(t, metrics.EndpointChangesTotal)
 
 	bumped := es.DeepCopy()
 	bumped.ResourceVersion = "2"
@@ -366,7 +371,7 @@ func TestWatcherResourceVersionBumpIsDropped(t *testing.T) {
 	h.waitEndpoints(webKey, 2)
 	snap, _ := h.w.Snapshot(false)
 	wantChanged(t, snap, "ns/web") // from the marker only
-	if got := counterValue(t, metrics.EndpointChangesTotal) - epChanges; got != 1 {
+	if got := metricValue(t, metrics.EndpointChangesTotal) - epChanges; got != 1 {
 		t.Errorf("endpoint changes counted %v, want 1 (the bump is not a change)", got)
 	}
 }

@@ -17,13 +17,11 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/util/retry"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
 	"github.com/switchyard/switchyard/internal/netnstest"
 )
 
@@ -174,31 +172,15 @@ func createObjects(ctx context.Context, t *testing.T, c *cluster.Cluster, namesp
 			t.Errorf("delete namespace %s: %v", namespace, err)
 		}
 	})
-	svc := &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: namespace},
-		Spec: v1.ServiceSpec{
-			Type:  v1.ServiceTypeNodePort,
-			Ports: []v1.ServicePort{{Name: "http", Protocol: v1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(8080)}},
-		},
-	}
-	svc, err = client.CoreV1().Services(namespace).Create(ctx, svc, metav1.CreateOptions{})
+	svc, err := client.CoreV1().Services(namespace).Create(ctx, cluster.EchoService(namespace, "web", v1.ServiceTypeNodePort, nil), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create service: %v", err)
 	}
-	ready, port, proto, portName := true, int32(8080), v1.ProtocolTCP, "http"
-	nodeName := vmNodeName
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: "web-vm", Namespace: namespace, Labels: map[string]string{
-			discoveryv1.LabelServiceName: "web",
-			discoveryv1.LabelManagedBy:   "switchyard-e2e-ipvsvm",
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port, Protocol: &proto}},
-	}
+	var endpoints []cluster.Endpoint
 	for _, ip := range backendIPs {
-		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{Addresses: []string{ip},
-			Conditions: discoveryv1.EndpointConditions{Ready: &ready}, NodeName: &nodeName})
+		endpoints = append(endpoints, cluster.Endpoint{IP: ip, Node: vmNodeName})
 	}
+	slice := cluster.EchoEndpointSlice(namespace, "web-vm", "web", "switchyard-e2e-ipvsvm", endpoints...)
 	if _, err := client.DiscoveryV1().EndpointSlices(namespace).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create endpointslice: %v", err)
 	}

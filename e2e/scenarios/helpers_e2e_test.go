@@ -16,11 +16,10 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
-	"github.com/switchyard/switchyard/e2e/echo"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/echo"
 )
 
 // converge is the ceiling for the system to converge after a change: the EndpointSlice controller
@@ -117,13 +116,7 @@ func (s *scenario) qualified(pod string) string {
 // TCP (and UDP port 53 to 8080 when udp is set); mutate adjusts the spec before creation.
 func (s *scenario) service(name string, selector map[string]string, mutate func(*v1.Service)) *v1.Service {
 	s.t.Helper()
-	svc := &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns},
-		Spec: v1.ServiceSpec{
-			Selector: selector,
-			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: v1.ProtocolTCP}},
-		},
-	}
+	svc := cluster.EchoService(s.ns, name, "", selector)
 	if mutate != nil {
 		mutate(svc)
 	}

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
 )
 
 // syncPeriod is the --iptables-sync-period the suite starts switchyard with, so that the scenario
@@ -44,22 +44,15 @@ func run(m *testing.M) int {
 	if os.Getenv("SWITCHYARD_EXTRA_ARGS") == "" {
 		os.Setenv("SWITCHYARD_EXTRA_ARGS", "--iptables-sync-period="+syncPeriod.String())
 	}
-	state := os.Getenv("SWITCHYARD_STATE")
-	if state == "" {
-		state = "/tmp/switchyard-local"
-	}
+	state := cluster.StateDir()
 	// A cluster someone brought up before the tests (a developer exploring it) is used and left
-	// running, as in e2e/cluster.
+	// running, as in e2e/framework/cluster.
 	_, err := os.Stat(filepath.Join(state, "state.env"))
 	reuse := err == nil
 	start := time.Now()
-	c, err := cluster.Up(ctx, cluster.Options{Nodes: 3, Proxy: cluster.ProxySwitchyard, ProxyMode: "iptables",
+	c := cluster.UpForTests(ctx, cluster.Options{Nodes: 3, Proxy: cluster.ProxySwitchyard, ProxyMode: "iptables",
 		PodNetwork: "vxlan", State: state, Reuse: reuse})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "cluster up: %v\n", err)
-		if c != nil {
-			_ = c.Down(ctx, "")
-		}
+	if c == nil {
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "cluster up in %s (reused: %v)\n", time.Since(start).Round(time.Millisecond), reuse)

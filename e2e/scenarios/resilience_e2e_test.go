@@ -15,9 +15,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
 )
 
 // requestLoop sends requests to addr from netns one after another, each on a new connection, until
@@ -89,28 +88,46 @@ func (s *scenario) waitMore(l *requestLoop, n int) {
 	}
 }
 
+// webUnderLoad sets up what the scenarios that stop part of the cluster share: webAnswering, and a
+// request loop from client's pod to the service that has had 10 answers already.
+func webUnderLoad(t *testing.T, ns, client string) (s *scenario, loop *requestLoop, want []string) {
+	t.Helper()
+	s, _, vip, want := webAnswering(t, ns, client)
+	loop = s.startLoop(s.podNS(client), vip, want...)
+	s.waitMore(loop, 10)
+	return s, loop, want
+}
+
+// webAnswering sets up the start of most scenarios here: the service web over web-1 and web-2,
+// answering requests from client's pod. vip is its ClusterIP and port, want the pods that answer.
+func webAnswering(t *testing.T, ns, client string) (s *scenario, svc *v1.Service, vip string, want []string) {
+	t.Helper()
+	s = newScenario(t, ns)
+	webPods(s)
+	svc = s.service("web", map[string]string{"app": "web"}, nil)
+	vip = hostPort(svc.Spec.ClusterIP, 80)
+	want = []string{s.qualified("web-1"), s.qualified("web-2")}
+	s.waitAnswers(s.podNS(client), vip, want...)
+	return s, svc, vip, want
+}
+
+// fatalIf stops the loop without judging its requests and ends the test when err is not nil.
+func (l *requestLoop) fatalIf(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		l.finish(t, 0)
+		t.Fatal(err)
+	}
+}
+
 // Restarting switchyard on the client's node does not interrupt service traffic: its rules stay in
 // place while it is down, and the restart re-syncs without flushing them. The backends sit on both
 // the client's node and another one, so the restarted pod network is exercised too.
 func TestRestartUnderLoad(t *testing.T) {
-	s := newScenario(t, "e2e-restart")
-	webPods(s)
-	svc := s.service("web", map[string]string{"app": "web"}, nil)
-	vip := hostPort(svc.Spec.ClusterIP, 80)
-	want := []string{s.qualified("web-1"), s.qualified("web-2")}
-	s.waitAnswers(s.podNS("client-1"), vip, want...)
-
-	loop := s.startLoop(s.podNS("client-1"), vip, want...)
-	s.waitMore(loop, 10)
-	if err := s.c.StopProcess(s.ctx, s.c.ProxyProcess(1)); err != nil {
-		loop.finish(t, 0)
-		t.Fatal(err)
-	}
+	s, loop, _ := webUnderLoad(t, "e2e-restart", "client-1")
+	loop.fatalIf(t, s.c.StopProcess(s.ctx, s.c.ProxyProcess(1)))
 	s.waitMore(loop, 10) // served with switchyard down
-	if err := s.c.Restart(s.ctx); err != nil {
-		loop.finish(t, 0)
-		t.Fatal(err)
-	}
+	loop.fatalIf(t, s.c.Restart(s.ctx))
 	// Restart returns once switchyard reports healthy, i.e. after its first sync.
 	s.waitMore(loop, 20)
 	loop.finish(t, 40)
@@ -119,25 +136,11 @@ func TestRestartUnderLoad(t *testing.T) {
 // With the API server stopped for 30 s, traffic keeps flowing on the rules already in place; once
 // it is back, switchyard's watches resume and new changes reach the rules again.
 func TestAPIServerOutage(t *testing.T) {
-	s := newScenario(t, "e2e-apiserver")
-	webPods(s)
-	svc := s.service("web", map[string]string{"app": "web"}, nil)
-	vip := hostPort(svc.Spec.ClusterIP, 80)
-	want := []string{s.qualified("web-1"), s.qualified("web-2")}
-	s.waitAnswers(s.podNS("client-3"), vip, want...)
-
-	loop := s.startLoop(s.podNS("client-3"), vip, want...)
-	s.waitMore(loop, 10)
-	if err := s.c.StopProcess(s.ctx, cluster.ProcessAPIServer); err != nil {
-		loop.finish(t, 0)
-		t.Fatal(err)
-	}
+	s, loop, want := webUnderLoad(t, "e2e-apiserver", "client-3")
+	loop.fatalIf(t, s.c.StopProcess(s.ctx, cluster.ProcessAPIServer))
 	// The outage's length is the scenario, not an assertion.
 	time.Sleep(30 * time.Second)
-	if err := s.c.Restart(s.ctx); err != nil {
-		loop.finish(t, 0)
-		t.Fatal(err)
-	}
+	loop.fatalIf(t, s.c.Restart(s.ctx))
 	s.waitMore(loop, 10)
 	loop.finish(t, 50)
 
@@ -178,22 +181,12 @@ func TestAPIServerOutage(t *testing.T) {
 // the scenario on the echo server's port.
 func (s *scenario) endpointSlice(svc *v1.Service, pods ...string) {
 	s.t.Helper()
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: svc.Name + "-manual", Namespace: s.ns, Labels: map[string]string{
-			discoveryv1.LabelServiceName: svc.Name,
-			discoveryv1.LabelManagedBy:   "e2e-scenarios",
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080), Protocol: ptr.To(v1.ProtocolTCP)}},
-	}
+	var endpoints []cluster.Endpoint
 	for _, name := range pods {
 		p := s.pods[name]
-		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{p.ip},
-			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
-			NodeName:   ptr.To(s.c.Node(p.node).Name),
-		})
+		endpoints = append(endpoints, cluster.Endpoint{IP: p.ip, Node: s.c.Node(p.node).Name})
 	}
+	slice := cluster.EchoEndpointSlice(s.ns, svc.Name+"-manual", svc.Name, "e2e-scenarios", endpoints...)
 	if _, err := s.c.Client.DiscoveryV1().EndpointSlices(s.ns).Create(s.ctx, slice, metav1.CreateOptions{}); err != nil {
 		s.t.Fatalf("create EndpointSlice for %s/%s: %v", s.ns, svc.Name, err)
 	}
@@ -210,12 +203,7 @@ func (s *scenario) endpointSlice(svc *v1.Service, pods ...string) {
 // starts switchyard with a short one). The pod network's own SY-POD-* chains are left alone: they
 // belong to the overlay's resync, not the proxy's.
 func TestDeletedChainsRestored(t *testing.T) {
-	s := newScenario(t, "e2e-chains")
-	webPods(s)
-	svc := s.service("web", map[string]string{"app": "web"}, nil)
-	vip := hostPort(svc.Spec.ClusterIP, 80)
-	want := []string{s.qualified("web-1"), s.qualified("web-2")}
-	s.waitAnswers(s.podNS("client-1"), vip, want...)
+	s, svc, vip, want := webAnswering(t, "e2e-chains", "client-1")
 	period, err := syncPeriodOf(s.c, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -267,12 +255,7 @@ func TestDeletedChainsRestored(t *testing.T) {
 // A ClusterIP request from a pod on that node works again within about two sync periods (one to
 // notice, with margin for a sync under way on the loaded machine).
 func TestDeletedServicesChainRestored(t *testing.T) {
-	s := newScenario(t, "e2e-one-chain")
-	webPods(s)
-	svc := s.service("web", map[string]string{"app": "web"}, nil)
-	vip := hostPort(svc.Spec.ClusterIP, 80)
-	want := []string{s.qualified("web-1"), s.qualified("web-2")}
-	s.waitAnswers(s.podNS("client-1"), vip, want...)
+	s, _, vip, want := webAnswering(t, "e2e-one-chain", "client-1")
 	period, err := syncPeriodOf(s.c, 1)
 	if err != nil {
 		t.Fatal(err)

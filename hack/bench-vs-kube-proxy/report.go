@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/switchyard/switchyard/proxier/bench/report"
 )
 
 // WorkloadStep is how long growing the workload to a size took.
@@ -23,20 +25,6 @@ type Report struct {
 	LoadAvgEnd   string         `json:"loadavg_end"`
 	Workload     []WorkloadStep `json:"workload"`
 	Results      []Result       `json:"results"`
-}
-
-// seconds prints a duration for people: milliseconds below one second.
-func seconds(s float64) string {
-	switch {
-	case s < 0.001:
-		return fmt.Sprintf("%.2f ms", s*1000)
-	case s < 1:
-		return fmt.Sprintf("%.1f ms", s*1000)
-	case s < 100:
-		return fmt.Sprintf("%.2f s", s)
-	default:
-		return fmt.Sprintf("%.0f s", s)
-	}
 }
 
 func megabytes(b int64) string { return fmt.Sprintf("%.0f MB", float64(b)/1e6) }
@@ -61,17 +49,17 @@ func (r Report) SizeTable(size int) string {
 		}
 		full, wall, prog, part, rules, rss := "—", "—", "—", "—", "—", "—"
 		if res.WallToRulesSeconds > 0 {
-			full = seconds(res.FullSyncSeconds)
+			full = report.Seconds(res.FullSyncSeconds)
 			if res.FullSyncMetric == mAnySync {
 				full += " (all-syncs metric)"
 			}
-			wall = seconds(res.WallToRulesSeconds)
+			wall = report.Seconds(res.WallToRulesSeconds)
 		}
 		if res.ProgrammingMax > 0 {
-			prog = seconds(res.ProgrammingMedian) + " / " + seconds(res.ProgrammingMax)
+			prog = report.Seconds(res.ProgrammingMedian) + " / " + report.Seconds(res.ProgrammingMax)
 		}
 		if res.PartialSyncMax > 0 {
-			part = seconds(res.PartialSyncMedian) + " / " + seconds(res.PartialSyncMax)
+			part = report.Seconds(res.PartialSyncMedian) + " / " + report.Seconds(res.PartialSyncMax)
 		}
 		if res.RuleTotal > 0 {
 			rules = strconv.Itoa(res.RuleTotal)
@@ -85,7 +73,7 @@ func (r Report) SizeTable(size int) string {
 		status := strings.ReplaceAll(strings.SplitN(res.Status, "\n", 2)[0], "|", "/")
 		cleanup := "—"
 		if res.CleanupStatus != "" {
-			cleanup = seconds(res.CleanupSeconds)
+			cleanup = report.Seconds(res.CleanupSeconds)
 			if res.CleanupStatus != "ok" {
 				cleanup += " (incomplete, note " + strconv.Itoa(len(notes)+1) + ")"
 				notes = append(notes, res.Proxy+": "+res.CleanupStatus)
@@ -113,7 +101,7 @@ func (r Report) Markdown() string {
 	fmt.Fprintf(&b, "- driver command: `%s`\n\n", r.Command)
 	b.WriteString("Workload creation (Services + EndpointSlices through the API, added to the previous size):")
 	for _, w := range r.Workload {
-		fmt.Fprintf(&b, " %d in %s;", w.Services, seconds(w.Seconds))
+		fmt.Fprintf(&b, " %d in %s;", w.Services, report.Seconds(w.Seconds))
 	}
 	b.WriteString("\n\n")
 	seen := map[int]bool{}

@@ -8,11 +8,11 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
 )
 
 const (
@@ -100,32 +100,17 @@ feed:
 
 func (w *Workload) create(ctx context.Context, i int) error {
 	name := serviceName(i)
-	svc := &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: w.Namespace, Labels: map[string]string{benchLabel: "vs-kube-proxy"}},
-		Spec: v1.ServiceSpec{
-			Type:  v1.ServiceTypeClusterIP,
-			Ports: []v1.ServicePort{{Name: "http", Protocol: v1.ProtocolTCP, Port: 80, TargetPort: intstr.FromInt32(8080)}},
-		},
-	}
+	svc := cluster.EchoService(w.Namespace, name, v1.ServiceTypeClusterIP, nil)
+	svc.Labels = map[string]string{benchLabel: "vs-kube-proxy"}
 	if _, err := w.Client.CoreV1().Services(w.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create service %s: %w", name, err)
 	}
-	ready := true
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: w.Namespace, Labels: map[string]string{
-			discoveryv1.LabelServiceName: name,
-			discoveryv1.LabelManagedBy:   managedBy,
-			benchLabel:                   "vs-kube-proxy",
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Protocol: ptr(v1.ProtocolTCP), Port: ptr(int32(8080))}},
-	}
+	var endpoints []cluster.Endpoint
 	for j := range w.Endpoints {
-		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{initialIP(i*w.Endpoints + j)},
-			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
-		})
+		endpoints = append(endpoints, cluster.Endpoint{IP: initialIP(i*w.Endpoints + j)})
 	}
+	slice := cluster.EchoEndpointSlice(w.Namespace, name, name, managedBy, endpoints...)
+	slice.Labels[benchLabel] = "vs-kube-proxy"
 	if _, err := w.Client.DiscoveryV1().EndpointSlices(w.Namespace).Create(ctx, slice, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create endpointslice %s: %w", name, err)
 	}
@@ -157,5 +142,3 @@ func (w *Workload) ReplaceOne(ctx context.Context, i int) (string, error) {
 	}
 	return addr, nil
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/e2e/echo"
+	"github.com/switchyard/switchyard/e2e/framework/echo"
 )
 
 func TestCountSYRules(t *testing.T) {

@@ -25,7 +25,7 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
 )
 
 func main() {
@@ -67,10 +67,7 @@ func parseFlags() options {
 		fmt.Fprintln(os.Stderr, "demo: --requests must be 1..100")
 		os.Exit(2)
 	}
-	o.state = os.Getenv("SWITCHYARD_STATE")
-	if o.state == "" {
-		o.state = "/tmp/switchyard-local"
-	}
+	o.state = cluster.StateDir()
 	return o
 }
 

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchyard/switchyard/e2e/echo"
+	"github.com/switchyard/switchyard/e2e/framework/echo"
 )
 
 // The demo sends every request from inside a network namespace (a pod's, a node's or the

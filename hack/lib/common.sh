@@ -5,7 +5,7 @@
 # Everything the cluster makes is recorded under ${SY_STATE} so that local-down.sh can remove
 # exactly that, even after an up that failed half way.
 
-# Layout. Change these only together with the e2e harness (e2e/cluster), which reads state.env.
+# Layout. Change these only together with the e2e harness (e2e/framework/cluster), which reads state.env.
 SY_STATE="${SWITCHYARD_STATE:-/tmp/switchyard-local}"
 SY_NODES="${SWITCHYARD_NODES:-3}"
 SY_K8S_VERSION=v1.31.4
@@ -30,7 +30,7 @@ sy_die() {
 }
 
 # sy_lock waits for, then holds for the rest of the script, the machine's cluster lock: the same
-# flock the e2e harness (e2e/cluster/lock.go) holds while a test process uses the cluster, so a
+# flock the e2e harness (e2e/framework/cluster/lock.go) holds while a test process uses the cluster, so a
 # hand-run local-down.sh never pulls the cluster from under a running test. The harness sets
 # SWITCHYARD_CLUSTER_LOCKED=1 for the scripts it runs, as it already holds the lock. Processes the
 # scripts start do not inherit the lock's descriptor (see sy_start).

@@ -80,8 +80,8 @@ sy_pod_add() {
 		if [[ -x "${SWITCHYARD_BIN_DIR:-/nonexistent}/echoserver" ]]; then
 			cp "${SWITCHYARD_BIN_DIR}/echoserver" "${SY_STATE}/bin/echoserver"
 		else
-			(cd "${SY_REPO}" && CGO_ENABLED=0 go build -o "${SY_STATE}/bin/echoserver" ./e2e/echoserver) ||
-				sy_die "cannot build e2e/echoserver"
+			(cd "${SY_REPO}" && CGO_ENABLED=0 go build -o "${SY_STATE}/bin/echoserver" ./e2e/framework/echoserver) ||
+				sy_die "cannot build e2e/framework/echoserver"
 		fi
 	fi
 	# The node's switchyard writes the subnet file once it knows the node's pod CIDR.

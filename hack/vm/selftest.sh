@@ -2,7 +2,7 @@
 # Proves the VM harness: boots the guest, checks IPVS, dummy devices, netns, iptables (nft and
 # legacy), ipset and conntrack inside it (selftest/checks.sh), checks that the guest reaches a
 # server on this machine's loopback through 10.0.2.2, and that a file written to a --share
-# directory reaches the host. With --go it also runs the Go test binary in selftest/, which drives
+# directory reaches the host. With --go it also runs the Go test binary of e2e/vmselftest, which drives
 # IPVS over netlink and sends a TCP connection through a virtual server.
 #
 # Usage: hack/vm/selftest.sh [--go]
@@ -70,7 +70,7 @@ fi
 
 if [ "$RUN_GO" = 1 ]; then
 	echo "selftest: Go test binary (IPVS over netlink, TCP through a virtual server)" >&2
-	(cd "$HERE/../.." && CGO_ENABLED=0 go test -c -tags vmselftest -o "$WORK/selftest.test" ./hack/vm/selftest)
+	(cd "$HERE/../.." && CGO_ENABLED=0 go test -c -tags vmselftest -o "$WORK/selftest.test" ./e2e/vmselftest)
 	"$HERE/run.sh" -v --timeout 900 --env SWITCHYARD_PRIVILEGED=1 "$WORK/selftest.test" -test.v -test.count=1
 fi
 echo "selftest: passed in $(($(date +%s) - START))s" >&2

@@ -33,6 +33,19 @@ func cniErr(code uint, msg string, err error) error {
 	return types.NewError(code, msg, details)
 }
 
+// parseArgs parses the network configuration on stdin and checks the CNI_* arguments every command
+// needs (and CNI_NETNS when needNetns).
+func parseArgs(args *skel.CmdArgs, needNetns bool) (*NetConf, error) {
+	conf, err := ParseConf(args.StdinData)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkArgs(args, needNetns); err != nil {
+		return nil, err
+	}
+	return conf, nil
+}
+
 func checkArgs(args *skel.CmdArgs, needNetns bool) error {
 	if args.ContainerID == "" {
 		return cniErr(types.ErrInvalidEnvironmentVariables, "CNI_CONTAINERID is empty", nil)
@@ -49,11 +62,8 @@ func checkArgs(args *skel.CmdArgs, needNetns bool) error {
 // Add is CNI ADD. Anything it creates before a failure is removed again: the host veth (and with it
 // the pod end) and the address reservation. Only the shared bridge stays.
 func Add(args *skel.CmdArgs) error {
-	conf, err := ParseConf(args.StdinData)
+	conf, err := parseArgs(args, true)
 	if err != nil {
-		return err
-	}
-	if err := checkArgs(args, true); err != nil {
 		return err
 	}
 	info, err := subnet.Read(conf.SubnetFile)
@@ -237,11 +247,8 @@ func bridgeMAC(name string) net.HardwareAddr {
 // Del is CNI DEL: it releases the address and removes the veth. Everything already gone is fine, and
 // a missing subnet file or pod namespace does not stop it.
 func Del(args *skel.CmdArgs) error {
-	conf, err := ParseConf(args.StdinData)
+	conf, err := parseArgs(args, false)
 	if err != nil {
-		return err
-	}
-	if err := checkArgs(args, false); err != nil {
 		return err
 	}
 	store, err := ipam.Open(conf.DataDir, conf.Name)
@@ -268,11 +275,8 @@ func Del(args *skel.CmdArgs) error {
 // Check is CNI CHECK: the pod interface must exist with the address the store recorded, and the host
 // veth must be attached to the bridge.
 func Check(args *skel.CmdArgs) error {
-	conf, err := ParseConf(args.StdinData)
+	conf, err := parseArgs(args, true)
 	if err != nil {
-		return err
-	}
-	if err := checkArgs(args, true); err != nil {
 		return err
 	}
 	if conf.PrevResult == nil {

@@ -119,42 +119,43 @@ func TestBadInput(t *testing.T) {
 func TestConcurrentGoroutinesGetUniqueAddresses(t *testing.T) {
 	s, _ := Open(t.TempDir(), "net")
 	sub := cidr("10.244.1.0/24")
-	var wg sync.WaitGroup
-	ips := make([]string, 100)
-	errs := make([]error, 100)
-	for i := range ips {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ip, err := s.Allocate(sub, fmt.Sprint("pod-", i), "eth0")
-			ips[i], errs[i] = ip.String(), err
-		}()
-	}
-	wg.Wait()
+	ips, errs := allocateConcurrently(100, func(i int) (string, error) {
+		ip, err := s.Allocate(sub, fmt.Sprint("pod-", i), "eth0")
+		return ip.String(), err
+	})
 	assertUnique(t, ips, errs)
 }
 
 func TestConcurrentProcessesGetUniqueAddresses(t *testing.T) {
 	dir := t.TempDir()
-	var wg sync.WaitGroup
-	ips := make([]string, 100)
-	errs := make([]error, 100)
-	for i := range ips {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), fmt.Sprintf("SY_IPAM_HELPER=%s,10.244.7.0/24,pod-%d", dir, i))
-			out, err := cmd.Output()
-			ips[i], errs[i] = string(out), err
-		}()
-	}
-	wg.Wait()
+	ips, errs := allocateConcurrently(100, func(i int) (string, error) {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("SY_IPAM_HELPER=%s,10.244.7.0/24,pod-%d", dir, i))
+		out, err := cmd.Output()
+		return string(out), err
+	})
 	assertUnique(t, ips, errs)
 	s, _ := Open(dir, "net")
 	if n, _ := s.Allocated(); n != 100 {
 		t.Fatalf("%d allocation files, want 100", n)
 	}
+}
+
+// allocateConcurrently runs allocate(i) for i in [0, n) at once and returns each one's address and
+// error, by i.
+func allocateConcurrently(n int, allocate func(i int) (string, error)) ([]string, []error) {
+	var wg sync.WaitGroup
+	ips := make([]string, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ips[i], errs[i] = allocate(i)
+		}()
+	}
+	wg.Wait()
+	return ips, errs
 }
 
 func assertUnique(t *testing.T, ips []string, errs []error) {

@@ -47,10 +47,7 @@ func TestLabNeedsTheRules(t *testing.T) {
 
 func TestApplyIptables(t *testing.T) {
 	netnstest.Require(t)
-	snap, err := Synthesize(Workload{Services: 300, EndpointsPerService: 3, NodePortShare: 0.2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := mustSynthesize(t, Workload{Services: 300, EndpointsPerService: 3, NodePortShare: 0.2})
 	for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
 		t.Run(string(v), func(t *testing.T) {
 			a, err := ApplyIptables(snap, v, 20)
@@ -73,10 +70,7 @@ func TestApplyIptables(t *testing.T) {
 // reason to be reported, not a failure.
 func TestApplyIPVS(t *testing.T) {
 	netnstest.Require(t)
-	snap, err := Synthesize(Workload{Services: 50, EndpointsPerService: 3, NodePortShare: 0.2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := mustSynthesize(t, Workload{Services: 50, EndpointsPerService: 3, NodePortShare: 0.2})
 	a, err := ApplyIPVS(snap, utiliptables.VariantNFT, 10)
 	kernelErr := ipvs.CheckKernel(netlink.GenlFamilyGet, ipvs.Modprobe)
 	if kernelErr != nil && os.Getenv("SWITCHYARD_IPVS_KERNEL") == "1" {

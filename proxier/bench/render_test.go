@@ -11,10 +11,7 @@ import (
 // Proxier leaves in the stateful fake after syncing the same workload.
 func TestRenderIptablesMatchesSyncedFake(t *testing.T) {
 	w := Workload{Services: 300, EndpointsPerService: 4, NodePortShare: 0.3, AffinityShare: 0.2, LocalShare: 0.1}
-	snap, err := Synthesize(w)
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := mustSynthesize(t, w)
 	res, err := RenderIptables(snap, w)
 	if err != nil {
 		t.Fatal(err)
@@ -40,10 +37,7 @@ func TestRenderIptablesMatchesSyncedFake(t *testing.T) {
 
 func TestRenderIPVSCounts(t *testing.T) {
 	w := Workload{Services: 200, EndpointsPerService: 5, NodePortShare: 0.25}
-	snap, err := Synthesize(w)
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := mustSynthesize(t, w)
 	res, err := RenderIPVS(snap, w)
 	if err != nil {
 		t.Fatal(err)
@@ -59,10 +53,7 @@ func TestRenderIPVSCounts(t *testing.T) {
 		t.Errorf("ipset entries %d, want at least one per virtual server", res.IpsetEntries)
 	}
 	// IPVS mode's iptables rules do not grow with the services.
-	small, err := Synthesize(Workload{Services: 1, EndpointsPerService: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	small := mustSynthesize(t, Workload{Services: 1, EndpointsPerService: 1})
 	one, err := RenderIPVS(small, Workload{Services: 1, EndpointsPerService: 1})
 	if err != nil {
 		t.Fatal(err)

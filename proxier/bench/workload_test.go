@@ -8,12 +8,19 @@ import (
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
-func TestSynthesizeSharesAndOrder(t *testing.T) {
-	w := Workload{Services: 1000, EndpointsPerService: 3, NodePortShare: 0.2, AffinityShare: 0.1, LocalShare: 0.05}
+// mustSynthesize is Synthesize for a workload the test knows to be valid.
+func mustSynthesize(t testing.TB, w Workload) *model.Snapshot {
+	t.Helper()
 	snap, err := Synthesize(w)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return snap
+}
+
+func TestSynthesizeSharesAndOrder(t *testing.T) {
+	w := Workload{Services: 1000, EndpointsPerService: 3, NodePortShare: 0.2, AffinityShare: 0.1, LocalShare: 0.05}
+	snap := mustSynthesize(t, w)
 	if len(snap.Services) != 1000 || !snap.Full {
 		t.Fatalf("got %d services, full=%v", len(snap.Services), snap.Full)
 	}
@@ -94,10 +101,7 @@ func TestWorkloadValidate(t *testing.T) {
 }
 
 func TestChangeOneEndpoint(t *testing.T) {
-	snap, err := Synthesize(Workload{Services: 11, EndpointsPerService: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := mustSynthesize(t, Workload{Services: 11, EndpointsPerService: 2})
 	next := ChangeOneEndpoint(snap, 1)
 	mid := ServiceName(5)
 	if next.Full || len(next.Changed) != 1 {

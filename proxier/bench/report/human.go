@@ -41,11 +41,11 @@ func humanRows(rep *bench.Report) (header []string, rows [][]string, notes []str
 		row := []string{
 			r.Backend, thousands(r.Services), thousands(r.RulesTotal()), thousands(r.ChainsTotal()),
 			ipvsOnly(r, r.VirtualServers), ipvsOnly(r, r.RealServers), ipvsOnly(r, r.IpsetEntries),
-			seconds(r.RenderSeconds), megabytes(r.RenderAllocBytes),
+			Seconds(r.RenderSeconds), megabytes(r.RenderAllocBytes),
 		}
 		if withApply {
 			if a := r.Apply; a != nil {
-				row = append(row, a.Variant, seconds(a.FullSyncSeconds), seconds(a.IncrementalSyncSeconds),
+				row = append(row, a.Variant, Seconds(a.FullSyncSeconds), Seconds(a.IncrementalSyncSeconds),
 					micros(a.FirstService.MedianSeconds), micros(a.LastService.MedianSeconds))
 			} else {
 				row = append(row, notMeasured, notMeasured, notMeasured, notMeasured, notMeasured)
@@ -88,9 +88,9 @@ func thousands(n int) string {
 	return neg + string(out)
 }
 
-// seconds shows a wall time with about three significant digits: milliseconds below a second,
+// Seconds shows a wall time with about three significant digits: milliseconds below a second,
 // seconds above.
-func seconds(s float64) string {
+func Seconds(s float64) string {
 	switch {
 	case s < 0.01:
 		return fmt.Sprintf("%.2f ms", s*1e3)

@@ -49,6 +49,21 @@ func svgTexts(t *testing.T, path string) []string {
 	return texts
 }
 
+// checkSVGTexts plots rep as SVG and checks that the picture holds each of the texts want.
+func checkSVGTexts(t *testing.T, rep *bench.Report, want ...string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "bench.svg")
+	if err := Plot(rep, path); err != nil {
+		t.Fatalf("Plot: %v", err)
+	}
+	texts := svgTexts(t, path)
+	for _, w := range want {
+		if !hasText(texts, w) {
+			t.Errorf("SVG lacks the text %q; it has %q", w, texts)
+		}
+	}
+}
+
 func hasText(texts []string, want string) bool {
 	for _, s := range texts {
 		if s == want {
@@ -59,40 +74,22 @@ func hasText(texts []string, want string) bool {
 }
 
 func TestPlotSVG(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "bench.svg")
-	if err := Plot(fixture(true), path); err != nil {
-		t.Fatalf("Plot: %v", err)
-	}
-	texts := svgTexts(t, path)
-	for _, want := range []string{
+	checkSVGTexts(t, fixture(true),
 		titleRules, titleApply, titleConnect,
 		// Legend entries: every backend in the rules panel, iptables (the one with apply figures) in
 		// the other two.
 		"iptables rules", "ipvs iptables rules", "ipvs kernel entries",
 		"iptables", "iptables first service", "iptables last service",
-	} {
-		if !hasText(texts, want) {
-			t.Errorf("SVG lacks the text %q; it has %q", want, texts)
-		}
-	}
+	)
 }
 
 func TestPlotSVGWithoutApply(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "bench.svg")
-	if err := Plot(fixture(false), path); err != nil {
-		t.Fatalf("Plot: %v", err)
-	}
-	texts := svgTexts(t, path)
-	for _, want := range []string{
+	checkSVGTexts(t, fixture(false),
 		titleRules,
-		titleApply + ": no data: bench ran without --apply",
-		titleConnect + ": no data: bench ran without --apply",
+		titleApply+": no data: bench ran without --apply",
+		titleConnect+": no data: bench ran without --apply",
 		"iptables rules", "ipvs kernel entries",
-	} {
-		if !hasText(texts, want) {
-			t.Errorf("SVG lacks the text %q; it has %q", want, texts)
-		}
-	}
+	)
 }
 
 // TestPlotVariantsNamed: a report holding both iptables variants gets a line per variant.
@@ -103,16 +100,7 @@ func TestPlotVariantsNamed(t *testing.T) {
 	a.Variant = "legacy"
 	legacy.Apply = &a
 	rep.Results = append(rep.Results, legacy)
-	path := filepath.Join(t.TempDir(), "bench.svg")
-	if err := Plot(rep, path); err != nil {
-		t.Fatalf("Plot: %v", err)
-	}
-	texts := svgTexts(t, path)
-	for _, want := range []string{"iptables (nft)", "iptables (legacy)", "iptables (legacy) last service"} {
-		if !hasText(texts, want) {
-			t.Errorf("SVG lacks the text %q; it has %q", want, texts)
-		}
-	}
+	checkSVGTexts(t, rep, "iptables (nft)", "iptables (legacy)", "iptables (legacy) last service")
 }
 
 func TestPlotPNG(t *testing.T) {

@@ -178,8 +178,8 @@ func TestUnits(t *testing.T) {
 	for _, c := range []struct{ got, want string }{
 		{thousands(0), "0"}, {thousands(999), "999"}, {thousands(1000), "1,000"},
 		{thousands(170028), "170,028"}, {thousands(-1234567), "-1,234,567"},
-		{seconds(0.00042), "0.42 ms"}, {seconds(0.0187), "18.7 ms"}, {seconds(0.312), "312 ms"},
-		{seconds(2.34), "2.34 s"}, {seconds(36.3), "36.3 s"}, {seconds(835), "835 s"},
+		{Seconds(0.00042), "0.42 ms"}, {Seconds(0.0187), "18.7 ms"}, {Seconds(0.312), "312 ms"},
+		{Seconds(2.34), "2.34 s"}, {Seconds(36.3), "36.3 s"}, {Seconds(835), "835 s"},
 		{micros(31e-6), "31 µs"}, {micros(4.5e-6), "4.5 µs"},
 		{megabytes(812345), "0.81 MB"}, {megabytes(154_000_000), "154.0 MB"},
 	} {

@@ -1,4 +1,4 @@
-package e2e
+package deploy
 
 import (
 	"os"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/switchyard/switchyard/e2e/framework/manifests"
 )
 
 // The pod-network overlay's kernel-setup script, run against a stand-in for the host's /proc/sys/net
@@ -82,7 +84,7 @@ func kernelSetupScript(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Container(ds, "kernel-setup")
+	c, err := manifests.Container(ds, "kernel-setup")
 	if err != nil {
 		t.Fatal(err)
 	}

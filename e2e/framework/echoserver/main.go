@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/switchyard/switchyard/e2e/echo"
+	"github.com/switchyard/switchyard/e2e/framework/echo"
 
 	"k8s.io/klog/v2"
 )

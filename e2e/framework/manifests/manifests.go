@@ -1,9 +1,9 @@
-// Package e2e checks Switchyard's deployment (deploy/): that every overlay renders, that the objects
-// say what the migration guide promises, and, against the local cluster's real API server (build tag
-// e2e), that they apply, that their RBAC is enough and no more, and that the DaemonSet's exact command
-// line and the kube-proxy ConfigMap start the daemon. This file reads the manifests; it carries no
-// build tag so that `go vet ./...` and the unit tests keep it compiling.
-package e2e
+// Package manifests is the e2e harness for Switchyard's deployment (deploy/): it renders each
+// overlay with the kustomize library that `kubectl kustomize` embeds, decodes and looks up its
+// objects, and runs a DaemonSet's containers on this machine as a kubelet and a container runtime
+// would (manifests_run.go, hostpath.go). The checks themselves are the suite in e2e/deploy. The
+// package carries no build tag so that `go vet ./...` and the unit tests keep it compiling.
+package manifests
 
 import (
 	"bytes"

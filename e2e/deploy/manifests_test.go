@@ -1,4 +1,9 @@
-package e2e
+// Package deploy checks Switchyard's deployment (deploy/): that every overlay renders, that the
+// objects say what the migration guide promises, and, against the local cluster's real API server
+// (build tag e2e), that they apply, that their RBAC is enough and no more, and that the DaemonSet's
+// exact command line and the kube-proxy ConfigMap start the daemon. The harness it uses to render
+// and run the manifests is e2e/framework/manifests.
+package deploy
 
 import (
 	"encoding/json"
@@ -15,21 +20,22 @@ import (
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/switchyard/switchyard/e2e/framework/manifests"
 	"github.com/switchyard/switchyard/podnet"
 )
 
 // These tests need no cluster and no root: they render every overlay and check what the manifests
 // promise (deploy/README.md, docs/migrate-from-kube-proxy.md) against the objects and the daemon.
 
-func buildAll(t *testing.T) map[string]*Manifest {
+func buildAll(t *testing.T) map[string]*manifests.Manifest {
 	t.Helper()
-	repo, err := RepoRoot()
+	repo, err := manifests.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]*Manifest{}
-	for _, o := range Overlays {
-		m, err := BuildOverlay(repo, o)
+	out := map[string]*manifests.Manifest{}
+	for _, o := range manifests.Overlays {
+		m, err := manifests.BuildOverlay(repo, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,27 +72,30 @@ func TestOverlaysRenderTheSameObjectsIntoKubeSystem(t *testing.T) {
 // network. Anything more is a regression in least privilege; anything less breaks the daemon (the
 // e2e test runs it with these grants and nothing else).
 func TestClusterRoleIsLeastPrivilege(t *testing.T) {
-	base := []Grant{
+	var base []manifests.Grant
+	for _, g := range [][3]string{
 		{"", "services", "get"}, {"", "services", "list"}, {"", "services", "watch"},
 		{"", "nodes", "get"}, {"", "nodes", "list"}, {"", "nodes", "watch"},
 		{"discovery.k8s.io", "endpointslices", "get"}, {"discovery.k8s.io", "endpointslices", "list"}, {"discovery.k8s.io", "endpointslices", "watch"},
 		{"", "events", "create"}, {"events.k8s.io", "events", "create"},
+	} {
+		base = append(base, manifests.Grant{Group: g[0], Resource: g[1], Verb: g[2]})
 	}
 	for name, m := range buildAll(t) {
 		cr, err := m.ClusterRole()
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := Grants(cr)
+		got, err := manifests.Grants(cr)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		want := map[Grant]bool{}
+		want := map[manifests.Grant]bool{}
 		for _, g := range base {
 			want[g] = true
 		}
 		if name == "pod-network" {
-			want[Grant{"", "nodes", "patch"}] = true
+			want[manifests.Grant{Group: "", Resource: "nodes", Verb: "patch"}] = true
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: ClusterRole grants %v, want exactly %v", name, sortedGrants(got), sortedGrants(want))
@@ -110,7 +119,7 @@ func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 	}
 }
 
-func sortedGrants(m map[Grant]bool) []string {
+func sortedGrants(m map[manifests.Grant]bool) []string {
 	var out []string
 	for g := range m {
 		out = append(out, g.String())
@@ -156,11 +165,11 @@ func TestDaemonSetShape(t *testing.T) {
 			t.Errorf("%s: resource requests %v, want cpu and memory", name, c.Resources.Requests)
 		}
 
-		argv, err := Argv(c, map[string]string{"spec.nodeName": "node-a"})
+		argv, err := manifests.Argv(c, map[string]string{"spec.nodeName": "node-a"})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		for _, want := range []string{"--config=/var/lib/kube-proxy/config.conf", "--hostname-override=node-a", "--proxy-mode=" + OverlayProxyMode[name]} {
+		for _, want := range []string{"--config=/var/lib/kube-proxy/config.conf", "--hostname-override=node-a", "--proxy-mode=" + manifests.OverlayProxyMode[name]} {
 			if !contains(argv, want) {
 				t.Errorf("%s: command line %q lacks %s", name, argv, want)
 			}
@@ -182,11 +191,11 @@ func TestDaemonSetShape(t *testing.T) {
 			t.Errorf("%s: capabilities add %v drop %v, want add %v drop [ALL]", name, got, sc.Capabilities.Drop, wantCaps)
 		}
 
-		mounts, err := Mounts(ds, c)
+		mounts, err := manifests.Mounts(ds, c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		byPath := map[string]Mount{}
+		byPath := map[string]manifests.Mount{}
 		for _, mt := range mounts {
 			byPath[mt.MountPath] = mt
 		}
@@ -214,7 +223,7 @@ func TestDaemonSetShape(t *testing.T) {
 			if got := capNames(isc.Capabilities.Add); !reflect.DeepEqual(got, []string{"NET_ADMIN", "SYS_MODULE"}) {
 				t.Errorf("%s: kernel-setup adds capabilities %v, want [NET_ADMIN SYS_MODULE]", name, got)
 			}
-			im, err := Mounts(ds, &ic)
+			im, err := manifests.Mounts(ds, &ic)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -262,7 +271,7 @@ func TestPodNetworkMountsWhatTheDaemonWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &ds.Spec.Template.Spec.Containers[0]
-	argv, err := Argv(c, map[string]string{"spec.nodeName": "node-a"})
+	argv, err := manifests.Argv(c, map[string]string{"spec.nodeName": "node-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +285,7 @@ func TestPodNetworkMountsWhatTheDaemonWrites(t *testing.T) {
 	if cfg.CNIBinDir == "" || cfg.CNIConfDir == "" {
 		t.Fatalf("--cni-bin-dir=%q --cni-conf-dir=%q: the overlay relies on the daemon installing the plugin", cfg.CNIBinDir, cfg.CNIConfDir)
 	}
-	mounts, err := Mounts(ds, c)
+	mounts, err := manifests.Mounts(ds, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +310,7 @@ func TestPodNetworkMountsWhatTheDaemonWrites(t *testing.T) {
 // yields the intended effective configuration (--write-config-to prints it). Paths under the
 // ConfigMap's mount are redirected to a temporary directory; the e2e test mounts it for real.
 func TestDaemonSetCommandLineIsAcceptedByTheDaemon(t *testing.T) {
-	repo, err := RepoRoot()
+	repo, err := manifests.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +332,7 @@ func TestDaemonSetCommandLineIsAcceptedByTheDaemon(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			argv, err := Argv(&ds.Spec.Template.Spec.Containers[0], map[string]string{"spec.nodeName": "node-a"})
+			argv, err := manifests.Argv(&ds.Spec.Template.Spec.Containers[0], map[string]string{"spec.nodeName": "node-a"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -350,10 +359,10 @@ func TestDaemonSetCommandLineIsAcceptedByTheDaemon(t *testing.T) {
 			if err := sigsyaml.Unmarshal(data, &eff); err != nil {
 				t.Fatal(err)
 			}
-			if string(eff.Mode) != OverlayProxyMode[name] || eff.HostnameOverride != "node-a" || eff.ClusterCIDR != "10.244.0.0/16" ||
+			if string(eff.Mode) != manifests.OverlayProxyMode[name] || eff.HostnameOverride != "node-a" || eff.ClusterCIDR != "10.244.0.0/16" ||
 				eff.ClientConnection.Kubeconfig != "/var/lib/kube-proxy/kubeconfig.conf" || eff.HealthzBindAddress != "0.0.0.0:10256" {
 				t.Errorf("effective configuration: mode %q hostnameOverride %q clusterCIDR %q kubeconfig %q healthz %q; want %s, node-a, 10.244.0.0/16, the ConfigMap's kubeconfig.conf, 0.0.0.0:10256",
-					eff.Mode, eff.HostnameOverride, eff.ClusterCIDR, eff.ClientConnection.Kubeconfig, eff.HealthzBindAddress, OverlayProxyMode[name])
+					eff.Mode, eff.HostnameOverride, eff.ClusterCIDR, eff.ClientConnection.Kubeconfig, eff.HealthzBindAddress, manifests.OverlayProxyMode[name])
 			}
 		})
 	}

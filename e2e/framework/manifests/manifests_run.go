@@ -1,4 +1,4 @@
-package e2e
+package manifests
 
 import (
 	"fmt"
@@ -24,10 +24,11 @@ const ServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 // fails here as it would on a node.
 type ContainerRun struct {
 	NetNS        string
-	Argv         []string          // the container's command line, argv[0] already replaced by a local binary
-	Binds        map[string]string // mountPath -> local path bind-mounted there
-	ReadOnly     map[string]bool   // mountPaths mounted read-only
-	Caps         []string          // capabilities kept, e.g. "net_admin"; ignored when Privileged
+	Argv         []string                   // the container's command line, argv[0] already replaced by a local binary
+	Binds        map[string]string          // mountPath -> local path bind-mounted there
+	HostPathType map[string]v1.HostPathType // mountPath -> type of the hostPath volume mounted there
+	ReadOnly     map[string]bool            // mountPaths mounted read-only
+	Caps         []string                   // capabilities kept, e.g. "net_admin"; ignored when Privileged
 	Privileged   bool
 	ReadOnlyRoot bool
 	NoNewPrivs   bool
@@ -35,7 +36,8 @@ type ContainerRun struct {
 
 // PlanContainer turns container c of ds into a ContainerRun. binary replaces the image's argv[0].
 // sources maps volume names to the local path to mount for them; hostPath volumes without an entry
-// are the host's own path (e.g. /lib/modules, /run/xtables.lock), every other volume needs one.
+// are the host's own path (e.g. /lib/modules, /run/xtables.lock), every other volume needs one. A
+// hostPath volume's type applies to its local path either way: that path stands for the node's.
 // extra adds mounts the kubelet would add (the service account token directory).
 func PlanContainer(ds *appsv1.DaemonSet, c *v1.Container, netns, binary string, fieldValues, sources, extra map[string]string) (*ContainerRun, error) {
 	argv, err := Argv(c, fieldValues)
@@ -50,7 +52,7 @@ func PlanContainer(ds *appsv1.DaemonSet, c *v1.Container, netns, binary string, 
 	if err != nil {
 		return nil, err
 	}
-	r := &ContainerRun{NetNS: netns, Argv: argv, Binds: map[string]string{}, ReadOnly: map[string]bool{}}
+	r := &ContainerRun{NetNS: netns, Argv: argv, Binds: map[string]string{}, ReadOnly: map[string]bool{}, HostPathType: map[string]v1.HostPathType{}}
 	for _, m := range mounts {
 		src, ok := sources[m.Name]
 		switch {
@@ -62,6 +64,9 @@ func PlanContainer(ds *appsv1.DaemonSet, c *v1.Container, netns, binary string, 
 		}
 		r.Binds[m.MountPath] = src
 		r.ReadOnly[m.MountPath] = m.ReadOnly
+		if hp := m.Volume.HostPath; hp != nil && hp.Type != nil {
+			r.HostPathType[m.MountPath] = *hp.Type
+		}
 	}
 	for path, src := range extra {
 		r.Binds[path] = src
@@ -88,9 +93,11 @@ func PlanContainer(ds *appsv1.DaemonSet, c *v1.Container, netns, binary string, 
 	return r, nil
 }
 
-// PrepareMountpoints creates the mountpoints that do not exist on this machine (e.g.
-// /var/lib/kube-proxy), as a container runtime creates them in the container's root. The returned
-// function removes the ones it created; it only removes empty directories.
+// PrepareMountpoints first prepares each hostPath source as the kubelet does for its type (see
+// PrepareHostPath: /run/xtables.lock is FileOrCreate, so a fresh machine gets an empty lock file).
+// Then it creates the mountpoints that do not exist on this machine (e.g. /var/lib/kube-proxy), as
+// a container runtime creates them in the container's root. The returned function removes the
+// mountpoints it created; it only removes empty directories, and leaves hostPath sources alone.
 func (r *ContainerRun) PrepareMountpoints() (func(), error) {
 	var created []string
 	undo := func() {
@@ -100,6 +107,10 @@ func (r *ContainerRun) PrepareMountpoints() (func(), error) {
 	}
 	for _, dst := range sortedKeys(r.Binds) {
 		src := r.Binds[dst]
+		if err := PrepareHostPath(src, r.HostPathType[dst]); err != nil {
+			undo()
+			return nil, fmt.Errorf("volume at %s: %w", dst, err)
+		}
 		st, err := os.Stat(src)
 		if err != nil {
 			undo()
@@ -129,6 +140,17 @@ func (r *ContainerRun) PrepareMountpoints() (func(), error) {
 		}
 	}
 	return undo, nil
+}
+
+// CombinedOutput runs the container to completion, as Command starts it, between PrepareMountpoints
+// and its undo, and returns what it printed.
+func (r *ContainerRun) CombinedOutput() ([]byte, error) {
+	undo, err := r.PrepareMountpoints()
+	if err != nil {
+		return nil, err
+	}
+	defer undo()
+	return r.Command().CombinedOutput()
 }
 
 // Command returns the command that starts the container. Its process becomes the container's

@@ -1,6 +1,6 @@
 //go:build e2e
 
-package e2e
+package deploy
 
 import (
 	"context"
@@ -14,7 +14,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/manifests"
 	"github.com/switchyard/switchyard/podnet"
 )
 
@@ -31,20 +32,7 @@ func TestPodNetworkOverlayRunsUnprivileged(t *testing.T) {
 	}
 	c := testCluster
 	ctx := context.Background()
-	repo, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { deleteApplied(context.Background(), c.Client) })
-	m, err := BuildOverlay(repo, "pod-network")
-	if err != nil {
-		t.Fatal(err)
-	}
-	applyOverlay(ctx, t, m)
-	ds, err := m.DaemonSet()
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, ds := deployOverlay(ctx, t, "pod-network")
 	node := newDeployNode(ctx, t)
 
 	// An underlay of the node's own: a veth pair whose ends both stay in its namespace, and the Node's
@@ -111,23 +99,25 @@ func TestPodNetworkOverlayRunsUnprivileged(t *testing.T) {
 	}
 }
 
+// planInitContainer plans init container name of ds in node, with the host's own paths for its
+// hostPath volumes. Its image's command is this machine's: the init containers run /bin/sh.
+func planInitContainer(t *testing.T, ds *appsv1.DaemonSet, name, node string) *manifests.ContainerRun {
+	t.Helper()
+	ic, err := manifests.Container(ds, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := manifests.PlanContainer(ds, ic, node, ic.Command[0], map[string]string{}, hostSources(t, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
 // runInitContainer runs init container name of ds to completion in node, as a runtime would.
 func runInitContainer(t *testing.T, ds *appsv1.DaemonSet, name, node string) {
 	t.Helper()
-	ic, err := Container(ds, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run, err := PlanContainer(ds, ic, node, ic.Command[0], map[string]string{}, hostSources(t, nil), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	undo, err := run.PrepareMountpoints()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer undo()
-	out, err := run.Command().CombinedOutput()
+	out, err := planInitContainer(t, ds, name, node).CombinedOutput()
 	if err != nil {
 		t.Fatalf("init container %s in %s: %v\n%s", name, node, err, out)
 	}

@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/switchyard/switchyard/e2e/echo"
+	"github.com/switchyard/switchyard/e2e/framework/echo"
 )
 
 // Real pods: namespaces wired by switchyard-cni on nodes running switchyard with the VXLAN pod

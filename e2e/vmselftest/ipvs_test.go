@@ -4,7 +4,7 @@
 // tests will use it: IPVS over netlink (github.com/moby/ipvs) inside throwaway namespaces, and a real
 // TCP connection through a virtual server. It builds only with -tags vmselftest, because this
 // machine's own kernel has no IPVS; hack/vm/selftest.sh --go builds it and runs it in the VM.
-package selftest
+package vmselftest
 
 import (
 	"fmt"

@@ -17,12 +17,11 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // These tests prove the local cluster itself, with no proxy running: the control plane, the
 // node namespaces and their API relays, and the controllers the proxy scenarios depend on.
-// Run as root: go test -tags e2e -count=1 -v ./e2e/cluster/
+// Run as root: go test -tags e2e -count=1 -v ./e2e/framework/cluster/
 
 var testCluster *Cluster
 
@@ -33,10 +32,7 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	ctx := context.Background()
 	start := time.Now()
-	state := os.Getenv("SWITCHYARD_STATE")
-	if state == "" {
-		state = "/tmp/switchyard-local"
-	}
+	state := StateDir()
 	// A cluster someone brought up before the tests (a developer exploring, the demo) is used and
 	// left running, not torn down under them.
 	_, err := os.Stat(filepath.Join(state, "state.env"))
@@ -44,12 +40,8 @@ func run(m *testing.M) int {
 	if reuse {
 		fmt.Fprintf(os.Stderr, "using the cluster already up in %s; it stays up afterwards\n", state)
 	}
-	c, err := Up(ctx, Options{Nodes: 3, Proxy: ProxyNone, State: state, Reuse: reuse})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "cluster up: %v\n", err)
-		if c != nil {
-			_ = c.Down(ctx, "")
-		}
+	c := UpForTests(ctx, Options{Nodes: 3, Proxy: ProxyNone, State: state, Reuse: reuse})
+	if c == nil {
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "cluster up in %s\n", time.Since(start).Round(time.Millisecond))
@@ -212,14 +204,7 @@ func TestEndpointSliceControllerPublishesPodStatus(t *testing.T) {
 		_ = c.DeletePodObject(ctx, ns, "web-1")
 		_ = c.Client.CoreV1().Services(ns).Delete(ctx, "web", metav1.DeleteOptions{})
 	})
-	svc := &v1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
-		Spec: v1.ServiceSpec{
-			Selector: map[string]string{"app": "web"},
-			Ports:    []v1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: v1.ProtocolTCP}},
-		},
-	}
-	svc, err := c.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
+	svc, err := c.Client.CoreV1().Services(ns).Create(ctx, EchoService(ns, "web", "", map[string]string{"app": "web"}), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

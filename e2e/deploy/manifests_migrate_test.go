@@ -1,6 +1,6 @@
 //go:build e2e
 
-package e2e
+package deploy
 
 import (
 	"bufio"
@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
 )
 
 // The migration of docs/migrate-from-kube-proxy.md on one node, with the real upstream kube-proxy
@@ -23,21 +23,8 @@ import (
 func TestMigrationFromKubeProxyOnANode(t *testing.T) {
 	c := testCluster
 	ctx := context.Background()
-	repo, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	kubeProxy := filepath.Join(stateEnv(t, "SY_K8S_BIN"), "kube-proxy")
-	t.Cleanup(func() { deleteApplied(context.Background(), c.Client) })
-	m, err := BuildOverlay(repo, "iptables")
-	if err != nil {
-		t.Fatal(err)
-	}
-	applyOverlay(ctx, t, m)
-	ds, err := m.DaemonSet()
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, ds := deployOverlay(ctx, t, "iptables")
 	node := newDeployNode(ctx, t)
 	first := createProbe(ctx, t, "e2e-migrate-a", "10.244.98.10")
 

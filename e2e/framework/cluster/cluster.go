@@ -104,10 +104,7 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 		opts.PodNetwork = "vxlan"
 	}
 	if opts.State == "" {
-		opts.State = os.Getenv("SWITCHYARD_STATE")
-	}
-	if opts.State == "" {
-		opts.State = "/tmp/switchyard-local"
+		opts.State = StateDir()
 	}
 	if err := acquireLock(ctx, opts.State); err != nil {
 		return nil, err
@@ -122,6 +119,29 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 		return c, err
 	}
 	return c, nil
+}
+
+// StateDir is the local cluster's state directory unless a caller names another: $SWITCHYARD_STATE,
+// or /tmp/switchyard-local (hack/lib/common.sh's default).
+func StateDir() string {
+	if s := os.Getenv("SWITCHYARD_STATE"); s != "" {
+		return s
+	}
+	return "/tmp/switchyard-local"
+}
+
+// UpForTests is Up for a TestMain: when the cluster does not come up it says why on stderr, takes
+// down what did come up, and returns nil.
+func UpForTests(ctx context.Context, opts Options) *Cluster {
+	c, err := Up(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cluster up: %v\n", err)
+		if c != nil {
+			_ = c.Down(ctx, "")
+		}
+		return nil
+	}
+	return c
 }
 
 // Attach connects to a cluster that hack/local-up.sh already brought up, without changing it.

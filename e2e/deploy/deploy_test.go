@@ -1,6 +1,6 @@
 //go:build e2e
 
-package e2e
+package deploy
 
 import (
 	"context"
@@ -29,7 +29,8 @@ import (
 	"k8s.io/utils/ptr"
 	sigsyaml "sigs.k8s.io/yaml"
 
-	"github.com/switchyard/switchyard/e2e/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
+	"github.com/switchyard/switchyard/e2e/framework/manifests"
 )
 
 // These tests run the deployment against the local cluster (hack/local-up.sh): every overlay is
@@ -37,11 +38,11 @@ import (
 // started as a container runtime would start it, on a node namespace of its own, with a token minted
 // for its ServiceAccount and nothing else, the ConfigMap it names and its exact command line.
 //
-// Run as root: go test -tags e2e -count=1 -v ./e2e/
+// Run as root: go test -tags e2e -count=1 -v ./e2e/deploy/
 // A cluster that is already up (state in $SWITCHYARD_STATE, default /tmp/switchyard-local) is used as
 // it is and left running; otherwise one node is brought up with no proxy and removed afterwards. The
 // tests only add objects, namespaces and node namespaces of their own (sy-deploy-*), and remove them.
-// The machine has room for one local cluster; e2e/cluster's lock makes test processes take turns.
+// The machine has room for one local cluster; e2e/framework/cluster's lock makes test processes take turns.
 
 var testCluster *cluster.Cluster
 
@@ -57,16 +58,13 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	ctx := context.Background()
-	state := os.Getenv("SWITCHYARD_STATE")
-	if state == "" {
-		state = "/tmp/switchyard-local"
-	}
+	state := cluster.StateDir()
 	// A state directory means a cluster is up or on its way up (another package's TestMain, a
 	// developer's shell): wait for it rather than racing its local-up.sh with ours.
 	if _, err := os.Stat(state); err == nil {
 		deadline := time.Now().Add(90 * time.Second)
 		for time.Now().Before(deadline) {
-			// Attach waits for the machine's cluster lock (e2e/cluster/lock.go), so no other test
+			// Attach waits for the machine's cluster lock (e2e/framework/cluster/lock.go), so no other test
 			// process uses the cluster while this one does.
 			if c, err := cluster.Attach(state); err == nil {
 				if _, err := c.Client.Discovery().ServerVersion(); err == nil {
@@ -81,12 +79,8 @@ func runMain(m *testing.M) int {
 		}
 		fmt.Fprintf(os.Stderr, "%s exists but its cluster did not answer within 90s; bringing it up\n", state)
 	}
-	c, err := cluster.Up(ctx, cluster.Options{Nodes: 1, Proxy: cluster.ProxyNone, EchoPods: 0, State: state})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "cluster up: %v\n", err)
-		if c != nil {
-			_ = c.Down(ctx, "")
-		}
+	c := cluster.UpForTests(ctx, cluster.Options{Nodes: 1, Proxy: cluster.ProxyNone, EchoPods: 0, State: state})
+	if c == nil {
 		return 1
 	}
 	testCluster, ownCluster = c, true
@@ -98,9 +92,36 @@ func runMain(m *testing.M) int {
 	return code
 }
 
+// repoCleanedAfter returns the repository root and has what the test applies deleted when it ends.
+func repoCleanedAfter(t *testing.T) string {
+	t.Helper()
+	repo, err := manifests.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteApplied(context.Background(), testCluster.Client) })
+	return repo
+}
+
+// deployOverlay renders deploy/overlays/<overlay>, applies it (deleted again when the test ends) and
+// returns the repository root and the overlay's DaemonSet.
+func deployOverlay(ctx context.Context, t *testing.T, overlay string) (repo string, ds *appsv1.DaemonSet) {
+	t.Helper()
+	repo = repoCleanedAfter(t)
+	m, err := manifests.BuildOverlay(repo, overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyOverlay(ctx, t, m)
+	if ds, err = m.DaemonSet(); err != nil {
+		t.Fatal(err)
+	}
+	return repo, ds
+}
+
 // applyOverlay server-side applies every object of m with strict field validation, so a field the
 // API server does not know fails the apply, and returns what the server stored.
-func applyOverlay(ctx context.Context, t *testing.T, m *Manifest) map[string]*unstructured.Unstructured {
+func applyOverlay(ctx context.Context, t *testing.T, m *manifests.Manifest) map[string]*unstructured.Unstructured {
 	t.Helper()
 	dyn, err := dynamic.NewForConfig(testCluster.Config)
 	if err != nil {
@@ -192,17 +213,13 @@ func deleteApplied(ctx context.Context, c kubernetes.Interface) {
 func TestDeployAppliesAndRunsWithItsOwnIdentity(t *testing.T) {
 	c := testCluster
 	ctx := context.Background()
-	repo, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { deleteApplied(context.Background(), c.Client) })
+	repo := repoCleanedAfter(t)
 
 	// 1. Every overlay applies and reads back. The iptables overlay goes last: its objects (the
 	// least-privilege ClusterRole above all) are what the rest of the test runs with.
-	var iptablesManifest *Manifest
+	var iptablesManifest *manifests.Manifest
 	for _, o := range []string{"ipvs", "pod-network", "iptables"} {
-		m, err := BuildOverlay(repo, o)
+		m, err := manifests.BuildOverlay(repo, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -355,8 +372,8 @@ func startFromManifest(ctx context.Context, t *testing.T, repo string, ds *appsv
 	for k, v := range sources {
 		all[k] = v
 	}
-	run, err := PlanContainer(ds, &ds.Spec.Template.Spec.Containers[0], node, bin,
-		map[string]string{"spec.nodeName": node}, hostSources(t, all), map[string]string{ServiceAccountDir: saDir})
+	run, err := manifests.PlanContainer(ds, &ds.Spec.Template.Spec.Containers[0], node, bin,
+		map[string]string{"spec.nodeName": node}, hostSources(t, all), map[string]string{manifests.ServiceAccountDir: saDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,23 +425,18 @@ func ensureKubeadmConfigMap(ctx context.Context, t *testing.T, repo string) {
 // init container (it must set net.ipv4.ip_forward there without being privileged).
 func checkSysctlPrivilege(ctx context.Context, t *testing.T, repo string, ds *appsv1.DaemonSet, node string) {
 	t.Helper()
-	daemon, err := PlanContainer(ds, &ds.Spec.Template.Spec.Containers[0], node, "/bin/sh",
+	daemon, err := manifests.PlanContainer(ds, &ds.Spec.Template.Spec.Containers[0], node, "/bin/sh",
 		map[string]string{"spec.nodeName": node}, hostSources(t, map[string]string{"kube-proxy": t.TempDir()}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	daemon.Argv = []string{"/bin/sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"}
-	undo, err := daemon.PrepareMountpoints()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := daemon.Command().CombinedOutput()
-	undo()
+	out, err := daemon.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "Read-only file system") {
 		t.Errorf("writing /proc/sys with the daemon container's privileges: err %v, output %q; want a read-only file system", err, out)
 	}
 
-	pn, err := BuildOverlay(repo, "pod-network")
+	pn, err := manifests.BuildOverlay(repo, "pod-network")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,14 +444,7 @@ func checkSysctlPrivilege(ctx context.Context, t *testing.T, repo string, ds *ap
 	if err != nil {
 		t.Fatal(err)
 	}
-	ic, err := Container(pds, "kernel-setup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	init, err := PlanContainer(pds, ic, node, "/bin/sh", map[string]string{}, hostSources(t, nil), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	init := planInitContainer(t, pds, "kernel-setup", node)
 	if init.Privileged {
 		t.Fatalf("kernel-setup is privileged")
 	}
@@ -447,13 +452,7 @@ func checkSysctlPrivilege(ctx context.Context, t *testing.T, repo string, ds *ap
 	if before, _ := testCluster.Exec(ctx, node, "cat", "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(before) != "0" {
 		t.Fatalf("net.ipv4.ip_forward in the new namespace %s is %q, want 0 before kernel-setup", node, before)
 	}
-	undo, err = init.PrepareMountpoints()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err = init.Command().CombinedOutput()
-	undo()
-	if err != nil {
+	if out, err = init.CombinedOutput(); err != nil {
 		t.Fatalf("pod-network kernel-setup in %s: %v\n%s", node, err, out)
 	}
 	t.Logf("pod-network kernel-setup: %s", strings.TrimSpace(string(out)))
@@ -585,7 +584,7 @@ func buildSwitchyard(t *testing.T, repo string) string {
 
 // startContainer starts run with its output in logPath and returns a function that stops it with
 // SIGTERM (as the kubelet does) and waits; the test's cleanup calls it too.
-func startContainer(t *testing.T, run *ContainerRun, logPath string) (stop func()) {
+func startContainer(t *testing.T, run *manifests.ContainerRun, logPath string) (stop func()) {
 	t.Helper()
 	logFile, err := os.Create(logPath)
 	if err != nil {
