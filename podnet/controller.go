@@ -22,17 +22,19 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/internal/syncloop"
 	"github.com/switchyard/switchyard/podnet/masq"
 	"github.com/switchyard/switchyard/podnet/subnet"
 	"github.com/switchyard/switchyard/podnet/vxlan"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Deps are the controller's side effects on the node. NewController fills them for the current
 // network namespace; tests give ones bound to a test namespace, or fakes.
 type Deps struct {
 	Netlink  vxlan.Netlink
-	Iptables masq.Iptables
+	Iptables utiliptables.Interface
 	Sysctl   Sysctl
 	// WatchLinks, if set, calls changed whenever a link of the node is added, changed or removed, until
 	// ctx ends. It lets a deleted VXLAN device be recreated without waiting for the resync period.
@@ -81,9 +83,14 @@ func NewController(client kubernetes.Interface, nodeFactory informers.SharedInfo
 	if err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
+	ipt, err := utiliptables.NewExec(model.IPv4, cfg.IptablesVariant)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("pod network iptables: %w", err)
+	}
 	deps := Deps{
 		Netlink:    h,
-		Iptables:   &masq.Exec{Variant: cfg.IptablesVariant},
+		Iptables:   ipt,
 		Sysctl:     &ProcSysctl{},
 		WatchLinks: watchLinks(nil),
 	}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/sysctltest"
 	"github.com/switchyard/switchyard/podnet/masq"
 	"github.com/switchyard/switchyard/podnet/subnet"
@@ -41,7 +42,7 @@ func testNode(name, podCIDR, internalIP string, annotations map[string]string) *
 type harness struct {
 	ctrl   *Controller
 	nl     *vxlantest.Fake
-	ipt    *masq.Fake
+	ipt    *iptablestest.Fake
 	sysctl *sysctltest.Fake
 	cfg    Config
 }
@@ -54,7 +55,7 @@ func newHarness(t *testing.T, client kubernetes.Interface, nodeName, underlayCID
 	}
 	h := &harness{
 		nl:     nl,
-		ipt:    masq.NewFake(),
+		ipt:    iptablestest.NewFake(),
 		sysctl: sysctltest.New(map[string]string{sysctlForward: "0", sysctlBridgeNF: "0"}),
 	}
 	h.cfg = DefaultConfig()
@@ -147,8 +148,8 @@ func TestWaitsForPodCIDRThenProgramsEverything(t *testing.T) {
 	if h.sysctl.Values[sysctlForward] != "1" || h.sysctl.Values[sysctlBridgeNF] != "1" {
 		t.Fatalf("sysctls: %v", h.sysctl.Values)
 	}
-	if len(h.ipt.Tables["nat"][masq.MasqChain]) != 3 || len(h.ipt.Tables["nat"]["POSTROUTING"]) != 1 {
-		t.Fatalf("masquerade rules: %v", h.ipt.Tables["nat"])
+	if len(h.ipt.Rules("nat", masq.MasqChain)) != 3 || len(h.ipt.Rules("nat", "POSTROUTING")) != 1 {
+		t.Fatalf("masquerade rules:\n%s", h.ipt.DumpTable("nat"))
 	}
 	want := []string{
 		"fdb 0a:00:00:00:00:02 dst 192.168.50.12 dev syvx.1",
@@ -273,7 +274,7 @@ func TestRunRecreatesDeletedDevice(t *testing.T) {
 	nl.AddUnderlay("eth0", "192.168.50.11/24", 1500)
 	events := make(chan string, 1)
 	// With an hour's resync period, only the link event can bring the device back.
-	_, stop := runController(t, client, Deps{Netlink: nl, Iptables: masq.NewFake(), Sysctl: sysctltest.New(map[string]string{sysctlForward: "0"}),
+	_, stop := runController(t, client, Deps{Netlink: nl, Iptables: iptablestest.NewFake(), Sysctl: sysctltest.New(map[string]string{sysctlForward: "0"}),
 		WatchLinks: func(ctx context.Context, changed func(string)) error {
 			for {
 				select {
@@ -308,7 +309,7 @@ func TestRunRetriesAfterBackoff(t *testing.T) {
 	sysctl := sysctltest.New(map[string]string{sysctlForward: "0"})
 	sysctl.ReadOnly[sysctlForward] = true
 	clock := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	ctrl, stop := runController(t, client, Deps{Netlink: nl, Iptables: masq.NewFake(), Sysctl: sysctl, Clock: clock})
+	ctrl, stop := runController(t, client, Deps{Netlink: nl, Iptables: iptablestest.NewFake(), Sysctl: sysctl, Clock: clock})
 
 	// The first sync fails; the runner then waits for its retry, and touches nothing until it is due.
 	eventually(t, "the first sync to fail", func() bool { _, msg := ctrl.Healthy(); return strings.Contains(msg, "permission denied") })

@@ -70,7 +70,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	pcfg.IptablesVariant = string(variant)
+	pcfg.IptablesVariant = variant
 	client, err := newClient(opts)
 	if err != nil {
 		return err

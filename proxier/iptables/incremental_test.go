@@ -10,6 +10,7 @@ import (
 	"github.com/switchyard/switchyard/proxier/model"
 
 	"github.com/switchyard/switchyard/internal/golden"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 )
 
 // cloneSnapshot copies the maps so a test can mutate the next snapshot without touching the one
@@ -33,7 +34,7 @@ func applyFull(t *testing.T, snap *model.Snapshot, opts Options) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := NewFake()
+	f := iptablestest.NewFake()
 	if err := f.Restore(r.Restore); err != nil {
 		t.Fatalf("full render rejected: %v", err)
 	}
@@ -104,7 +105,7 @@ func TestIncrementalEqualsFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	snap := fixtureSnapshot()
 	first := r.Render(snap, true, nil)
 	if err := fake.Restore(first.Restore); err != nil {
@@ -174,7 +175,7 @@ func TestStaleChainsDeleted(t *testing.T) {
 	r, _ := NewRenderer(testOptions())
 	snap := fixtureSnapshot()
 	first := r.Render(snap, true, nil)
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	if err := fake.Restore(first.Restore); err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func TestSharedChainBecomingEmptyIsFlushed(t *testing.T) {
 	name := spn("default", "lonely", "")
 	addService(snap, &model.ServicePort{Name: name, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.0.99")}})
 	r, _ := NewRenderer(testOptions())
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	first := r.Render(snap, true, nil)
 	if err := fake.Restore(first.Restore); err != nil {
 		t.Fatal(err)
@@ -239,7 +240,7 @@ func TestRenderStaged(t *testing.T) {
 	if len(out.Staged) < 2 {
 		t.Fatalf("expected several staged batches, got %d", len(out.Staged))
 	}
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	for i, st := range out.Staged {
 		if len(st.Chains) < 4 && i != len(out.Staged)-1 {
 			t.Errorf("batch %d has only %d chains", i, len(st.Chains))
@@ -279,7 +280,7 @@ func TestRenderStaged(t *testing.T) {
 func TestDispatchShards(t *testing.T) {
 	snap := scaleSnapshot(300, 2) // ClusterIPs 10.96.0.0 - 10.96.1.43: two shards
 	r, _ := NewRenderer(testOptions())
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	first := r.Render(snap, true, nil)
 	if err := fake.Restore(first.Restore); err != nil {
 		t.Fatal(err)

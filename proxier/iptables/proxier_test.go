@@ -16,6 +16,8 @@ import (
 	"github.com/switchyard/switchyard/proxier/model"
 
 	"github.com/switchyard/switchyard/internal/golden"
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 )
 
 // metricValue reads a counter or gauge (prometheus' testutil would add a module to go.mod).
@@ -31,7 +33,7 @@ func metricValue(t *testing.T, m prometheus.Metric) float64 {
 	return out.GetGauge().GetValue()
 }
 
-func newTestProxier(t *testing.T, fake *Fake, ct conntrack.Deleter) *Proxier {
+func newTestProxier(t *testing.T, fake *iptablestest.Fake, ct conntrack.Deleter) *Proxier {
 	t.Helper()
 	p, err := NewProxier(Config{Options: testOptions(), IPTables: fake, Conntrack: ct})
 	if err != nil {
@@ -44,7 +46,7 @@ func newTestProxier(t *testing.T, fake *Fake, ct conntrack.Deleter) *Proxier {
 // jumps from the built-in chains.
 func wantState(t *testing.T, snap *model.Snapshot) string {
 	t.Helper()
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, nil)
 	s := cloneSnapshot(snap)
 	s.Full = true
@@ -55,7 +57,7 @@ func wantState(t *testing.T, snap *model.Snapshot) string {
 }
 
 func TestProxierSyncInstallsJumpsAndCanary(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, nil)
 	if err := p.Sync(fixtureSnapshot()); err != nil {
 		t.Fatal(err)
@@ -91,7 +93,7 @@ func TestProxierSyncInstallsJumpsAndCanary(t *testing.T) {
 }
 
 func TestProxierMutateAndResync(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, nil)
 	snap := fixtureSnapshot()
 	if err := p.Sync(snap); err != nil {
@@ -133,7 +135,7 @@ func TestProxierMutateAndResync(t *testing.T) {
 }
 
 func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, nil)
 	snap := fixtureSnapshot()
 	if err := p.Sync(snap); err != nil {
@@ -177,7 +179,7 @@ func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
 }
 
 func TestProxierCanaryRepair(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, nil)
 	snap := fixtureSnapshot()
 	if err := p.Sync(snap); err != nil {
@@ -202,7 +204,7 @@ func TestProxierCanaryRepair(t *testing.T) {
 }
 
 func TestProxierSweepsLeftoversOfEarlierRun(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	// An earlier Switchyard left its canary and a chain for a service that no longer exists.
 	leftover := "SY-SVC-LEFTOVERLEFTOVER"
 	if err := fake.Restore([]byte("*nat\n:" + CanaryChain + " - [0:0]\n:" + leftover + " - [0:0]\n-A " + leftover + " -p tcp -j DNAT --to-destination 10.244.9.9:80\nCOMMIT\n*filter\n:" + CanaryChain + " - [0:0]\nCOMMIT\n*mangle\n:" + CanaryChain + " - [0:0]\nCOMMIT\n")); err != nil {
@@ -221,7 +223,7 @@ func TestProxierSweepsLeftoversOfEarlierRun(t *testing.T) {
 }
 
 func TestProxierMetrics(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, nil)
 	if err := p.Sync(fixtureSnapshot()); err != nil {
 		t.Fatal(err)
@@ -246,7 +248,7 @@ func TestProxierMetrics(t *testing.T) {
 }
 
 func TestProxierClearsStaleUDPFlows(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	ct := &conntracktest.Fake{}
 	p := newTestProxier(t, fake, ct)
 	snap := fixtureSnapshot()
@@ -272,14 +274,14 @@ func TestProxierClearsStaleUDPFlows(t *testing.T) {
 }
 
 func TestCleanupRemovesEverything(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	pristine := fake.Dump()
 	p := newTestProxier(t, fake, nil)
 	if err := p.Sync(fixtureSnapshot()); err != nil {
 		t.Fatal(err)
 	}
 	// Another agent's rule in a built-in chain must survive.
-	if err := fake.EnsureRule(TableFilter, "INPUT", "-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "ACCEPT"); err != nil {
+	if err := fake.EnsureRule(utiliptables.Prepend, TableFilter, "INPUT", "-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "ACCEPT"); err != nil {
 		t.Fatal(err)
 	}
 	if err := Cleanup(fake); err != nil {
@@ -303,7 +305,7 @@ func TestProxierStagedColdStart(t *testing.T) {
 	snap := fixtureSnapshot()
 	want := wantState(t, snap)
 
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p, err := NewProxier(Config{Options: testOptions(), IPTables: fake, StagedChainsPerRestore: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +318,7 @@ func TestProxierStagedColdStart(t *testing.T) {
 	}
 
 	// A fresh kernel where the second restore (the first staged batch) fails.
-	fake = NewFake()
+	fake = iptablestest.NewFake()
 	p, _ = NewProxier(Config{Options: testOptions(), IPTables: fake, StagedChainsPerRestore: 3})
 	flaky := &failNth{Fake: fake, n: 2}
 	p.ipt = flaky
@@ -336,7 +338,7 @@ func TestProxierStagedColdStart(t *testing.T) {
 
 // failNth is the fake with its n-th Restore failing (counting from 1).
 type failNth struct {
-	*Fake
+	*iptablestest.Fake
 	n, calls int
 }
 
@@ -352,7 +354,7 @@ func (f *failNth) Restore(data []byte) error {
 // writes only what differs: nothing for an unchanged cluster, the one chain someone edited, and
 // the jump someone deleted.
 func TestProxierVerifiedFullSync(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, nil)
 	snap := fixtureSnapshot()
 	if err := p.Sync(snap); err != nil {
@@ -395,7 +397,7 @@ func TestProxierVerifiedFullSync(t *testing.T) {
 // dispatchWatch is the fake, noting after every transaction how many rules nat SY-SERVICES holds,
 // so a test can check that the dispatch chain never went empty on the way to the end state.
 type dispatchWatch struct {
-	*Fake
+	*iptablestest.Fake
 	minRules int
 }
 
@@ -410,7 +412,7 @@ func (d *dispatchWatch) Restore(data []byte) error {
 // TestProxierLostCanaryAloneKeepsTraffic: if only a canary disappears, our rules are still in
 // place and carrying traffic; the repair must not flush them on the way.
 func TestProxierLostCanaryAloneKeepsTraffic(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, nil)
 	snap := fixtureSnapshot()
 	if err := p.Sync(snap); err != nil {
@@ -435,7 +437,7 @@ func TestProxierLostCanaryAloneKeepsTraffic(t *testing.T) {
 // Cleanup at start-up, which must not touch the pod network's or IPVS mode's chains; --cleanup uses
 // CleanupAll, which must remove them too, jumps included.
 func TestCleanupLeavesOtherOwnersButCleanupAllDoesNot(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	pristine := fake.Dump()
 	p := newTestProxier(t, fake, nil)
 	if err := p.Sync(fixtureSnapshot()); err != nil {
@@ -480,7 +482,7 @@ func TestCleanupLeavesOtherOwnersButCleanupAllDoesNot(t *testing.T) {
 // leaving the canary. An incremental sync trusts what it applied, so only the periodic look at the
 // fixed chains (CheckChainsEvery) can notice; the sync after it must restore exactly the full state.
 func TestChainDeletedByHandIsRestored(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	now := time.Unix(1_700_000_000, 0)
 	p, err := NewProxier(Config{Options: testOptions(), IPTables: fake, CheckChainsEvery: 30 * time.Second,
 		Now: func() time.Time { return now }})

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -15,7 +16,7 @@ func jumpsPresent(nat, filter KernelTable) bool {
 		if j.table == TableNAT {
 			t = nat
 		}
-		if !strings.Contains(t[j.chain], "-A "+j.chain+" "+joinWords(j.args)+"\n") {
+		if !strings.Contains(t[j.chain], "-A "+j.chain+" "+utiliptables.JoinWords(j.args)+"\n") {
 			return false
 		}
 	}
@@ -25,39 +26,6 @@ func jumpsPresent(nat, filter KernelTable) bool {
 // KernelTable is one table as iptables-save printed it: for each chain, its rules ("-A ..." lines,
 // each ending in a newline), in order. A declared chain without rules maps to "".
 type KernelTable map[string]string
-
-// ParseSave reads one table of iptables-save output.
-func ParseSave(data []byte) KernelTable {
-	t := KernelTable{}
-	var b strings.Builder
-	last := ""
-	flush := func() {
-		if last != "" {
-			t[last] += b.String()
-		}
-		b.Reset()
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		switch {
-		case strings.HasPrefix(line, ":"):
-			if f := strings.Fields(line[1:]); len(f) > 0 {
-				if _, ok := t[f[0]]; !ok {
-					t[f[0]] = ""
-				}
-			}
-		case strings.HasPrefix(line, "-A "):
-			chain, _, _ := strings.Cut(line[3:], " ")
-			if chain != last {
-				flush()
-				last = chain
-			}
-			b.WriteString(line)
-			b.WriteByte('\n')
-		}
-	}
-	flush()
-	return t
-}
 
 // RenderVerified renders snap completely but writes only the chains whose rules differ from what
 // the kernel holds (nat and filter as read back with iptables-save), creates the missing ones and
