@@ -12,9 +12,9 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/internal/sysctltest"
-	"github.com/switchyard/switchyard/podnet/masq"
 	"github.com/switchyard/switchyard/podnet/vxlan"
 	"github.com/switchyard/switchyard/podnet/vxlan/vxlantest"
 )
@@ -79,7 +79,7 @@ func BenchmarkControllerConverge(b *testing.B) {
 				b.StopTimer()
 				nl := vxlantest.NewFake()
 				nl.AddUnderlay("eth0", "192.168.250.1/16", 1500)
-				ctrl, err := newController(client, factory, "self", cfg, Deps{Netlink: nl, Iptables: masq.NewFake(),
+				ctrl, err := newController(client, factory, "self", cfg, Deps{Netlink: nl, Iptables: iptablestest.NewFake(),
 					Sysctl: sysctltest.New(map[string]string{sysctlForward: "0"})})
 				if err != nil {
 					b.Fatal(err)

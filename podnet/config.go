@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/podnet/cni"
 	"github.com/switchyard/switchyard/podnet/subnet"
 )
@@ -39,10 +40,10 @@ type Config struct {
 	ResyncPeriod  time.Duration
 
 	ClusterCIDR string
-	// IptablesVariant is the variant ("nft" or "legacy") the proxy detected, so that the pod
-	// network's rules land in the same tables as the proxy's; the daemon fills it. Empty means the
-	// node's default "iptables".
-	IptablesVariant string
+	// IptablesVariant is the variant the proxy detected, so that the pod network's rules land in the
+	// same tables as the proxy's; the daemon fills it. VariantDefault means the node's default
+	// "iptables".
+	IptablesVariant utiliptables.Variant
 }
 
 // DefaultConfig is the configuration before flags are parsed.

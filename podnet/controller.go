@@ -20,22 +20,35 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/syncloop"
 	"github.com/switchyard/switchyard/podnet/masq"
 	"github.com/switchyard/switchyard/podnet/subnet"
 	"github.com/switchyard/switchyard/podnet/vxlan"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // Deps are the controller's side effects on the node. NewController fills them for the current
 // network namespace; tests give ones bound to a test namespace, or fakes.
 type Deps struct {
 	Netlink  vxlan.Netlink
-	Iptables masq.Iptables
+	Iptables utiliptables.Interface
 	Sysctl   Sysctl
 	// WatchLinks, if set, calls changed whenever a link of the node is added, changed or removed, until
 	// ctx ends. It lets a deleted VXLAN device be recreated without waiting for the resync period.
 	WatchLinks func(ctx context.Context, changed func(name string)) error
+	// Clock times resyncs and retries; nil means the real clock.
+	Clock clock.Clock
 }
+
+// Retry backoff after a failed sync: it starts at retryInitial and doubles up to retryMax (or the
+// resync period, if that is shorter).
+const (
+	retryInitial = time.Second
+	retryMax     = 30 * time.Second
+)
 
 // Controller runs the pod network of one node.
 type Controller struct {
@@ -48,7 +61,13 @@ type Controller struct {
 	deps        Deps
 	deviceName  string
 
-	trigger chan struct{}
+	// runner calls resync: on node and link changes, after a failure with backoff, and at least every
+	// ResyncPeriod. It is the proxy's bounded-frequency runner, without a minimum interval: an overlay
+	// sync costs a few netlink calls.
+	runner *syncloop.Runner
+	// runCtx is Run's context, for the API calls of syncs the runner makes. Set before the runner
+	// starts and only read from its goroutine.
+	runCtx context.Context
 
 	mu          sync.Mutex
 	healthy     bool
@@ -64,9 +83,14 @@ func NewController(client kubernetes.Interface, nodeFactory informers.SharedInfo
 	if err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
+	ipt, err := utiliptables.NewExec(model.IPv4, cfg.IptablesVariant)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("pod network iptables: %w", err)
+	}
 	deps := Deps{
 		Netlink:    h,
-		Iptables:   &masq.Exec{Variant: cfg.IptablesVariant},
+		Iptables:   ipt,
 		Sysctl:     &ProcSysctl{},
 		WatchLinks: watchLinks(nil),
 	}
@@ -78,7 +102,7 @@ func newController(client kubernetes.Interface, nodeFactory informers.SharedInfo
 		return nil, fmt.Errorf("pod network controller needs --pod-network=%s", ModeVXLAN)
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pod network controller: %w", err)
 	}
 	if nodeName == "" {
 		return nil, fmt.Errorf("pod network controller needs the node name")
@@ -94,10 +118,15 @@ func newController(client kubernetes.Interface, nodeFactory informers.SharedInfo
 		clusterCIDR: clusterCIDR,
 		deps:        deps,
 		deviceName:  vxlan.DeviceName(cfg.VNI),
-		trigger:     make(chan struct{}, 1),
 		healthMsg:   "pod network has not synced yet",
 	}
-	_, err := informer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	var err error
+	c.runner, err = syncloop.NewRunner(syncloop.RunnerOptions{Name: "pod-network", MaxInterval: cfg.ResyncPeriod,
+		RetryInitial: retryInitial, RetryMax: retryMax, Clock: deps.Clock}, c.resync)
+	if err != nil {
+		return nil, fmt.Errorf("pod network controller: %w", err)
+	}
+	_, err = informer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { c.kick() },
 		UpdateFunc: func(oldObj, newObj any) {
 			old, ok1 := oldObj.(*v1.Node)
@@ -116,12 +145,8 @@ func newController(client kubernetes.Interface, nodeFactory informers.SharedInfo
 	return c, nil
 }
 
-func (c *Controller) kick() {
-	select {
-	case c.trigger <- struct{}{}:
-	default: // a sync is already pending; it will see this change too
-	}
-}
+// kick asks for a sync; many kicks before it starts give one sync.
+func (c *Controller) kick() { c.runner.Run() }
 
 // Healthy reports whether the node's overlay is programmed; the message says what is missing.
 func (c *Controller) Healthy() (bool, string) {
@@ -155,33 +180,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), c.nodesSynced) {
 		return nil // only a cancelled ctx stops the wait, and stopping is not an error
 	}
-	const minBackoff, maxBackoff = time.Second, 30 * time.Second
-	backoff := minBackoff
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-c.trigger:
-		case <-timer.C:
-		}
-		next := c.cfg.ResyncPeriod
-		if err := c.Sync(ctx); err != nil {
-			klog.ErrorS(err, "Pod network sync failed; retrying", "node", c.nodeName, "retryIn", backoff)
-			next = backoff
-			backoff = min(2*backoff, maxBackoff)
-		} else {
-			backoff = minBackoff
-		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(next)
+	c.runCtx = ctx
+	c.runner.Loop(ctx.Done())
+	return nil
+}
+
+// resync is the runner's function; the runner logs a failure and schedules the retry.
+func (c *Controller) resync(syncloop.Reason) error {
+	if err := c.Sync(c.runCtx); err != nil {
+		return fmt.Errorf("pod network sync of node %s: %w", c.nodeName, err)
 	}
+	return nil
 }
 
 // Sync reconciles once: forwarding sysctls, the VXLAN device, the node's annotations, the subnet file,
@@ -197,7 +206,7 @@ func (c *Controller) Sync(ctx context.Context) error {
 	}
 	podCIDR, err := nodePodCIDR(node)
 	if err != nil {
-		return c.fail("%w", err)
+		return c.fail("read this node's pod CIDR: %w", err)
 	}
 	if podCIDR == nil {
 		msg := fmt.Sprintf("waiting for podCIDR of node %s (kube-controller-manager --allocate-node-cidrs assigns it)", c.nodeName)
@@ -233,20 +242,20 @@ func (c *Controller) Sync(ctx context.Context) error {
 		Address:       vxlan.VTEPIP(podCIDR),
 	})
 	if err != nil {
-		return c.fail("%w", err)
+		return c.fail("set up the overlay device: %w", err)
 	}
 	if err := c.publish(ctx, node, dev.HardwareAddr, under.IP); err != nil {
-		return c.fail("%w", err)
+		return c.fail("publish this node's VTEP: %w", err)
 	}
 	changed, err := subnet.Write(c.cfg.SubnetFile, subnet.Info{Network: c.clusterCIDR, Subnet: podCIDR, MTU: dev.MTU, IPMasq: c.cfg.IPMasq})
 	if err != nil {
-		return c.fail("%w", err)
+		return c.fail("share the pod subnet with the CNI plugin: %w", err)
 	}
 	if changed {
 		klog.InfoS("Wrote pod subnet file", "path", c.cfg.SubnetFile, "podCIDR", podCIDR, "mtu", dev.MTU)
 	}
 	if err := masq.Sync(c.deps.Iptables, c.clusterCIDR, c.cfg.IPMasq); err != nil {
-		return c.fail("%w", err)
+		return c.fail("masquerade pod traffic: %w", err)
 	}
 	c.setHealth(true, "")
 
@@ -306,10 +315,10 @@ func (c *Controller) publish(ctx context.Context, node *v1.Node, mac net.Hardwar
 	}
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": want}})
 	if err != nil {
-		return err
+		return fmt.Errorf("encode the annotations patch: %w", err)
 	}
 	if _, err := c.client.CoreV1().Nodes().Patch(ctx, c.nodeName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		return fmt.Errorf("publish VTEP annotations on node %s: %w", c.nodeName, err)
+		return fmt.Errorf("patch the VTEP annotations of node %s: %w", c.nodeName, err)
 	}
 	klog.InfoS("Published VTEP annotations", "node", c.nodeName, "vtepMAC", want[AnnotationVTEPMAC], "publicIP", want[AnnotationPublicIP])
 	return nil

@@ -14,7 +14,9 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/sysctltest"
 	"github.com/switchyard/switchyard/podnet/masq"
 	"github.com/switchyard/switchyard/podnet/subnet"
@@ -40,7 +42,7 @@ func testNode(name, podCIDR, internalIP string, annotations map[string]string) *
 type harness struct {
 	ctrl   *Controller
 	nl     *vxlantest.Fake
-	ipt    *masq.Fake
+	ipt    *iptablestest.Fake
 	sysctl *sysctltest.Fake
 	cfg    Config
 }
@@ -53,7 +55,7 @@ func newHarness(t *testing.T, client kubernetes.Interface, nodeName, underlayCID
 	}
 	h := &harness{
 		nl:     nl,
-		ipt:    masq.NewFake(),
+		ipt:    iptablestest.NewFake(),
 		sysctl: sysctltest.New(map[string]string{sysctlForward: "0", sysctlBridgeNF: "0"}),
 	}
 	h.cfg = DefaultConfig()
@@ -146,8 +148,8 @@ func TestWaitsForPodCIDRThenProgramsEverything(t *testing.T) {
 	if h.sysctl.Values[sysctlForward] != "1" || h.sysctl.Values[sysctlBridgeNF] != "1" {
 		t.Fatalf("sysctls: %v", h.sysctl.Values)
 	}
-	if len(h.ipt.Tables["nat"][masq.MasqChain]) != 3 || len(h.ipt.Tables["nat"]["POSTROUTING"]) != 1 {
-		t.Fatalf("masquerade rules: %v", h.ipt.Tables["nat"])
+	if len(h.ipt.Rules("nat", masq.MasqChain)) != 3 || len(h.ipt.Rules("nat", "POSTROUTING")) != 1 {
+		t.Fatalf("masquerade rules:\n%s", h.ipt.DumpTable("nat"))
 	}
 	want := []string{
 		"fdb 0a:00:00:00:00:02 dst 192.168.50.12 dev syvx.1",
@@ -237,6 +239,32 @@ func TestBadPeerAnnotationsSkipOnlyThatPeer(t *testing.T) {
 	}
 }
 
+// runController runs a controller of node "a" over deps with a resync period of an hour (so only
+// events and retries sync). stop ends Run and checks that it returned no error.
+func runController(t *testing.T, client kubernetes.Interface, deps Deps) (ctrl *Controller, stop func()) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Mode, cfg.ClusterCIDR, cfg.SubnetFile = ModeVXLAN, "10.244.0.0/16", filepath.Join(t.TempDir(), "subnet.env")
+	cfg.ResyncPeriod = time.Hour
+	factory := informers.NewSharedInformerFactory(client, 0)
+	ctrl, err := newController(client, factory, "a", cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	factory.Start(ctx.Done())
+	done := make(chan error, 1)
+	go func() { done <- ctrl.Run(ctx) }()
+	return ctrl, func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run returned %v", err)
+		}
+	}
+}
+
 func TestRunRecreatesDeletedDevice(t *testing.T) {
 	client := fake.NewSimpleClientset(
 		testNode("a", "10.244.1.0/24", "192.168.50.11", nil),
@@ -245,12 +273,8 @@ func TestRunRecreatesDeletedDevice(t *testing.T) {
 	nl := vxlantest.NewFake()
 	nl.AddUnderlay("eth0", "192.168.50.11/24", 1500)
 	events := make(chan string, 1)
-	h := &harness{nl: nl, ipt: masq.NewFake(), sysctl: sysctltest.New(map[string]string{sysctlForward: "0"})}
-	cfg := DefaultConfig()
-	cfg.Mode, cfg.ClusterCIDR, cfg.SubnetFile = ModeVXLAN, "10.244.0.0/16", filepath.Join(t.TempDir(), "subnet.env")
-	cfg.ResyncPeriod = time.Hour // only the link event can bring the device back
-	factory := informers.NewSharedInformerFactory(client, 0)
-	ctrl, err := newController(client, factory, "a", cfg, Deps{Netlink: nl, Iptables: h.ipt, Sysctl: h.sysctl,
+	// With an hour's resync period, only the link event can bring the device back.
+	_, stop := runController(t, client, Deps{Netlink: nl, Iptables: iptablestest.NewFake(), Sysctl: sysctltest.New(map[string]string{sysctlForward: "0"}),
 		WatchLinks: func(ctx context.Context, changed func(string)) error {
 			for {
 				select {
@@ -261,14 +285,6 @@ func TestRunRecreatesDeletedDevice(t *testing.T) {
 				}
 			}
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	factory.Start(ctx.Done())
-	done := make(chan error, 1)
-	go func() { done <- ctrl.Run(ctx) }()
 	eventually(t, "first sync", func() bool { return len(overlayLines(nl)) == 3 })
 
 	nl.DeleteLinkBehindBack("syvx.1")
@@ -277,14 +293,37 @@ func TestRunRecreatesDeletedDevice(t *testing.T) {
 		l, err := nl.LinkByName("syvx.1")
 		return err == nil && l.Attrs().HardwareAddr.String() == vxlan.DeriveMAC("a", 1).String() && len(overlayLines(nl)) == 3
 	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run returned %v", err)
-	}
+	stop()
 	// Stopping removed nothing.
 	if len(overlayLines(nl)) != 3 {
 		t.Fatalf("stopping the controller removed entries: %v", nl.State())
 	}
+}
+
+// TestRunRetriesAfterBackoff: a failed sync is retried after the runner's first backoff (one second
+// on the fake clock), long before the resync period.
+func TestRunRetriesAfterBackoff(t *testing.T) {
+	client := fake.NewSimpleClientset(testNode("a", "10.244.1.0/24", "192.168.50.11", nil))
+	nl := vxlantest.NewFake()
+	nl.AddUnderlay("eth0", "192.168.50.11/24", 1500)
+	sysctl := sysctltest.New(map[string]string{sysctlForward: "0"})
+	sysctl.ReadOnly[sysctlForward] = true
+	clock := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	ctrl, stop := runController(t, client, Deps{Netlink: nl, Iptables: iptablestest.NewFake(), Sysctl: sysctl, Clock: clock})
+
+	// The first sync fails; the runner then waits for its retry, and touches nothing until it is due.
+	eventually(t, "the first sync to fail", func() bool { _, msg := ctrl.Healthy(); return strings.Contains(msg, "permission denied") })
+	eventually(t, "the runner waiting for its retry", clock.HasWaiters)
+	if ok, msg := ctrl.Healthy(); ok || !strings.Contains(msg, "enable forwarding") {
+		t.Fatalf("health after the failure: %v %q, want the failed step named", ok, msg)
+	}
+	sysctl.ReadOnly = nil
+	clock.Step(time.Second)
+	eventually(t, "the retry to succeed", func() bool { ok, _ := ctrl.Healthy(); return ok })
+	if sysctl.Values[sysctlForward] != "1" {
+		t.Errorf("forwarding after the retry: %q", sysctl.Values[sysctlForward])
+	}
+	stop()
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -18,9 +18,10 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/podnet/cni"
-	"github.com/switchyard/switchyard/podnet/masq"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // buildPlugin compiles cmd/switchyard-cni into a temporary directory, so tests execute the real binary.
@@ -125,9 +126,13 @@ func startNode(t *testing.T, ctx context.Context, client *fake.Clientset, ns *ne
 	cfg.DirectRouting = directRouting
 	cfg.ResyncPeriod = time.Hour // recreating a deleted device must come from the link event
 	factory := informers.NewSharedInformerFactory(client, 0)
+	ipt, err := utiliptables.NewExec(model.IPv4, utiliptables.VariantDefault, "ip", "netns", "exec", ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctrl, err := newController(client, factory, name, cfg, Deps{
 		Netlink:    h,
-		Iptables:   &masq.Exec{Prefix: []string{"ip", "netns", "exec", ns.Name}},
+		Iptables:   ipt,
 		Sysctl:     &ProcSysctl{Do: ns.Do},
 		WatchLinks: watchLinks(&nsh),
 	})

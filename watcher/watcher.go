@@ -1,30 +1,16 @@
 // Package watcher turns the Kubernetes API's Services, EndpointSlices and this node's Node object
-// into Switchyard's model (package model), tracks which services changed, and runs syncs at a
-// bounded frequency (Runner). It knows nothing of iptables or IPVS.
+// into Switchyard's model (package model) and tracks which services changed since the last
+// Snapshot. It knows nothing of iptables or IPVS, and nothing of when syncs happen: internal/syncloop
+// registers with OnChange, waits for WaitForCacheSync, and takes a Snapshot per sync.
 //
-// Typical wiring (the daemon does this):
+// Typical wiring (cmd/switchyard does this):
 //
 //	w, err := watcher.New(client, nodeFactory, watcher.Options{NodeName: node})
-//	r, err := watcher.NewRunner(watcher.RunnerOptions{Name: "sync", MinInterval: minSync,
-//		MaxInterval: syncPeriod}, func(reason watcher.Reason) error {
-//		// reason.Full() is the conservative choice; cmd/switchyard instead syncs fully only on the
-//		// first run, on retries and hourly, as kube-proxy does, and partially otherwise.
-//		snap, info := w.Snapshot(reason.Full())
-//		if snap == nil { // caches not synced; cannot happen if Loop starts after WaitForCacheSync
-//			return nil
-//		}
-//		if err := backend.Sync(snap); err != nil {
-//			return err // the runner retries, and the retry is Full
-//		}
-//		info.ObserveProgrammed(time.Now())
-//		return nil
-//	})
-//	w.OnChange(r.Run)
+//	loop, err := syncloop.New(syncloop.Config{Source: w, Backends: backends, ...}) // calls w.OnChange
 //	w.Start(ctx)
-//	if !w.WaitForCacheSync(ctx) { ... }
-//	go r.Loop(ctx.Done()) // start only now: its first run is the initial full sync
+//	loop.Run(ctx) // w.WaitForCacheSync, then one w.Snapshot per sync
 //
-// A failed sync consumes the snapshot's Changed set; that is safe because the retry is Full.
+// A failed sync consumes the snapshot's Changed set; that is safe because the loop's retry is Full.
 package watcher
 
 import (
@@ -143,7 +129,8 @@ func New(client kubernetes.Interface, nodeFactory informers.SharedInformerFactor
 }
 
 // OnChange registers fn to be called whenever the model changes after the caches have synced, and
-// once when they first have. fn must not block (Runner.Run does not). Register before Start.
+// once when they first have. fn must not block (the sync loop's handler only queues a sync).
+// Register before Start.
 func (w *Watcher) OnChange(fn func()) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

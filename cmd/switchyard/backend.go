@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/ipvs"
@@ -40,16 +41,16 @@ func nodeAddresses(f model.IPFamily) []netip.Addr {
 
 // hostIptables opens the node's iptables of the variant kubelet uses (or the one --iptables-variant
 // names), for the IPv4 family.
-func hostIptables(o *Options) (*iptables.Real, iptables.Variant, error) {
-	override := iptables.Variant("")
+func hostIptables(o *Options) (*utiliptables.Exec, utiliptables.Variant, error) {
+	override := utiliptables.VariantDefault
 	if o.IptablesVariant != "auto" {
-		override = iptables.Variant(o.IptablesVariant)
+		override = utiliptables.Variant(o.IptablesVariant)
 	}
-	variant, err := iptables.DetectVariant(override, iptables.HostSave)
+	variant, err := utiliptables.DetectVariant(override, utiliptables.HostSave)
 	if err != nil {
 		return nil, "", err
 	}
-	ipt, err := iptables.NewReal(model.IPv4, variant)
+	ipt, err := utiliptables.NewExec(model.IPv4, variant)
 	if err != nil {
 		return nil, "", fmt.Errorf("iptables (%s): %w", variant, err)
 	}
@@ -78,6 +79,7 @@ func ipvsOptions(o *Options) ipvs.Options {
 	opts.Scheduler, opts.StrictARP = o.IPVS.Scheduler, o.IPVS.StrictARP
 	opts.TCPTimeout, opts.TCPFinTimeout, opts.UDPTimeout = o.IPVS.TCPTimeout, o.IPVS.TCPFinTimeout, o.IPVS.UDPTimeout
 	opts.ExcludeCIDRs, _ = parsePrefixes("--ipvs-exclude-cidrs", o.IPVS.ExcludeCIDRs)
+	opts.NodeAddressPeriod = o.IPVS.SyncPeriod
 	opts.NodePortAddresses = nodePortCIDRs
 	opts.ClusterCIDRs = clusterCIDRs
 	opts.MasqueradeAll = o.MasqueradeAll
@@ -87,7 +89,7 @@ func ipvsOptions(o *Options) ipvs.Options {
 
 // newBackend builds the backend --proxy-mode asks for, for IPv4, and says which iptables variant
 // it programs (the pod network's rules must go to the same one).
-func newBackend(o *Options) (model.Backend, iptables.Variant, error) {
+func newBackend(o *Options) (model.Backend, utiliptables.Variant, error) {
 	ipt, variant, err := hostIptables(o)
 	if err != nil {
 		return nil, "", err
@@ -138,7 +140,7 @@ func cleanupAll(o *Options) error {
 // removeOtherMode deletes what the other proxy mode left on this node, so that switching
 // --proxy-mode either way leaves no stale rules behind. It runs before the first sync, and leaves
 // the current mode's rules, the pod network's and other software's alone.
-func removeOtherMode(o *Options, ipt *iptables.Real) error {
+func removeOtherMode(o *Options, ipt utiliptables.Interface) error {
 	if o.ProxyMode == "ipvs" {
 		return iptables.Cleanup(ipt)
 	}

@@ -12,9 +12,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/bench"
 	"github.com/switchyard/switchyard/proxier/bench/report"
-	"github.com/switchyard/switchyard/proxier/iptables"
 )
 
 // benchUsage introduces `switchyard bench` in its --help.
@@ -92,16 +92,16 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
 }
 
 // variants resolves --iptables-variant.
-func (f *benchFlags) variants() ([]iptables.Variant, error) {
+func (f *benchFlags) variants() ([]utiliptables.Variant, error) {
 	switch f.variant {
 	case "both":
-		return []iptables.Variant{iptables.VariantNFT, iptables.VariantLegacy}, nil
+		return []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy}, nil
 	case "auto":
-		v, err := iptables.DetectVariant("", iptables.HostSave)
-		return []iptables.Variant{v}, err
+		v, err := utiliptables.DetectVariant("", utiliptables.HostSave)
+		return []utiliptables.Variant{v}, err
 	default:
-		v, err := iptables.DetectVariant(iptables.Variant(f.variant), nil)
-		return []iptables.Variant{v}, err
+		v, err := utiliptables.DetectVariant(utiliptables.Variant(f.variant), nil)
+		return []utiliptables.Variant{v}, err
 	}
 }
 

@@ -20,14 +20,12 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/switchyard/switchyard/internal/syncloop"
 	"github.com/switchyard/switchyard/podnet"
 	"github.com/switchyard/switchyard/proxier/healthcheck"
+	"github.com/switchyard/switchyard/proxier/model"
 	"github.com/switchyard/switchyard/watcher"
 )
-
-// fullSyncPeriod bounds how long partial syncs may go on trusting what was applied before, as
-// kube-proxy's iptables mode does: once an hour the periodic sync rewrites everything.
-const fullSyncPeriod = time.Hour
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -72,7 +70,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	pcfg.IptablesVariant = string(variant)
+	pcfg.IptablesVariant = variant
 	client, err := newClient(opts)
 	if err != nil {
 		return err
@@ -109,33 +107,11 @@ func run(args []string) error {
 		}
 	}
 
-	lastFull := time.Time{}
-	runner, err := watcher.NewRunner(watcher.RunnerOptions{Name: opts.ProxyMode, MinInterval: minSyncPeriod, MaxInterval: syncPeriod},
-		func(reason watcher.Reason) error {
-			full := reason == watcher.ReasonFirst || reason == watcher.ReasonRetry || time.Since(lastFull) > fullSyncPeriod
-			snap, info := w.Snapshot(full)
-			if err := backend.Sync(snap); err != nil {
-				klog.ErrorS(err, "Sync failed; the previous rules stay in force and the next sync is full", "reason", reason)
-				return err
-			}
-			if full {
-				lastFull = time.Now()
-			}
-			info.ObserveProgrammed(time.Now())
-			health.Updated()
-			if err := serviceHealth.Sync(snap); err != nil {
-				klog.ErrorS(err, "Some service health check ports could not be served")
-			}
-			klog.V(2).InfoS("Synced", "reason", reason, "full", snap.Full, "services", len(snap.Services), "changed", len(snap.Changed))
-			return nil
-		})
+	loop, err := syncloop.New(syncloop.Config{Name: opts.ProxyMode, MinSyncPeriod: minSyncPeriod, SyncPeriod: syncPeriod,
+		Source: w, Backends: []model.Backend{backend}, Health: health, ServiceHealth: serviceHealth})
 	if err != nil {
 		return err
 	}
-	w.OnChange(func() {
-		health.QueuedUpdate()
-		runner.Run()
-	})
 
 	w.Start(ctx)
 	nodeFactory.Start(ctx.Done())
@@ -147,16 +123,7 @@ func run(args []string) error {
 			}
 		}()
 	}
-	// No sync before the caches are complete: a partial view would delete the rules of services not
-	// yet seen. While the API server is unreachable we keep waiting and the old rules keep working.
-	klog.InfoS("Waiting for the Service, EndpointSlice and Node caches to sync")
-	if !w.WaitForCacheSync(ctx) {
-		klog.InfoS("Stopped before the caches synced; the installed rules are untouched")
-		return nil
-	}
-	klog.InfoS("Caches synced; starting the sync loop")
-	runner.Loop(ctx.Done())
-	klog.InfoS("Stopping; the installed rules stay in place")
+	loop.Run(ctx)
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,8 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 )
 
 // IptablesCount is what one iptables-save dump holds.
@@ -46,31 +48,31 @@ func (c IptablesCount) AllRules() int {
 func parseIptablesSave(dump []byte) IptablesCount {
 	c := IptablesCount{Rules: map[string]int{}, UserChains: map[string]int{}, dump: dump, dnatTargets: map[string]bool{}}
 	c.chainNames = map[string]bool{}
-	table := ""
-	sc := bufio.NewScanner(bytes.NewReader(dump))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "*"):
-			table = line[1:]
-		case strings.HasPrefix(line, ":"):
-			if f := strings.Fields(line); len(f) >= 2 && f[1] == "-" {
-				c.UserChains[table]++
-				if len(c.chainNames) < maxChainNames {
-					c.chainNames[f[0][1:]] = true
+	saved, _ := utiliptables.ParseSave(dump) // what iptables-save printed before a bad line still counts
+	for table, n := range saved.Count() {
+		if n.Rules > 0 {
+			c.Rules[table] += n.Rules
+		}
+		if n.UserChains > 0 {
+			c.UserChains[table] += n.UserChains
+		}
+	}
+	for _, t := range saved.Tables {
+		for _, ch := range t.Chains {
+			if ch.Policy == "-" && len(c.chainNames) < maxChainNames {
+				c.chainNames[ch.Name] = true
+			}
+			for _, r := range ch.Rules {
+				w, _ := utiliptables.SplitWords(r)
+				if utiliptables.JumpTarget(w) != "DNAT" {
+					continue
 				}
-			}
-		case strings.HasPrefix(line, "-A "):
-			c.Rules[table]++
-			if !strings.Contains(line, "-j DNAT") {
-				continue
-			}
-			if _, dst, ok := strings.Cut(line, "--to-destination "); ok {
-				addr, _, _ := strings.Cut(strings.Fields(dst)[0], ":")
-				c.dnatTargets[addr] = true
-				if strings.HasPrefix(addr, "10.244.") || strings.HasPrefix(addr, "10.245.") {
-					c.DNATToEndpoints++
+				if i := slices.Index(w, "--to-destination"); i >= 0 && i+1 < len(w) {
+					addr, _, _ := strings.Cut(w[i+1], ":")
+					c.dnatTargets[addr] = true
+					if strings.HasPrefix(addr, "10.244.") || strings.HasPrefix(addr, "10.245.") {
+						c.DNATToEndpoints++
+					}
 				}
 			}
 		}

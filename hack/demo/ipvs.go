@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/informers"
 
 	"github.com/switchyard/switchyard/e2e/framework/cluster"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/proxier/conntrack/conntracktest"
 	"github.com/switchyard/switchyard/proxier/ipvs"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset/ipsettest"
@@ -63,7 +64,7 @@ func renderIPVS(ctx context.Context, c *cluster.Cluster, links map[string][]stri
 	// The fake node has node 1's devices and addresses: NodePorts get a virtual server on each.
 	fakeLinks := ipvstest.NewFakeLinks(links)
 	sets := ipsettest.NewFake()
-	ipt := ipvs.NewFakeIptables()
+	ipt := iptablestest.NewFake()
 	ipt.SetExists = func(name string) bool { _, ok := sets.Sets[name]; return ok }
 	fipvs := ipvstest.NewFakeIPVS()
 	opts := ipvs.DefaultOptions()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 )
 
 // nodeRules is what one node's kernel and its switchyard say about the iptables rules.
@@ -69,15 +71,18 @@ func parseRulesMetric(body string) map[string]string {
 // that are in one of them or jump to one.
 func countSYRules(dump string) (chains int, rules map[string]int) {
 	rules = map[string]int{}
-	table := ""
-	for _, line := range strings.Split(dump, "\n") {
-		switch {
-		case strings.HasPrefix(line, "*"):
-			table = strings.TrimPrefix(line, "*")
-		case strings.HasPrefix(line, ":SY-"):
-			chains++
-		case strings.HasPrefix(line, "-A SY-"), strings.HasPrefix(line, "-A ") && strings.Contains(line, " -j SY-"):
-			rules[table]++
+	saved, _ := utiliptables.ParseSave([]byte(dump)) // what iptables-save printed before a bad line still counts
+	for _, t := range saved.Tables {
+		for _, c := range t.Chains {
+			ours := strings.HasPrefix(c.Name, "SY-")
+			if ours && c.Policy != "" {
+				chains++
+			}
+			for _, r := range c.Rules {
+				if w, _ := utiliptables.SplitWords(r); ours || strings.HasPrefix(utiliptables.JumpTarget(w), "SY-") {
+					rules[t.Name]++
+				}
+			}
 		}
 	}
 	return chains, rules

@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/internal/netnstest"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // TestExecProgramsTheChosenVariant: the pod network's rules must land in the iptables variant the
@@ -13,18 +15,21 @@ import (
 func TestExecProgramsTheChosenVariant(t *testing.T) {
 	netnstest.Require(t)
 	_, cidr, _ := net.ParseCIDR("10.244.0.0/16")
-	for _, variant := range []string{"nft", "legacy"} {
-		t.Run(variant, func(t *testing.T) {
+	for _, variant := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
+		t.Run(string(variant), func(t *testing.T) {
 			ns := netnstest.New(t, "masq")
-			e := &Exec{Prefix: []string{"ip", "netns", "exec", ns.Name}, Variant: variant}
+			e, err := utiliptables.NewExec(model.IPv4, variant, "ip", "netns", "exec", ns.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if err := Sync(e, cidr, true); err != nil {
 				t.Fatal(err)
 			}
 			if err := Sync(e, cidr, true); err != nil {
 				t.Fatalf("second sync: %v", err)
 			}
-			other := map[string]string{"nft": "legacy", "legacy": "nft"}[variant]
-			mine := ns.MustRun(t, "iptables-"+variant+"-save", "-t", "nat")
+			other := map[utiliptables.Variant]string{"nft": "legacy", "legacy": "nft"}[variant]
+			mine := ns.MustRun(t, "iptables-"+string(variant)+"-save", "-t", "nat")
 			theirs := ns.MustRun(t, "iptables-"+other+"-save", "-t", "nat")
 			if strings.Count(mine, "-j "+MasqChain) != 1 || !strings.Contains(mine, "-j MASQUERADE") {
 				t.Errorf("%s tables lack the pod network's rules (or hold the jump twice):\n%s", variant, mine)

@@ -9,6 +9,8 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 )
 
 // Chain names, derived here only.
@@ -20,8 +22,8 @@ const (
 // Jump is a rule in a built-in chain that enters one of ours.
 type Jump struct {
 	Table, Chain, Target string
-	// Insert puts the jump first; otherwise it is appended.
-	Insert bool
+	// Position says whether the jump goes first or last in Chain.
+	Position utiliptables.Position
 }
 
 // Jumps are the rules Switchyard adds to built-in chains. Both are appended, as flannel does: the
@@ -29,8 +31,8 @@ type Jump struct {
 // services without (local) endpoints, and the pod network's FORWARD chain ACCEPTs all pod traffic.
 // Were it first, a pod's packet to such a service would be forwarded out instead of refused.
 var Jumps = []Jump{
-	{Table: "nat", Chain: "POSTROUTING", Target: MasqChain},
-	{Table: "filter", Chain: "FORWARD", Target: ForwardChain},
+	{Table: "nat", Chain: "POSTROUTING", Target: MasqChain, Position: utiliptables.Append},
+	{Table: "filter", Chain: "FORWARD", Target: ForwardChain, Position: utiliptables.Append},
 }
 
 // JumpRule is the rule spec (after "-A CHAIN") of a jump; the comment makes it recognisable.
@@ -60,17 +62,9 @@ func Render(clusterCIDR *net.IPNet, masquerade bool) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Iptables is the side-effect seam: the real type runs iptables-restore and iptables, the fake keeps
-// chains in memory.
-type Iptables interface {
-	// Restore feeds data to iptables-restore --noflush.
-	Restore(data []byte) error
-	// EnsureRule adds rule to table/chain unless an identical rule exists; insert puts it first.
-	EnsureRule(table, chain string, rule []string, insert bool) error
-}
-
-// Sync renders the rules and applies them: chains first, then the jumps into them.
-func Sync(ipt Iptables, clusterCIDR *net.IPNet, masquerade bool) error {
+// Sync renders the rules and applies them through ipt, the node's iptables of the variant the proxy
+// programs: chains first, then the jumps into them.
+func Sync(ipt utiliptables.Interface, clusterCIDR *net.IPNet, masquerade bool) error {
 	data, err := Render(clusterCIDR, masquerade)
 	if err != nil {
 		return err
@@ -79,7 +73,7 @@ func Sync(ipt Iptables, clusterCIDR *net.IPNet, masquerade bool) error {
 		return fmt.Errorf("restore pod network chains: %w", err)
 	}
 	for _, j := range Jumps {
-		if err := ipt.EnsureRule(j.Table, j.Chain, JumpRule(j), j.Insert); err != nil {
+		if err := ipt.EnsureRule(j.Position, j.Table, j.Chain, JumpRule(j)...); err != nil {
 			return fmt.Errorf("jump from %s/%s to %s: %w", j.Table, j.Chain, j.Target, err)
 		}
 	}

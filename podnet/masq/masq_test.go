@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 )
 
 func cidr(s string) *net.IPNet {
@@ -13,12 +15,14 @@ func cidr(s string) *net.IPNet {
 }
 
 func TestSyncEndStateAndIdempotence(t *testing.T) {
-	ipt := NewFake()
+	ipt := iptablestest.NewFake()
 	// Another tool's rule in POSTROUTING must stay. In FORWARD, the service proxy's jump (which
 	// REJECTs or DROPs traffic to services without endpoints) was inserted first and must stay ahead
 	// of the pod network's blanket ACCEPT of pod traffic, whichever of the two starts first.
-	ipt.Tables["nat"]["POSTROUTING"] = []string{"-j KUBE-POSTROUTING-ISH"}
-	ipt.Tables["filter"]["FORWARD"] = []string{"-j SY-SERVICES-ISH"}
+	if err := ipt.Restore([]byte("*nat\n:KUBE-POSTROUTING-ISH - [0:0]\n-A POSTROUTING -j KUBE-POSTROUTING-ISH\nCOMMIT\n" +
+		"*filter\n:SY-SERVICES-ISH - [0:0]\n-A FORWARD -j SY-SERVICES-ISH\nCOMMIT\n")); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 2; i++ {
 		if err := Sync(ipt, cidr("10.244.0.0/16"), true); err != nil {
 			t.Fatal(err)
@@ -39,7 +43,7 @@ func TestSyncEndStateAndIdempotence(t *testing.T) {
 	}
 	for key, rules := range want {
 		table, chain, _ := strings.Cut(key, "/")
-		if got := ipt.Tables[table][chain]; !reflect.DeepEqual(got, rules) {
+		if got := ipt.Rules(table, chain); !reflect.DeepEqual(got, rules) {
 			t.Errorf("%s:\n got %q\nwant %q", key, got, rules)
 		}
 	}
@@ -48,10 +52,10 @@ func TestSyncEndStateAndIdempotence(t *testing.T) {
 	if err := Sync(ipt, cidr("10.244.0.0/16"), false); err != nil {
 		t.Fatal(err)
 	}
-	if got := ipt.Tables["nat"]["SY-POD-MASQ"]; len(got) != 0 {
+	if got := ipt.Rules("nat", "SY-POD-MASQ"); len(got) != 0 {
 		t.Fatalf("masquerade chain with --ip-masq=false: %q", got)
 	}
-	if got := ipt.Tables["nat"]["POSTROUTING"]; len(got) != 2 {
+	if got := ipt.Rules("nat", "POSTROUTING"); len(got) != 2 {
 		t.Fatalf("POSTROUTING changed: %q", got)
 	}
 }

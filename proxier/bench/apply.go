@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"k8s.io/klog/v2"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/ipvs"
 	"github.com/switchyard/switchyard/proxier/model"
@@ -28,7 +29,7 @@ type syncer interface{ Sync(*model.Snapshot) error }
 // ApplyIptables builds a fresh lab, syncs snap into it with the iptables backend exactly as the
 // daemon would on a cold start (staging included), then one endpoint change, and measures connects
 // to the first and the last service. connects is the number of samples per service.
-func ApplyIptables(snap *model.Snapshot, variant iptables.Variant, connects int) (*Applied, error) {
+func ApplyIptables(snap *model.Snapshot, variant utiliptables.Variant, connects int) (*Applied, error) {
 	l, err := newLab()
 	if err != nil {
 		return nil, err
@@ -36,7 +37,7 @@ func ApplyIptables(snap *model.Snapshot, variant iptables.Variant, connects int)
 	defer l.Close()
 	var p *iptables.Proxier
 	err = l.inNode(func() error {
-		real, err := iptables.NewReal(model.IPv4, variant)
+		real, err := utiliptables.NewExec(model.IPv4, variant)
 		if err != nil {
 			return &Unavailable{Reason: fmt.Sprintf("iptables %s variant unusable here: %v", variant, err)}
 		}
@@ -53,7 +54,7 @@ func ApplyIptables(snap *model.Snapshot, variant iptables.Variant, connects int)
 
 // ApplyIPVS is ApplyIptables for the IPVS backend. It needs a kernel with IPVS; without one it
 // returns an *Unavailable that says so.
-func ApplyIPVS(snap *model.Snapshot, variant iptables.Variant, connects int) (*Applied, error) {
+func ApplyIPVS(snap *model.Snapshot, variant utiliptables.Variant, connects int) (*Applied, error) {
 	l, err := newLab()
 	if err != nil {
 		return nil, err
@@ -67,7 +68,7 @@ func ApplyIPVS(snap *model.Snapshot, variant iptables.Variant, connects int) (*A
 			return &Unavailable{Reason: "this kernel has no IPVS (no IPVS generic-netlink family, and ip_vs cannot be loaded); " +
 				"run `switchyard bench --apply` on a node with IPVS, or in a VM that has it: hack/bench-in-vm.sh"}
 		}
-		real, err := iptables.NewReal(model.IPv4, variant)
+		real, err := utiliptables.NewExec(model.IPv4, variant)
 		if err != nil {
 			return &Unavailable{Reason: fmt.Sprintf("iptables %s variant unusable here (IPVS mode needs a few rules): %v", variant, err)}
 		}

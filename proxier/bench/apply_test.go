@@ -11,8 +11,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/internal/netnstest"
-	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/ipvs"
 )
 
@@ -48,7 +48,7 @@ func TestLabNeedsTheRules(t *testing.T) {
 func TestApplyIptables(t *testing.T) {
 	netnstest.Require(t)
 	snap := mustSynthesize(t, Workload{Services: 300, EndpointsPerService: 3, NodePortShare: 0.2})
-	for _, v := range []iptables.Variant{iptables.VariantNFT, iptables.VariantLegacy} {
+	for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
 		t.Run(string(v), func(t *testing.T) {
 			a, err := ApplyIptables(snap, v, 20)
 			if err != nil {
@@ -71,7 +71,7 @@ func TestApplyIptables(t *testing.T) {
 func TestApplyIPVS(t *testing.T) {
 	netnstest.Require(t)
 	snap := mustSynthesize(t, Workload{Services: 50, EndpointsPerService: 3, NodePortShare: 0.2})
-	a, err := ApplyIPVS(snap, iptables.VariantNFT, 10)
+	a, err := ApplyIPVS(snap, utiliptables.VariantNFT, 10)
 	kernelErr := ipvs.CheckKernel(netlink.GenlFamilyGet, ipvs.Modprobe)
 	if kernelErr != nil && os.Getenv("SWITCHYARD_IPVS_KERNEL") == "1" {
 		// make test-ipvs runs this in the VM: there, a missing IPVS is a broken harness, not a pass.

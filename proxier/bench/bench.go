@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchyard/switchyard/proxier/iptables"
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 )
 
 // Config is one `switchyard bench` run.
@@ -22,7 +22,7 @@ type Config struct {
 	Apply bool
 	// Variants are the iptables variants to apply with; the iptables backend is applied once per
 	// variant, the IPVS backend (whose few rules need one) with the first.
-	Variants []iptables.Variant
+	Variants []utiliptables.Variant
 	// Connects is how many connects to the first and to the last service are timed per apply.
 	Connects int
 	// Progress, when set, is told what is about to run.

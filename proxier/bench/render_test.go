@@ -3,6 +3,7 @@ package bench
 import (
 	"testing"
 
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/proxier/iptables"
 )
 
@@ -15,7 +16,7 @@ func TestRenderIptablesMatchesSyncedFake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := iptables.NewFake()
+	fake := iptablestest.NewFake()
 	p, err := iptables.NewProxier(iptables.Config{Options: IptablesOptions(), IPTables: fake})
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -20,7 +21,7 @@ func BenchmarkFullRenderApply(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := NewFake().Restore(r.Restore); err != nil {
+				if err := iptablestest.NewFake().Restore(r.Restore); err != nil {
 					b.Fatal(err)
 				}
 				rules = r.RulesTotal[TableNAT] + r.RulesTotal[TableFilter]

@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -16,7 +17,7 @@ import (
 // Switchyard owners, IPVS mode's SY-IPVS-* and the pod network's SY-POD-*, stay: IPVS mode calls
 // this at start-up to remove iptables mode's leftovers without touching its own rules. Tables that
 // hold nothing of ours are left alone. A running Proxier never calls it.
-func Cleanup(ipt Interface) error {
+func Cleanup(ipt utiliptables.Interface) error {
 	var errs []error
 	for _, j := range jumpRules {
 		// A rule cannot jump to a chain that does not exist, and asking iptables to delete one that
@@ -60,7 +61,7 @@ func Cleanup(ipt Interface) error {
 // CleanupAll removes every SY- chain of filter, nat and mangle, whichever part of Switchyard made it,
 // after deleting every rule of another chain that jumps into one: `--cleanup` must leave nothing of
 // Switchyard's, including chains of older versions or of a mode that is not running now.
-func CleanupAll(ipt Interface) error {
+func CleanupAll(ipt utiliptables.Interface) error {
 	var errs []error
 	for _, t := range []string{TableFilter, TableNAT, TableMangle} {
 		dump, err := ipt.Save(t)
@@ -71,14 +72,25 @@ func CleanupAll(ipt Interface) error {
 			errs = append(errs, err)
 			continue
 		}
+		saved, err := utiliptables.ParseSave(dump)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read %s: %w", t, err))
+			continue
+		}
 		var jumps, owned []string
-		for _, line := range strings.Split(string(dump), "\n") {
-			switch {
-			case strings.HasPrefix(line, ":"+chainPrefix):
-				owned = append(owned, strings.Fields(line[1:])[0])
-			case strings.HasPrefix(line, "-A ") && !strings.HasPrefix(line, "-A "+chainPrefix) &&
-				(strings.Contains(line, " -j "+chainPrefix) || strings.Contains(line, " -g "+chainPrefix)):
-				jumps = append(jumps, "-D "+line[len("-A "):])
+		for _, st := range saved.Tables {
+			for _, c := range st.Chains {
+				if strings.HasPrefix(c.Name, chainPrefix) {
+					if c.Policy != "" {
+						owned = append(owned, c.Name)
+					}
+					continue
+				}
+				for _, r := range c.Rules {
+					if w, _ := utiliptables.SplitWords(r); strings.HasPrefix(utiliptables.JumpTarget(w), chainPrefix) {
+						jumps = append(jumps, "-D "+c.Name+" "+r)
+					}
+				}
 			}
 		}
 		if len(owned) == 0 && len(jumps) == 0 {
@@ -110,8 +122,8 @@ func CleanupAll(ipt Interface) error {
 func CleanupHost() error {
 	var errs []error
 	for _, fam := range []model.IPFamily{model.IPv4, model.IPv6} {
-		for _, v := range []Variant{VariantNFT, VariantLegacy} {
-			ipt, err := NewReal(fam, v)
+		for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
+			ipt, err := utiliptables.NewExec(fam, v)
 			if err != nil {
 				if errors.Is(err, exec.ErrNotFound) {
 					klog.V(2).InfoS("Skipping cleanup: binaries not installed", "ipFamily", fam, "variant", v)

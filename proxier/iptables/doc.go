@@ -4,9 +4,9 @@
 //
 // Rendering is pure: Renderer turns a model.Snapshot and Options into iptables-restore text
 // (render.go, render_service.go; every chain name comes from names.go). Proxier applies it through
-// Interface, which Real implements with the iptables binaries (go-iptables for the jumps from the
-// built-in chains, one exec of iptables-restore --noflush -w per transaction) and Fake implements in
-// memory, rejecting what the kernel rejects. Stale UDP conntrack entries are left to
+// internal/iptables' Interface, which Exec implements with the iptables binaries (iptables itself for
+// the jumps from the built-in chains, one exec of iptables-restore --noflush -w per transaction) and
+// iptablestest.Fake implements in memory, rejecting what the kernel rejects. Stale UDP conntrack entries are left to
 // proxier/conntrack. Nothing here flushes rules because Switchyard stops; only Cleanup removes them.
 //
 // # Chain layout, and why
@@ -93,7 +93,7 @@
 //
 // Ordering within a restore: nat first, because it is the only table whose rules reference
 // per-service chains and so the one the kernel can refuse; if it does, nothing changed. filter only
-// touches chains that always exist. The jumps from built-in chains are ensured (go-iptables) at
+// touches chains that always exist. The jumps from built-in chains are ensured (iptables -C, then -I) at
 // start and after the canary disappears, and on a cold start before the big restore: iptables-nft
 // reads a whole table for every rule check, which costs ~0.4 s per check at 10k services.
 //

@@ -3,6 +3,8 @@ package iptables
 import (
 	"strings"
 	"testing"
+
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 )
 
 // TestRenderedTotalsMatchSyncedTables holds Rendered's RulesTotal, ChainsTotal and BuiltinJumps (which
@@ -15,13 +17,14 @@ func TestRenderedTotalsMatchSyncedTables(t *testing.T) {
 	}
 	jumps := BuiltinJumps()
 	for _, table := range []string{TableFilter, TableNAT, TableMangle} {
-		rules, chains := 0, 0
-		for _, line := range strings.Split(fake.DumpTable(table), "\n") {
-			switch {
-			case strings.HasPrefix(line, ":"+chainPrefix):
+		saved, err := utiliptables.ParseSave([]byte(fake.DumpTable(table)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules, chains := saved.Rules(), 0
+		for _, c := range saved.Table(table).Chains {
+			if strings.HasPrefix(c.Name, chainPrefix) {
 				chains++
-			case strings.HasPrefix(line, "-A "):
-				rules++
 			}
 		}
 		if want := r.RulesTotal[table] + jumps[table]; rules != want {

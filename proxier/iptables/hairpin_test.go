@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -76,7 +77,7 @@ func TestHairpinOnlyForEndpointsThisNodeCanOwn(t *testing.T) {
 // remembers the node facts like any render, so the next endpoint change stays incremental instead of
 // rewriting every chain.
 func TestIncrementalAfterVerifiedSync(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, nil)
 	snap := fixtureSnapshot()
 	// An endpoint with no node outside this node's pod CIDR: no hairpin rule on either path.

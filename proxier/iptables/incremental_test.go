@@ -10,6 +10,7 @@ import (
 	"github.com/switchyard/switchyard/proxier/model"
 
 	"github.com/switchyard/switchyard/internal/golden"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 )
 
 // cloneSnapshot copies the maps so a test can mutate the next snapshot without touching the one
@@ -33,7 +34,7 @@ func applyFull(t *testing.T, snap *model.Snapshot, opts Options) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := NewFake()
+	f := iptablestest.NewFake()
 	if err := f.Restore(r.Restore); err != nil {
 		t.Fatalf("full render rejected: %v", err)
 	}
@@ -64,7 +65,7 @@ func (s *renderSeq) render(snap *model.Snapshot, full bool) *Rendered {
 }
 
 // applyTo renders snap and applies the result to fake.
-func (s *renderSeq) applyTo(t *testing.T, fake *Fake, snap *model.Snapshot, full bool) *Rendered {
+func (s *renderSeq) applyTo(t *testing.T, fake *iptablestest.Fake, snap *model.Snapshot, full bool) *Rendered {
 	t.Helper()
 	out := s.render(snap, full)
 	if err := fake.Restore(out.Restore); err != nil {
@@ -134,7 +135,7 @@ func mutate(rng *rand.Rand, s *model.Snapshot, step int) {
 func TestIncrementalEqualsFull(t *testing.T) {
 	opts := testOptions()
 	seq := newRenderSeq(t, opts)
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	snap := fixtureSnapshot()
 	seq.applyTo(t, fake, snap, true)
 	rng := rand.New(rand.NewSource(1))
@@ -198,7 +199,7 @@ func TestEndpointChangeWritesOneChain(t *testing.T) {
 func TestStaleChainsDeleted(t *testing.T) {
 	seq := newRenderSeq(t, testOptions())
 	snap := fixtureSnapshot()
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	seq.applyTo(t, fake, snap, true)
 	next := cloneSnapshot(snap)
 	gone := spn("default", "lb-local", "https")
@@ -229,7 +230,7 @@ func TestSharedChainBecomingEmptyIsFlushed(t *testing.T) {
 	name := spn("default", "lonely", "")
 	addService(snap, &model.ServicePort{Name: name, Port: 80, ClusterIPs: []netip.Addr{mustAddr("10.96.0.99")}})
 	seq := newRenderSeq(t, testOptions())
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	seq.applyTo(t, fake, snap, true)
 	if len(fake.Rules(TableFilter, chainServices)) != 1 {
 		t.Fatalf("expected one REJECT in filter %s, got %v", chainServices, fake.Rules(TableFilter, chainServices))
@@ -258,7 +259,7 @@ func TestRenderStaged(t *testing.T) {
 	if len(out.Staged) < 2 {
 		t.Fatalf("expected several staged batches, got %d", len(out.Staged))
 	}
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	for i, st := range out.Staged {
 		if len(st.Chains) < 4 && i != len(out.Staged)-1 {
 			t.Errorf("batch %d has only %d chains", i, len(st.Chains))
@@ -298,7 +299,7 @@ func TestRenderStaged(t *testing.T) {
 func TestDispatchShards(t *testing.T) {
 	snap := scaleSnapshot(300, 2) // ClusterIPs 10.96.0.0 - 10.96.1.43: two shards
 	seq := newRenderSeq(t, testOptions())
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	seq.applyTo(t, fake, snap, true)
 	lone := spn("default", "lone", "")
 	loneShard := shardChain(mustPrefix("10.97.3.0/24"))

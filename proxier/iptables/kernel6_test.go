@@ -8,6 +8,8 @@ import (
 	"github.com/switchyard/switchyard/internal/netnstest"
 
 	"github.com/switchyard/switchyard/internal/golden"
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // TestKernelAcceptsIPv6 restores the IPv6 rendering with ip6tables (both variants) in a throwaway
@@ -18,29 +20,46 @@ func TestKernelAcceptsIPv6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []string
-	for _, l := range strings.Split(string(r.Restore), "\n") {
-		if strings.HasPrefix(l, "-A ") {
-			want = append(want, l)
+	// The "-A" lines of restore text or of iptables-save output, sorted; only our chains' when
+	// ours is set.
+	ruleLines := func(text []byte, ours bool) []string {
+		saved, err := utiliptables.ParseSave(text)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	sort.Strings(want)
-	for _, v := range []Variant{VariantNFT, VariantLegacy} {
-		t.Run(string(v), func(t *testing.T) {
-			ns := netnstest.New(t, "ip6")
-			cmd := ns.Command("ip6tables-"+string(v)+"-restore", "--noflush", "-w", "5")
-			cmd.Stdin = strings.NewReader(string(r.Restore))
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("ip6tables-%s-restore: %v: %s", v, err, out)
-			}
-			var got []string
-			for _, table := range []string{TableNAT, TableFilter} {
-				for _, l := range strings.Split(ns.MustRun(t, "ip6tables-"+string(v)+"-save", "-t", table), "\n") {
-					if strings.HasPrefix(l, "-A SY-") {
-						got = append(got, l)
+		var out []string
+		for _, tbl := range saved.Tables {
+			for _, c := range tbl.Chains {
+				for _, rule := range c.Rules {
+					if !ours || strings.HasPrefix(c.Name, "SY-") {
+						out = append(out, "-A "+c.Name+" "+rule)
 					}
 				}
 			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	want := ruleLines(r.Restore, false)
+	for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
+		t.Run(string(v), func(t *testing.T) {
+			ns := netnstest.New(t, "ip6")
+			ipt, err := utiliptables.NewExec(model.IPv6, v, "ip", "netns", "exec", ns.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ipt.Restore(r.Restore); err != nil {
+				t.Fatal(err)
+			}
+			var saved []byte
+			for _, table := range []string{TableNAT, TableFilter} {
+				out, err := ipt.Save(table)
+				if err != nil {
+					t.Fatal(err)
+				}
+				saved = append(saved, out...)
+			}
+			got := ruleLines(saved, true)
 			sort.Strings(got)
 			if strings.Join(got, "\n") != strings.Join(want, "\n") {
 				t.Errorf("ip6tables-save differs from the rendering:\n%s", golden.LineDiff(strings.Join(want, "\n"), strings.Join(got, "\n")))

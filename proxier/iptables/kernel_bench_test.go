@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/proxier/model"
 )
@@ -31,9 +32,9 @@ func BenchmarkKernelSync(b *testing.B) {
 	netnstest.Require(b)
 	for _, mode := range []struct {
 		name    string
-		variant Variant
+		variant utiliptables.Variant
 		staging int
-	}{{"nft-staged", VariantNFT, StagingFor(VariantNFT)}, {"nft-oneshot", VariantNFT, 0}, {"legacy", VariantLegacy, StagingFor(VariantLegacy)}} {
+	}{{"nft-staged", utiliptables.VariantNFT, StagingFor(utiliptables.VariantNFT)}, {"nft-oneshot", utiliptables.VariantNFT, 0}, {"legacy", utiliptables.VariantLegacy, StagingFor(utiliptables.VariantLegacy)}} {
 		v := mode.variant
 		for _, n := range []int{1000, 5000, 10000} {
 			b.Run(fmt.Sprintf("%s/services=%d", mode.name, n), func(b *testing.B) {
@@ -51,7 +52,7 @@ func BenchmarkKernelSync(b *testing.B) {
 						return time.Since(start)
 					}
 					run(func() error {
-						real, err := NewReal(model.IPv4, v)
+						real, err := utiliptables.NewExec(model.IPv4, v)
 						if err != nil {
 							return err
 						}

@@ -4,28 +4,32 @@ import (
 	"strings"
 	"testing"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // chainRules maps "table/chain" to its rules, in order, from iptables-save text; only chains that
 // are ours or hold a jump to ours are kept, so other agents' rules do not matter.
-func chainRules(save string) map[string][]string {
+func chainRules(t testing.TB, save string) map[string][]string {
+	t.Helper()
+	saved, err := utiliptables.ParseSave([]byte(save))
+	if err != nil {
+		t.Fatalf("read iptables-save output: %v", err)
+	}
 	out := map[string][]string{}
-	table := ""
-	for _, l := range strings.Split(save, "\n") {
-		switch {
-		case strings.HasPrefix(l, "*"):
-			table = l[1:]
-		case strings.HasPrefix(l, ":SY-"):
-			name := strings.Fields(l[1:])[0]
-			if _, ok := out[table+"/"+name]; !ok {
-				out[table+"/"+name] = []string{}
+	for _, tbl := range saved.Tables {
+		for _, c := range tbl.Chains {
+			key := tbl.Name + "/" + c.Name
+			ours := strings.HasPrefix(c.Name, "SY-")
+			if _, ok := out[key]; ours && c.Policy != "" && !ok {
+				out[key] = []string{}
 			}
-		case strings.HasPrefix(l, "-A "):
-			f := strings.SplitN(l, " ", 3)
-			if strings.HasPrefix(f[1], "SY-") || strings.Contains(l, "-j SY-") {
-				out[table+"/"+f[1]] = append(out[table+"/"+f[1]], f[2])
+			for _, r := range c.Rules {
+				if ours || strings.Contains(r, "-j SY-") {
+					out[key] = append(out[key], r)
+				}
 			}
 		}
 	}
@@ -61,7 +65,7 @@ func compareChains(t *testing.T, what string, want, got map[string][]string) {
 // byte). Then Cleanup must leave nothing of ours.
 func TestKernelMatchesFake(t *testing.T) {
 	netnstest.Require(t)
-	for _, v := range []Variant{VariantNFT, VariantLegacy} {
+	for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
 		t.Run(string(v), func(t *testing.T) {
 			ns := netnstest.New(t, "ipt")
 			save := func() string {
@@ -72,13 +76,13 @@ func TestKernelMatchesFake(t *testing.T) {
 				}
 				return b.String()
 			}
-			fake := NewFake()
+			fake := iptablestest.NewFake()
 			fp, err := NewProxier(Config{Options: testOptions(), IPTables: fake})
 			if err != nil {
 				t.Fatal(err)
 			}
 			var kp *Proxier
-			var real *Real
+			var real *utiliptables.Exec
 			inNS := func(fn func() error) {
 				t.Helper()
 				if err := ns.Do(fn); err != nil {
@@ -87,7 +91,7 @@ func TestKernelMatchesFake(t *testing.T) {
 			}
 			inNS(func() error {
 				var err error
-				if real, err = NewReal(model.IPv4, v); err != nil {
+				if real, err = utiliptables.NewExec(model.IPv4, v); err != nil {
 					return err
 				}
 				opts := testOptions()
@@ -102,7 +106,7 @@ func TestKernelMatchesFake(t *testing.T) {
 				t.Fatal(err)
 			}
 			inNS(func() error { return kp.Sync(snap) })
-			compareChains(t, "full sync", chainRules(fake.Dump()), chainRules(save()))
+			compareChains(t, "full sync", chainRules(t, fake.Dump()), chainRules(t, save()))
 
 			next := cloneSnapshot(snap)
 			web := spn("default", "web", "http")
@@ -116,7 +120,7 @@ func TestKernelMatchesFake(t *testing.T) {
 				t.Fatal(err)
 			}
 			inNS(func() error { return kp.Sync(next) })
-			compareChains(t, "incremental sync", chainRules(fake.Dump()), chainRules(save()))
+			compareChains(t, "incremental sync", chainRules(t, fake.Dump()), chainRules(t, save()))
 
 			// A periodic full sync reads the kernel back (iptables-save) and must find nothing to
 			// change; a leftover chain of an earlier run must go.
@@ -125,7 +129,7 @@ func TestKernelMatchesFake(t *testing.T) {
 			resync := cloneSnapshot(next)
 			resync.Full = true
 			inNS(func() error { return kp.Sync(resync) })
-			compareChains(t, "full resync", chainRules(before), chainRules(save()))
+			compareChains(t, "full resync", chainRules(t, before), chainRules(t, save()))
 
 			// Another owner's chain (the pod network's) and its jump survive Cleanup, and go with
 			// CleanupAll, as --cleanup requires.

@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/metrics"
 	"github.com/switchyard/switchyard/proxier/model"
@@ -78,8 +79,8 @@ func BuiltinJumps() map[string]int {
 // Config builds a Proxier.
 type Config struct {
 	Options Options
-	// IPTables applies the rules: NewReal for a node, NewFake in tests.
-	IPTables Interface
+	// IPTables applies the rules: utiliptables.NewExec for a node, iptablestest.NewFake in tests.
+	IPTables utiliptables.Interface
 	// Conntrack, when set, removes stale UDP flows after each successful sync.
 	Conntrack conntrack.Deleter
 	// StagedChainsPerRestore, when positive, lets a sync that creates at least this many new chains
@@ -99,8 +100,8 @@ type Config struct {
 // grows with the square of the chains in one transaction but hardly with the size of the table, so
 // batches of 1000 keep a cold start linear. iptables-legacy-restore rewrites the whole table on
 // every commit, so more transactions only cost more: no staging.
-func StagingFor(v Variant) int {
-	if v == VariantNFT {
+func StagingFor(v utiliptables.Variant) int {
+	if v == utiliptables.VariantNFT {
 		return 1000
 	}
 	return 0
@@ -109,7 +110,7 @@ func StagingFor(v Variant) int {
 // Proxier is the iptables backend: it implements model.Backend for one IP family. A dual-stack
 // node runs two, each with its own Interface (iptables and ip6tables).
 type Proxier struct {
-	ipt        Interface
+	ipt        utiliptables.Interface
 	renderer   *Renderer
 	family     model.IPFamily
 	ct         conntrack.Deleter
@@ -267,7 +268,7 @@ func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 func (p *Proxier) ensureJumps() error {
 	// Reverse order: each rule is inserted at the top, so the first in the list ends up first.
 	for _, j := range slices.Backward(jumpRules) {
-		if err := p.ipt.EnsureRule(j.table, j.chain, j.args...); err != nil {
+		if err := p.ipt.EnsureRule(utiliptables.Prepend, j.table, j.chain, j.args...); err != nil {
 			return fmt.Errorf("ensure jump to %s from %s/%s: %w", j.args[len(j.args)-1], j.table, j.chain, err)
 		}
 	}
@@ -333,7 +334,7 @@ func (p *Proxier) readBack(canaryPresent bool) *kernelState {
 			klog.ErrorS(err, "Could not read the tables back; rewriting everything", "ipFamily", p.family, "table", t)
 			return nil
 		}
-		tables[i] = ParseSave(data)
+		tables[i] = utiliptables.ChainRules(data)
 	}
 	// Checked here for free, so a restart need not ask iptables rule by rule.
 	p.kernel.jumpsInPlace(jumpsPresent(tables[0], tables[1]))

@@ -16,6 +16,8 @@ import (
 	"github.com/switchyard/switchyard/proxier/model"
 
 	"github.com/switchyard/switchyard/internal/golden"
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 )
 
 // metricValue reads a counter or gauge (prometheus' testutil would add a module to go.mod).
@@ -31,7 +33,7 @@ func metricValue(t *testing.T, m prometheus.Metric) float64 {
 	return out.GetGauge().GetValue()
 }
 
-func newTestProxier(t *testing.T, fake *Fake, ct conntrack.Deleter) *Proxier {
+func newTestProxier(t *testing.T, fake *iptablestest.Fake, ct conntrack.Deleter) *Proxier {
 	t.Helper()
 	p, err := NewProxier(Config{Options: testOptions(), IPTables: fake, Conntrack: ct})
 	if err != nil {
@@ -42,9 +44,9 @@ func newTestProxier(t *testing.T, fake *Fake, ct conntrack.Deleter) *Proxier {
 
 // syncedFixture returns a fake kernel and a Proxier (with ct, which may be nil) that has synced
 // fixtureSnapshot into it, and that snapshot.
-func syncedFixture(t *testing.T, ct conntrack.Deleter) (*Fake, *Proxier, *model.Snapshot) {
+func syncedFixture(t *testing.T, ct conntrack.Deleter) (*iptablestest.Fake, *Proxier, *model.Snapshot) {
 	t.Helper()
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, ct)
 	snap := fixtureSnapshot()
 	mustSync(t, p, snap)
@@ -63,7 +65,7 @@ func mustSync(t *testing.T, p *Proxier, snap *model.Snapshot) {
 // jumps from the built-in chains.
 func wantState(t *testing.T, snap *model.Snapshot) string {
 	t.Helper()
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, nil)
 	s := cloneSnapshot(snap)
 	s.Full = true
@@ -190,7 +192,7 @@ func TestProxierCanaryRepair(t *testing.T) {
 }
 
 func TestProxierSweepsLeftoversOfEarlierRun(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	// An earlier Switchyard left its canary and a chain for a service that no longer exists.
 	leftover := "SY-SVC-LEFTOVERLEFTOVER"
 	if err := fake.Restore([]byte("*nat\n:" + CanaryChain + " - [0:0]\n:" + leftover + " - [0:0]\n-A " + leftover + " -p tcp -j DNAT --to-destination 10.244.9.9:80\nCOMMIT\n*filter\n:" + CanaryChain + " - [0:0]\nCOMMIT\n*mangle\n:" + CanaryChain + " - [0:0]\nCOMMIT\n")); err != nil {
@@ -249,12 +251,12 @@ func TestProxierClearsStaleUDPFlows(t *testing.T) {
 func TestCleanupRemovesEverything(t *testing.T) {
 	// Another agent's rule in a built-in chain must survive.
 	other := []string{"-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "ACCEPT"}
-	want := NewFake()
-	if err := want.EnsureRule(TableFilter, "INPUT", other...); err != nil {
+	want := iptablestest.NewFake()
+	if err := want.EnsureRule(utiliptables.Prepend, TableFilter, "INPUT", other...); err != nil {
 		t.Fatal(err)
 	}
 	fake, _, _ := syncedFixture(t, nil)
-	if err := fake.EnsureRule(TableFilter, "INPUT", other...); err != nil {
+	if err := fake.EnsureRule(utiliptables.Prepend, TableFilter, "INPUT", other...); err != nil {
 		t.Fatal(err)
 	}
 	checkCleanup(t, fake, Cleanup, want.Dump())
@@ -262,7 +264,7 @@ func TestCleanupRemovesEverything(t *testing.T) {
 
 // checkCleanup runs clean on fake, which must then hold exactly want, and again on the clean
 // kernel, which is not an error.
-func checkCleanup(t *testing.T, fake *Fake, clean func(Interface) error, want string) {
+func checkCleanup(t *testing.T, fake *iptablestest.Fake, clean func(utiliptables.Interface) error, want string) {
 	t.Helper()
 	if err := clean(fake); err != nil {
 		t.Fatal(err)
@@ -281,7 +283,7 @@ func TestProxierStagedColdStart(t *testing.T) {
 	snap := fixtureSnapshot()
 	want := wantState(t, snap)
 
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	p, err := NewProxier(Config{Options: testOptions(), IPTables: fake, StagedChainsPerRestore: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +294,7 @@ func TestProxierStagedColdStart(t *testing.T) {
 	}
 
 	// A fresh kernel where the second restore (the first staged batch) fails.
-	fake = NewFake()
+	fake = iptablestest.NewFake()
 	p, _ = NewProxier(Config{Options: testOptions(), IPTables: fake, StagedChainsPerRestore: 3})
 	flaky := &failNth{Fake: fake, n: 2}
 	p.ipt = flaky
@@ -310,7 +312,7 @@ func TestProxierStagedColdStart(t *testing.T) {
 
 // failNth is the fake with its n-th Restore failing (counting from 1).
 type failNth struct {
-	*Fake
+	*iptablestest.Fake
 	n, calls int
 }
 
@@ -364,7 +366,7 @@ func TestProxierVerifiedFullSync(t *testing.T) {
 // dispatchWatch is the fake, noting after every transaction how many rules nat SY-SERVICES holds,
 // so a test can check that the dispatch chain never went empty on the way to the end state.
 type dispatchWatch struct {
-	*Fake
+	*iptablestest.Fake
 	minRules int
 }
 
@@ -397,7 +399,7 @@ func TestProxierLostCanaryAloneKeepsTraffic(t *testing.T) {
 // Cleanup at start-up, which must not touch the pod network's or IPVS mode's chains; --cleanup uses
 // CleanupAll, which must remove them too, jumps included.
 func TestCleanupLeavesOtherOwnersButCleanupAllDoesNot(t *testing.T) {
-	pristine := NewFake().Dump()
+	pristine := iptablestest.NewFake().Dump()
 	fake, _, _ := syncedFixture(t, nil)
 	others := "*nat\n:SY-POD-MASQ - [0:0]\n:SY-IPVS-SERVICES - [0:0]\n" +
 		"-A SY-POD-MASQ -s 10.244.0.0/16 -j MASQUERADE\n" +
@@ -430,7 +432,7 @@ func TestCleanupLeavesOtherOwnersButCleanupAllDoesNot(t *testing.T) {
 // leaving the canary. An incremental sync trusts what it applied, so only the periodic look at the
 // fixed chains (CheckChainsEvery) can notice; the sync after it must restore exactly the full state.
 func TestChainDeletedByHandIsRestored(t *testing.T) {
-	fake := NewFake()
+	fake := iptablestest.NewFake()
 	now := time.Unix(1_700_000_000, 0)
 	p, err := NewProxier(Config{Options: testOptions(), IPTables: fake, CheckChainsEvery: 30 * time.Second,
 		Now: func() time.Time { return now }})

@@ -9,14 +9,18 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/iptables"
@@ -266,12 +270,12 @@ func expectDropped(t *testing.T, ns *netnstest.NS, dst string) {
 
 func TestRealKernel(t *testing.T) {
 	netnstest.Require(t)
-	for _, v := range []iptables.Variant{iptables.VariantNFT, iptables.VariantLegacy} {
+	for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
 		t.Run(string(v), func(t *testing.T) { testRealKernel(t, v) })
 	}
 }
 
-func testRealKernel(t *testing.T, variant iptables.Variant) {
+func testRealKernel(t *testing.T, variant utiliptables.Variant) {
 	l := newLab(t)
 
 	// The Proxier and its iptables binaries run on a thread inside the node namespace; the
@@ -280,7 +284,7 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 		t.Helper()
 		var p *iptables.Proxier
 		err := l.node.Do(func() error {
-			ipt, err := iptables.NewReal(model.IPv4, variant)
+			ipt, err := utiliptables.NewExec(model.IPv4, variant)
 			if err != nil {
 				return err
 			}
@@ -407,12 +411,12 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 	})
 
 	t.Run("a second sync with no change keeps rules and traffic", func(t *testing.T) {
-		before := stripCounters(save())
+		before := stripCounters(t, save())
 		snap := labSnapshot(all...)
 		snap.Full = false
 		snap.Changed = map[model.ServiceKey]struct{}{}
 		sync(snap)
-		if after := stripCounters(save()); after != before {
+		if after := stripCounters(t, save()); after != before {
 			t.Fatalf("a no-op sync changed the rules:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 		check(t, all)
@@ -492,10 +496,10 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 	})
 
 	t.Run("a restarted proxier reconciles without duplicating rules or flushing", func(t *testing.T) {
-		before := stripCounters(save())
+		before := stripCounters(t, save())
 		p = newProxier()
 		sync(current())
-		if after := stripCounters(save()); after != before {
+		if after := stripCounters(t, save()); after != before {
 			t.Fatalf("a restart with the same state changed the rules:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 		check(t, all)
@@ -509,7 +513,7 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 		p = newProxier()
 		sync(snap)
 		// A fresh fake synced once with the same state is what the kernel must now hold.
-		fake := iptables.NewFake()
+		fake := iptablestest.NewFake()
 		pf, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: fake})
 		if err != nil {
 			t.Fatal(err)
@@ -517,7 +521,7 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 		if err := pf.Sync(snap); err != nil {
 			t.Fatal(err)
 		}
-		got, want := splitTables(save()), splitTables(fake.Dump())
+		got, want := splitTables(t, save()), splitTables(t, fake.Dump())
 		for _, table := range []string{"filter", "nat", "mangle"} {
 			if got[table] != want[table] {
 				t.Errorf("table %s after restart differs from a fresh sync of the same state\nkernel:\n%s\nfresh:\n%s", table, got[table], want[table])
@@ -535,7 +539,7 @@ func testRealKernel(t *testing.T, variant iptables.Variant) {
 // the kernel; it then runs the behaviour cases on the kernel's own dump as well.
 func TestRealKernelMatchesFake(t *testing.T) {
 	netnstest.Require(t)
-	fake := iptables.NewFake()
+	fake := iptablestest.NewFake()
 	pf, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: fake})
 	if err != nil {
 		t.Fatal(err)
@@ -543,12 +547,12 @@ func TestRealKernelMatchesFake(t *testing.T) {
 	if err := pf.Sync(traceSnapshot()); err != nil {
 		t.Fatal(err)
 	}
-	want := splitTables(fake.Dump())
-	for _, v := range []iptables.Variant{iptables.VariantNFT, iptables.VariantLegacy} {
+	want := splitTables(t, fake.Dump())
+	for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
 		t.Run(string(v), func(t *testing.T) {
 			ns := netnstest.New(t, "node")
 			err := ns.Do(func() error {
-				ipt, err := iptables.NewReal(model.IPv4, v)
+				ipt, err := utiliptables.NewExec(model.IPv4, v)
 				if err != nil {
 					return err
 				}
@@ -565,7 +569,7 @@ func TestRealKernelMatchesFake(t *testing.T) {
 				t.Fatalf("sync into %s: %v", ns.Name, err)
 			}
 			dump := ns.MustRun(t, "iptables-"+string(v)+"-save")
-			got := splitTables(dump)
+			got := splitTables(t, dump)
 			for _, table := range []string{"filter", "nat", "mangle"} {
 				if got[table] != want[table] {
 					t.Errorf("table %s: kernel and fake differ\nkernel:\n%s\nfake:\n%s", table, got[table], want[table])
@@ -584,39 +588,28 @@ func TestRealKernelMatchesFake(t *testing.T) {
 }
 
 // splitTables returns each table of an iptables-save dump without comments and counters.
-func splitTables(dump string) map[string]string {
+func splitTables(t testing.TB, dump string) map[string]string {
+	t.Helper()
+	saved, err := utiliptables.ParseSave([]byte(dump))
+	if err != nil {
+		t.Fatalf("read iptables-save output: %v\n%s", err, dump)
+	}
 	out := map[string]string{}
-	var cur string
-	var b strings.Builder
-	for _, line := range strings.Split(stripCounters(dump), "\n") {
-		switch {
-		case strings.HasPrefix(line, "*"):
-			cur = line[1:]
-			b.Reset()
-		case line == "COMMIT":
-			out[cur] = b.String()
-		case cur != "":
-			b.WriteString(line + "\n")
-		}
+	for _, tbl := range saved.Tables {
+		out[tbl.Name] += tbl.String()
 	}
 	return out
 }
 
 // stripCounters drops the parts of iptables-save output that change without any rule changing.
-func stripCounters(s string) string {
-	var out []string
-	for _, line := range strings.Split(s, "\n") {
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		if strings.HasPrefix(line, ":") {
-			if i := strings.LastIndex(line, " ["); i > 0 {
-				line = line[:i]
-			}
-		}
-		out = append(out, line)
+func stripCounters(t testing.TB, dump string) string {
+	t.Helper()
+	tables := splitTables(t, dump)
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(tables)) {
+		b.WriteString(tables[name])
 	}
-	return strings.Join(out, "\n")
+	return b.String()
 }
 
 func (a answer) String() string { return a.backend + " (saw " + a.peer.String() + ")" }

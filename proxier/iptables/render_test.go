@@ -8,6 +8,7 @@ import (
 	"github.com/switchyard/switchyard/proxier/model"
 
 	"github.com/switchyard/switchyard/internal/golden"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 )
 
 func v6Options() Options {
@@ -45,7 +46,7 @@ func TestRenderGolden(t *testing.T) {
 			}
 			golden.Check(t, tc.golden, r.Restore)
 			// Whatever is rendered must be acceptable to iptables-restore.
-			if err := NewFake().Restore(r.Restore); err != nil {
+			if err := iptablestest.NewFake().Restore(r.Restore); err != nil {
 				t.Fatalf("fake rejects rendered rules: %v", err)
 			}
 		})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/iptables/tracer"
 	"github.com/switchyard/switchyard/proxier/model"
@@ -361,7 +362,7 @@ func TestTraceRulesAreUnderstood(t *testing.T) {
 // the fake's iptables-save dump (built-in jumps included) into the tracer.
 func kernelState(t testing.TB, snap *model.Snapshot, opts iptables.Options) *tracer.Ruleset {
 	t.Helper()
-	fake := iptables.NewFake()
+	fake := iptablestest.NewFake()
 	p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: fake})
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +379,7 @@ func kernelState(t testing.TB, snap *model.Snapshot, opts iptables.Options) *tra
 
 // TestTraceIncrementalSync checks the rules an incremental sync leaves behind, not only a full one.
 func TestTraceIncrementalSync(t *testing.T) {
-	fake := iptables.NewFake()
+	fake := iptablestest.NewFake()
 	p, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: fake})
 	if err != nil {
 		t.Fatal(err)
@@ -422,7 +423,7 @@ func TestTraceIncrementalSync(t *testing.T) {
 	check(t, tr, fromPod("10.96.0.60", 80), want{verdict: tracer.Accept, dsts: []string{"10.244.1.12:8080"}})
 
 	// The incremental result must equal a full sync of the same snapshot.
-	fresh := iptables.NewFake()
+	fresh := iptablestest.NewFake()
 	pf, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: fresh})
 	if err != nil {
 		t.Fatal(err)
@@ -498,7 +499,7 @@ func scaleSnapshot(n int) *model.Snapshot {
 func BenchmarkTracer(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
-			fake := iptables.NewFake()
+			fake := iptablestest.NewFake()
 			p, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: fake})
 			if err != nil {
 				b.Fatal(err)

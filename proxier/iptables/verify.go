@@ -3,6 +3,8 @@ package iptables
 import (
 	"slices"
 	"strings"
+
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 )
 
 // kernelState is what the backend believes the kernel holds of its rules: the one memory of it.
@@ -132,7 +134,7 @@ func (k *kernelState) stale(table string, sel selection, serviceChains ChainSet)
 }
 
 // kernelFromSave is what the kernel holds as read back: nat and filter as iptables-save printed
-// them (ParseSave), and mangle's canary when canaryInMangle.
+// them (utiliptables.ChainRules), and mangle's canary when canaryInMangle.
 func kernelFromSave(nat, filter KernelTable, canaryInMangle bool) *kernelState {
 	mangle := KernelTable{}
 	if canaryInMangle {
@@ -149,7 +151,7 @@ func jumpsPresent(nat, filter KernelTable) bool {
 		if j.table == TableNAT {
 			t = nat
 		}
-		if !strings.Contains(t[j.chain], "-A "+j.chain+" "+joinWords(j.args)+"\n") {
+		if !strings.Contains(t[j.chain], "-A "+j.chain+" "+utiliptables.JoinWords(j.args)+"\n") {
 			return false
 		}
 	}
@@ -157,38 +159,6 @@ func jumpsPresent(nat, filter KernelTable) bool {
 }
 
 // KernelTable is one table as iptables-save printed it: for each chain, its rules ("-A ..." lines,
-// each ending in a newline), in order. A declared chain without rules maps to "".
+// each ending in a newline), in order. A declared chain without rules maps to "". The read-back
+// builds it with utiliptables.ChainRules.
 type KernelTable map[string]string
-
-// ParseSave reads one table of iptables-save output. It is the only parser of iptables-save here.
-func ParseSave(data []byte) KernelTable {
-	t := KernelTable{}
-	var b strings.Builder
-	last := ""
-	flush := func() {
-		if last != "" {
-			t[last] += b.String()
-		}
-		b.Reset()
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		switch {
-		case strings.HasPrefix(line, ":"):
-			if f := strings.Fields(line[1:]); len(f) > 0 {
-				if _, ok := t[f[0]]; !ok {
-					t[f[0]] = ""
-				}
-			}
-		case strings.HasPrefix(line, "-A "):
-			chain, _, _ := strings.Cut(line[3:], " ")
-			if chain != last {
-				flush()
-				last = chain
-			}
-			b.WriteString(line)
-			b.WriteByte('\n')
-		}
-	}
-	flush()
-	return t
-}

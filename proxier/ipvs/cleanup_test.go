@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/internal/netnstest"
 )
 
@@ -21,12 +22,12 @@ func TestCleanupHostWithoutIPVS(t *testing.T) {
 	}
 	ns.MustRun(t, "ipset", "add", "SY-CLUSTER-IP", "10.96.0.10,tcp:80")
 	ns.MustRun(t, "ipset", "create", "OTHER-SET", "hash:ip")
-	ipt := nsIptables{ns}
+	ipt := nsIptables(t, ns)
 	if err := ipt.Restore(renderRules(&opts)); err != nil {
 		t.Fatal(err)
 	}
 	for _, j := range jumpRules() {
-		if err := ipt.EnsureRule(j.table, j.chain, j.args...); err != nil {
+		if err := ipt.EnsureRule(utiliptables.Prepend, j.table, j.chain, j.args...); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	mobyipvs "github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
 )
 
@@ -145,21 +146,21 @@ func (c countingLinks) AddrDel(l netlink.Link, a *netlink.Addr) error {
 }
 
 type countingIptables struct {
-	Iptables
+	utiliptables.Interface
 	s *SyncStats
 }
 
 func (c countingIptables) Restore(d []byte) error {
 	c.s.IptablesCalls++
-	return c.Iptables.Restore(d)
+	return c.Interface.Restore(d)
 }
 
-func (c countingIptables) EnsureRule(t, ch string, a ...string) error {
+func (c countingIptables) EnsureRule(pos utiliptables.Position, t, ch string, a ...string) error {
 	c.s.IptablesCalls++
-	return c.Iptables.EnsureRule(t, ch, a...)
+	return c.Interface.EnsureRule(pos, t, ch, a...)
 }
 
 func (c countingIptables) DeleteRule(t, ch string, a ...string) error {
 	c.s.IptablesCalls++
-	return c.Iptables.DeleteRule(t, ch, a...)
+	return c.Interface.DeleteRule(t, ch, a...)
 }

@@ -14,20 +14,26 @@
 //   - apply_ipvs.go, apply_addrs.go, graceful.go: diff against what the backend knows the kernel holds
 //     and issue only the calls needed. Additions before removals.
 //   - rules.go: the iptables rules, a function of the options alone (28 rules for IPv4, at any scale).
-//   - kernel.go, counting.go: the seams (IPVS, Links, ipset.Netlink, Iptables, Sysctl, and
-//     proxier/conntrack's Deleter), each satisfied by the real handle and by a stateful fake in a
-//     test-support package (ipvstest, ipsettest, conntracktest, internal/sysctltest; the iptables
-//     fake is still fake_iptables.go), and a wrapper that counts round trips per sync.
+//   - kernel.go, counting.go: the seams (IPVS, Links, ipset.Netlink, Sysctl, internal/iptables'
+//     Interface and proxier/conntrack's Deleter), each satisfied by the real handle and by a
+//     stateful fake in a test-support package (ipvstest, ipsettest, iptablestest, conntracktest,
+//     internal/sysctltest), and a wrapper that counts round trips per sync.
 //   - cleanup.go: Cleanup and CleanupHost.
 //
 // # Syncs
 //
-// A full sync (the first, the periodic --ipvs-sync-period one, and any after an error) re-renders
-// everything, lists the kernel (one dump of virtual servers, one listing of real servers per wanted
-// virtual server, one per ipset, kube-ipvs0's addresses and the node's addresses) and repairs any
-// drift. An ordinary sync trusts its record of the kernel and Snapshot.Changed: it renders only the
-// changed services and touches only the entries they own, plus one look-up of kube-ipvs0 (a deleted
-// device forces a full sync). With nothing changed it writes nothing.
+// A full sync (the first, any after an error, and the hourly resync: internal/syncloop decides)
+// re-renders everything, lists the kernel (one dump of virtual servers, one listing of real servers
+// per wanted virtual server, one per ipset, kube-ipvs0's addresses and the node's addresses) and
+// repairs any drift. An ordinary sync, the periodic --ipvs-sync-period one included, trusts its
+// record of the kernel and Snapshot.Changed: it renders only the changed services and touches only
+// the entries they own, plus one look-up of kube-ipvs0 (a deleted device forces a full sync). With
+// nothing changed it writes nothing.
+//
+// The node's addresses, which NodePorts listen on, are read again every --ipvs-sync-period
+// (Options.NodeAddressPeriod): by any sync half a period after the last read, so always by the
+// periodic one. kube-proxy reads them on every sync; here that would cost every incremental sync a
+// dump of kube-ipvs0's thousands of addresses. When they changed, the sync becomes a full one.
 //
 // # Ownership
 //

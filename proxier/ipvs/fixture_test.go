@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/sysctltest"
 	"github.com/switchyard/switchyard/proxier/conntrack/conntracktest"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset/ipsettest"
@@ -117,7 +118,7 @@ type testKernel struct {
 	ipvs      *ipvstest.FakeIPVS
 	links     *ipvstest.FakeLinks
 	ipset     *ipsettest.Fake
-	iptables  *FakeIptables
+	iptables  *iptablestest.Fake
 	sysctl    *sysctltest.Fake
 	conntrack *conntracktest.Fake
 	now       time.Time
@@ -128,7 +129,7 @@ func newTestKernel() *testKernel {
 		ipvs:      ipvstest.NewFakeIPVS(),
 		links:     ipvstest.NewFakeLinks(map[string][]string{"eth0": {"192.168.50.10/24"}, "eth1": {"192.168.51.10/24"}, "cni0": {"10.244.1.1/24"}}),
 		ipset:     ipsettest.NewFake(),
-		iptables:  NewFakeIptables(),
+		iptables:  iptablestest.NewFake(),
 		sysctl:    ipvstest.NewFakeSysctl(),
 		conntrack: &conntracktest.Fake{},
 		now:       time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),

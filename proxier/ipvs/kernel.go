@@ -62,19 +62,6 @@ func (ProcSysctl) Set(name, value string) error {
 	return os.WriteFile(filepath.Join("/proc/sys", name), []byte(value+"\n"), 0o644)
 }
 
-// Iptables is the part of proxier/iptables' Interface this backend needs (*iptables.Real and
-// *iptables.Fake satisfy it): restore text, plus the jump rules in built-in chains that a --noflush
-// restore cannot own.
-type Iptables interface {
-	// Restore feeds data to iptables-restore --noflush: chains it declares are flushed and refilled,
-	// all others are left alone. On error none of data is in force.
-	Restore(data []byte) error
-	// EnsureRule inserts the rule at the head of table/chain unless an identical rule exists.
-	EnsureRule(table, chain string, rule ...string) error
-	// DeleteRule deletes the rule if present; an absent rule is not an error.
-	DeleteRule(table, chain string, rule ...string) error
-}
-
 // ErrNoIPVS is wrapped by the start-up check's error on a kernel without IPVS.
 var ErrNoIPVS = errors.New("kernel has no IPVS support")
 

@@ -15,8 +15,9 @@ var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh",
 
 // Options configures the IPVS backend. The fields mirror kube-proxy's --ipvs-* flags, which the daemon
 // registers (cmd/switchyard); zero durations for the IPVS timeouts mean "leave the kernel's value
-// alone", as in kube-proxy. --ipvs-sync-period and --ipvs-min-sync-period are not here: they time the
-// daemon's sync loop, not anything the backend does.
+// alone", as in kube-proxy. --ipvs-sync-period and --ipvs-min-sync-period time the daemon's sync loop
+// (internal/syncloop); the backend only reads the node's addresses again every --ipvs-sync-period
+// (NodeAddressPeriod).
 type Options struct {
 	Scheduler     string        // --ipvs-scheduler
 	StrictARP     bool          // --ipvs-strict-arp
@@ -45,6 +46,10 @@ type Options struct {
 	// GracePeriod bounds how long a removed TCP real server is kept at weight 0 while it still has
 	// connections. kube-proxy has no flag for it; its graceful-termination manager also waits.
 	GracePeriod time.Duration
+	// NodeAddressPeriod is how often the node's addresses, which NodePorts listen on, are read again:
+	// the daemon passes --ipvs-sync-period. A sync reads them once half this period has passed since
+	// the last read, so the periodic sync always does; 0 means on full syncs only.
+	NodeAddressPeriod time.Duration
 }
 
 // DefaultOptions returns kube-proxy's defaults.
@@ -54,6 +59,8 @@ func DefaultOptions() Options {
 		Family:        model.IPv4,
 		MasqueradeBit: 14,
 		GracePeriod:   15 * time.Minute,
+		// kube-proxy's --ipvs-sync-period default.
+		NodeAddressPeriod: 30 * time.Second,
 	}
 }
 

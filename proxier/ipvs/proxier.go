@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
 	"github.com/switchyard/switchyard/proxier/metrics"
@@ -24,7 +25,7 @@ type Deps struct {
 	IPVS      IPVS
 	Links     Links
 	Ipset     ipset.Netlink
-	Iptables  Iptables
+	Iptables  utiliptables.Interface
 	Sysctl    Sysctl
 	Conntrack conntrack.Deleter // UDP entries of deleted real servers; nil means netlink in this namespace
 	Now       func() time.Time  // nil means time.Now
@@ -36,7 +37,7 @@ type Proxier struct {
 	ipvs      IPVS
 	links     Links
 	ipset     ipset.Netlink
-	iptables  Iptables
+	iptables  utiliptables.Interface
 	conntrack conntrack.Deleter
 	staleUDP  []conntrack.Filter // conntrack entries to delete at the end of the sync
 	now       func() time.Time
@@ -49,6 +50,7 @@ type Proxier struct {
 	terminating  map[vsKey]map[netip.AddrPort]terminatingDest
 	dummy        netlink.Link
 	nodeAddrs    nodeAddrs
+	nodeAddrsAt  time.Time // when nodeAddrs were read
 	needFull     bool
 	lastStats    SyncStats
 }
@@ -83,7 +85,7 @@ func NewCleaner(opts Options, deps Deps) *Proxier {
 
 // CleanupHost removes IPVS mode's state from the caller's network namespace (--cleanup, or starting
 // in iptables mode). It needs no IPVS in the kernel and loads no module.
-func CleanupHost(opts Options, ipt Iptables) error {
+func CleanupHost(opts Options, ipt utiliptables.Interface) error {
 	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
 	if err != nil {
 		return fmt.Errorf("open netlink handle: %w", err)
@@ -128,15 +130,15 @@ func newProxier(opts Options, deps Deps) *Proxier {
 
 // NewHost checks the kernel and builds a Proxier over the host's real kernel interfaces, in the
 // caller's network namespace. ipt is the node's iptables of the family and variant kubelet uses
-// (proxier/iptables.NewReal).
-func NewHost(opts Options, ipt Iptables) (*Proxier, error) {
+// (internal/iptables.NewExec).
+func NewHost(opts Options, ipt utiliptables.Interface) (*Proxier, error) {
 	p, _, err := OpenHost(opts, ipt)
 	return p, err
 }
 
 // OpenHost is NewHost that also returns a function closing the Proxier's netlink sockets, for a
 // caller that is done with a namespace before it exits (each socket keeps its namespace alive).
-func OpenHost(opts Options, ipt Iptables) (*Proxier, func(), error) {
+func OpenHost(opts Options, ipt utiliptables.Interface) (*Proxier, func(), error) {
 	if err := opts.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -250,10 +252,16 @@ func (p *Proxier) sync(snap *model.Snapshot, full bool) error {
 		full = true
 	}
 	p.dummy = link
-	// The node's addresses are read on full syncs only: the kernel can only dump every address at
-	// once, kube-ipvs0's thousands included, which would make each incremental sync cost O(services).
-	// A new node address therefore gets its NodePorts at the next periodic resync (--ipvs-sync-period).
-	if full {
+	// The node's addresses are read on full syncs and on any sync half an --ipvs-sync-period
+	// (NodeAddressPeriod) after the last read, so the periodic sync always reads them, whatever the
+	// jitter between the runner's clock and ours: a new node address gets its NodePorts within one
+	// --ipvs-sync-period on a quiet node (one and a half at most under churn), as an operator expects
+	// from kube-proxy, which reads them on every sync. Not on every sync here: the kernel can only
+	// dump every address at once, kube-ipvs0's thousands included, which would make each incremental
+	// sync cost O(services). Changed addresses make the sync full: every NodePort depends on them,
+	// and so does every external IP that is a node address.
+	now := p.now()
+	if full || (p.opts.NodeAddressPeriod > 0 && now.Sub(p.nodeAddrsAt) >= p.opts.NodeAddressPeriod/2) {
 		all, err := p.nodeAddresses(p.dummy.Attrs().Index)
 		if err != nil {
 			return err
@@ -261,8 +269,9 @@ func (p *Proxier) sync(snap *model.Snapshot, full bool) error {
 		addrs := selectNodeAddrs(&p.opts, all)
 		if !slices.Equal(addrs.All, p.nodeAddrs.All) || !slices.Equal(addrs.NodePort, p.nodeAddrs.NodePort) {
 			klog.V(2).InfoS("Node addresses changed", "family", p.opts.Family, "all", addrs.All, "nodePort", addrs.NodePort)
+			full = true
 		}
-		p.nodeAddrs = addrs
+		p.nodeAddrs, p.nodeAddrsAt = addrs, now
 	}
 	p.render(snap, full)
 	if full {
@@ -485,7 +494,7 @@ func (p *Proxier) syncRules() error {
 		metrics.IptablesRulesLast.WithLabelValues(table).Set(float64(n))
 	}
 	for _, j := range jumpRules() {
-		if err := p.iptables.EnsureRule(j.table, j.chain, j.args...); err != nil {
+		if err := p.iptables.EnsureRule(utiliptables.Prepend, j.table, j.chain, j.args...); err != nil {
 			return fmt.Errorf("ensure jump from %s/%s: %w", j.table, j.chain, err)
 		}
 	}

@@ -338,7 +338,7 @@ func TestForeignEntriesSurvive(t *testing.T) {
 	if len(k.ipset.Sets) != 0 {
 		t.Errorf("ipsets left after cleanup: %v", k.ipset.Sets)
 	}
-	if chains := append(k.iptables.Chains("nat"), k.iptables.Chains("filter")...); len(chains) != 0 || k.iptables.RuleCount() != 0 {
+	if chains := append(k.iptables.UserChains("nat"), k.iptables.UserChains("filter")...); len(chains) != 0 || k.iptables.RuleCount() != 0 {
 		t.Errorf("iptables left after cleanup: chains %v, %d rules\n%s", chains, k.iptables.RuleCount(), k.iptables.Dump())
 	}
 	if a := k.links.AddrsOf(DummyDevice); len(a) != 0 {
@@ -375,7 +375,9 @@ func TestDriftRepairedByFullSync(t *testing.T) {
 	stale := vsKey{ip("10.96.9.9"), model.TCP, 80}
 	must(k.ipvs.NewService(mobyService(stale, "rr", false, 0)))
 	k.ipset.Sets["SY-CLUSTER-IP"].Entries = map[ipset.Entry]struct{}{}
-	k.iptables.Tables["nat"]["PREROUTING"] = nil
+	if err := k.iptables.Restore([]byte("*nat\n-F PREROUTING\nCOMMIT\n")); err != nil {
+		t.Fatal(err)
+	}
 
 	// An ordinary sync trusts its record and does not notice; the periodic full sync repairs it all.
 	snap.Full = true

@@ -34,7 +34,7 @@ func realProxier(b *testing.B) *Proxier {
 		b.Fatal(err)
 	}
 	b.Cleanup(h.Close)
-	p, err := New(testOptions(), Deps{IPVS: h, Links: nl, Ipset: nl, Iptables: nsIptables{node}, Sysctl: nsSysctl{node},
+	p, err := New(testOptions(), Deps{IPVS: h, Links: nl, Ipset: nl, Iptables: nsIptables(b, node), Sysctl: nsSysctl{node},
 		Conntrack: &conntrack.Netlink{Handle: nl}})
 	if err != nil {
 		b.Fatal(err)

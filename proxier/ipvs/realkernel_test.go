@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/model"
@@ -46,32 +47,14 @@ func requireIPVSKernelTB(t testing.TB) {
 	}
 }
 
-// nsIptables runs the iptables binaries inside a test namespace.
-type nsIptables struct{ ns *netnstest.NS }
-
-func (x nsIptables) Restore(data []byte) error {
-	cmd := x.ns.Command("iptables-restore", "-w", "5", "--noflush")
-	cmd.Stdin = strings.NewReader(string(data))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("iptables-restore in %s: %w: %s", x.ns.Name, err, out)
+// nsIptables programs the iptables (whichever variant plain "iptables" is) of a test namespace.
+func nsIptables(t testing.TB, ns *netnstest.NS) *utiliptables.Exec {
+	t.Helper()
+	ipt, err := utiliptables.NewExec(model.IPv4, utiliptables.VariantDefault, "ip", "netns", "exec", ns.Name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return nil
-}
-
-func (x nsIptables) EnsureRule(table, chain string, rule ...string) error {
-	if _, err := x.ns.Run(append([]string{"iptables", "-w", "5", "-t", table, "-C", chain}, rule...)...); err == nil {
-		return nil
-	}
-	_, err := x.ns.Run(append([]string{"iptables", "-w", "5", "-t", table, "-I", chain}, rule...)...)
-	return err
-}
-
-func (x nsIptables) DeleteRule(table, chain string, rule ...string) error {
-	if _, err := x.ns.Run(append([]string{"iptables", "-w", "5", "-t", table, "-C", chain}, rule...)...); err != nil {
-		return nil
-	}
-	_, err := x.ns.Run(append([]string{"iptables", "-w", "5", "-t", table, "-D", chain}, rule...)...)
-	return err
+	return ipt
 }
 
 // nsSysctl reads and writes /proc/sys/net from a thread inside the namespace, which is what the
@@ -301,7 +284,7 @@ func TestRealKernel(t *testing.T) {
 	opts.NodePortAddresses = []netip.Prefix{netip.MustParsePrefix("192.168.50.0/24")} // not the pod-facing veths
 	opts.GracePeriod = time.Minute
 	opts.UDPTimeout = 30 * time.Second
-	p, err := New(opts, Deps{IPVS: ipvsh, Links: nl, Ipset: nl, Iptables: nsIptables{node}, Sysctl: nsSysctl{node},
+	p, err := New(opts, Deps{IPVS: ipvsh, Links: nl, Ipset: nl, Iptables: nsIptables(t, node), Sysctl: nsSysctl{node},
 		Conntrack: &conntrack.Netlink{Handle: nl}, Now: clock})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -107,16 +108,10 @@ func renderRules(o *Options) []byte {
 // and the chains the text declares.
 func countRestore(text []byte) (rules, chains map[string]int) {
 	rules, chains = map[string]int{}, map[string]int{}
-	table := ""
-	for _, line := range strings.Split(string(text), "\n") {
-		switch {
-		case strings.HasPrefix(line, "*"):
-			table = line[1:]
-		case strings.HasPrefix(line, "-A "):
-			rules[table]++
-		case strings.HasPrefix(line, ":"):
-			chains[table]++
-		}
+	d, _ := utiliptables.ParseSave(text) // renderRules' own output, which parses
+	for table, c := range d.Count() {
+		rules[table] += c.Rules
+		chains[table] += c.Chains
 	}
 	for _, j := range jumpRules() {
 		rules[j.table]++

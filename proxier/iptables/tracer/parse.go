@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 )
 
 // errNotMine tells the rule parser that a module does not own an option, so it can offer the option
@@ -28,7 +30,7 @@ type ruleInfo struct {
 
 // parseRule parses the words after "-A CHAIN". Every word must be understood.
 func parseRule(table, chain string, toks []string) (*Rule, error) {
-	r := &Rule{Chain: chain, Text: strings.Join(quoteAll(toks), " ")}
+	r := &Rule{Chain: chain, Text: utiliptables.JoinWords(toks)}
 	info := &ruleInfo{table: table, chain: chain}
 	var mods []module // in the order they were named; options go to the latest that claims them
 	var tgt module
@@ -173,17 +175,6 @@ func offerOption(opt string, neg bool, args []string, tgt module, mods []module)
 		}
 	}
 	return 0, errNotMine
-}
-
-func quoteAll(toks []string) []string {
-	out := make([]string, len(toks))
-	for i, t := range toks {
-		if t == "" || strings.ContainsAny(t, " \t\"") {
-			t = strconv.Quote(t)
-		}
-		out[i] = t
-	}
-	return out
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {

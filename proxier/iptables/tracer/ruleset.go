@@ -25,6 +25,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 )
 
 // Ruleset is the state of the iptables tables of one address family: what iptables-save prints.
@@ -61,24 +63,6 @@ type Rule struct {
 
 func (r *Rule) String() string { return fmt.Sprintf("-A %s %s", r.Chain, r.Text) }
 
-// builtinChains lists the built-in chains of each table the kernel knows.
-var builtinChains = map[string][]string{
-	"filter":   {"INPUT", "FORWARD", "OUTPUT"},
-	"nat":      {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"},
-	"mangle":   {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"},
-	"raw":      {"PREROUTING", "OUTPUT"},
-	"security": {"INPUT", "FORWARD", "OUTPUT"},
-}
-
-func isBuiltin(table, chain string) bool {
-	for _, c := range builtinChains[table] {
-		if c == chain {
-			return true
-		}
-	}
-	return false
-}
-
 // NewRuleset returns a ruleset with no tables, like a fresh network namespace before any table is
 // loaded.
 func NewRuleset() *Ruleset { return &Ruleset{Tables: map[string]*Table{}} }
@@ -100,54 +84,30 @@ func Parse(text string) (*Ruleset, error) {
 // their rules and only take the declared policy, and -X deletes a chain.
 func (rs *Ruleset) Restore(text string, noflush bool) error {
 	next := rs.clone()
-	var cur *Table
-	for i, raw := range strings.Split(text, "\n") {
-		lineNo := i + 1
-		line := strings.TrimSpace(raw)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	blocks, parseErr := utiliptables.ParseRestore([]byte(text))
+	for _, b := range blocks {
+		if !utiliptables.KnownTable(b.Table) {
+			return fmt.Errorf("line %d %q: unknown table %q", b.Line, "*"+b.Table, b.Table)
 		}
-		fail := func(format string, a ...any) error {
-			return fmt.Errorf("line %d %q: %s", lineNo, line, fmt.Sprintf(format, a...))
+		t := next.Tables[b.Table]
+		if t == nil || !noflush {
+			t = newTable(b.Table)
+			next.Tables[b.Table] = t
 		}
-		switch {
-		case strings.HasPrefix(line, "*"):
-			if cur != nil {
-				return fail("table %s not committed before next table", cur.Name)
+		for _, l := range b.Lines {
+			if l.Declared {
+				if err := declareChain(t, l.Chain, l.Policy, noflush); err != nil {
+					return fmt.Errorf("line %d %q: %v", l.N, l.Text, err)
+				}
+				continue
 			}
-			name := line[1:]
-			if _, ok := builtinChains[name]; !ok {
-				return fail("unknown table %q", name)
-			}
-			t := next.Tables[name]
-			if t == nil || !noflush {
-				t = newTable(name)
-				next.Tables[name] = t
-			}
-			cur = t
-		case line == "COMMIT":
-			if cur == nil {
-				return fail("COMMIT outside a table")
-			}
-			cur = nil
-		case strings.HasPrefix(line, ":"):
-			if cur == nil {
-				return fail("chain declared outside a table")
-			}
-			if err := declareChain(cur, strings.Fields(line[1:]), noflush); err != nil {
-				return fail("%v", err)
-			}
-		default:
-			if cur == nil {
-				return fail("rule outside a table")
-			}
-			if err := applyCommand(cur, line, lineNo); err != nil {
-				return fmt.Errorf("line %d: %w", lineNo, err)
+			if err := applyCommand(t, l); err != nil {
+				return fmt.Errorf("line %d: %w", l.N, err)
 			}
 		}
 	}
-	if cur != nil {
-		return fmt.Errorf("table %s: missing COMMIT", cur.Name)
+	if parseErr != nil {
+		return parseErr
 	}
 	if err := next.validate(); err != nil {
 		return err
@@ -158,7 +118,7 @@ func (rs *Ruleset) Restore(text string, noflush bool) error {
 
 func newTable(name string) *Table {
 	t := &Table{Name: name, Chains: map[string]*Chain{}}
-	for _, c := range builtinChains[name] {
+	for _, c := range utiliptables.BuiltinChains(name) {
 		t.Chains[c] = &Chain{Name: c, Builtin: true, Policy: "ACCEPT"}
 	}
 	return t
@@ -178,15 +138,11 @@ func (rs *Ruleset) clone() *Ruleset {
 	return out
 }
 
-func declareChain(t *Table, f []string, noflush bool) error {
-	if len(f) < 2 {
-		return fmt.Errorf("chain declaration needs a name and a policy")
-	}
-	name, policy := f[0], f[1]
+func declareChain(t *Table, name, policy string, noflush bool) error {
 	if len(name) > 28 {
 		return fmt.Errorf("chain name %q longer than 28 characters", name)
 	}
-	if isBuiltin(t.Name, name) {
+	if utiliptables.IsBuiltin(t.Name, name) {
 		if policy != "ACCEPT" && policy != "DROP" {
 			return fmt.Errorf("built-in chain %s needs policy ACCEPT or DROP, not %q", name, policy)
 		}
@@ -208,38 +164,31 @@ func declareChain(t *Table, f []string, noflush bool) error {
 	return nil
 }
 
-func applyCommand(t *Table, line string, lineNo int) error {
-	toks, err := tokenize(line)
+func applyCommand(t *Table, l utiliptables.Line) error {
+	cmd, chainName := l.Op, l.Chain
+	args, err := l.Words()
 	if err != nil {
 		return err
 	}
-	// iptables-save -c prefixes each rule with its [packets:bytes] counters.
-	if len(toks) > 0 && strings.HasPrefix(toks[0], "[") {
-		toks = toks[1:]
-	}
-	if len(toks) < 2 {
-		return fmt.Errorf("incomplete command")
-	}
-	cmd, chainName := toks[0], toks[1]
 	c := t.Chains[chainName]
 	if c == nil {
 		return fmt.Errorf("chain %s does not exist in table %s", chainName, t.Name)
 	}
 	switch cmd {
 	case "-A", "--append":
-		r, err := parseRule(t.Name, chainName, toks[2:])
+		r, err := parseRule(t.Name, chainName, args)
 		if err != nil {
 			return err
 		}
-		r.Line = lineNo
+		r.Line = l.N
 		c.Rules = append(c.Rules, r)
 	case "-F", "--flush":
-		if len(toks) != 2 {
+		if len(args) != 0 {
 			return fmt.Errorf("-F takes only a chain name")
 		}
 		c.Rules = nil
 	case "-X", "--delete-chain":
-		if len(toks) != 2 {
+		if len(args) != 0 {
 			return fmt.Errorf("-X takes only a chain name")
 		}
 		if c.Builtin {
@@ -254,44 +203,6 @@ func applyCommand(t *Table, line string, lineNo int) error {
 		return fmt.Errorf("unsupported command %q", cmd)
 	}
 	return nil
-}
-
-// tokenize splits a line into words the way iptables-restore does: on blanks, with double quotes
-// grouping words and backslash escaping a quote inside them.
-func tokenize(line string) ([]string, error) {
-	if !strings.ContainsRune(line, '"') {
-		return strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' }), nil
-	}
-	var toks []string
-	var b strings.Builder
-	inWord, inQuote := false, false
-	for i := 0; i < len(line); i++ {
-		ch := line[i]
-		switch {
-		case inQuote && ch == '\\' && i+1 < len(line) && (line[i+1] == '"' || line[i+1] == '\\'):
-			b.WriteByte(line[i+1])
-			i++
-		case ch == '"':
-			inQuote = !inQuote
-			inWord = true
-		case !inQuote && (ch == ' ' || ch == '\t'):
-			if inWord {
-				toks = append(toks, b.String())
-				b.Reset()
-				inWord = false
-			}
-		default:
-			b.WriteByte(ch)
-			inWord = true
-		}
-	}
-	if inQuote {
-		return nil, fmt.Errorf("unterminated quote")
-	}
-	if inWord {
-		toks = append(toks, b.String())
-	}
-	return toks, nil
 }
 
 // Chain returns the named chain of the named table, or nil.

@@ -3,6 +3,8 @@ package tracer
 import (
 	"fmt"
 	"sort"
+
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 )
 
 // targetHooks lists the tables and built-in chains from which the kernel lets a target be reached.
@@ -64,7 +66,7 @@ func (t *Table) validate() error {
 	}
 	// Depth-first from each built-in chain, recording which hooks reach every chain and rejecting
 	// loops (a chain met again while it is still on the path).
-	for _, hook := range builtinChains[t.Name] {
+	for _, hook := range utiliptables.BuiltinChains(t.Name) {
 		onPath := map[string]bool{}
 		seen := map[string]bool{}
 		var visit func(c *Chain, path []string) error

@@ -6,6 +6,26 @@ import (
 	"strings"
 )
 
+// Variant is the iptables backend: the nf_tables-based one or the legacy xtables one. A node must use
+// the variant kubelet and its CNI use, or rules land in tables the kernel path does not consult the
+// way the others expect.
+type Variant string
+
+const (
+	VariantNFT    Variant = "nft"
+	VariantLegacy Variant = "legacy"
+	// VariantDefault is no choice: plain "iptables", whichever variant the node's alternatives
+	// select. To DetectVariant it means "detect".
+	VariantDefault Variant = ""
+)
+
+func (v Variant) check() error {
+	if v != VariantNFT && v != VariantLegacy && v != VariantDefault {
+		return fmt.Errorf("unknown iptables variant %q (want %q or %q)", v, VariantNFT, VariantLegacy)
+	}
+	return nil
+}
+
 // Chains kubelet creates in the mangle table of the variant it uses. kube-proxy's iptables wrapper
 // trusts them first, because they say directly which variant the node's own agents chose.
 var variantHints = []string{"KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"}
@@ -18,41 +38,47 @@ type SaveFunc func(v Variant) (string, error)
 // variant whose tables hold kubelet's hint chains (nft checked first), else the one holding more
 // rules, else nft, the default of current distributions. A non-empty override wins outright.
 func DetectVariant(override Variant, save SaveFunc) (Variant, error) {
-	if override != "" {
-		if override != VariantNFT && override != VariantLegacy {
-			return "", fmt.Errorf("unknown iptables variant %q (want %q or %q)", override, VariantNFT, VariantLegacy)
+	if override != VariantDefault {
+		if err := override.check(); err != nil {
+			return "", err
 		}
 		return override, nil
 	}
-	dumps := map[Variant]string{}
+	dumps := map[Variant]*Dump{}
 	for _, v := range []Variant{VariantNFT, VariantLegacy} {
 		out, err := save(v)
 		if err != nil {
 			continue // that variant's tools or kernel support are missing
 		}
-		dumps[v] = out
+		dumps[v], _ = ParseSave([]byte(out))
 	}
 	for _, v := range []Variant{VariantNFT, VariantLegacy} {
-		for _, hint := range variantHints {
-			if strings.Contains(dumps[v], ":"+hint+" ") {
-				return v, nil
-			}
+		if d := dumps[v]; d != nil && d.hasChain(variantHints...) {
+			return v, nil
 		}
 	}
-	if countSavedRules(dumps[VariantLegacy]) > countSavedRules(dumps[VariantNFT]) {
+	rules := func(v Variant) int {
+		if d := dumps[v]; d != nil {
+			return d.Rules()
+		}
+		return 0
+	}
+	if rules(VariantLegacy) > rules(VariantNFT) {
 		return VariantLegacy, nil
 	}
 	return VariantNFT, nil
 }
 
-func countSavedRules(dump string) int {
-	n := 0
-	for _, l := range strings.Split(dump, "\n") {
-		if strings.HasPrefix(l, "-A ") {
-			n++
+// hasChain reports whether any table declares one of the chains.
+func (d *Dump) hasChain(names ...string) bool {
+	for _, t := range d.Tables {
+		for _, n := range names {
+			if c := t.Chain(n); c != nil && c.Policy != "" {
+				return true
+			}
 		}
 	}
-	return n
+	return false
 }
 
 // HostSave runs iptables-<variant>-save and ip6tables-<variant>-save on this host, for DetectVariant.

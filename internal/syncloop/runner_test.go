@@ -1,4 +1,4 @@
-package watcher
+package syncloop
 
 import (
 	"errors"
@@ -98,9 +98,6 @@ func TestRunnerPeriodic(t *testing.T) {
 	if !slices.Equal(rec.runs, want) {
 		t.Errorf("runs = %v, want %v", rec.runs, want)
 	}
-	if !ReasonPeriodic.Full() || !ReasonFirst.Full() || !ReasonRetry.Full() || ReasonRequested.Full() {
-		t.Error("Full(): first, periodic and retry are full; requested is not")
-	}
 }
 
 func TestRunnerRetryBackoff(t *testing.T) {
@@ -137,21 +134,29 @@ func TestRunnerRetryBackoff(t *testing.T) {
 	}
 }
 
-func TestRunnerBackoffCappedAtMaxInterval(t *testing.T) {
-	r, rec := newTestRunner(t, RunnerOptions{RetryInitial: 20 * time.Second})
-	rec.failFor = 100
-	advance(r, rec, 0)
-	var now time.Duration
-	var gaps []time.Duration
-	for i := 0; i < 4; i++ {
-		next := r.step().Sub(t0)
-		gaps = append(gaps, next-now)
-		advance(r, rec, next)
-		now = next
-	}
-	want := []time.Duration{20 * time.Second, maxI, maxI, maxI}
-	if !slices.Equal(gaps, want) {
-		t.Errorf("retry gaps = %v, want %v", gaps, want)
+func TestRunnerBackoffCapped(t *testing.T) {
+	for name, tc := range map[string]struct {
+		opts RunnerOptions
+		want []time.Duration
+	}{
+		"at MaxInterval": {RunnerOptions{RetryInitial: 20 * time.Second}, []time.Duration{20 * time.Second, maxI, maxI, maxI}},
+		"at RetryMax": {RunnerOptions{RetryInitial: 4 * time.Second, RetryMax: 10 * time.Second},
+			[]time.Duration{4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}},
+	} {
+		r, rec := newTestRunner(t, tc.opts)
+		rec.failFor = 100
+		advance(r, rec, 0)
+		var now time.Duration
+		var gaps []time.Duration
+		for i := 0; i < 4; i++ {
+			next := r.step().Sub(t0)
+			gaps = append(gaps, next-now)
+			advance(r, rec, next)
+			now = next
+		}
+		if !slices.Equal(gaps, tc.want) {
+			t.Errorf("%s: retry gaps = %v, want %v", name, gaps, tc.want)
+		}
 	}
 }
 

@@ -1,4 +1,4 @@
-package watcher
+package syncloop
 
 import (
 	"fmt"
@@ -7,8 +7,6 @@ import (
 
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
-
-	"github.com/switchyard/switchyard/proxier/metrics"
 )
 
 // Reason says why the Runner is calling its function.
@@ -39,20 +37,20 @@ func (r Reason) String() string {
 	return fmt.Sprintf("Reason(%d)", int(r))
 }
 
-// Full reports whether a sync for this reason must not trust what was applied before (see
-// model.Snapshot.Full): the first sync, the periodic resync and every retry are full.
-func (r Reason) Full() bool { return r != ReasonRequested }
-
-// RunnerOptions configures a Runner. Intervals follow kube-proxy: MinInterval is
-// --iptables-min-sync-period, MaxInterval is --iptables-sync-period.
+// RunnerOptions configures a Runner. Intervals follow kube-proxy: for the proxy's sync loop
+// MinInterval is --iptables-min-sync-period, MaxInterval is --iptables-sync-period (or the --ipvs-*
+// pair); the pod network uses its resync period.
 type RunnerOptions struct {
 	Name        string        // for logs
 	MinInterval time.Duration // runs start at least this far apart; 0 allows back-to-back runs
 	MaxInterval time.Duration // a run starts at most this long after the previous one; must be > 0
 	// RetryInitial is the first backoff after a failed run; it doubles with every further failure,
-	// up to MaxInterval. Defaults to 1s (or MaxInterval if that is shorter).
+	// up to RetryMax. Defaults to 1s (or MaxInterval if that is shorter).
 	RetryInitial time.Duration
-	Clock        clock.Clock // defaults to the real clock
+	// RetryMax caps the backoff. Defaults to MaxInterval, and is never above it: a failed state is
+	// retried at least as often as a healthy one is resynced.
+	RetryMax time.Duration
+	Clock    clock.Clock // defaults to the real clock
 }
 
 // Runner calls a function with kube-proxy's BoundedFrequencyRunner semantics: bursts of Run requests
@@ -82,8 +80,11 @@ func NewRunner(opts RunnerOptions, fn func(Reason) error) (*Runner, error) {
 		return nil, fmt.Errorf("runner %q: min interval %v must be between 0 and the max interval %v",
 			opts.Name, opts.MinInterval, opts.MaxInterval)
 	}
+	if opts.RetryMax <= 0 || opts.RetryMax > opts.MaxInterval {
+		opts.RetryMax = opts.MaxInterval
+	}
 	if opts.RetryInitial <= 0 {
-		opts.RetryInitial = min(time.Second, opts.MaxInterval)
+		opts.RetryInitial = min(time.Second, opts.RetryMax)
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -97,7 +98,6 @@ func (r *Runner) Run() {
 	r.mu.Lock()
 	r.requested = true
 	r.mu.Unlock()
-	metrics.SyncProxyRulesLastQueuedTimestamp.SetToCurrentTime()
 	r.wake()
 }
 
@@ -165,9 +165,9 @@ func (r *Runner) step() time.Time {
 		if err != nil {
 			r.failed = true
 			if r.backoff == 0 {
-				r.backoff = r.opts.RetryInitial
+				r.backoff = min(r.opts.RetryInitial, r.opts.RetryMax)
 			} else {
-				r.backoff = min(2*r.backoff, r.opts.MaxInterval)
+				r.backoff = min(2*r.backoff, r.opts.RetryMax)
 			}
 			at := r.opts.Clock.Now().Add(r.backoff)
 			if r.retryAt.IsZero() || at.Before(r.retryAt) {

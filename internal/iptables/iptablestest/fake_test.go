@@ -1,9 +1,11 @@
-package iptables
+package iptablestest
 
 import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/switchyard/switchyard/internal/iptables"
 )
 
 // TestFakeRejectsLikeTheKernel: each input is one the real iptables-restore refuses as a whole.
@@ -47,26 +49,26 @@ func TestFakeCommitsPerTable(t *testing.T) {
 	for _, c := range []struct {
 		table, chain string
 		want         bool
-	}{{TableFilter, "SY-NEW", true}, {TableNAT, "SY-HALF", false}, {TableMangle, "SY-LATER", false}} {
+	}{{iptables.TableFilter, "SY-NEW", true}, {iptables.TableNAT, "SY-HALF", false}, {iptables.TableMangle, "SY-LATER", false}} {
 		if got, _ := f.ChainExists(c.table, c.chain); got != c.want {
 			t.Errorf("%s/%s exists = %v, want %v", c.table, c.chain, got, c.want)
 		}
 	}
 	// A built-in chain declared with "-" is accepted and keeps its rules.
-	if err := f.EnsureRule(TableNAT, "PREROUTING", "-j", "RETURN"); err != nil {
+	if err := f.EnsureRule(iptables.Prepend, iptables.TableNAT, "PREROUTING", "-j", "RETURN"); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Restore([]byte("*nat\n:PREROUTING - [0:0]\nCOMMIT\n")); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.Rules(TableNAT, "PREROUTING"); len(got) != 1 {
+	if got := f.Rules(iptables.TableNAT, "PREROUTING"); len(got) != 1 {
 		t.Errorf("PREROUTING = %v after declaring it with -", got)
 	}
 }
 
 func TestFakeNoflushSemantics(t *testing.T) {
 	f := NewFake()
-	if err := f.EnsureRule(TableFilter, "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"); err != nil {
+	if err := f.EnsureRule(iptables.Prepend, iptables.TableFilter, "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"); err != nil {
 		t.Fatal(err)
 	}
 	in := "*nat\n:SY-A - [0:0]\n:SY-B - [0:0]\n-A SY-A -m comment --comment \"two words\" -j SY-B\n-A SY-B -j RETURN\nCOMMIT\n"
@@ -77,14 +79,14 @@ func TestFakeNoflushSemantics(t *testing.T) {
 	if err := f.Restore([]byte("*nat\n:SY-A - [0:0]\n:SY-B - [0:0]\n-X SY-B\nCOMMIT\n")); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := f.ChainExists(TableNAT, "SY-B"); ok {
+	if ok, _ := f.ChainExists(iptables.TableNAT, "SY-B"); ok {
 		t.Error("SY-B not deleted")
 	}
-	if got := f.Rules(TableNAT, "SY-A"); len(got) != 0 {
+	if got := f.Rules(iptables.TableNAT, "SY-A"); len(got) != 0 {
 		t.Errorf("SY-A not flushed: %v", got)
 	}
 	// Tables the input does not mention are untouched (--noflush).
-	if got := f.Rules(TableFilter, "INPUT"); len(got) != 1 {
+	if got := f.Rules(iptables.TableFilter, "INPUT"); len(got) != 1 {
 		t.Errorf("filter INPUT = %v, want the one rule", got)
 	}
 	// Quoted words survive the round trip through Dump.
@@ -99,27 +101,27 @@ func TestFakeNoflushSemantics(t *testing.T) {
 func TestFakeEnsureAndDeleteRule(t *testing.T) {
 	f := NewFake()
 	rule := []string{"-m", "comment", "--comment", "x y", "-j", "SY-X"}
-	if err := f.EnsureRule(TableNAT, "PREROUTING", rule...); err == nil {
+	if err := f.EnsureRule(iptables.Prepend, iptables.TableNAT, "PREROUTING", rule...); err == nil {
 		t.Error("jump to a missing chain accepted")
 	}
 	if err := f.Restore([]byte("*nat\n:SY-X - [0:0]\nCOMMIT\n")); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
-		if err := f.EnsureRule(TableNAT, "PREROUTING", rule...); err != nil {
+		if err := f.EnsureRule(iptables.Prepend, iptables.TableNAT, "PREROUTING", rule...); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := f.Rules(TableNAT, "PREROUTING"); len(got) != 1 {
+	if got := f.Rules(iptables.TableNAT, "PREROUTING"); len(got) != 1 {
 		t.Errorf("EnsureRule twice gave %v", got)
 	}
-	if err := f.DeleteRule(TableNAT, "PREROUTING", rule...); err != nil {
+	if err := f.DeleteRule(iptables.TableNAT, "PREROUTING", rule...); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.DeleteRule(TableNAT, "PREROUTING", rule...); err != nil {
+	if err := f.DeleteRule(iptables.TableNAT, "PREROUTING", rule...); err != nil {
 		t.Errorf("deleting an absent rule: %v", err)
 	}
-	if got := f.Rules(TableNAT, "PREROUTING"); len(got) != 0 {
+	if got := f.Rules(iptables.TableNAT, "PREROUTING"); len(got) != 0 {
 		t.Errorf("rule not deleted: %v", got)
 	}
 }
@@ -131,7 +133,7 @@ func TestFakeInjectedError(t *testing.T) {
 	if err := f.Restore([]byte("*nat\n:SY-A - [0:0]\nCOMMIT\n")); !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want %v", err, boom)
 	}
-	if ok, _ := f.ChainExists(TableNAT, "SY-A"); ok {
+	if ok, _ := f.ChainExists(iptables.TableNAT, "SY-A"); ok {
 		t.Error("failed restore applied")
 	}
 	if err := f.Restore([]byte("*nat\n:SY-A - [0:0]\nCOMMIT\n")); err != nil {
@@ -139,35 +141,45 @@ func TestFakeInjectedError(t *testing.T) {
 	}
 }
 
-func TestDetectVariant(t *testing.T) {
-	save := func(nft, legacy string, legacyErr error) SaveFunc {
-		return func(v Variant) (string, error) {
-			if v == VariantNFT {
-				return nft, nil
-			}
-			return legacy, legacyErr
+// TestFakeRefusesMissingIpset: with SetExists set, a rule matching a set the kernel lacks is
+// refused, in a restore and in EnsureRule alike.
+func TestFakeRefusesMissingIpset(t *testing.T) {
+	f := NewFake()
+	f.SetExists = func(name string) bool { return name == "SY-HAVE" }
+	if err := f.Restore([]byte("*nat\n:SY-A - [0:0]\n-A SY-A -m set --match-set SY-HAVE dst -j RETURN\nCOMMIT\n")); err != nil {
+		t.Fatal(err)
+	}
+	before := f.Dump()
+	if err := f.Restore([]byte("*nat\n:SY-A - [0:0]\n-A SY-A -m set --match-set SY-NOPE dst -j RETURN\nCOMMIT\n")); err == nil {
+		t.Error("rule matching a missing set accepted")
+	}
+	if err := f.EnsureRule(iptables.Append, iptables.TableNAT, "PREROUTING", "-m", "set", "--match-set", "SY-NOPE", "dst", "-j", "SY-A"); err == nil {
+		t.Error("EnsureRule matching a missing set accepted")
+	}
+	if f.Dump() != before {
+		t.Error("a refused rule changed the state")
+	}
+}
+
+// TestFakeEnsureRuleAppends: Append adds a missing rule at the end, Prepend at the top, and
+// neither adds a rule twice.
+func TestFakeEnsureRuleAppends(t *testing.T) {
+	f := NewFake()
+	for _, r := range []struct {
+		pos  iptables.Position
+		rule string
+	}{{iptables.Append, "ACCEPT"}, {iptables.Prepend, "DROP"}, {iptables.Append, "RETURN"}, {iptables.Append, "ACCEPT"}} {
+		if err := f.EnsureRule(r.pos, iptables.TableFilter, "FORWARD", "-j", r.rule); err != nil {
+			t.Fatal(err)
 		}
 	}
-	rules := func(n int) string { return strings.Repeat("-A INPUT -j ACCEPT\n", n) }
-	for name, tc := range map[string]struct {
-		override Variant
-		save     SaveFunc
-		want     Variant
-	}{
-		"hint in legacy wins over rule count": {"", save(rules(50), "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\n", nil), VariantLegacy},
-		"kubelet canary in nft":               {"", save("*mangle\n:KUBE-KUBELET-CANARY - [0:0]\n", rules(50), nil), VariantNFT},
-		"more legacy rules":                   {"", save(rules(1), rules(20), nil), VariantLegacy},
-		"more nft rules":                      {"", save(rules(20), rules(1), nil), VariantNFT},
-		"empty node defaults to nft":          {"", save("", "", nil), VariantNFT},
-		"legacy unusable":                     {"", save("", "", errors.New("no legacy")), VariantNFT},
-		"override":                            {VariantLegacy, save(rules(20), "", nil), VariantLegacy},
-	} {
-		got, err := DetectVariant(tc.override, tc.save)
-		if err != nil || got != tc.want {
-			t.Errorf("%s: got %q, %v; want %q", name, got, err, tc.want)
-		}
+	if got, want := strings.Join(f.Rules(iptables.TableFilter, "FORWARD"), ","), "-j DROP,-j ACCEPT,-j RETURN"; got != want {
+		t.Errorf("FORWARD = %s, want %s", got, want)
 	}
-	if _, err := DetectVariant("bogus", save("", "", nil)); err == nil {
-		t.Error("bogus override accepted")
+	if f.RuleCount() != 3 {
+		t.Errorf("RuleCount = %d, want 3", f.RuleCount())
+	}
+	if got := f.UserChains(iptables.TableFilter); len(got) != 0 {
+		t.Errorf("user chains %v in a fresh filter table", got)
 	}
 }
