@@ -20,6 +20,7 @@ import (
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/internal/netnstest"
+	"github.com/switchyard/switchyard/internal/polltest"
 	"github.com/switchyard/switchyard/podnet/cni"
 	"github.com/switchyard/switchyard/proxier/model"
 )
@@ -300,7 +301,7 @@ func TestOverlayTwoNodesRealKernel(t *testing.T) {
 	n1, n2, inet, node1, node2 := twoNodeCluster(t, false)
 	waitRoute := func(ns *netnstest.NS, dst string) {
 		t.Helper()
-		eventually(t, "route to "+dst+" in "+ns.Name, func() bool {
+		polltest.Eventually(t, "route to "+dst+" in "+ns.Name, func() bool {
 			out, _ := ns.Run("ip", "route", "show", dst)
 			return strings.Contains(out, "onlink")
 		})
@@ -567,7 +568,7 @@ func TestDirectRoutingRealKernel(t *testing.T) {
 	netnstest.Require(t)
 	bin := buildPlugin(t)
 	n1, n2, _, node1, node2 := twoNodeCluster(t, true)
-	eventually(t, "direct routes", func() bool {
+	polltest.Eventually(t, "direct routes", func() bool {
 		a, _ := n1.Run("ip", "route", "show", "10.244.2.0/24")
 		b, _ := n2.Run("ip", "route", "show", "10.244.1.0/24")
 		return strings.Contains(a, "via 192.168.50.12 dev eth0") && strings.Contains(b, "via 192.168.50.11 dev eth0")
