@@ -157,46 +157,18 @@ func startNode(t *testing.T, ctx context.Context, client *fake.Clientset, ns *ne
 // echo servers answer with the address they saw the client come from.
 func serveTCP(t *testing.T, ns *netnstest.NS, addr string) {
 	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).IP)
-			c.Close()
-		}
-	}()
+	ns.ServeTCP(t, "tcp4", addr, func(c net.Conn) { fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).IP) })
 }
 
 func serveUDP(t *testing.T, ns *netnstest.NS, addr string) {
 	t.Helper()
-	var pc net.PacketConn
-	if err := ns.Do(func() (err error) { pc, err = net.ListenPacket("udp4", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo([]byte(from.(*net.UDPAddr).IP.String()+"\n"), from)
-		}
-	}()
+	ns.ServeUDP(t, "udp4", addr, func(from net.Addr) []byte { return []byte(from.(*net.UDPAddr).IP.String() + "\n") })
 }
 
 // seenBy connects from ns to addr over proto and returns the source address the server saw.
 func seenBy(ns *netnstest.NS, proto, addr string) (string, error) {
-	var conn net.Conn
-	if err := ns.Do(func() (err error) { conn, err = net.DialTimeout(proto+"4", addr, 3*time.Second); return err }); err != nil {
+	conn, err := ns.Dial(proto+"4", addr, 3*time.Second)
+	if err != nil {
 		return "", err
 	}
 	defer conn.Close()

@@ -80,61 +80,22 @@ type backend struct {
 
 func startBackend(t *testing.T, b *backend, tcpPorts, udpPorts []int) {
 	t.Helper()
-	err := b.ns.Do(func() error {
-		for _, p := range tcpPorts {
-			l, err := net.Listen("tcp4", fmt.Sprintf("%s:%d", b.ip, p))
-			if err != nil {
-				return err
-			}
-			t.Cleanup(func() { l.Close() })
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-						fmt.Fprintf(c, "%s %s\n", b.name, src.Addr())
-						io.Copy(c, c) // echo until the client closes
-					}()
-				}
-			}()
-		}
-		for _, p := range udpPorts {
-			pc, err := net.ListenPacket("udp4", fmt.Sprintf("%s:%d", b.ip, p))
-			if err != nil {
-				return err
-			}
-			t.Cleanup(func() { pc.Close() })
-			go func() {
-				buf := make([]byte, 1500)
-				for {
-					_, from, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					pc.WriteTo([]byte(b.name), from)
-				}
-			}()
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("start backend %s: %v", b.name, err)
+	for _, p := range tcpPorts {
+		b.ns.ServeTCP(t, "tcp4", fmt.Sprintf("%s:%d", b.ip, p), func(c net.Conn) {
+			src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+			fmt.Fprintf(c, "%s %s\n", b.name, src.Addr())
+			io.Copy(c, c) // echo until the client closes
+		})
+	}
+	for _, p := range udpPorts {
+		b.ns.ServeUDP(t, "udp4", fmt.Sprintf("%s:%d", b.ip, p), func(net.Addr) []byte { return []byte(b.name) })
 	}
 }
 
 // dialTCP connects from inside ns and returns the connection and the backend's greeting.
 func dialTCP(t *testing.T, ns *netnstest.NS, addr string) (net.Conn, *bufio.Reader, string) {
 	t.Helper()
-	var c net.Conn
-	err := ns.Do(func() error {
-		var err error
-		c, err = net.DialTimeout("tcp4", addr, 5*time.Second)
-		return err
-	})
+	c, err := ns.Dial("tcp4", addr, 5*time.Second)
 	if err != nil {
 		t.Fatalf("connect to %s from %s: %v", addr, ns.Name, err)
 	}
@@ -169,31 +130,24 @@ func askTCPSource(t *testing.T, ns *netnstest.NS, addr string) (string, netip.Ad
 
 func askUDP(t *testing.T, ns *netnstest.NS, addr string) string {
 	t.Helper()
-	var reply string
-	err := ns.Do(func() error {
-		c, err := net.Dial("udp4", addr)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		buf := make([]byte, 100)
-		for try := 0; try < 5; try++ {
-			c.SetDeadline(time.Now().Add(2 * time.Second))
-			if _, err := c.Write([]byte("hi")); err != nil {
-				return err
-			}
-			n, err := c.Read(buf)
-			if err == nil {
-				reply = string(buf[:n])
-				return nil
-			}
-		}
-		return fmt.Errorf("no UDP answer from %s", addr)
-	})
+	c, err := ns.Dial("udp4", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return reply
+	defer c.Close()
+	buf := make([]byte, 100)
+	for try := 0; try < 5; try++ {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		n, err := c.Read(buf)
+		if err == nil {
+			return string(buf[:n])
+		}
+	}
+	t.Fatalf("no UDP answer from %s", addr)
+	return ""
 }
 
 // procRealServer is one real server line of /proc/net/ip_vs.
