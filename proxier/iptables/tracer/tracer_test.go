@@ -191,7 +191,9 @@ func TestLocalProcessToClusterIP(t *testing.T) {
 	p.Local = true
 	res := trace(t, tr, p)
 	assertEven(t, res, ep1, ep2, ep3)
-	assertEach(t, res, "local to ClusterIP", func(o tracer.Outcome) bool { return o.Masqueraded && o.Delivery == "output" && o.Hooks[0] == "mangle/OUTPUT" })
+	assertEach(t, res, "local to ClusterIP", func(o tracer.Outcome) bool {
+		return o.Masqueraded && o.Delivery == "output" && o.Hooks[0] == "mangle/OUTPUT"
+	})
 }
 
 func TestNodePortCluster(t *testing.T) {
