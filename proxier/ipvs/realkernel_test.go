@@ -16,7 +16,6 @@ import (
 	"time"
 
 	mobyipvs "github.com/moby/ipvs"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
@@ -215,16 +214,7 @@ func TestRealKernel(t *testing.T) {
 		startBackend(t, b, []int{8080, 9090}, []int{5353})
 	}
 
-	nsh, err := node.Handle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsh.Close()
-	nl, err := netlink.NewHandleAt(nsh, unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
+	nl := node.Netlink(t, unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
 	ipvsh, err := mobyipvs.New(filepath.Join("/run/netns", node.Name))
 	if err != nil {
 		t.Fatal(err)
