@@ -18,10 +18,7 @@ func TestExecMatchesFake(t *testing.T) {
 	for _, v := range []iptables.Variant{iptables.VariantNFT, iptables.VariantLegacy} {
 		t.Run(string(v), func(t *testing.T) {
 			ns := netnstest.New(t, "ipt")
-			real, err := iptables.NewExec(model.IPv4, v, "ip", "netns", "exec", ns.Name)
-			if err != nil {
-				t.Fatal(err)
-			}
+			real := iptablestest.ExecIn(t, ns, model.IPv4, v)
 			if !real.HasRandomFully() {
 				t.Errorf("iptables-%s: no --random-fully", v)
 			}

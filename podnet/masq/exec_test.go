@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/proxier/model"
 )
@@ -18,10 +19,7 @@ func TestExecProgramsTheChosenVariant(t *testing.T) {
 	for _, variant := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
 		t.Run(string(variant), func(t *testing.T) {
 			ns := netnstest.New(t, "masq")
-			e, err := utiliptables.NewExec(model.IPv4, variant, "ip", "netns", "exec", ns.Name)
-			if err != nil {
-				t.Fatal(err)
-			}
+			e := iptablestest.ExecIn(t, ns, model.IPv4, variant)
 			if err := Sync(e, cidr, true); err != nil {
 				t.Fatal(err)
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/golden"
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -44,10 +45,7 @@ func TestKernelAcceptsIPv6(t *testing.T) {
 	for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
 		t.Run(string(v), func(t *testing.T) {
 			ns := netnstest.New(t, "ip6")
-			ipt, err := utiliptables.NewExec(model.IPv6, v, "ip", "netns", "exec", ns.Name)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ipt := iptablestest.ExecIn(t, ns, model.IPv6, v)
 			if err := ipt.Restore(r.Restore); err != nil {
 				t.Fatal(err)
 			}
