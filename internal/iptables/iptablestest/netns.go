@@ -23,3 +23,16 @@ func ExecIn(t testing.TB, ns *netnstest.NS, family model.IPFamily, variant iptab
 	}
 	return e
 }
+
+// EachVariant runs fn as one subtest per iptables variant (nft, then legacy), each with a fresh
+// throwaway namespace named after nsPrefix and an Exec programming the family's iptables there, so
+// that a privileged test checks both kinds of kernel tables the same way.
+func EachVariant(t *testing.T, family model.IPFamily, nsPrefix string, fn func(t *testing.T, v iptables.Variant, ns *netnstest.NS, ipt *iptables.Exec)) {
+	t.Helper()
+	for _, v := range []iptables.Variant{iptables.VariantNFT, iptables.VariantLegacy} {
+		t.Run(string(v), func(t *testing.T) {
+			ns := netnstest.New(t, nsPrefix)
+			fn(t, v, ns, ExecIn(t, ns, family, v))
+		})
+	}
+}
