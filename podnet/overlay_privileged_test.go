@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/internal/polltest"
 	"github.com/switchyard/switchyard/podnet/cni"
@@ -127,10 +128,7 @@ func startNode(t *testing.T, ctx context.Context, client *fake.Clientset, ns *ne
 	cfg.DirectRouting = directRouting
 	cfg.ResyncPeriod = time.Hour // recreating a deleted device must come from the link event
 	factory := informers.NewSharedInformerFactory(client, 0)
-	ipt, err := utiliptables.NewExec(model.IPv4, utiliptables.VariantDefault, "ip", "netns", "exec", ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ipt := iptablestest.ExecIn(t, ns, model.IPv4, utiliptables.VariantDefault)
 	ctrl, err := newController(client, factory, name, cfg, Deps{
 		Netlink:    h,
 		Iptables:   ipt,

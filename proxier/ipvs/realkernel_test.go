@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/model"
@@ -49,11 +50,7 @@ func requireIPVSKernelTB(t testing.TB) {
 // nsIptables programs the iptables (whichever variant plain "iptables" is) of a test namespace.
 func nsIptables(t testing.TB, ns *netnstest.NS) *utiliptables.Exec {
 	t.Helper()
-	ipt, err := utiliptables.NewExec(model.IPv4, utiliptables.VariantDefault, "ip", "netns", "exec", ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ipt
+	return iptablestest.ExecIn(t, ns, model.IPv4, utiliptables.VariantDefault)
 }
 
 // nsSysctl reads and writes /proc/sys/net from a thread inside the namespace, which is what the
