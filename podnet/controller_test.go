@@ -17,6 +17,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
+	"github.com/switchyard/switchyard/internal/polltest"
 	"github.com/switchyard/switchyard/internal/sysctltest"
 	"github.com/switchyard/switchyard/podnet/masq"
 	"github.com/switchyard/switchyard/podnet/subnet"
@@ -74,19 +75,6 @@ func newHarness(t *testing.T, client kubernetes.Interface, nodeName, underlayCID
 	return h
 }
 
-// eventually waits for the informer cache to catch up with the fake API server; it polls a
-// condition, it does not measure time.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func (h *harness) sync(t *testing.T) {
 	t.Helper()
 	if err := h.ctrl.Sync(context.Background()); err != nil {
@@ -126,7 +114,7 @@ func TestWaitsForPodCIDRThenProgramsEverything(t *testing.T) {
 	client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
 	client.CoreV1().Nodes().Create(ctx, testNode("b", "10.244.2.0/24", "192.168.50.12", map[string]string{
 		AnnotationVTEPMAC: "0a:00:00:00:00:02", AnnotationPublicIP: "192.168.50.12"}), metav1.CreateOptions{})
-	eventually(t, "node updates in the cache", func() bool {
+	polltest.Eventually(t, "node updates in the cache", func() bool {
 		n, err := h.ctrl.nodes.Get("b")
 		a, _ := h.ctrl.nodes.Get("a")
 		return err == nil && n != nil && a.Spec.PodCIDR != ""
@@ -162,7 +150,7 @@ func TestWaitsForPodCIDRThenProgramsEverything(t *testing.T) {
 
 	// The peer leaves: its entries go.
 	client.CoreV1().Nodes().Delete(ctx, "b", metav1.DeleteOptions{})
-	eventually(t, "node b gone from the cache", func() bool { _, err := h.ctrl.nodes.Get("b"); return err != nil })
+	polltest.Eventually(t, "node b gone from the cache", func() bool { _, err := h.ctrl.nodes.Get("b"); return err != nil })
 	h.sync(t)
 	if got := overlayLines(h.nl); len(got) != 0 {
 		t.Fatalf("entries of a departed node remain: %v", got)
@@ -176,7 +164,7 @@ func TestRestartKeepsMACAndWritesNothing(t *testing.T) {
 	)
 	first := newHarness(t, client, "a", "192.168.50.11/24", nil)
 	first.sync(t)
-	eventually(t, "annotations in the cache", func() bool {
+	polltest.Eventually(t, "annotations in the cache", func() bool {
 		n, _ := first.ctrl.nodes.Get("a")
 		return n.Annotations[AnnotationVTEPMAC] != ""
 	})
@@ -285,11 +273,11 @@ func TestRunRecreatesDeletedDevice(t *testing.T) {
 				}
 			}
 		}})
-	eventually(t, "first sync", func() bool { return len(overlayLines(nl)) == 3 })
+	polltest.Eventually(t, "first sync", func() bool { return len(overlayLines(nl)) == 3 })
 
 	nl.DeleteLinkBehindBack("syvx.1")
 	events <- "syvx.1"
-	eventually(t, "device and entries recreated", func() bool {
+	polltest.Eventually(t, "device and entries recreated", func() bool {
 		l, err := nl.LinkByName("syvx.1")
 		return err == nil && l.Attrs().HardwareAddr.String() == vxlan.DeriveMAC("a", 1).String() && len(overlayLines(nl)) == 3
 	})
@@ -312,14 +300,14 @@ func TestRunRetriesAfterBackoff(t *testing.T) {
 	ctrl, stop := runController(t, client, Deps{Netlink: nl, Iptables: iptablestest.NewFake(), Sysctl: sysctl, Clock: clock})
 
 	// The first sync fails; the runner then waits for its retry, and touches nothing until it is due.
-	eventually(t, "the first sync to fail", func() bool { _, msg := ctrl.Healthy(); return strings.Contains(msg, "permission denied") })
-	eventually(t, "the runner waiting for its retry", clock.HasWaiters)
+	polltest.Eventually(t, "the first sync to fail", func() bool { _, msg := ctrl.Healthy(); return strings.Contains(msg, "permission denied") })
+	polltest.Eventually(t, "the runner waiting for its retry", clock.HasWaiters)
 	if ok, msg := ctrl.Healthy(); ok || !strings.Contains(msg, "enable forwarding") {
 		t.Fatalf("health after the failure: %v %q, want the failed step named", ok, msg)
 	}
 	sysctl.ReadOnly = nil
 	clock.Step(time.Second)
-	eventually(t, "the retry to succeed", func() bool { ok, _ := ctrl.Healthy(); return ok })
+	polltest.Eventually(t, "the retry to succeed", func() bool { ok, _ := ctrl.Healthy(); return ok })
 	if sysctl.Values[sysctlForward] != "1" {
 		t.Errorf("forwarding after the retry: %q", sysctl.Values[sysctlForward])
 	}

@@ -19,7 +19,9 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
+	"github.com/switchyard/switchyard/internal/polltest"
 	"github.com/switchyard/switchyard/podnet/cni"
 	"github.com/switchyard/switchyard/proxier/model"
 )
@@ -126,10 +128,7 @@ func startNode(t *testing.T, ctx context.Context, client *fake.Clientset, ns *ne
 	cfg.DirectRouting = directRouting
 	cfg.ResyncPeriod = time.Hour // recreating a deleted device must come from the link event
 	factory := informers.NewSharedInformerFactory(client, 0)
-	ipt, err := utiliptables.NewExec(model.IPv4, utiliptables.VariantDefault, "ip", "netns", "exec", ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ipt := iptablestest.ExecIn(t, ns, model.IPv4, utiliptables.VariantDefault)
 	ctrl, err := newController(client, factory, name, cfg, Deps{
 		Netlink:    h,
 		Iptables:   ipt,
@@ -156,46 +155,18 @@ func startNode(t *testing.T, ctx context.Context, client *fake.Clientset, ns *ne
 // echo servers answer with the address they saw the client come from.
 func serveTCP(t *testing.T, ns *netnstest.NS, addr string) {
 	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).IP)
-			c.Close()
-		}
-	}()
+	ns.ServeTCP(t, "tcp4", addr, func(c net.Conn) { fmt.Fprintf(c, "%s\n", c.RemoteAddr().(*net.TCPAddr).IP) })
 }
 
 func serveUDP(t *testing.T, ns *netnstest.NS, addr string) {
 	t.Helper()
-	var pc net.PacketConn
-	if err := ns.Do(func() (err error) { pc, err = net.ListenPacket("udp4", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo([]byte(from.(*net.UDPAddr).IP.String()+"\n"), from)
-		}
-	}()
+	ns.ServeUDP(t, "udp4", addr, func(from net.Addr) []byte { return []byte(from.(*net.UDPAddr).IP.String() + "\n") })
 }
 
 // seenBy connects from ns to addr over proto and returns the source address the server saw.
 func seenBy(ns *netnstest.NS, proto, addr string) (string, error) {
-	var conn net.Conn
-	if err := ns.Do(func() (err error) { conn, err = net.DialTimeout(proto+"4", addr, 3*time.Second); return err }); err != nil {
+	conn, err := ns.Dial(proto+"4", addr, 3*time.Second)
+	if err != nil {
 		return "", err
 	}
 	defer conn.Close()
@@ -300,7 +271,7 @@ func TestOverlayTwoNodesRealKernel(t *testing.T) {
 	n1, n2, inet, node1, node2 := twoNodeCluster(t, false)
 	waitRoute := func(ns *netnstest.NS, dst string) {
 		t.Helper()
-		eventually(t, "route to "+dst+" in "+ns.Name, func() bool {
+		polltest.Eventually(t, "route to "+dst+" in "+ns.Name, func() bool {
 			out, _ := ns.Run("ip", "route", "show", dst)
 			return strings.Contains(out, "onlink")
 		})
@@ -567,7 +538,7 @@ func TestDirectRoutingRealKernel(t *testing.T) {
 	netnstest.Require(t)
 	bin := buildPlugin(t)
 	n1, n2, _, node1, node2 := twoNodeCluster(t, true)
-	eventually(t, "direct routes", func() bool {
+	polltest.Eventually(t, "direct routes", func() bool {
 		a, _ := n1.Run("ip", "route", "show", "10.244.2.0/24")
 		b, _ := n2.Run("ip", "route", "show", "10.244.1.0/24")
 		return strings.Contains(a, "via 192.168.50.12 dev eth0") && strings.Contains(b, "via 192.168.50.11 dev eth0")

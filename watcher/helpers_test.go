@@ -4,12 +4,11 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/switchyard/switchyard/internal/metricstest"
 	"github.com/switchyard/switchyard/proxier/metrics"
 	"github.com/switchyard/switchyard/proxier/model"
 )
@@ -86,21 +85,8 @@ func ep(ip, node string) discovery.Endpoint {
 	return discovery.Endpoint{Addresses: []string{ip}, NodeName: ptr(node), Conditions: discovery.EndpointConditions{Ready: ptr(true)}}
 }
 
-// metricValue reads the current value of a counter or a gauge.
-func metricValue(t testing.TB, c prometheus.Metric) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatalf("read %s: %v", c.Desc(), err)
-	}
-	if m.Counter != nil {
-		return m.GetCounter().GetValue()
-	}
-	return m.GetGauge().GetValue()
-}
-
 func invalidCount(t testing.TB, kind, reason string) float64 {
-	return metricValue(t, metrics.InvalidObjectsTotal.WithLabelValues(kind, reason))
+	return metricstest.Value(t, metrics.InvalidObjectsTotal.WithLabelValues(kind, reason))
 }
 
 func spn(ns, name, port string) model.ServicePortName {

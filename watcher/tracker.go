@@ -66,24 +66,36 @@ func newTracker(nodeName string) *tracker {
 // setService records a service's converted ports (nil or empty: the service is gone or not proxied).
 // It reports whether the service's model changed.
 func (t *tracker) setService(key model.ServiceKey, ports servicePorts) bool {
-	cur := t.services[key]
-	if equalPorts(cur, ports) {
+	if changed, _ := track(t.services, t.prevServices, key, ports, equalPorts); !changed {
 		return false
-	}
-	if _, pending := t.prevServices[key]; !pending {
-		t.prevServices[key] = cur
-	}
-	if len(ports) == 0 {
-		delete(t.services, key)
-	} else {
-		t.services[key] = ports
-	}
-	if equalPorts(t.prevServices[key], ports) {
-		delete(t.prevServices, key) // back to what was published: nothing to do
 	}
 	metrics.ServiceChangesTotal.Inc()
 	metrics.ServiceChangesPending.Set(float64(len(t.prevServices)))
 	return true
+}
+
+// track sets key's value in cur to next (an empty next deletes it) and keeps in prev the value
+// last published for key, which is the value before the first change since then. It reports
+// whether next differs from the current value, and whether it is back to the published one: then
+// nothing is pending for key any more and prev forgets it.
+func track[V ~map[K]E, K comparable, E any](cur, prev map[model.ServiceKey]V, key model.ServiceKey, next V, equal func(a, b V) bool) (changed, reverted bool) {
+	old := cur[key]
+	if equal(old, next) {
+		return false, false
+	}
+	if _, pending := prev[key]; !pending {
+		prev[key] = old
+	}
+	if len(next) == 0 {
+		delete(cur, key)
+	} else {
+		cur[key] = next
+	}
+	if equal(prev[key], next) {
+		delete(prev, key)
+		return true, true
+	}
+	return true, false
 }
 
 // setSlice files an EndpointSlice's content under its service (info nil: the slice is gone) and
@@ -113,25 +125,15 @@ func (t *tracker) setSlice(ref sliceRef, svc model.ServiceKey, info *sliceInfo, 
 
 func (t *tracker) remerge(key model.ServiceKey, trigger time.Time) bool {
 	merged := mergeEndpoints(t.slices[key], t.nodeName)
-	cur := t.endpoints[key]
-	if equalEndpoints(cur, merged) {
+	changed, reverted := track(t.endpoints, t.prevEndpoints, key, merged, equalEndpoints)
+	switch {
+	case !changed:
 		return false
-	}
-	if _, pending := t.prevEndpoints[key]; !pending {
-		t.prevEndpoints[key] = cur
-	}
-	if len(merged) == 0 {
-		delete(t.endpoints, key)
-	} else {
-		t.endpoints[key] = merged
-	}
-	if !trigger.IsZero() {
-		t.triggerTimes[key] = append(t.triggerTimes[key], trigger)
-	}
-	if equalEndpoints(t.prevEndpoints[key], merged) {
+	case reverted:
 		// Back to what was published: the change, and the latency it would have measured, are void.
-		delete(t.prevEndpoints, key)
 		delete(t.triggerTimes, key)
+	case !trigger.IsZero():
+		t.triggerTimes[key] = append(t.triggerTimes[key], trigger)
 	}
 	metrics.EndpointChangesTotal.Inc()
 	metrics.EndpointChangesPending.Set(float64(len(t.prevEndpoints)))

@@ -95,19 +95,11 @@ func New(client kubernetes.Interface, nodeFactory informers.SharedInformerFactor
 		state:   newTracker(opts.NodeName),
 	}
 
-	svcReg, err := w.factory.Core().V1().Services().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { w.onService(obj, false) },
-		UpdateFunc: func(old, cur any) { w.onUpdate(old, cur, w.onService) },
-		DeleteFunc: func(obj any) { w.onService(obj, true) },
-	})
+	svcReg, err := w.factory.Core().V1().Services().Informer().AddEventHandler(w.eventHandler(w.onService))
 	if err != nil {
 		return nil, fmt.Errorf("watcher: register service handler: %w", err)
 	}
-	sliceReg, err := w.factory.Discovery().V1().EndpointSlices().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { w.onSlice(obj, false) },
-		UpdateFunc: func(old, cur any) { w.onUpdate(old, cur, w.onSlice) },
-		DeleteFunc: func(obj any) { w.onSlice(obj, true) },
-	})
+	sliceReg, err := w.factory.Discovery().V1().EndpointSlices().Informer().AddEventHandler(w.eventHandler(w.onSlice))
 	if err != nil {
 		return nil, fmt.Errorf("watcher: register endpointslice handler: %w", err)
 	}
@@ -193,6 +185,16 @@ func trimForProxy(obj any) (any, error) {
 		}
 	}
 	return obj, nil
+}
+
+// eventHandler sends an informer's adds, updates and deletes to handle; updates pass through onUpdate,
+// which drops resyncs.
+func (w *Watcher) eventHandler(handle func(obj any, deleted bool)) cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { handle(obj, false) },
+		UpdateFunc: func(old, cur any) { w.onUpdate(old, cur, handle) },
+		DeleteFunc: func(obj any) { handle(obj, true) },
+	}
 }
 
 // onUpdate skips informer resyncs (same resourceVersion: nothing can have changed) and otherwise

@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/switchyard/switchyard/internal/metricstest"
+	"github.com/switchyard/switchyard/internal/polltest"
 	"github.com/switchyard/switchyard/proxier/metrics"
 	"github.com/switchyard/switchyard/proxier/model"
 )
@@ -69,7 +71,7 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 	t.Cleanup(cancel)
 	h.ctx = ctx
 	h.waitWatching = func() {
-		eventually(t, "all informers watching", func() bool {
+		polltest.Eventually(t, "all informers watching", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return watching["services"] && watching["endpointslices"] && watching["nodes"]
@@ -88,19 +90,6 @@ func (h *harness) start() {
 	h.waitWatching()
 }
 
-// eventually waits for an informer event to be handled. The deadline only guards against a hang; no
-// assertion depends on how fast anything happens.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for: %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // peek reads the watcher's state without consuming pending changes.
 func (h *harness) peek(fn func(*tracker) bool) bool {
 	h.w.mu.Lock()
@@ -110,14 +99,14 @@ func (h *harness) peek(fn func(*tracker) bool) bool {
 
 func (h *harness) waitService(key model.ServiceKey, present bool) {
 	h.t.Helper()
-	eventually(h.t, "service "+key.String(), func() bool {
+	polltest.Eventually(h.t, "service "+key.String(), func() bool {
 		return h.peek(func(t *tracker) bool { _, ok := t.services[key]; return ok == present })
 	})
 }
 
 func (h *harness) waitEndpoints(key model.ServiceKey, n int) {
 	h.t.Helper()
-	eventually(h.t, "endpoints of "+key.String(), func() bool {
+	polltest.Eventually(h.t, "endpoints of "+key.String(), func() bool {
 		return h.peek(func(t *tracker) bool {
 			total := 0
 			for _, eps := range t.endpoints[key] {
@@ -238,12 +227,12 @@ func TestWatcherServiceAndEndpointLifecycle(t *testing.T) {
 	}
 
 	// A real service change.
-	svcChanges := metricValue(t, metrics.ServiceChangesTotal)
+	svcChanges := metricstest.Value(t, metrics.ServiceChangesTotal)
 	h.updateService(svc("ns", "web", "10.96.0.10", func(s *v1.Service) { s.Spec.Ports[0].Port = 8000 }))
-	eventually(t, "port change", func() bool {
+	polltest.Eventually(t, "port change", func() bool {
 		return h.peek(func(t *tracker) bool { return t.services[webKey][web].Port == 8000 })
 	})
-	if got := metricValue(t, metrics.ServiceChangesPending); got != 1 {
+	if got := metricstest.Value(t, metrics.ServiceChangesPending); got != 1 {
 		t.Errorf("service changes pending = %v, want 1", got)
 	}
 	snap, _ = h.w.Snapshot(false)
@@ -251,10 +240,10 @@ func TestWatcherServiceAndEndpointLifecycle(t *testing.T) {
 	if snap.Services[web].Port != 8000 {
 		t.Errorf("port = %d, want 8000", snap.Services[web].Port)
 	}
-	if got := metricValue(t, metrics.ServiceChangesTotal) - svcChanges; got != 1 {
+	if got := metricstest.Value(t, metrics.ServiceChangesTotal) - svcChanges; got != 1 {
 		t.Errorf("service changes counted %v, want 1", got)
 	}
-	if got := metricValue(t, metrics.ServiceChangesPending); got != 0 {
+	if got := metricstest.Value(t, metrics.ServiceChangesPending); got != 0 {
 		t.Errorf("service changes pending after snapshot = %v, want 0", got)
 	}
 
@@ -314,12 +303,12 @@ func TestWatcherChangeCancelledBeforeSync(t *testing.T) {
 			es.Annotations = map[string]string{v1.EndpointsLastChangeTriggerTime: trigger}
 		}))
 	h.waitEndpoints(webKey, 2)
-	if got := metricValue(t, metrics.EndpointChangesPending); got != 1 {
+	if got := metricstest.Value(t, metrics.EndpointChangesPending); got != 1 {
 		t.Errorf("endpoint changes pending = %v, want 1", got)
 	}
 	h.updateSlice(original)
 	h.waitEndpoints(webKey, 1)
-	if got := metricValue(t, metrics.EndpointChangesPending); got != 0 {
+	if got := metricstest.Value(t, metrics.EndpointChangesPending); got != 0 {
 		t.Errorf("endpoint changes pending after the reversal = %v, want 0", got)
 	}
 	snap, info := h.w.Snapshot(false)
@@ -360,7 +349,7 @@ func TestWatcherResourceVersionBumpIsDropped(t *testing.T) {
 	h := newHarness(t, svc("ns", "web", "10.96.0.10"), es)
 	h.start()
 	h.w.Snapshot(true)
-	epChanges := metricValue(t, metrics.EndpointChangesTotal)
+	epChanges := metricstest.Value(t, metrics.EndpointChangesTotal)
 
 	bumped := es.DeepCopy()
 	bumped.ResourceVersion = "2"
@@ -371,7 +360,7 @@ func TestWatcherResourceVersionBumpIsDropped(t *testing.T) {
 	h.waitEndpoints(webKey, 2)
 	snap, _ := h.w.Snapshot(false)
 	wantChanged(t, snap, "ns/web") // from the marker only
-	if got := metricValue(t, metrics.EndpointChangesTotal) - epChanges; got != 1 {
+	if got := metricstest.Value(t, metrics.EndpointChangesTotal) - epChanges; got != 1 {
 		t.Errorf("endpoint changes counted %v, want 1 (the bump is not a change)", got)
 	}
 }
@@ -439,7 +428,7 @@ func TestWatcherNode(t *testing.T) {
 	if _, err := h.client.CoreV1().Nodes().Update(h.ctx, moved, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "node update", func() bool {
+	polltest.Eventually(t, "node update", func() bool {
 		return h.peek(func(t *tracker) bool { return t.node.Zone() == "zone-z" })
 	})
 	snap, _ = h.w.Snapshot(false)
@@ -465,7 +454,7 @@ func TestWatcherNode(t *testing.T) {
 	if _, err := h.client.CoreV1().Nodes().Update(h.ctx, rezoned, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "second node update", func() bool {
+	polltest.Eventually(t, "second node update", func() bool {
 		return h.peek(func(t *tracker) bool { return t.node.Zone() == "zone-y" })
 	})
 	if got := h.changes.Load() - notified; got != 1 {

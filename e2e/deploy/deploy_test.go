@@ -27,7 +27,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/utils/ptr"
-	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/switchyard/switchyard/e2e/framework/cluster"
 	"github.com/switchyard/switchyard/e2e/framework/manifests"
@@ -397,12 +396,8 @@ func ensureKubeadmConfigMap(ctx context.Context, t *testing.T, repo string) {
 	} else if !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(repo, "cmd", "switchyard", "testdata", "kubeadm-kube-proxy-configmap.yaml"))
+	cm, err := manifests.KubeadmConfigMap(repo)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var cm v1.ConfigMap
-	if err := sigsyaml.UnmarshalStrict(data, &cm); err != nil {
 		t.Fatal(err)
 	}
 	// kubeadm writes its control-plane endpoint here; a node of this cluster reaches the API server
@@ -412,7 +407,7 @@ func ensureKubeadmConfigMap(ctx context.Context, t *testing.T, repo string) {
 		t.Fatalf("testdata kubeconfig.conf changed; update this test:\n%s", kc)
 	}
 	cm.Data["kubeconfig.conf"] = strings.Replace(kc, "server: https://10.0.0.1:6443", "server: https://127.0.0.1:6443", 1)
-	if _, err := c.CoreV1().ConfigMaps("kube-system").Create(ctx, &cm, metav1.CreateOptions{FieldManager: fieldManager}); err != nil {
+	if _, err := c.CoreV1().ConfigMaps("kube-system").Create(ctx, cm, metav1.CreateOptions{FieldManager: fieldManager}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

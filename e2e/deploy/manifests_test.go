@@ -318,12 +318,8 @@ func TestDaemonSetCommandLineIsAcceptedByTheDaemon(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(repo, "cmd", "switchyard")).CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/switchyard: %v\n%s", err, out)
 	}
-	cmData, err := os.ReadFile(filepath.Join(repo, "cmd", "switchyard", "testdata", "kubeadm-kube-proxy-configmap.yaml"))
+	cm, err := manifests.KubeadmConfigMap(repo)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var cm v1.ConfigMap
-	if err := sigsyaml.UnmarshalStrict(cmData, &cm); err != nil {
 		t.Fatal(err)
 	}
 	for name, m := range buildAll(t) {

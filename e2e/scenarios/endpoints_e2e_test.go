@@ -68,13 +68,8 @@ func TestNoEndpointsRejected(t *testing.T) {
 	s.addPod(1, "client", map[string]string{"role": "client"})
 	svc := s.service("empty", map[string]string{"app": "nothing"}, nil)
 	vip := hostPort(svc.Spec.ClusterIP, 80)
-	s.waitTable(1, "filter", "the REJECT for the empty service", func(filter string) bool {
-		for _, line := range strings.Split(filter, "\n") {
-			if strings.Contains(line, svc.Spec.ClusterIP+"/32") && strings.Contains(line, "-j REJECT") {
-				return true
-			}
-		}
-		return false
+	s.waitRule(1, "filter", "the REJECT for the empty service", func(line string) bool {
+		return strings.Contains(line, svc.Spec.ClusterIP+"/32") && strings.Contains(line, "-j REJECT")
 	})
 	// A generous timeout: a REJECT answers in well under a second, a DROP would use it all.
 	_, err := s.get(s.c.Node(1).Name, vip, 10*time.Second)

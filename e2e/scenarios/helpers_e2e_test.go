@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -274,6 +275,14 @@ func (s *scenario) waitTable(node int, table, desc string, ok func(rules string)
 	if err != nil {
 		s.t.Fatal(err)
 	}
+}
+
+// waitRule polls one of node i's iptables tables until one of its lines satisfies match.
+func (s *scenario) waitRule(node int, table, desc string, match func(line string) bool) {
+	s.t.Helper()
+	s.waitTable(node, table, desc, func(rules string) bool {
+		return slices.ContainsFunc(strings.Split(rules, "\n"), match)
+	})
 }
 
 // waitDNAT waits until node i's rules DNAT to every IP in ips.

@@ -201,13 +201,8 @@ func TestInternalTrafficPolicyLocal(t *testing.T) {
 	}
 	// Node 3 has no local endpoint: kube-proxy writes no DNAT there and drops the traffic in the
 	// filter table.
-	s.waitTable(3, "filter", "the iTP=Local service's DROP", func(filter string) bool {
-		for _, line := range strings.Split(filter, "\n") {
-			if strings.Contains(line, svc.Spec.ClusterIP+"/32") && strings.HasSuffix(line, "-j DROP") {
-				return true
-			}
-		}
-		return false
+	s.waitRule(3, "filter", "the iTP=Local service's DROP", func(line string) bool {
+		return strings.Contains(line, svc.Spec.ClusterIP+"/32") && strings.HasSuffix(line, "-j DROP")
 	})
 	_, err := s.get(s.c.Node(3).Name, vip, 3*time.Second)
 	if ce, ok := err.(*curlExit); !ok || ce.code != 28 {

@@ -64,25 +64,7 @@ func TestVMKernelIPVSForwardsTCP(t *testing.T) {
 	// where IPVS rewrites their source from the backend to the VIP.
 	server.MustRun(t, "ip", "route", "add", "10.96.0.0/16", "via", "10.244.0.1")
 
-	var ln net.Listener
-	if err := server.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", fmt.Sprintf("%s:%d", backendIP, backendPort))
-		return err
-	}); err != nil {
-		t.Fatalf("listen in %s: %v", server.Name, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, reply)
-			c.Close()
-		}
-	}()
+	server.ServeTCP(t, "tcp", fmt.Sprintf("%s:%d", backendIP, backendPort), func(c net.Conn) { io.WriteString(c, reply) })
 
 	h := openIPVS(t, client)
 	svc := tcpService(vip, 80, "rr")
@@ -115,18 +97,15 @@ func TestVMKernelIPVSForwardsTCP(t *testing.T) {
 		t.Fatalf("kernel lists real servers %+v, want exactly %s:%d", dsts, backendIP, backendPort)
 	}
 
-	var got []byte
-	if err := client.Do(func() error {
-		// The bound only keeps a broken setup from hanging the run; emulation makes no speed promise.
-		c, err := net.DialTimeout("tcp", vip+":80", time.Minute)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		got, err = io.ReadAll(c)
-		return err
-	}); err != nil {
+	// The bound only keeps a broken setup from hanging the run; emulation makes no speed promise.
+	c, err := client.Dial("tcp", vip+":80", time.Minute)
+	if err != nil {
 		t.Fatalf("connect to %s:80 through IPVS: %v", vip, err)
+	}
+	defer c.Close()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read through IPVS from %s:80: %v", vip, err)
 	}
 	if string(got) != reply {
 		t.Fatalf("read %q through the virtual server, want %q", got, reply)

@@ -15,35 +15,28 @@ import (
 // against the Fake, and checks that they answer alike and end in the same tables.
 func TestExecMatchesFake(t *testing.T) {
 	netnstest.Require(t)
-	for _, v := range []iptables.Variant{iptables.VariantNFT, iptables.VariantLegacy} {
-		t.Run(string(v), func(t *testing.T) {
-			ns := netnstest.New(t, "ipt")
-			real, err := iptables.NewExec(model.IPv4, v, "ip", "netns", "exec", ns.Name)
+	iptablestest.EachVariant(t, model.IPv4, "ipt", func(t *testing.T, v iptables.Variant, _ *netnstest.NS, real *iptables.Exec) {
+		if !real.HasRandomFully() {
+			t.Errorf("iptables-%s: no --random-fully", v)
+		}
+		fake := iptablestest.NewFake()
+		for _, ipt := range []iptables.Interface{real, fake} {
+			exercise(t, ipt)
+		}
+		for _, table := range []string{iptables.TableNAT, iptables.TableFilter} {
+			want, err := fake.Save(table)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !real.HasRandomFully() {
-				t.Errorf("iptables-%s: no --random-fully", v)
+			got, err := real.Save(table)
+			if err != nil {
+				t.Fatal(err)
 			}
-			fake := iptablestest.NewFake()
-			for _, ipt := range []iptables.Interface{real, fake} {
-				exercise(t, ipt)
+			if g, w := ours(t, got), ours(t, want); g != w {
+				t.Errorf("%s: kernel\n%s\nfake\n%s", table, g, w)
 			}
-			for _, table := range []string{iptables.TableNAT, iptables.TableFilter} {
-				want, err := fake.Save(table)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, err := real.Save(table)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if g, w := ours(t, got), ours(t, want); g != w {
-					t.Errorf("%s: kernel\n%s\nfake\n%s", table, g, w)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // exercise makes the calls every user of the seam makes, checking the answers on the way.

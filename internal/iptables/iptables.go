@@ -1,9 +1,10 @@
 // Package iptables is Switchyard's one seam to the kernel's iptables: the Interface every user
-// (iptables mode, IPVS mode, the pod network) programs through, the Exec implementation that runs
-// the iptables binaries of one family and variant, variant detection, and the one reader of
-// iptables-save / iptables-restore text (a quote-aware word splitter and a parser into tables,
-// chains and rules) that everything reading that text builds on. The stateful fake lives in
-// iptablestest.
+// (iptables mode, IPVS mode, the pod network) programs through, the Exec implementation for one
+// family and variant (iptables-restore and iptables-save runs for whole tables, the
+// github.com/coreos/go-iptables library for single rules and chain checks, optionally inside another
+// network namespace), variant detection, and the one reader of iptables-save / iptables-restore text
+// (a quote-aware word splitter and a parser into tables, chains and rules) that everything reading
+// that text builds on. The stateful fake, and the Exec of a test namespace, live in iptablestest.
 package iptables
 
 import "slices"

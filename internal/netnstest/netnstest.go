@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/switchyard/switchyard/internal/nsthread"
@@ -105,6 +106,24 @@ func (ns *NS) Do(fn func() error) error {
 
 // Handle opens the namespace for netlink.NewHandleAt and similar; the caller closes it.
 func (ns *NS) Handle() (netns.NsHandle, error) { return netns.GetFromName(ns.Name) }
+
+// Netlink opens a netlink handle whose sockets (for the given families, or every family the
+// library knows if none is given) live in the namespace. It and the namespace handle it needs are
+// closed at t.Cleanup, before the namespace itself is deleted.
+func (ns *NS) Netlink(t testing.TB, families ...int) *netlink.Handle {
+	t.Helper()
+	nsh, err := ns.Handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nsh.Close() })
+	h, err := netlink.NewHandleAt(nsh, families...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
 
 // Veth joins two namespaces with a veth pair, names each end, gives each end an address (CIDR form,
 // may be empty) and brings both up.

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/switchyard/switchyard/internal/metricstest"
+	"github.com/switchyard/switchyard/internal/polltest"
 	"github.com/switchyard/switchyard/proxier/healthcheck"
 	"github.com/switchyard/switchyard/proxier/metrics"
 	"github.com/switchyard/switchyard/proxier/model"
@@ -252,7 +252,7 @@ func TestLoopFirstSyncWaitsForCaches(t *testing.T) {
 	tl.checkBackendsEmpty(t, "before the caches synced")
 
 	close(tl.src.ready)
-	eventually(t, "the first sync", func() bool { return tl.backends[0].state().full == 1 })
+	polltest.Eventually(t, "the first sync", func() bool { return tl.backends[0].state().full == 1 })
 	cancel()
 	<-done
 	tl.checkBackends(t, "after the caches synced", 1, 0)
@@ -412,10 +412,10 @@ func TestLoopFanOut(t *testing.T) {
 func TestLoopSideEffects(t *testing.T) {
 	tl := newTestLoop(t, 1)
 	tl.at(0)
-	before := histogram(t, metrics.NetworkProgrammingLatency)
+	before := metricstest.Histogram(t, metrics.NetworkProgrammingLatency)
 	tl.src.setPort("web", 80)
 	tl.src.setPort("db", 5432)
-	if got := gaugeValue(t, metrics.SyncProxyRulesLastQueuedTimestamp); got != seconds(t0) {
+	if got := metricstest.Value(t, metrics.SyncProxyRulesLastQueuedTimestamp); got != seconds(t0) {
 		t.Errorf("last-queued timestamp %v, want the fake clock's %v", got, seconds(t0))
 	}
 	tl.clock.SetTime(t0.Add(3 * syncEach)) // the change waits longer than the health timeout
@@ -426,7 +426,7 @@ func TestLoopSideEffects(t *testing.T) {
 	if !tl.health.IsHealthy() || !tl.health.Status().LastUpdated.Equal(t0.Add(3*syncEach)) {
 		t.Errorf("after the sync: %+v, want healthy and updated at %v", tl.health.Status(), t0.Add(3*syncEach))
 	}
-	after := histogram(t, metrics.NetworkProgrammingLatency)
+	after := metricstest.Histogram(t, metrics.NetworkProgrammingLatency)
 	if n, sum := after.GetSampleCount()-before.GetSampleCount(), after.GetSampleSum()-before.GetSampleSum(); n != 2 || sum != 2*(3*syncEach).Seconds() {
 		t.Errorf("programming latency: %d samples summing to %vs, want 2 of %v", n, sum, 3*syncEach)
 	}
@@ -447,37 +447,6 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := g.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetGauge().GetValue()
-}
-
-func histogram(t *testing.T, h prometheus.Histogram) *dto.Histogram {
-	t.Helper()
-	var m dto.Metric
-	if err := h.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetHistogram()
-}
-
 func portName(name string) model.ServicePortName {
 	return model.ServicePortName{ServiceKey: model.ServiceKey{Namespace: "ns", Name: name}}
-}
-
-// eventually waits for something another goroutine does. It polls a condition; the deadline only
-// guards against a hang, and no assertion depends on how fast anything happens.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for: %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/switchyard/switchyard/internal/polltest"
 )
 
 // These tests drive the runner's state machine (step) directly with a fake clock: every assertion is
@@ -252,5 +254,5 @@ func TestRunnerLoop(t *testing.T) {
 
 func waitForTimer(t *testing.T, clock *clocktesting.FakeClock) {
 	t.Helper()
-	eventually(t, "runner waiting on its timer", clock.HasWaiters)
+	polltest.Eventually(t, "runner waiting on its timer", clock.HasWaiters)
 }

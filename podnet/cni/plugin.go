@@ -78,21 +78,17 @@ func Add(args *skel.CmdArgs) error {
 	if conf.MTU != 0 {
 		mtu = conf.MTU
 	}
-	podNS, err := netns.GetFromPath(args.Netns)
+	podNS, pod, err := openPodNetns(args.Netns)
 	if err != nil {
-		return cniErr(types.ErrInvalidNetNS, fmt.Sprintf("cannot open network namespace %s", args.Netns), err)
+		return err
 	}
 	defer podNS.Close()
+	defer pod.Close()
 	host, err := netlink.NewHandle()
 	if err != nil {
 		return cniErr(types.ErrInternal, "netlink in the node namespace", err)
 	}
 	defer host.Close()
-	pod, err := netlink.NewHandleAt(podNS)
-	if err != nil {
-		return cniErr(types.ErrInvalidNetNS, "netlink in the pod namespace", err)
-	}
-	defer pod.Close()
 
 	if _, err := pod.LinkByName(args.IfName); err == nil {
 		return cniErr(types.ErrInternal, fmt.Sprintf("interface %s already exists in %s", args.IfName, args.Netns), nil)
@@ -129,6 +125,21 @@ func Add(args *skel.CmdArgs) error {
 	}
 	result.CNIVersion = types100.ImplementedSpecVersion
 	return types.PrintResult(result, conf.CNIVersion)
+}
+
+// openPodNetns opens the pod's network namespace (CNI_NETNS) and a netlink handle inside it; the
+// caller closes both. Its errors are CNI errors, ready to return.
+func openPodNetns(path string) (netns.NsHandle, *netlink.Handle, error) {
+	podNS, err := netns.GetFromPath(path)
+	if err != nil {
+		return 0, nil, cniErr(types.ErrInvalidNetNS, fmt.Sprintf("cannot open network namespace %s", path), err)
+	}
+	pod, err := netlink.NewHandleAt(podNS)
+	if err != nil {
+		podNS.Close()
+		return 0, nil, cniErr(types.ErrInvalidNetNS, "netlink in the pod namespace", err)
+	}
+	return podNS, pod, nil
 }
 
 func attach(host, pod *netlink.Handle, podNS netns.NsHandle, br netlink.Link, args *skel.CmdArgs, hostName string,
@@ -293,15 +304,11 @@ func Check(args *skel.CmdArgs) error {
 	if ip == nil {
 		return cniErr(types.ErrInternal, fmt.Sprintf("no address recorded for %s/%s", args.ContainerID, args.IfName), nil)
 	}
-	podNS, err := netns.GetFromPath(args.Netns)
+	podNS, pod, err := openPodNetns(args.Netns)
 	if err != nil {
-		return cniErr(types.ErrInvalidNetNS, fmt.Sprintf("cannot open network namespace %s", args.Netns), err)
+		return err
 	}
 	defer podNS.Close()
-	pod, err := netlink.NewHandleAt(podNS)
-	if err != nil {
-		return cniErr(types.ErrInvalidNetNS, "netlink in the pod namespace", err)
-	}
 	defer pod.Close()
 	podLink, err := pod.LinkByName(args.IfName)
 	if err != nil {

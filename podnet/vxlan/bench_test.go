@@ -5,8 +5,6 @@ import (
 	"net"
 	"testing"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/podnet/vxlan/vxlantest"
 )
@@ -71,16 +69,7 @@ func kernelBenchNode(tb testing.TB) *benchNode {
 	ns.MustRun(tb, "ip", "addr", "add", "192.168.250.1/16", "dev", "eth0")
 	ns.MustRun(tb, "ip", "link", "set", "eth0", "up")
 	ns.MustRun(tb, "ip", "link", "set", "eth0p", "up")
-	nsh, err := ns.Handle()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { nsh.Close() })
-	h, err := netlink.NewHandleAt(nsh)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(h.Close)
+	h := ns.Netlink(tb)
 	under, err := h.LinkByName("eth0")
 	if err != nil {
 		tb.Fatal(err)

@@ -30,57 +30,51 @@ type syncer interface{ Sync(*model.Snapshot) error }
 // daemon would on a cold start (staging included), then one endpoint change, and measures connects
 // to the first and the last service. connects is the number of samples per service.
 func ApplyIptables(snap *model.Snapshot, variant utiliptables.Variant, connects int) (*Applied, error) {
-	l, err := newLab()
-	if err != nil {
-		return nil, err
-	}
-	defer l.Close()
-	var p *iptables.Proxier
-	err = l.inNode(func() error {
+	return apply(snap, variant, connects, func() (syncer, func(), error) {
 		real, err := utiliptables.NewExec(model.IPv4, variant)
 		if err != nil {
-			return &Unavailable{Reason: fmt.Sprintf("iptables %s variant unusable here: %v", variant, err)}
+			return nil, nil, &Unavailable{Reason: fmt.Sprintf("iptables %s variant unusable here: %v", variant, err)}
 		}
 		opts := IptablesOptions()
 		opts.RandomFully = real.HasRandomFully()
-		p, err = iptables.NewProxier(iptables.Config{Options: opts, IPTables: real, StagedChainsPerRestore: iptables.StagingFor(variant)})
-		return err
+		p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: real, StagedChainsPerRestore: iptables.StagingFor(variant)})
+		return p, func() {}, err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return applyAndProbe(l, p, snap, string(variant), connects)
 }
 
 // ApplyIPVS is ApplyIptables for the IPVS backend. It needs a kernel with IPVS; without one it
 // returns an *Unavailable that says so.
 func ApplyIPVS(snap *model.Snapshot, variant utiliptables.Variant, connects int) (*Applied, error) {
+	return apply(snap, variant, connects, func() (syncer, func(), error) {
+		if err := ipvs.CheckKernel(netlink.GenlFamilyGet, ipvs.Modprobe); err != nil {
+			klog.V(2).InfoS("No IPVS for the bench", "err", err)
+			return nil, nil, &Unavailable{Reason: "this kernel has no IPVS (no IPVS generic-netlink family, and ip_vs cannot be loaded); " +
+				"run `switchyard bench --apply` on a node with IPVS, or in a VM that has it: hack/bench-in-vm.sh"}
+		}
+		real, err := utiliptables.NewExec(model.IPv4, variant)
+		if err != nil {
+			return nil, nil, &Unavailable{Reason: fmt.Sprintf("iptables %s variant unusable here (IPVS mode needs a few rules): %v", variant, err)}
+		}
+		opts := IPVSOptions()
+		opts.RandomFully = real.HasRandomFully()
+		return ipvs.OpenHost(opts, real)
+	})
+}
+
+// apply builds a fresh lab, opens a backend in its node namespace with open (which also returns
+// what closes the backend), and measures it with applyAndProbe.
+func apply(snap *model.Snapshot, variant utiliptables.Variant, connects int, open func() (syncer, func(), error)) (*Applied, error) {
 	l, err := newLab()
 	if err != nil {
 		return nil, err
 	}
 	defer l.Close()
-	var p *ipvs.Proxier
-	closeIPVS := func() {}
-	err = l.inNode(func() error {
-		if err := ipvs.CheckKernel(netlink.GenlFamilyGet, ipvs.Modprobe); err != nil {
-			klog.V(2).InfoS("No IPVS for the bench", "err", err)
-			return &Unavailable{Reason: "this kernel has no IPVS (no IPVS generic-netlink family, and ip_vs cannot be loaded); " +
-				"run `switchyard bench --apply` on a node with IPVS, or in a VM that has it: hack/bench-in-vm.sh"}
-		}
-		real, err := utiliptables.NewExec(model.IPv4, variant)
-		if err != nil {
-			return &Unavailable{Reason: fmt.Sprintf("iptables %s variant unusable here (IPVS mode needs a few rules): %v", variant, err)}
-		}
-		opts := IPVSOptions()
-		opts.RandomFully = real.HasRandomFully()
-		p, closeIPVS, err = ipvs.OpenHost(opts, real)
-		return err
-	})
-	if err != nil {
+	var p syncer
+	var closeBackend func()
+	if err := l.inNode(func() (err error) { p, closeBackend, err = open(); return err }); err != nil {
 		return nil, err
 	}
-	defer closeIPVS()
+	defer closeBackend()
 	return applyAndProbe(l, p, snap, string(variant), connects)
 }
 

@@ -42,16 +42,7 @@ func TestNetlinkDeletesOnlyMatchingFlows(t *testing.T) {
 	send(40002, "10.96.0.53:53") // DNATed to :5002
 	send(40003, "10.96.0.53:53") // not DNATed
 
-	h, err := ns.Handle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h, unix.NETLINK_NETFILTER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nh.Close()
+	nh := ns.Netlink(t, unix.NETLINK_NETFILTER)
 	flowsTo := func() map[uint16]bool {
 		t.Helper()
 		flows, err := nh.ConntrackTableList(netlink.ConntrackTable, netlink.InetFamily(unix.AF_INET))

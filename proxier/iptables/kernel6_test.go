@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/golden"
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -41,29 +42,22 @@ func TestKernelAcceptsIPv6(t *testing.T) {
 		return out
 	}
 	want := ruleLines(r.Restore, false)
-	for _, v := range []utiliptables.Variant{utiliptables.VariantNFT, utiliptables.VariantLegacy} {
-		t.Run(string(v), func(t *testing.T) {
-			ns := netnstest.New(t, "ip6")
-			ipt, err := utiliptables.NewExec(model.IPv6, v, "ip", "netns", "exec", ns.Name)
+	iptablestest.EachVariant(t, model.IPv6, "ip6", func(t *testing.T, _ utiliptables.Variant, _ *netnstest.NS, ipt *utiliptables.Exec) {
+		if err := ipt.Restore(r.Restore); err != nil {
+			t.Fatal(err)
+		}
+		var saved []byte
+		for _, table := range []string{TableNAT, TableFilter} {
+			out, err := ipt.Save(table)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := ipt.Restore(r.Restore); err != nil {
-				t.Fatal(err)
-			}
-			var saved []byte
-			for _, table := range []string{TableNAT, TableFilter} {
-				out, err := ipt.Save(table)
-				if err != nil {
-					t.Fatal(err)
-				}
-				saved = append(saved, out...)
-			}
-			got := ruleLines(saved, true)
-			sort.Strings(got)
-			if strings.Join(got, "\n") != strings.Join(want, "\n") {
-				t.Errorf("ip6tables-save differs from the rendering:\n%s", golden.LineDiff(strings.Join(want, "\n"), strings.Join(got, "\n")))
-			}
-		})
-	}
+			saved = append(saved, out...)
+		}
+		got := ruleLines(saved, true)
+		sort.Strings(got)
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("ip6tables-save differs from the rendering:\n%s", golden.LineDiff(strings.Join(want, "\n"), strings.Join(got, "\n")))
+		}
+	})
 }

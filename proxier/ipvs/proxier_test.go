@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/proxier/model"
 
 	"github.com/switchyard/switchyard/internal/golden"
+	"github.com/switchyard/switchyard/internal/metricstest"
 )
 
 // kernelState prints every fake's end state: IPVS table, kube-ipvs0, ipsets and iptables.
@@ -50,6 +49,14 @@ func incremental(snap *model.Snapshot, changed ...model.ServiceKey) *model.Snaps
 		snap.Changed[c] = struct{}{}
 	}
 	return snap
+}
+
+// removePort deletes a service port and its endpoints from snap and returns snap as an incremental
+// sync with that service changed.
+func removePort(snap *model.Snapshot, name model.ServicePortName) *model.Snapshot {
+	delete(snap.Services, name)
+	delete(snap.Endpoints, name)
+	return incremental(snap, name.ServiceKey)
 }
 
 func fakeVS(proto uint16, addrPort string) ipvstest.FakeVSKey {
@@ -162,6 +169,17 @@ func TestGracefulTermination(t *testing.T) {
 		t.Fatal(err)
 	}
 	web := spn("default", "web", "http")
+	// removeBusy brings node-b's endpoint back, gives its real server active connections and removes
+	// the endpoint again, which leaves that real server terminating with those connections.
+	removeBusy := func(active int) {
+		snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.3", 8080, "node-b")}
+		mustSync(t, p, incremental(snap, web.ServiceKey))
+		if err := k.ipvs.SetConnections(vs, old, active, 0); err != nil {
+			t.Fatal(err)
+		}
+		snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName)}
+		mustSync(t, p, incremental(snap, web.ServiceKey))
+	}
 	// The endpoint starts terminating (still serving): with a ready one left it is no longer chosen.
 	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName), terminating("10.244.2.3", 8080, "node-b")}
 	mustSync(t, p, incremental(snap, web.ServiceKey))
@@ -184,13 +202,7 @@ func TestGracefulTermination(t *testing.T) {
 	}
 
 	// A real server whose connections never end is deleted after the grace period.
-	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.3", 8080, "node-b")}
-	mustSync(t, p, incremental(snap, web.ServiceKey))
-	if err := k.ipvs.SetConnections(vs, old, 5, 0); err != nil {
-		t.Fatal(err)
-	}
-	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName)}
-	mustSync(t, p, incremental(snap, web.ServiceKey))
+	removeBusy(5)
 	k.now = k.now.Add(testOptions().GracePeriod - time.Second)
 	mustSync(t, p, incremental(snap))
 	if got := destsOf(t, k, vs); got[old.String()] != 0 || len(got) != 2 {
@@ -203,13 +215,7 @@ func TestGracefulTermination(t *testing.T) {
 	}
 
 	// A terminating real server that comes back before it drained gets weight 1 again.
-	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.3", 8080, "node-b")}
-	mustSync(t, p, incremental(snap, web.ServiceKey))
-	if err := k.ipvs.SetConnections(vs, old, 1, 0); err != nil {
-		t.Fatal(err)
-	}
-	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName)}
-	mustSync(t, p, incremental(snap, web.ServiceKey))
+	removeBusy(1)
 	snap.Endpoints[web] = []model.Endpoint{ready("10.244.1.2", 8080, nodeName), ready("10.244.2.3", 8080, "node-b")}
 	mustSync(t, p, incremental(snap, web.ServiceKey))
 	if got := destsOf(t, k, vs); got[old.String()] != 1 || p.TerminatingRealServers() != 0 {
@@ -249,9 +255,7 @@ func TestUDPRealServerDeletedAtOnce(t *testing.T) {
 func TestServiceRemovedAndAdded(t *testing.T) {
 	k, p, snap := syncedFixture(t)
 	legacy := spn("shop", "legacy", "")
-	delete(snap.Services, legacy)
-	delete(snap.Endpoints, legacy)
-	st := mustSync(t, p, incremental(snap, legacy.ServiceKey))
+	st := mustSync(t, p, removePort(snap, legacy))
 	for _, v := range []string{"10.96.1.40:80", "192.0.2.50:80"} {
 		if _, ok := k.ipvs.Services[fakeVS(unix.IPPROTO_TCP, v)]; ok {
 			t.Errorf("virtual server %s of the deleted service remains", v)
@@ -446,9 +450,7 @@ func TestConflictingVirtualServers(t *testing.T) {
 	if got := destsOf(t, k, ext); len(got) != 1 || got["10.244.3.50:80"] != 1 {
 		t.Errorf("contested virtual server: %v; want aaa/clash's real server", got)
 	}
-	delete(snap.Services, a.Name)
-	delete(snap.Endpoints, a.Name)
-	mustSync(t, p, incremental(snap, a.Name.ServiceKey))
+	mustSync(t, p, removePort(snap, a.Name))
 	// shop/legacy (eTP=Local, no local endpoints) takes over: no real servers.
 	if got := destsOf(t, k, ext); len(got) != 0 {
 		t.Errorf("after the winner left: %v; want shop/legacy's (none)", got)
@@ -528,25 +530,16 @@ func TestIPv6Family(t *testing.T) {
 	}
 }
 
-func gauge(t *testing.T, g prometheus.Gauge) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := g.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetGauge().GetValue()
-}
-
 func TestMetrics(t *testing.T) {
 	k, _, _ := syncedFixture(t)
 	// shop/legacy has eTP=Local and no endpoint on this node; shop/front and monitoring/agent have one.
-	if got := gauge(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external")); got != 1 {
+	if got := metricstest.Value(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external")); got != 1 {
 		t.Errorf("no-local-endpoints (external) = %v, want 1", got)
 	}
-	if got := gauge(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal")); got != 0 {
+	if got := metricstest.Value(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal")); got != 0 {
 		t.Errorf("no-local-endpoints (internal) = %v, want 0", got)
 	}
-	nat, filter := gauge(t, metrics.IptablesRulesTotal.WithLabelValues("nat")), gauge(t, metrics.IptablesRulesTotal.WithLabelValues("filter"))
+	nat, filter := metricstest.Value(t, metrics.IptablesRulesTotal.WithLabelValues("nat")), metricstest.Value(t, metrics.IptablesRulesTotal.WithLabelValues("filter"))
 	if int(nat+filter) != k.iptables.RuleCount() {
 		t.Errorf("iptables rule metrics nat=%v filter=%v, the fake holds %d", nat, filter, k.iptables.RuleCount())
 	}
@@ -555,9 +548,7 @@ func TestMetrics(t *testing.T) {
 func TestPortRemovedFromService(t *testing.T) {
 	k, p, snap := syncedFixture(t)
 	https := spn("default", "web", "https")
-	delete(snap.Services, https)
-	delete(snap.Endpoints, https)
-	st := mustSync(t, p, incremental(snap, https.ServiceKey))
+	st := mustSync(t, p, removePort(snap, https))
 	if _, ok := k.ipvs.Services[fakeVS(unix.IPPROTO_TCP, "10.96.0.10:443")]; ok {
 		t.Errorf("virtual server of the removed port remains")
 	}

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	mobyipvs "github.com/moby/ipvs"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
@@ -19,16 +18,7 @@ func realProxier(b *testing.B) *Proxier {
 	b.Helper()
 	node := netnstest.New(b, "bench")
 	netnstest.Veth(b, node, "eth0", "192.168.50.10/24", netnstest.New(b, "peer"), "eth0", "192.168.50.2/24")
-	nsh, err := node.Handle()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { nsh.Close() })
-	nl, err := netlink.NewHandleAt(nsh, unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nl.Close)
+	nl := node.Netlink(b, unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
 	h, err := mobyipvs.New(filepath.Join("/run/netns", node.Name))
 	if err != nil {
 		b.Fatal(err)

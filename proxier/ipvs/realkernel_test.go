@@ -16,10 +16,10 @@ import (
 	"time"
 
 	mobyipvs "github.com/moby/ipvs"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/model"
@@ -50,11 +50,7 @@ func requireIPVSKernelTB(t testing.TB) {
 // nsIptables programs the iptables (whichever variant plain "iptables" is) of a test namespace.
 func nsIptables(t testing.TB, ns *netnstest.NS) *utiliptables.Exec {
 	t.Helper()
-	ipt, err := utiliptables.NewExec(model.IPv4, utiliptables.VariantDefault, "ip", "netns", "exec", ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ipt
+	return iptablestest.ExecIn(t, ns, model.IPv4, utiliptables.VariantDefault)
 }
 
 // nsSysctl reads and writes /proc/sys/net from a thread inside the namespace, which is what the
@@ -80,61 +76,22 @@ type backend struct {
 
 func startBackend(t *testing.T, b *backend, tcpPorts, udpPorts []int) {
 	t.Helper()
-	err := b.ns.Do(func() error {
-		for _, p := range tcpPorts {
-			l, err := net.Listen("tcp4", fmt.Sprintf("%s:%d", b.ip, p))
-			if err != nil {
-				return err
-			}
-			t.Cleanup(func() { l.Close() })
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-						fmt.Fprintf(c, "%s %s\n", b.name, src.Addr())
-						io.Copy(c, c) // echo until the client closes
-					}()
-				}
-			}()
-		}
-		for _, p := range udpPorts {
-			pc, err := net.ListenPacket("udp4", fmt.Sprintf("%s:%d", b.ip, p))
-			if err != nil {
-				return err
-			}
-			t.Cleanup(func() { pc.Close() })
-			go func() {
-				buf := make([]byte, 1500)
-				for {
-					_, from, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					pc.WriteTo([]byte(b.name), from)
-				}
-			}()
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("start backend %s: %v", b.name, err)
+	for _, p := range tcpPorts {
+		b.ns.ServeTCP(t, "tcp4", fmt.Sprintf("%s:%d", b.ip, p), func(c net.Conn) {
+			src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+			fmt.Fprintf(c, "%s %s\n", b.name, src.Addr())
+			io.Copy(c, c) // echo until the client closes
+		})
+	}
+	for _, p := range udpPorts {
+		b.ns.ServeUDP(t, "udp4", fmt.Sprintf("%s:%d", b.ip, p), func(net.Addr) []byte { return []byte(b.name) })
 	}
 }
 
 // dialTCP connects from inside ns and returns the connection and the backend's greeting.
 func dialTCP(t *testing.T, ns *netnstest.NS, addr string) (net.Conn, *bufio.Reader, string) {
 	t.Helper()
-	var c net.Conn
-	err := ns.Do(func() error {
-		var err error
-		c, err = net.DialTimeout("tcp4", addr, 5*time.Second)
-		return err
-	})
+	c, err := ns.Dial("tcp4", addr, 5*time.Second)
 	if err != nil {
 		t.Fatalf("connect to %s from %s: %v", addr, ns.Name, err)
 	}
@@ -169,31 +126,24 @@ func askTCPSource(t *testing.T, ns *netnstest.NS, addr string) (string, netip.Ad
 
 func askUDP(t *testing.T, ns *netnstest.NS, addr string) string {
 	t.Helper()
-	var reply string
-	err := ns.Do(func() error {
-		c, err := net.Dial("udp4", addr)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		buf := make([]byte, 100)
-		for try := 0; try < 5; try++ {
-			c.SetDeadline(time.Now().Add(2 * time.Second))
-			if _, err := c.Write([]byte("hi")); err != nil {
-				return err
-			}
-			n, err := c.Read(buf)
-			if err == nil {
-				reply = string(buf[:n])
-				return nil
-			}
-		}
-		return fmt.Errorf("no UDP answer from %s", addr)
-	})
+	c, err := ns.Dial("udp4", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return reply
+	defer c.Close()
+	buf := make([]byte, 100)
+	for try := 0; try < 5; try++ {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		n, err := c.Read(buf)
+		if err == nil {
+			return string(buf[:n])
+		}
+	}
+	t.Fatalf("no UDP answer from %s", addr)
+	return ""
 }
 
 // procRealServer is one real server line of /proc/net/ip_vs.
@@ -261,16 +211,7 @@ func TestRealKernel(t *testing.T) {
 		startBackend(t, b, []int{8080, 9090}, []int{5353})
 	}
 
-	nsh, err := node.Handle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsh.Close()
-	nl, err := netlink.NewHandleAt(nsh, unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
+	nl := node.Netlink(t, unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
 	ipvsh, err := mobyipvs.New(filepath.Join("/run/netns", node.Name))
 	if err != nil {
 		t.Fatal(err)

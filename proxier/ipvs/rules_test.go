@@ -66,14 +66,7 @@ func TestRulesBehaviour(t *testing.T) {
 		{"external IP, eTP=Local: source kept", pkt("tcp", "8.8.8.8", "192.0.2.50", 80, "eth0"), tracer.Accept, false},
 		{"node address on a port no service uses: untouched", pkt("tcp", "8.8.8.8", "192.168.50.10", 22, "eth0"), tracer.Accept, false},
 	} {
-		res, err := tr.Trace(c.p)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		o, err := res.Only()
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
+		res, o := traceOnly(t, tr, c.name, c.p)
 		// A packet delivered locally from outside never reaches POSTROUTING in the tracer, so the
 		// masquerade mark stands for the SNAT that POSTROUTING applies after IPVS forwards it; a
 		// locally generated one walks POSTROUTING and is masqueraded there.
@@ -99,14 +92,7 @@ func TestRulesBehaviour(t *testing.T) {
 		{"a local endpoint scheduled to another endpoint keeps its source",
 			tracer.Packet{Local: true, Src: ip("10.244.1.2"), Dst: ip("10.244.2.3"), Proto: "tcp", SrcPort: 40000, DstPort: 8080}, false},
 	} {
-		res, err := tr.Trace(c.p)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		o, err := res.Only()
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
+		res, o := traceOnly(t, tr, c.name, c.p)
 		if o.Verdict != tracer.Accept || o.Masqueraded != c.snat || o.Mark&masq != 0 {
 			t.Errorf("%s: %s masqueraded=%v mark %#x; want ACCEPT masqueraded=%v mark clear\n%s", c.name, o.Verdict, o.Masqueraded, o.Mark, c.snat, res)
 		}
@@ -125,4 +111,19 @@ func TestRulesBehaviour(t *testing.T) {
 		t.Errorf("iptables rules: %d for one service, %d for the fixture; want equal", k2.iptables.RuleCount(), rules)
 	}
 	t.Logf("IPVS mode owns %d iptables rules whatever the number of services", rules)
+}
+
+// traceOnly traces p and returns the trace with its one outcome, failing the test (named by what)
+// when the tracer cannot follow the packet or it ends in more than one outcome.
+func traceOnly(t *testing.T, tr *tracer.Tracer, what string, p tracer.Packet) (*tracer.Result, tracer.Outcome) {
+	t.Helper()
+	res, err := tr.Trace(p)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	o, err := res.Only()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return res, o
 }

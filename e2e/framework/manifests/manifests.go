@@ -22,6 +22,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+	sigsyaml "sigs.k8s.io/yaml"
 )
 
 // Overlays are the variants under deploy/overlays, each a complete deployment.
@@ -51,6 +52,21 @@ func RepoRoot() (string, error) {
 			return "", fmt.Errorf("no deploy/base/kustomization.yaml above %s", dir)
 		}
 	}
+}
+
+// KubeadmConfigMap reads the kube-proxy ConfigMap as kubeadm writes it
+// (cmd/switchyard/testdata/kubeadm-kube-proxy-configmap.yaml), the one the migration guide starts from.
+func KubeadmConfigMap(repo string) (*v1.ConfigMap, error) {
+	path := filepath.Join(repo, "cmd", "switchyard", "testdata", "kubeadm-kube-proxy-configmap.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var cm v1.ConfigMap
+	if err := sigsyaml.UnmarshalStrict(data, &cm); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &cm, nil
 }
 
 // BuildOverlay renders deploy/overlays/<overlay> with the kustomize library that `kubectl kustomize`

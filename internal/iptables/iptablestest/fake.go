@@ -1,5 +1,6 @@
 // Package iptablestest provides the stateful fake of internal/iptables' Interface, for the tests
-// of everything that programs iptables.
+// of everything that programs iptables, and real Execs bound to throwaway namespaces for the
+// privileged ones.
 package iptablestest
 
 import (

@@ -34,25 +34,28 @@ var (
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
+// load reads a file under testdata and parses it, failing the test on either error.
+func load[T any](t *testing.T, name string, parse func(string) (T, error)) T {
+	t.Helper()
+	text, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := parse(string(text))
+	if err != nil {
+		t.Fatalf("parse %s: %v", name, err)
+	}
+	return v
+}
+
+// loadRules parses the hand-written dump testdata/node.rules.
+func loadRules(t *testing.T) *tracer.Ruleset { return load(t, "node.rules", tracer.Parse) }
+
+// loadTracer is a tracer over the hand-written dump and ipsets, on a node like the one they were
+// written for.
 func loadTracer(t *testing.T) *tracer.Tracer {
 	t.Helper()
-	rules, err := os.ReadFile("testdata/node.rules")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := tracer.Parse(string(rules))
-	if err != nil {
-		t.Fatalf("parse: %v", err)
-	}
-	sets, err := os.ReadFile("testdata/node.ipsets")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := tracer.ParseIPSetSave(string(sets))
-	if err != nil {
-		t.Fatalf("parse ipsets: %v", err)
-	}
-	return tracer.New(rs, nodeBoth, st)
+	return tracer.New(loadRules(t), nodeBoth, load(t, "node.ipsets", tracer.ParseIPSetSave))
 }
 
 func trace(t *testing.T, tr *tracer.Tracer, p tracer.Packet) *tracer.Result {
@@ -83,6 +86,18 @@ func only(t *testing.T, res *tracer.Result) tracer.Outcome {
 func tcp(src, dst string, dport uint16, in string) tracer.Packet {
 	return tracer.Packet{Src: addr(src), Dst: addr(dst), Proto: "tcp", SrcPort: 40000, DstPort: dport, InIface: in}
 }
+
+// assertEach fails the test, saying what was expected, at the first outcome of res that ok rejects.
+func assertEach(t *testing.T, res *tracer.Result, what string, ok func(tracer.Outcome) bool) {
+	t.Helper()
+	for _, o := range res.Outcomes {
+		if !ok(o) {
+			t.Fatalf("%s: %s", what, o)
+		}
+	}
+}
+
+func masqueraded(o tracer.Outcome) bool { return o.Masqueraded }
 
 // assertEven checks the accepted destinations are exactly want, each equally likely.
 func assertEven(t *testing.T, res *tracer.Result, want ...netip.AddrPort) {
@@ -167,11 +182,7 @@ func TestOffClusterSourceToClusterIPIsMasqueraded(t *testing.T) {
 	tr := loadTracer(t)
 	res := trace(t, tr, tcp("192.168.50.99", "10.96.0.10", 80, "eth0"))
 	assertEven(t, res, ep1, ep2, ep3)
-	for _, o := range res.Outcomes {
-		if !o.Masqueraded || o.Mark != 0 {
-			t.Fatalf("off-cluster to ClusterIP: %s", o)
-		}
-	}
+	assertEach(t, res, "off-cluster to ClusterIP", func(o tracer.Outcome) bool { return o.Masqueraded && o.Mark == 0 })
 }
 
 func TestLocalProcessToClusterIP(t *testing.T) {
@@ -180,22 +191,16 @@ func TestLocalProcessToClusterIP(t *testing.T) {
 	p.Local = true
 	res := trace(t, tr, p)
 	assertEven(t, res, ep1, ep2, ep3)
-	for _, o := range res.Outcomes {
-		if !o.Masqueraded || o.Delivery != "output" || o.Hooks[0] != "mangle/OUTPUT" {
-			t.Fatalf("local to ClusterIP: %s", o)
-		}
-	}
+	assertEach(t, res, "local to ClusterIP", func(o tracer.Outcome) bool {
+		return o.Masqueraded && o.Delivery == "output" && o.Hooks[0] == "mangle/OUTPUT"
+	})
 }
 
 func TestNodePortCluster(t *testing.T) {
 	tr := loadTracer(t)
 	res := trace(t, tr, tcp("8.8.8.8", "192.168.50.10", 30080, "eth0"))
 	assertEven(t, res, ep1, ep2, ep3)
-	for _, o := range res.Outcomes {
-		if !o.Masqueraded {
-			t.Fatalf("external to NodePort not masqueraded: %s", o)
-		}
-	}
+	assertEach(t, res, "external to NodePort not masqueraded", masqueraded)
 }
 
 func TestNodePortLocalPolicy(t *testing.T) {
@@ -211,11 +216,7 @@ func TestNodePortLocalPolicy(t *testing.T) {
 	p.Local = true
 	res = trace(t, tr, p)
 	assertEven(t, res, ep1, ep2, ep3)
-	for _, o := range res.Outcomes {
-		if !o.Masqueraded {
-			t.Fatalf("local to eTP=Local NodePort: %s", o)
-		}
-	}
+	assertEach(t, res, "local to eTP=Local NodePort", masqueraded)
 }
 
 func TestNoLocalEndpointsDrops(t *testing.T) {
@@ -438,24 +439,16 @@ func TestErrorNamesTheRule(t *testing.T) {
 }
 
 func TestMissingSetIsATraceError(t *testing.T) {
-	rules, _ := os.ReadFile("testdata/node.rules")
-	rs, err := tracer.Parse(string(rules))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := loadRules(t)
 	tr := tracer.New(rs, nodeBoth, tracer.NewSets())
-	_, err = tr.Trace(tracer.Packet{Src: addr("8.8.8.8"), Dst: nodeIP, Proto: "udp", SrcPort: 1, DstPort: 53, InIface: "eth0"})
+	_, err := tr.Trace(tracer.Packet{Src: addr("8.8.8.8"), Dst: nodeIP, Proto: "udp", SrcPort: 1, DstPort: 53, InIface: "eth0"})
 	if err == nil || !strings.Contains(err.Error(), "TEST-DNS-CLIENTS does not exist") || !strings.Contains(err.Error(), "--match-set TEST-DNS-CLIENTS") {
 		t.Fatalf("want an error naming the set and the rule, got %v", err)
 	}
 }
 
 func TestRestoreNoflush(t *testing.T) {
-	rules, _ := os.ReadFile("testdata/node.rules")
-	rs, err := tracer.Parse(string(rules))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := loadRules(t)
 	// An incremental update as a --noflush restore writes it: the service chain is redeclared
 	// (flushed) and refilled with one endpoint, and the two endpoint chains gone are flushed and
 	// deleted. Built-in chains not mentioned keep their rules.
@@ -481,7 +474,7 @@ COMMIT
 
 	// A restore that fails (deleting a chain still referenced) leaves everything as it was.
 	bad := "*nat\n:KUBE-SEP-A1 - [0:0]\n-X KUBE-SEP-A1\n-A KUBE-SVC-A -j ACCEPT\nCOMMIT\n"
-	err = rs.Restore(bad, true)
+	err := rs.Restore(bad, true)
 	if err == nil || !strings.Contains(err.Error(), "KUBE-SEP-A1") {
 		t.Fatalf("deleting a referenced chain: %v", err)
 	}

@@ -302,24 +302,23 @@ func Names(h Netlink) ([]string, error) {
 
 // Add adds e to set s.
 func Add(h Netlink, s Set, e Entry) error {
-	n, err := ToNetlink(s.Type, e)
-	if err != nil {
-		return fmt.Errorf("ipset %s: %w", s.Name, err)
-	}
-	if err := h.IpsetAdd(s.Name, n); err != nil {
-		return fmt.Errorf("add %s to ipset %s: %w", e, s.Name, err)
-	}
-	return nil
+	return write(h.IpsetAdd, "add %s to ipset %s", s, e)
 }
 
 // Del removes e from set s.
 func Del(h Netlink, s Set, e Entry) error {
+	return write(h.IpsetDel, "delete %s from ipset %s", s, e)
+}
+
+// write converts e to the netlink form for s's type and applies op (IpsetAdd or IpsetDel) to it;
+// failed describes op in an error, with the entry and the set's name.
+func write(op func(setname string, entry *netlink.IPSetEntry) error, failed string, s Set, e Entry) error {
 	n, err := ToNetlink(s.Type, e)
 	if err != nil {
 		return fmt.Errorf("ipset %s: %w", s.Name, err)
 	}
-	if err := h.IpsetDel(s.Name, n); err != nil {
-		return fmt.Errorf("delete %s from ipset %s: %w", e, s.Name, err)
+	if err := op(s.Name, n); err != nil {
+		return fmt.Errorf(failed+": %w", e, s.Name, err)
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
@@ -131,16 +130,7 @@ func TestFakeBehavesLikeKernel(t *testing.T) {
 func TestRealKernelIpset(t *testing.T) {
 	netnstest.Require(t)
 	ns := netnstest.New(t, "ipset")
-	nsh, err := ns.Handle()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsh.Close()
-	h, err := netlink.NewHandleAt(nsh, unix.NETLINK_NETFILTER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := ns.Netlink(t, unix.NETLINK_NETFILTER)
 	if got := exercise(t, h); !reflect.DeepEqual(got, wantMembers) {
 		t.Errorf("members:\n got %v\nwant %v", got, wantMembers)
 	}
