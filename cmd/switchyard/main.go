@@ -8,6 +8,7 @@ import (
 	"errors"
 	goflag "flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -171,7 +172,7 @@ func initOnly(opts *Options, pcfg *podnet.Config) error {
 // explicitly win over the file (kube-proxy instead ignores most flags when given --config; a
 // command line that works there works here). --version and --help stop before the file is read.
 func parseFlags(args []string) (*Options, *podnet.Config, error) {
-	opts, pcfg, err := parseOnto(args, DefaultOptions())
+	opts, pcfg, err := parseOnto(args, DefaultOptions(), os.Stderr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -183,7 +184,8 @@ func parseFlags(args []string) (*Options, *podnet.Config, error) {
 		if fromFile.fileFieldsIgnored, err = loadConfigFile(opts.ConfigFile, fromFile); err != nil {
 			return nil, nil, err
 		}
-		if opts, pcfg, err = parseOnto(args, fromFile); err != nil {
+		// The same command line again: its deprecation notices have been printed already.
+		if opts, pcfg, err = parseOnto(args, fromFile, io.Discard); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -199,9 +201,10 @@ func parseFlags(args []string) (*Options, *podnet.Config, error) {
 	return opts, pcfg, nil
 }
 
-func parseOnto(args []string, opts *Options) (*Options, *podnet.Config, error) {
+func parseOnto(args []string, opts *Options, notices io.Writer) (*Options, *podnet.Config, error) {
 	pcfg := podnet.DefaultConfig()
 	fs := pflag.NewFlagSet("switchyard", pflag.ContinueOnError)
+	fs.SetOutput(notices)
 	fs.SetNormalizeFunc(wordSepNormalize)
 	opts.AddFlags(fs)
 	pcfg.AddFlags(fs)
