@@ -46,10 +46,6 @@ var ignoredSettings = []ignoredSetting{
 		func(o *Options) bool { return o.Logging.JSONSplitStream }},
 	{"log-json-info-buffer-size", "logging.options.json.infoBufferSize", ignoredReason + "Switchyard writes only text logs",
 		func(o *Options) bool { return nonZeroQuantity(o.Logging.JSONInfoBufferSize) }},
-	{"boot-id-file", "", ignoredReason + "kube-proxy's binary carries it from cAdvisor and never reads it",
-		func(o *Options) bool { return o.BootIDFile != DefaultOptions().BootIDFile }},
-	{"machine-id-file", "", ignoredReason + "kube-proxy's binary carries it from cAdvisor and never reads it",
-		func(o *Options) bool { return o.MachineIDFile != DefaultOptions().MachineIDFile }},
 
 	// Semantics a later change implements.
 	{"iptables-localhost-nodeports", "iptables.localhostNodePorts", notImplemented + "NodePorts are not reachable on 127.0.0.1 (route_localnet stays off)",

@@ -105,7 +105,6 @@ func TestKubeProxyHelpFlagsParse(t *testing.T) {
 	}
 	want := []string{"--bind-address", "--bind-address-hard-fail", "--feature-gates", "--show-hidden-metrics-for-version", "--version",
 		"--log-text-split-stream", "--log-text-info-buffer-size", "--log-json-split-stream", "--log-json-info-buffer-size",
-		"--boot-id-file", "--machine-id-file",
 		"--iptables-localhost-nodeports", "--pod-bridge-interface", "--pod-interface-name-prefix",
 		"--conntrack-max-per-core", "--conntrack-min", "--conntrack-tcp-timeout-established", "--conntrack-tcp-timeout-close-wait",
 		"--conntrack-tcp-be-liberal", "--conntrack-udp-timeout", "--conntrack-udp-timeout-stream"}

@@ -64,8 +64,6 @@ type Options struct {
 	PodBridgeInterface          string
 	PodInterfaceNamePrefix      string
 	Conntrack                   ConntrackOptions
-	BootIDFile                  string
-	MachineIDFile               string
 
 	// fileFieldsIgnored are the --config file's fields that map onto none of the above.
 	fileFieldsIgnored []string
@@ -131,8 +129,6 @@ func DefaultOptions() *Options {
 		LocalhostNodePorts: true,
 		Conntrack: ConntrackOptions{MaxPerCore: 32 * 1024, Min: 128 * 1024,
 			TCPEstablishedTimeout: 24 * time.Hour, TCPCloseWaitTimeout: time.Hour},
-		BootIDFile:    "/proc/sys/kernel/random/boot_id",
-		MachineIDFile: "/etc/machine-id,/var/lib/dbus/machine-id",
 	}
 }
 
@@ -197,8 +193,6 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Conntrack.TCPBeLiberal, "conntrack-tcp-be-liberal", o.Conntrack.TCPBeLiberal, "Set nf_conntrack_tcp_be_liberal to 1; accepted, not yet implemented.")
 	fs.DurationVar(&o.Conntrack.UDPTimeout, "conntrack-udp-timeout", o.Conntrack.UDPTimeout, "Idle timeout for UNREPLIED UDP connections (0 to leave as-is); accepted, not yet implemented.")
 	fs.DurationVar(&o.Conntrack.UDPStreamTimeout, "conntrack-udp-timeout-stream", o.Conntrack.UDPStreamTimeout, "Idle timeout for ASSURED UDP connections (0 to leave as-is); accepted, not yet implemented.")
-	fs.StringVar(&o.BootIDFile, "boot-id-file", o.BootIDFile, "A flag kube-proxy's binary carries from cAdvisor and never reads; accepted and ignored.")
-	fs.StringVar(&o.MachineIDFile, "machine-id-file", o.MachineIDFile, "A flag kube-proxy's binary carries from cAdvisor and never reads; accepted and ignored.")
 }
 
 // NodeName is the node this proxy serves: --hostname-override, else the lowercased hostname.
