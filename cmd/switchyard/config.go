@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
@@ -10,7 +11,10 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kpconfig "k8s.io/kube-proxy/config/v1alpha1"
+	"k8s.io/utils/ptr"
 	sigsyaml "sigs.k8s.io/yaml"
 )
 
@@ -19,42 +23,53 @@ const (
 	configKind       = "KubeProxyConfiguration"
 )
 
-// honouredFields are the KubeProxyConfiguration fields Switchyard applies (JSON paths). Every other
-// field that a file sets to a non-default value is reported once at start-up as ignored, so an
-// operator reusing kube-proxy's ConfigMap sees exactly what does not carry over.
-var honouredFields = map[string]bool{
+// mappedFields are the KubeProxyConfiguration fields (JSON paths; a path covers what is under it)
+// that map onto Options, as kube-proxy's flags map onto them; Options.IgnoredSettings says which of
+// those Switchyard does not act on. Every other field that a file sets to a non-zero value is
+// listed at start-up as ignored, so an operator reusing kube-proxy's ConfigMap sees exactly what
+// does not carry over.
+var mappedFields = map[string]bool{
 	"apiVersion": true, "kind": true,
-	"clientConnection.kubeconfig": true,
-	"hostnameOverride":            true,
-	"healthzBindAddress":          true,
-	"metricsBindAddress":          true,
-	"enableProfiling":             true,
-	"mode":                        true,
-	"clusterCIDR":                 true,
-	"detectLocalMode":             true,
-	"nodePortAddresses":           true,
-	"iptables.masqueradeAll":      true,
-	"iptables.masqueradeBit":      true,
-	"iptables.syncPeriod":         true,
-	"iptables.minSyncPeriod":      true,
-	"ipvs.syncPeriod":             true,
-	"ipvs.minSyncPeriod":          true,
-	"ipvs.scheduler":              true,
-	"ipvs.excludeCIDRs":           true,
-	"ipvs.strictARP":              true,
-	"ipvs.tcpTimeout":             true,
-	"ipvs.tcpFinTimeout":          true,
-	"ipvs.udpTimeout":             true,
-}
-
-// inertValues are values of fields Switchyard does not use that nonetheless change nothing: kubeadm
-// writes them, and listing them as ignored would only be noise.
-var inertValues = map[string]string{
-	"bindAddress": "0.0.0.0", // kube-proxy's default; Switchyard serves nothing on it
+	"clientConnection.kubeconfig":  true,
+	"clientConnection.qps":         true,
+	"clientConnection.burst":       true,
+	"clientConnection.contentType": true,
+	"configSyncPeriod":             true,
+	"hostnameOverride":             true,
+	"bindAddress":                  true,
+	"bindAddressHardFail":          true,
+	"healthzBindAddress":           true,
+	"metricsBindAddress":           true,
+	"enableProfiling":              true,
+	"showHiddenMetricsForVersion":  true,
+	"featureGates":                 true,
+	"oomScoreAdj":                  true,
+	"mode":                         true,
+	"clusterCIDR":                  true,
+	"detectLocalMode":              true,
+	"detectLocal":                  true,
+	"nodePortAddresses":            true,
+	"conntrack":                    true,
+	"logging.format":               true,
+	"logging.flushFrequency":       true,
+	"logging.options":              true,
+	"iptables.masqueradeAll":       true,
+	"iptables.masqueradeBit":       true,
+	"iptables.syncPeriod":          true,
+	"iptables.minSyncPeriod":       true,
+	"iptables.localhostNodePorts":  true,
+	"ipvs.syncPeriod":              true,
+	"ipvs.minSyncPeriod":           true,
+	"ipvs.scheduler":               true,
+	"ipvs.excludeCIDRs":            true,
+	"ipvs.strictARP":               true,
+	"ipvs.tcpTimeout":              true,
+	"ipvs.tcpFinTimeout":           true,
+	"ipvs.udpTimeout":              true,
 }
 
 // loadConfigFile applies the KubeProxyConfiguration in path onto o and returns the fields it set
-// but Switchyard ignores. Zero values mean "kube-proxy's default", exactly as kube-proxy's own
+// that map onto no Options field. Zero values mean "kube-proxy's default", exactly as kube-proxy's own
 // defaulting treats them, so a kubeadm-written file with its many empty fields changes nothing it
 // does not mean to. A malformed file is an error naming the line and the reason.
 func loadConfigFile(path string, o *Options) (ignored []string, err error) {
@@ -112,6 +127,72 @@ func applyConfig(c *kpconfig.KubeProxyConfiguration, o *Options) {
 	setDuration(&o.IPVS.TCPTimeout, c.IPVS.TCPTimeout.Duration)
 	setDuration(&o.IPVS.TCPFinTimeout, c.IPVS.TCPFinTimeout.Duration)
 	setDuration(&o.IPVS.UDPTimeout, c.IPVS.UDPTimeout.Duration)
+
+	if c.ClientConnection.QPS != 0 {
+		o.KubeAPIQPS = c.ClientConnection.QPS
+	}
+	if c.ClientConnection.Burst != 0 {
+		o.KubeAPIBurst = c.ClientConnection.Burst
+	}
+	setString(&o.KubeAPIContentType, c.ClientConnection.ContentType)
+	setDuration(&o.ConfigSyncPeriod, c.ConfigSyncPeriod.Duration)
+	if c.OOMScoreAdj != nil {
+		o.OOMScoreAdj = *c.OOMScoreAdj
+	}
+	setString(&o.Logging.Format, c.Logging.Format)
+	setDuration(&o.Logging.FlushFrequency, c.Logging.FlushFrequency.Duration.Duration)
+	applyLoggingOptions(c, o)
+	setString(&o.BindAddress, c.BindAddress)
+	if c.BindAddressHardFail {
+		o.BindAddressHardFail = true
+	}
+	if len(c.FeatureGates) > 0 {
+		o.FeatureGates = maps.Clone(c.FeatureGates)
+	}
+	setString(&o.ShowHiddenMetricsForVersion, c.ShowHiddenMetricsForVersion)
+	if c.IPTables.LocalhostNodePorts != nil {
+		o.LocalhostNodePorts = *c.IPTables.LocalhostNodePorts
+	}
+	setString(&o.PodBridgeInterface, c.DetectLocal.BridgeInterface)
+	setString(&o.PodInterfaceNamePrefix, c.DetectLocal.InterfaceNamePrefix)
+	applyConntrack(&c.Conntrack, &o.Conntrack)
+}
+
+// applyConntrack: nil pointers are kube-proxy's defaults; a set pointer to 0 means "leave as is".
+func applyConntrack(c *kpconfig.KubeProxyConntrackConfiguration, o *ConntrackOptions) {
+	if c.MaxPerCore != nil {
+		o.MaxPerCore = *c.MaxPerCore
+	}
+	if c.Min != nil {
+		o.Min = *c.Min
+	}
+	if c.TCPEstablishedTimeout != nil {
+		o.TCPEstablishedTimeout = c.TCPEstablishedTimeout.Duration
+	}
+	if c.TCPCloseWaitTimeout != nil {
+		o.TCPCloseWaitTimeout = c.TCPCloseWaitTimeout.Duration
+	}
+	if c.TCPBeLiberal {
+		o.TCPBeLiberal = true
+	}
+	setDuration(&o.UDPTimeout, c.UDPTimeout.Duration)
+	setDuration(&o.UDPStreamTimeout, c.UDPStreamTimeout.Duration)
+}
+
+func applyLoggingOptions(c *kpconfig.KubeProxyConfiguration, o *Options) {
+	text, json := &c.Logging.Options.Text, &c.Logging.Options.JSON
+	if text.SplitStream {
+		o.Logging.TextSplitStream = true
+	}
+	if !text.InfoBufferSize.IsZero() {
+		o.Logging.TextInfoBufferSize = text.InfoBufferSize.String()
+	}
+	if json.SplitStream {
+		o.Logging.JSONSplitStream = true
+	}
+	if !json.InfoBufferSize.IsZero() {
+		o.Logging.JSONInfoBufferSize = json.InfoBufferSize.String()
+	}
 }
 
 func setString(dst *string, v string) {
@@ -126,12 +207,13 @@ func setDuration(dst *time.Duration, v time.Duration) {
 	}
 }
 
-// ignoredFields lists, by JSON path, every field of c that holds a non-zero value and is not honoured.
+// ignoredFields lists, by JSON path, every field of c that holds a non-zero value and maps onto no
+// Options field.
 func ignoredFields(c *kpconfig.KubeProxyConfiguration) []string {
 	var out []string
 	var walk func(v reflect.Value, path string)
 	walk = func(v reflect.Value, path string) {
-		if honouredFields[path] {
+		if mappedFields[path] {
 			return
 		}
 		if v.Kind() == reflect.Struct && v.Type().String() != "v1.Duration" {
@@ -149,7 +231,7 @@ func ignoredFields(c *kpconfig.KubeProxyConfiguration) []string {
 			}
 			return
 		}
-		if !v.IsZero() && !(v.Kind() == reflect.String && inertValues[path] == v.String()) {
+		if !v.IsZero() {
 			out = append(out, path)
 		}
 	}
@@ -252,7 +334,40 @@ func effectiveConfig(o *Options) *kpconfig.KubeProxyConfiguration {
 	c.IPVS.TCPTimeout.Duration = o.IPVS.TCPTimeout
 	c.IPVS.TCPFinTimeout.Duration = o.IPVS.TCPFinTimeout
 	c.IPVS.UDPTimeout.Duration = o.IPVS.UDPTimeout
+
+	c.ClientConnection.QPS = o.KubeAPIQPS
+	c.ClientConnection.Burst = o.KubeAPIBurst
+	c.ClientConnection.ContentType = o.KubeAPIContentType
+	c.ConfigSyncPeriod.Duration = o.ConfigSyncPeriod
+	c.OOMScoreAdj = ptr.To(o.OOMScoreAdj)
+	c.Logging.Format = o.Logging.Format
+	c.Logging.FlushFrequency.Duration.Duration = o.Logging.FlushFrequency
+	c.Logging.FlushFrequency.SerializeAsString = true
+	c.Logging.Options.Text.SplitStream = o.Logging.TextSplitStream
+	c.Logging.Options.Text.InfoBufferSize.Quantity = quantity(o.Logging.TextInfoBufferSize)
+	c.Logging.Options.JSON.SplitStream = o.Logging.JSONSplitStream
+	c.Logging.Options.JSON.InfoBufferSize.Quantity = quantity(o.Logging.JSONInfoBufferSize)
+	c.BindAddress = o.BindAddress
+	c.BindAddressHardFail = o.BindAddressHardFail
+	c.FeatureGates = o.FeatureGates
+	c.ShowHiddenMetricsForVersion = o.ShowHiddenMetricsForVersion
+	c.IPTables.LocalhostNodePorts = ptr.To(o.LocalhostNodePorts)
+	c.DetectLocal.BridgeInterface = o.PodBridgeInterface
+	c.DetectLocal.InterfaceNamePrefix = o.PodInterfaceNamePrefix
+	ct := &c.Conntrack
+	ct.MaxPerCore, ct.Min = ptr.To(o.Conntrack.MaxPerCore), ptr.To(o.Conntrack.Min)
+	ct.TCPEstablishedTimeout = &metav1.Duration{Duration: o.Conntrack.TCPEstablishedTimeout}
+	ct.TCPCloseWaitTimeout = &metav1.Duration{Duration: o.Conntrack.TCPCloseWaitTimeout}
+	ct.TCPBeLiberal = o.Conntrack.TCPBeLiberal
+	ct.UDPTimeout.Duration = o.Conntrack.UDPTimeout
+	ct.UDPStreamTimeout.Duration = o.Conntrack.UDPStreamTimeout
 	return c
+}
+
+// quantity parses a quantity the flag has already checked; "" is zero.
+func quantity(s string) resource.Quantity {
+	q, _ := resource.ParseQuantity(s)
+	return q
 }
 
 func writeConfig(o *Options, path string) error {

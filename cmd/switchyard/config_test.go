@@ -87,24 +87,34 @@ ipvs:
 	}
 }
 
+// TestIgnoredFieldsAreListed: of a file's fields, those Switchyard honours are applied, and the
+// start-up warning lists the rest whose value asks for something: fields of kube-proxy's flags
+// that Switchyard does not act on, by flag, and fields without a flag, by path.
 func TestIgnoredFieldsAreListed(t *testing.T) {
 	path := writeFile(t, `apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
-oomScoreAdj: -999
+oomScoreAdj: -500
+configSyncPeriod: 5m
 conntrack:
   maxPerCore: 32768
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
 iptables:
   localhostNodePorts: true
 featureGates:
   SomeGate: true
+portRange: 30000-32767
 `)
-	ignored, err := loadConfigFile(path, DefaultOptions())
+	opts, _, err := parseFlags([]string{"--config=" + path})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"conntrack.maxPerCore", "featureGates", "iptables.localhostNodePorts", "oomScoreAdj"}
-	if !reflect.DeepEqual(ignored, want) {
-		t.Fatalf("ignored = %v, want %v", ignored, want)
+	if opts.OOMScoreAdj != -500 || opts.ConfigSyncPeriod != 5*time.Minute {
+		t.Errorf("honoured fields not applied: %+v", opts)
+	}
+	want := []string{"--conntrack-max-per-core", "--conntrack-min", "--feature-gates", "--iptables-localhost-nodeports", "portRange"}
+	if got := settingNames(opts.IgnoredSettings()); !reflect.DeepEqual(got, want) {
+		t.Fatalf("ignored = %v, want %v", got, want)
 	}
 }
 
@@ -129,21 +139,33 @@ func TestMalformedConfigNamesLineAndReason(t *testing.T) {
 }
 
 func TestWriteConfigRoundTrips(t *testing.T) {
-	opts, _, err := parseFlags([]string{"--proxy-mode=ipvs", "--cluster-cidr=10.244.0.0/16", "--ipvs-scheduler=wlc", "--masquerade-all"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "effective.yaml")
-	if err := writeConfig(opts, out); err != nil {
-		t.Fatal(err)
-	}
-	back, _, err := parseFlags([]string{"--config=" + out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	back.ConfigFile = ""
-	if !reflect.DeepEqual(back, opts) {
-		t.Fatalf("round trip\n got %+v\nwant %+v", back, opts)
+	for _, args := range [][]string{
+		{"--proxy-mode=ipvs", "--cluster-cidr=10.244.0.0/16", "--ipvs-scheduler=wlc", "--masquerade-all"},
+		// Every setting of kube-proxy's flags has a field, honoured or not.
+		{"--kube-api-qps=20", "--kube-api-burst=40", "--kube-api-content-type=application/json", "--config-sync-period=5m",
+			"--oom-score-adj=-500", "--log-flush-frequency=2s", "--log-text-split-stream", "--log-text-info-buffer-size=1Ki",
+			"--log-json-split-stream", "--log-json-info-buffer-size=2Ki", "--bind-address=10.0.0.1", "--bind-address-hard-fail",
+			"--feature-gates=A=true,B=false", "--show-hidden-metrics-for-version=1.36", "--iptables-localhost-nodeports=false",
+			"--pod-bridge-interface=cni0", "--pod-interface-name-prefix=veth", "--conntrack-max-per-core=0", "--conntrack-min=7",
+			"--conntrack-tcp-timeout-established=0s", "--conntrack-tcp-timeout-close-wait=2h", "--conntrack-tcp-be-liberal",
+			"--conntrack-udp-timeout=30s", "--conntrack-udp-timeout-stream=2m"},
+	} {
+		opts, _, err := parseFlags(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(t.TempDir(), "effective.yaml")
+		if err := writeConfig(opts, out); err != nil {
+			t.Fatal(err)
+		}
+		back, _, err := parseFlags([]string{"--config=" + out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		back.ConfigFile = ""
+		if !reflect.DeepEqual(back, opts) {
+			t.Fatalf("round trip\n got %+v\nwant %+v", back, opts)
+		}
 	}
 }
 
@@ -158,6 +180,15 @@ func TestValidateRejectsBadFlags(t *testing.T) {
 		{"--iptables-variant=xtables"},
 		{"--proxy-mode=ipvs", "--ipvs-scheduler=foo"},
 		{"--proxy-mode=ipvs", "--ipvs-min-sync-period=1m", "--ipvs-sync-period=30s"},
+		{"--logging-format=json"},
+		{"--oom-score-adj=1001"},
+		{"--config-sync-period=0s"},
+		{"--kube-api-burst=-1"},
+		{"--bind-address=not-an-ip"},
+		{"--feature-gates=SomeGate"},
+		{"--conntrack-min=-1"},
+		{"--log-text-info-buffer-size=lots"},
+		{"--version=maybe"},
 	} {
 		if _, _, err := parseFlags(args); err == nil {
 			t.Errorf("%v accepted", args)

@@ -5,8 +5,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	goflag "flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -42,8 +44,18 @@ func run(args []string) error {
 		return runBench(args[1:], os.Stdout, os.Stderr)
 	}
 	opts, pcfg, err := parseFlags(args)
+	if errors.Is(err, pflag.ErrHelp) {
+		return nil // pflag printed the usage
+	}
 	if err != nil {
 		return err
+	}
+	if opts.Version == "true" || opts.Version == "raw" {
+		printVersion(os.Stdout, opts.Version == "raw")
+		return nil
+	}
+	if opts.Logging.FlushFrequency > 0 {
+		klog.StartFlushDaemon(opts.Logging.FlushFrequency)
 	}
 	if opts.WriteConfigTo != "" {
 		return writeConfig(opts, opts.WriteConfigTo)
@@ -54,6 +66,16 @@ func run(args []string) error {
 		}
 		klog.InfoS("Cleanup done")
 		return nil
+	}
+	if ignored := opts.IgnoredSettings(); len(ignored) > 0 {
+		klog.InfoS("WARNING: Switchyard accepts these kube-proxy settings but does not act on them", "settings", ignored)
+	}
+	if opts.InitOnly {
+		return initOnly(opts, pcfg)
+	}
+	// A failure only leaves the kernel's choice of victim as it was: not worth stopping the proxy.
+	if err := applyOOMScoreAdj("/proc/self/oom_score_adj", opts.OOMScoreAdj); err != nil {
+		klog.ErrorS(err, "Could not set the OOM score adjustment; going on without it")
 	}
 	nodeName, err := opts.NodeName()
 	if err != nil {
@@ -90,8 +112,8 @@ func run(args []string) error {
 		}
 	}()
 
-	nodeFactory := informers.NewSharedInformerFactoryWithOptions(client, 15*time.Minute)
-	w, err := watcher.New(client, nodeFactory, watcher.Options{NodeName: nodeName, ResyncPeriod: 15 * time.Minute})
+	nodeFactory := informers.NewSharedInformerFactoryWithOptions(client, opts.ConfigSyncPeriod)
+	w, err := watcher.New(client, nodeFactory, watcher.Options{NodeName: nodeName, ResyncPeriod: opts.ConfigSyncPeriod})
 	if err != nil {
 		return err
 	}
@@ -127,27 +149,47 @@ func run(args []string) error {
 	return nil
 }
 
+// initOnly is --init-only: as kube-proxy's, it does the start-up work that needs full root
+// privileges and exits, so that the proxy itself can then run with CAP_NET_ADMIN only. Here that is
+// building the backend, which removes the other proxy mode's leftovers and, in IPVS mode, checks the
+// kernel modules and sets IPVS's sysctls and timeouts; and installing the CNI plugin and conflist
+// when the pod network is on. It needs no API server.
+func initOnly(opts *Options, pcfg *podnet.Config) error {
+	if _, _, err := newBackend(opts); err != nil {
+		return err
+	}
+	if pcfg.Enabled() {
+		if err := installCNI(pcfg); err != nil {
+			return err
+		}
+	}
+	klog.InfoS("Initialization done", "proxyMode", opts.ProxyMode)
+	return nil
+}
+
 // parseFlags reads the command line over kube-proxy's defaults. With --config, the file is applied
 // over the defaults first and the command line is then parsed again on top, so that flags given
-// explicitly win over the file, as in kube-proxy.
+// explicitly win over the file (kube-proxy instead ignores most flags when given --config; a
+// command line that works there works here). --version and --help stop before the file is read.
 func parseFlags(args []string) (*Options, *podnet.Config, error) {
-	opts, pcfg, err := parseOnto(args, DefaultOptions())
+	opts, pcfg, err := parseOnto(args, DefaultOptions(), os.Stderr)
 	if err != nil {
 		return nil, nil, err
 	}
+	if opts.Version == "true" || opts.Version == "raw" {
+		return opts, pcfg, nil
+	}
 	if opts.ConfigFile != "" {
 		fromFile := DefaultOptions()
-		ignored, err := loadConfigFile(opts.ConfigFile, fromFile)
-		if err != nil {
+		if fromFile.fileFieldsIgnored, err = loadConfigFile(opts.ConfigFile, fromFile); err != nil {
 			return nil, nil, err
 		}
-		if len(ignored) > 0 {
-			klog.InfoS("WARNING: these KubeProxyConfiguration fields are set but Switchyard ignores them", "config", opts.ConfigFile, "fields", ignored)
-		}
-		if opts, pcfg, err = parseOnto(args, fromFile); err != nil {
+		// The same command line again: its deprecation notices have been printed already.
+		if opts, pcfg, err = parseOnto(args, fromFile, io.Discard); err != nil {
 			return nil, nil, err
 		}
 	}
+	opts.foldDeprecatedPorts()
 	if err := opts.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -159,16 +201,24 @@ func parseFlags(args []string) (*Options, *podnet.Config, error) {
 	return opts, pcfg, nil
 }
 
-func parseOnto(args []string, opts *Options) (*Options, *podnet.Config, error) {
+func parseOnto(args []string, opts *Options, notices io.Writer) (*Options, *podnet.Config, error) {
 	pcfg := podnet.DefaultConfig()
 	fs := pflag.NewFlagSet("switchyard", pflag.ContinueOnError)
+	fs.SetOutput(notices)
+	fs.SetNormalizeFunc(wordSepNormalize)
 	opts.AddFlags(fs)
 	pcfg.AddFlags(fs)
 	klogFlags := goflag.NewFlagSet("klog", goflag.ContinueOnError)
 	klog.InitFlags(klogFlags)
 	fs.AddGoFlagSet(klogFlags)
-	if err := fs.Parse(args); err != nil {
+	// The usage goes to stdout on --help only; after a mistake, one line saying what was wrong
+	// reads better than the mistake followed by a hundred lines of flags.
+	fs.Usage = func() {}
+	if err := fs.Parse(args); errors.Is(err, pflag.ErrHelp) {
+		fmt.Fprintf(os.Stdout, "Usage of switchyard:\n%s", fs.FlagUsages())
 		return nil, nil, err
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("%w (Switchyard takes kube-proxy's flags and its own; --help lists them)", err)
 	}
 	if fs.NArg() > 0 {
 		return nil, nil, fmt.Errorf("unexpected arguments %q", fs.Args())

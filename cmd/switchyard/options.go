@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +35,60 @@ type Options struct {
 	Cleanup            bool
 	// IptablesVariant is Switchyard's own: "auto" picks the variant the node's kubelet uses.
 	IptablesVariant string
+
+	// KubeAPIQPS, KubeAPIBurst and KubeAPIContentType configure the API client.
+	KubeAPIQPS         float32
+	KubeAPIBurst       int32
+	KubeAPIContentType string
+	// ConfigSyncPeriod is the informers' resync period.
+	ConfigSyncPeriod time.Duration
+	// HealthzPort and MetricsPort are kube-proxy's deprecated --healthz-port and --metrics-port;
+	// parseFlags folds them into the bind addresses as kube-proxy does (see foldDeprecatedPorts).
+	HealthzPort int32
+	MetricsPort int32
+	// OOMScoreAdj is written to /proc/self/oom_score_adj at start-up.
+	OOMScoreAdj int32
+	// InitOnly does the privileged start-up work and exits (see initOnly in main.go).
+	InitOnly bool
+	// Version is --version: "false", "true", "raw" or a version to report.
+	Version string
+	Logging LoggingOptions
+
+	// The settings below are accepted so that kube-proxy's command line and file work unchanged,
+	// but Switchyard does not act on them yet or at all; ignored.go says which and why.
+	BindAddress                 string
+	BindAddressHardFail         bool
+	FeatureGates                map[string]bool
+	ShowHiddenMetricsForVersion string
+	LocalhostNodePorts          bool
+	PodBridgeInterface          string
+	PodInterfaceNamePrefix      string
+	Conntrack                   ConntrackOptions
+
+	// fileFieldsIgnored are the --config file's fields that map onto none of the above.
+	fileFieldsIgnored []string
+}
+
+// LoggingOptions are kube-proxy's logging flags other than klog's -v and --vmodule.
+type LoggingOptions struct {
+	Format         string
+	FlushFrequency time.Duration
+	// The split-stream options are kube-proxy's alpha ones; Switchyard ignores them.
+	TextSplitStream    bool
+	TextInfoBufferSize string // a resource.Quantity
+	JSONSplitStream    bool
+	JSONInfoBufferSize string
+}
+
+// ConntrackOptions are kube-proxy's --conntrack-* flags: the conntrack sysctls kube-proxy sets.
+type ConntrackOptions struct {
+	MaxPerCore            int32
+	Min                   int32
+	TCPEstablishedTimeout time.Duration
+	TCPCloseWaitTimeout   time.Duration
+	TCPBeLiberal          bool
+	UDPTimeout            time.Duration
+	UDPStreamTimeout      time.Duration
 }
 
 // IPVSOptions are kube-proxy's --ipvs-* flags.
@@ -59,6 +115,20 @@ func DefaultOptions() *Options {
 		MetricsBindAddress: "127.0.0.1:10249",
 		HealthzBindAddress: "0.0.0.0:10256",
 		IptablesVariant:    "auto",
+
+		KubeAPIQPS:         5,
+		KubeAPIBurst:       10,
+		KubeAPIContentType: protobufContentType,
+		ConfigSyncPeriod:   15 * time.Minute,
+		HealthzPort:        10256,
+		MetricsPort:        10249,
+		OOMScoreAdj:        -999,
+		Version:            "false",
+		Logging:            LoggingOptions{Format: "text", FlushFrequency: 5 * time.Second},
+		BindAddress:        "0.0.0.0",
+		LocalhostNodePorts: true,
+		Conntrack: ConntrackOptions{MaxPerCore: 32 * 1024, Min: 128 * 1024,
+			TCPEstablishedTimeout: 24 * time.Hour, TCPCloseWaitTimeout: time.Hour},
 	}
 }
 
@@ -90,6 +160,39 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HealthzBindAddress, "healthz-bind-address", o.HealthzBindAddress, "The address:port of the health check server; empty disables it.")
 	fs.BoolVar(&o.Cleanup, "cleanup", o.Cleanup, "Remove everything Switchyard (in any mode) installed, then exit.")
 	fs.StringVar(&o.IptablesVariant, "iptables-variant", o.IptablesVariant, "Switchyard only: which iptables to program, 'nft', 'legacy' or 'auto' (the one kubelet uses on this node).")
+
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "QPS to use while talking with the Kubernetes API server.")
+	fs.Int32Var(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst to use while talking with the Kubernetes API server.")
+	fs.StringVar(&o.KubeAPIContentType, "kube-api-content-type", o.KubeAPIContentType, "Content type of requests sent to the API server.")
+	fs.DurationVar(&o.ConfigSyncPeriod, "config-sync-period", o.ConfigSyncPeriod, "How often the Services, EndpointSlices and Nodes watched are resynced from the informers' caches. Must be greater than 0.")
+	fs.Int32Var(&o.HealthzPort, "healthz-port", o.HealthzPort, "The port of the health check server, if --healthz-bind-address names none. 0 disables it.")
+	_ = fs.MarkDeprecated("healthz-port", "use --healthz-bind-address instead.")
+	fs.Int32Var(&o.MetricsPort, "metrics-port", o.MetricsPort, "The port of the metrics server, if --metrics-bind-address names none. 0 disables it.")
+	_ = fs.MarkDeprecated("metrics-port", "use --metrics-bind-address instead.")
+	fs.Int32Var(&o.OOMScoreAdj, "oom-score-adj", o.OOMScoreAdj, "The oom_score_adj of this process, in [-1000, 1000].")
+	fs.BoolVar(&o.InitOnly, "init-only", o.InitOnly, "Do the start-up steps that need full root privileges (removing the other proxy mode's rules, IPVS mode's kernel settings), then exit.")
+	addVersionFlag(fs, &o.Version)
+	fs.StringVar(&o.Logging.Format, "logging-format", o.Logging.Format, "Sets the log format. Switchyard supports only \"text\".")
+	fs.DurationVar(&o.Logging.FlushFrequency, "log-flush-frequency", o.Logging.FlushFrequency, "Maximum time between log flushes.")
+	fs.BoolVar(&o.Logging.TextSplitStream, "log-text-split-stream", o.Logging.TextSplitStream, "kube-proxy's [Alpha] option; accepted and ignored.")
+	fs.Var(quantityValue{&o.Logging.TextInfoBufferSize}, "log-text-info-buffer-size", "kube-proxy's [Alpha] option; accepted and ignored.")
+	fs.BoolVar(&o.Logging.JSONSplitStream, "log-json-split-stream", o.Logging.JSONSplitStream, "kube-proxy's [Alpha] option for JSON logs; accepted and ignored.")
+	fs.Var(quantityValue{&o.Logging.JSONInfoBufferSize}, "log-json-info-buffer-size", "kube-proxy's [Alpha] option for JSON logs; accepted and ignored.")
+
+	fs.Var(ipValue{&o.BindAddress}, "bind-address", "kube-proxy's idea of the node's primary IP; accepted and ignored (Switchyard is IPv4-only and reads the node's addresses from its interfaces).")
+	fs.BoolVar(&o.BindAddressHardFail, "bind-address-hard-fail", o.BindAddressHardFail, "kube-proxy exits when it cannot bind a server port; accepted and ignored.")
+	fs.Var(&mapStringBool{p: &o.FeatureGates}, "feature-gates", "kube-proxy's feature gates (key=true|false,...); accepted and ignored, since Switchyard has none.")
+	fs.StringVar(&o.ShowHiddenMetricsForVersion, "show-hidden-metrics-for-version", o.ShowHiddenMetricsForVersion, "Accepted and ignored: Switchyard hides no metrics.")
+	fs.BoolVar(&o.LocalhostNodePorts, "iptables-localhost-nodeports", o.LocalhostNodePorts, "kube-proxy's localhost NodePorts (iptables mode, IPv4); accepted, not yet implemented.")
+	fs.StringVar(&o.PodBridgeInterface, "pod-bridge-interface", o.PodBridgeInterface, "For --detect-local-mode=BridgeInterface; accepted, not yet implemented.")
+	fs.StringVar(&o.PodInterfaceNamePrefix, "pod-interface-name-prefix", o.PodInterfaceNamePrefix, "For --detect-local-mode=InterfaceNamePrefix; accepted, not yet implemented.")
+	fs.Int32Var(&o.Conntrack.MaxPerCore, "conntrack-max-per-core", o.Conntrack.MaxPerCore, "Maximum number of NAT connections to track per CPU core (0 to leave the limit as-is and ignore conntrack-min); accepted, not yet implemented.")
+	fs.Int32Var(&o.Conntrack.Min, "conntrack-min", o.Conntrack.Min, "Minimum number of conntrack entries to allocate, regardless of conntrack-max-per-core; accepted, not yet implemented.")
+	fs.DurationVar(&o.Conntrack.TCPEstablishedTimeout, "conntrack-tcp-timeout-established", o.Conntrack.TCPEstablishedTimeout, "Idle timeout for established TCP connections (0 to leave as-is); accepted, not yet implemented.")
+	fs.DurationVar(&o.Conntrack.TCPCloseWaitTimeout, "conntrack-tcp-timeout-close-wait", o.Conntrack.TCPCloseWaitTimeout, "NAT timeout for TCP connections in the CLOSE_WAIT state; accepted, not yet implemented.")
+	fs.BoolVar(&o.Conntrack.TCPBeLiberal, "conntrack-tcp-be-liberal", o.Conntrack.TCPBeLiberal, "Set nf_conntrack_tcp_be_liberal to 1; accepted, not yet implemented.")
+	fs.DurationVar(&o.Conntrack.UDPTimeout, "conntrack-udp-timeout", o.Conntrack.UDPTimeout, "Idle timeout for UNREPLIED UDP connections (0 to leave as-is); accepted, not yet implemented.")
+	fs.DurationVar(&o.Conntrack.UDPStreamTimeout, "conntrack-udp-timeout-stream", o.Conntrack.UDPStreamTimeout, "Idle timeout for ASSURED UDP connections (0 to leave as-is); accepted, not yet implemented.")
 }
 
 // NodeName is the node this proxy serves: --hostname-override, else the lowercased hostname.
@@ -156,6 +259,25 @@ func (o *Options) Validate() error {
 	if o.ProxyMode == "ipvs" && (o.IPVS.MinSyncPeriod < 0 || o.IPVS.MinSyncPeriod > o.IPVS.SyncPeriod) {
 		errs = append(errs, fmt.Sprintf("--ipvs-min-sync-period (%v) must be between 0 and --ipvs-sync-period (%v)", o.IPVS.MinSyncPeriod, o.IPVS.SyncPeriod))
 	}
+	if o.ConfigSyncPeriod <= 0 {
+		errs = append(errs, "--config-sync-period must be greater than 0")
+	}
+	if o.KubeAPIBurst < 0 {
+		errs = append(errs, "--kube-api-burst must not be negative")
+	}
+	if o.OOMScoreAdj < -1000 || o.OOMScoreAdj > 1000 {
+		errs = append(errs, fmt.Sprintf("--oom-score-adj=%d: must be in [-1000, 1000]", o.OOMScoreAdj))
+	}
+	if o.Logging.Format != "text" {
+		errs = append(errs, fmt.Sprintf("--logging-format=%q: unsupported log format; Switchyard writes only \"text\"", o.Logging.Format))
+	}
+	if o.Logging.FlushFrequency < 0 {
+		errs = append(errs, "--log-flush-frequency must not be negative")
+	}
+	c := o.Conntrack
+	if c.MaxPerCore < 0 || c.Min < 0 || c.TCPEstablishedTimeout < 0 || c.TCPCloseWaitTimeout < 0 || c.UDPTimeout < 0 || c.UDPStreamTimeout < 0 {
+		errs = append(errs, "--conntrack-* values must not be negative")
+	}
 	if _, err := o.ClusterCIDRs(); err != nil {
 		errs = append(errs, err.Error())
 	}
@@ -199,4 +321,36 @@ func parsePrefixes(flag string, cidrs []string) ([]netip.Prefix, error) {
 		out = append(out, p.Masked())
 	}
 	return out, nil
+}
+
+// foldDeprecatedPorts applies --healthz-port and --metrics-port as kube-proxy does: port 0 turns
+// the server off; another port is appended to a bind address that names none. An address that
+// names a port keeps it, so the port flag then changes nothing, in kube-proxy as here (ignored.go
+// lists it).
+func (o *Options) foldDeprecatedPorts() {
+	o.HealthzBindAddress = addressWithPort(o.HealthzBindAddress, o.HealthzPort)
+	o.MetricsBindAddress = addressWithPort(o.MetricsBindAddress, o.MetricsPort)
+}
+
+func addressWithPort(addr string, port int32) string {
+	if port == 0 {
+		return ""
+	}
+	if _, _, err := net.SplitHostPort(addr); err == nil || net.ParseIP(addr) == nil {
+		return addr
+	}
+	return net.JoinHostPort(addr, strconv.Itoa(int(port)))
+}
+
+// portOf is the port an address names, or -1.
+func portOf(addr string) int32 {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.ParseInt(p, 10, 32)
+	if err != nil {
+		return -1
+	}
+	return int32(n)
 }

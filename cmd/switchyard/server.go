@@ -12,16 +12,28 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/switchyard/switchyard/proxier/metrics"
 )
 
+const protobufContentType = "application/vnd.kubernetes.protobuf"
+
 // newClient builds an API client the way kube-proxy does: --master and --kubeconfig, else the
-// in-cluster configuration; protobuf on the wire, since the proxy's watches carry every Service and
-// EndpointSlice in the cluster.
+// in-cluster configuration; --kube-api-qps, --kube-api-burst and --kube-api-content-type, whose
+// default is protobuf on the wire, since the proxy's watches carry every Service and EndpointSlice
+// in the cluster.
 func newClient(o *Options) (kubernetes.Interface, error) {
+	cfg, err := restConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+func restConfig(o *Options) (*rest.Config, error) {
 	if o.Kubeconfig == "" && o.Master == "" {
 		klog.InfoS("Neither --kubeconfig nor --master was given; using the in-cluster configuration")
 	}
@@ -29,11 +41,13 @@ func newClient(o *Options) (kubernetes.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("API client configuration: %w", err)
 	}
-	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	cfg.ContentType = "application/vnd.kubernetes.protobuf"
-	cfg.QPS, cfg.Burst = 5, 10
+	cfg.ContentType, cfg.AcceptContentTypes = o.KubeAPIContentType, o.KubeAPIContentType
+	if o.KubeAPIContentType == protobufContentType {
+		cfg.AcceptContentTypes = protobufContentType + ",application/json"
+	}
+	cfg.QPS, cfg.Burst = o.KubeAPIQPS, int(o.KubeAPIBurst)
 	cfg.UserAgent = "switchyard"
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }
 
 // serveMetrics serves /metrics, kube-proxy's /proxyMode and a plain /healthz on addr until ctx ends.

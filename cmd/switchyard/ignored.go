@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/pflag"
+)
+
+// ignoredSetting is a kube-proxy setting that Switchyard accepts, so that a kube-proxy DaemonSet's
+// command line and ConfigMap work unchanged, but does not act on. Every kube-proxy flag that is not
+// listed here is honoured.
+type ignoredSetting struct {
+	flag  string // kube-proxy's flag
+	field string // its KubeProxyConfiguration field (JSON path), if it has one
+	why   string
+	// matters says whether o's value asks kube-proxy for something Switchyard does not do. Values
+	// that ask for nothing (an empty list, a "leave it as it is" 0) are not worth a warning.
+	matters func(o *Options) bool
+}
+
+const (
+	notImplemented = "accepted, not yet implemented: "
+	ignoredReason  = "accepted and ignored: "
+)
+
+var ignoredSettings = []ignoredSetting{
+	{"bind-address", "bindAddress", ignoredReason + "kube-proxy takes it as the node's primary IP, to pick the primary IP family; Switchyard is IPv4-only and reads the node's addresses from its interfaces",
+		func(o *Options) bool { return o.BindAddress != "0.0.0.0" }},
+	{"bind-address-hard-fail", "bindAddressHardFail", ignoredReason + "Switchyard never exits on a busy port: it retries the metrics server and logs a failed health server",
+		func(o *Options) bool { return o.BindAddressHardFail }},
+	{"feature-gates", "featureGates", ignoredReason + "Switchyard has no feature gates, and none of kube-proxy's changes what it does",
+		func(o *Options) bool { return len(o.FeatureGates) > 0 }},
+	{"show-hidden-metrics-for-version", "showHiddenMetricsForVersion", ignoredReason + "Switchyard hides none of its metrics",
+		func(o *Options) bool { return o.ShowHiddenMetricsForVersion != "" }},
+	{"healthz-port", "", ignoredReason + "--healthz-bind-address names a port, which wins, as in kube-proxy",
+		func(o *Options) bool { return portIgnored(o.HealthzPort, 10256, o.HealthzBindAddress) }},
+	{"metrics-port", "", ignoredReason + "--metrics-bind-address names a port, which wins, as in kube-proxy",
+		func(o *Options) bool { return portIgnored(o.MetricsPort, 10249, o.MetricsBindAddress) }},
+	{"version", "", ignoredReason + "Switchyard reports its own version",
+		func(o *Options) bool { return o.Version != "false" && o.Version != "true" && o.Version != "raw" }},
+	{"log-text-split-stream", "logging.options.text.splitStream", ignoredReason + "Switchyard writes all its logs to stderr",
+		func(o *Options) bool { return o.Logging.TextSplitStream }},
+	{"log-text-info-buffer-size", "logging.options.text.infoBufferSize", ignoredReason + "Switchyard does not buffer its logs",
+		func(o *Options) bool { return nonZeroQuantity(o.Logging.TextInfoBufferSize) }},
+	{"log-json-split-stream", "logging.options.json.splitStream", ignoredReason + "Switchyard writes only text logs",
+		func(o *Options) bool { return o.Logging.JSONSplitStream }},
+	{"log-json-info-buffer-size", "logging.options.json.infoBufferSize", ignoredReason + "Switchyard writes only text logs",
+		func(o *Options) bool { return nonZeroQuantity(o.Logging.JSONInfoBufferSize) }},
+
+	// Semantics a later change implements.
+	{"iptables-localhost-nodeports", "iptables.localhostNodePorts", notImplemented + "NodePorts are not reachable on 127.0.0.1 (route_localnet stays off)",
+		func(o *Options) bool { return o.LocalhostNodePorts && o.ProxyMode == "iptables" }},
+	{"pod-bridge-interface", "detectLocal.bridgeInterface", notImplemented + "--detect-local-mode=BridgeInterface is not supported",
+		func(o *Options) bool { return o.PodBridgeInterface != "" }},
+	{"pod-interface-name-prefix", "detectLocal.interfaceNamePrefix", notImplemented + "--detect-local-mode=InterfaceNamePrefix is not supported",
+		func(o *Options) bool { return o.PodInterfaceNamePrefix != "" }},
+	{"conntrack-max-per-core", "conntrack.maxPerCore", notImplemented + "Switchyard leaves nf_conntrack_max as it is",
+		func(o *Options) bool { return o.Conntrack.MaxPerCore != 0 }},
+	{"conntrack-min", "conntrack.min", notImplemented + "Switchyard leaves nf_conntrack_max as it is",
+		func(o *Options) bool { return o.Conntrack.MaxPerCore != 0 }}, // kube-proxy reads it only with a max per core
+	{"conntrack-tcp-timeout-established", "conntrack.tcpEstablishedTimeout", notImplemented + "Switchyard leaves nf_conntrack_tcp_timeout_established as it is",
+		func(o *Options) bool { return o.Conntrack.TCPEstablishedTimeout != 0 }},
+	{"conntrack-tcp-timeout-close-wait", "conntrack.tcpCloseWaitTimeout", notImplemented + "Switchyard leaves nf_conntrack_tcp_timeout_close_wait as it is",
+		func(o *Options) bool { return o.Conntrack.TCPCloseWaitTimeout != 0 }},
+	{"conntrack-tcp-be-liberal", "conntrack.tcpBeLiberal", notImplemented + "Switchyard leaves nf_conntrack_tcp_be_liberal as it is",
+		func(o *Options) bool { return o.Conntrack.TCPBeLiberal }},
+	{"conntrack-udp-timeout", "conntrack.udpTimeout", notImplemented + "Switchyard leaves nf_conntrack_udp_timeout as it is",
+		func(o *Options) bool { return o.Conntrack.UDPTimeout != 0 }},
+	{"conntrack-udp-timeout-stream", "conntrack.udpStreamTimeout", notImplemented + "Switchyard leaves nf_conntrack_udp_timeout_stream as it is",
+		func(o *Options) bool { return o.Conntrack.UDPStreamTimeout != 0 }},
+}
+
+// portIgnored: a deprecated port flag set to something other than its default that did not end up
+// in its bind address.
+func portIgnored(port, def int32, addr string) bool {
+	return port != 0 && port != def && portOf(addr) != port
+}
+
+// IgnoredSettings lists, one line each, the settings of o that kube-proxy would act on and
+// Switchyard does not: the flags of ignoredSettings whose value matters, then the configuration
+// file's fields that have no flag. main logs them once, in one warning.
+func (o *Options) IgnoredSettings() []string {
+	fs := pflag.NewFlagSet("ignored", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	var out []string
+	for _, s := range ignoredSettings {
+		if !s.matters(o) {
+			continue
+		}
+		line := fmt.Sprintf("--%s=%s", s.flag, fs.Lookup(s.flag).Value)
+		if s.field != "" {
+			line += " (" + s.field + ")"
+		}
+		out = append(out, line+": "+s.why)
+	}
+	for _, f := range o.fileFieldsIgnored {
+		out = append(out, f+" (in --config): "+ignoredReason+"Switchyard has no use for this KubeProxyConfiguration field")
+	}
+	return out
+}
