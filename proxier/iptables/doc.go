@@ -12,7 +12,7 @@
 // # Chain layout, and why
 //
 // Where the time goes: nearly all of a kube-proxy sync at scale is one iptables-nft-restore, and its
-// cost grows with the square of the number of chains in that transaction (see /work/shared/FINDINGS.md,
+// cost grows with the square of the number of chains in that transaction (see docs/measurements.md,
 // re-measured here). kube-proxy uses a chain per service (KUBE-SVC) and one per endpoint (KUBE-SEP),
 // six chains and 17 rules for a ClusterIP service with 5 endpoints. Switchyard keeps the per-service
 // chain and writes the DNAT for each endpoint inline in it:

@@ -120,7 +120,7 @@ func assertNoIPVSError(t *testing.T, err error) {
 	}
 }
 
-// TestCheckKernelHere runs the real check on this machine's kernel, which has no IPVS (FINDINGS.md):
+// TestCheckKernelHere runs the real check on this machine's kernel, which has no IPVS (docs/measurements.md, "Kernel features"):
 // it must fail with the clear error. Where the kernel has IPVS (the VM), it must pass.
 func TestCheckKernelHere(t *testing.T) {
 	_, statErr := os.Stat("/proc/net/ip_vs")
