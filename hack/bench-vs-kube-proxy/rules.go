@@ -12,7 +12,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // IptablesCount is what one iptables-save dump holds.
@@ -186,10 +188,11 @@ func nftTable(ctx context.Context, node, family string) (NftCount, error) {
 func CountRules(ctx context.Context, node string) (RuleCount, error) {
 	var rc RuleCount
 	for _, d := range []struct {
-		dst *IptablesCount
-		cmd string
-	}{{&rc.IptablesNft, "iptables-nft-save"}, {&rc.IptablesLegacy, "iptables-legacy-save"}, {&rc.IP6tablesNft, "ip6tables-nft-save"}} {
-		out, err := inNode(ctx, node, d.cmd)
+		dst     *IptablesCount
+		family  model.IPFamily
+		variant utiliptables.Variant
+	}{{&rc.IptablesNft, model.IPv4, utiliptables.VariantNFT}, {&rc.IptablesLegacy, model.IPv4, utiliptables.VariantLegacy}, {&rc.IP6tablesNft, model.IPv6, utiliptables.VariantNFT}} {
+		out, err := cluster.SaveIptables(node, d.family, d.variant)
 		if err != nil {
 			return rc, err
 		}

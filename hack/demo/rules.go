@@ -6,7 +6,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/e2e/framework/cluster"
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // nodeRules is what one node's kernel and its switchyard say about the iptables rules.
@@ -27,14 +29,17 @@ func (e *env) countRules(ctx context.Context) []nodeRules {
 		r := nodeRules{node: n.Name}
 		// Switchyard writes to the variant the node uses (legacy or nft); look in both and keep the
 		// one holding its chains.
-		for _, saver := range []string{"iptables-save", "iptables-legacy-save", "iptables-nft-save"} {
-			dump, err := e.c.Exec(ctx, n.Name, saver)
+		for _, v := range []struct {
+			saver   string
+			variant utiliptables.Variant
+		}{{"iptables-save", utiliptables.VariantDefault}, {"iptables-legacy-save", utiliptables.VariantLegacy}, {"iptables-nft-save", utiliptables.VariantNFT}} {
+			dump, err := cluster.SaveIptables(n.Name, model.IPv4, v.variant)
 			if err != nil {
 				continue
 			}
-			chains, rules := countSYRules(dump)
+			chains, rules := countSYRules(string(dump))
 			if chains > r.chains {
-				r.saver, r.chains, r.rules = saver, chains, rules
+				r.saver, r.chains, r.rules = v.saver, chains, rules
 			}
 		}
 		if r.saver == "" {

@@ -108,13 +108,19 @@ func (e *Exec) Restore(data []byte) error {
 	})
 }
 
-func (e *Exec) Save(table string) (out []byte, err error) {
+func (e *Exec) Save(table string) ([]byte, error) { return e.save("-t", table) }
+
+// SaveAll returns `iptables-save` of every table, for tools that inspect a node (the demo, the
+// comparison with kube-proxy). It reads every table: never on a sync's path.
+func (e *Exec) SaveAll() ([]byte, error) { return e.save() }
+
+func (e *Exec) save(args ...string) (out []byte, err error) {
 	err = e.do(func() error {
 		var stderr bytes.Buffer
-		cmd := exec.Command(e.savePath, "-t", table)
+		cmd := exec.Command(e.savePath, args...)
 		cmd.Stderr = &stderr
 		if out, err = cmd.Output(); err != nil {
-			return fmt.Errorf("%s -t %s: %w: %s", e.savePath, table, err, strings.TrimSpace(stderr.String()))
+			return fmt.Errorf("%s %s: %w: %s", e.savePath, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 		}
 		return nil
 	})
