@@ -4,12 +4,17 @@
 # hack/k8s/go.mod, and caches them per release. A warm cache makes this a no-op.
 #
 # Usage: hack/k8s/build.sh [binary...]     (default: kube-apiserver kube-controller-manager kube-proxy)
+#        hack/k8s/build.sh --pin           rewrite go.mod and go.sum for K8S_VERSION (below)
 # Prints the bin directory on stdout as its last line; progress goes to stderr.
+#
+# Pinning another release is one line: change K8S_VERSION below, run `hack/k8s/build.sh --pin`
+# and commit build.sh, go.mod and go.sum. hack/lib/common.sh reads K8S_VERSION from this file.
 # Env:   SWITCHYARD_K8S_BIN   use this directory instead of the cache (must already hold the binaries)
 #        FORCE=1              rebuild even when cached binaries exist
 set -euo pipefail
 
-K8S_VERSION=v1.31.4
+# The one pin of the upstream release; see the header for how to move it.
+K8S_VERSION=v1.37.2
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DEFAULT_BINARIES=(kube-apiserver kube-controller-manager kube-proxy)
 
@@ -23,7 +28,43 @@ bin_dir() {
 	fi
 }
 
+# pin writes go.mod for K8S_VERSION from that release's own go.mod: k8s.io/kubernetes replaces
+# each of its staging modules (k8s.io/api, client-go, ...) with ./staging/src/k8s.io/<name>,
+# which a module outside its tree cannot use, so ours replaces each with its published v0.Y.Z
+# tag instead. Upstream's go and godebug lines are copied too: they set the language version and
+# GODEBUG defaults the binaries are built with, as they would be in upstream's own tree.
+pin() {
+	cd "${HERE}"
+	local upstream staging
+	upstream="$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+	[[ -s "${upstream}" ]] || {
+		log "could not download k8s.io/kubernetes@${K8S_VERSION}'s go.mod"
+		return 1
+	}
+	staging="v0.${K8S_VERSION#v1.}"
+	{
+		echo "module github.com/switchyard/switchyard/hack/k8s"
+		echo
+		grep -E '^(go|godebug) ' "${upstream}"
+		echo
+		echo "require k8s.io/kubernetes ${K8S_VERSION}"
+		echo
+		echo "replace ("
+		awk -v v="${staging}" '$2 == "=>" && $3 ~ /^\.\/staging\// { printf "\t%s => %s %s\n", $1, $1, v }' "${upstream}"
+		echo ")"
+	} >go.mod.new
+	mv go.mod.new go.mod
+	log "go.mod: k8s.io/kubernetes ${K8S_VERSION}, $(grep -c " => .* ${staging}\$" go.mod) staging modules at ${staging}; tidying"
+	rm -f go.sum
+	go mod tidy
+	echo "${HERE}/go.mod"
+}
+
 main() {
+	if [[ "${1:-}" == --pin ]]; then
+		pin
+		return
+	fi
 	local binaries=("$@")
 	((${#binaries[@]})) || binaries=("${DEFAULT_BINARIES[@]}")
 	local out
@@ -31,7 +72,7 @@ main() {
 
 	# The pinned release lives in go.mod; refuse to build something else under this name.
 	if ! grep -q "k8s.io/kubernetes ${K8S_VERSION}\$" "${HERE}/go.mod"; then
-		log "hack/k8s/go.mod does not require k8s.io/kubernetes ${K8S_VERSION}; fix one or the other"
+		log "hack/k8s/go.mod does not require k8s.io/kubernetes ${K8S_VERSION}; run hack/k8s/build.sh --pin"
 		return 1
 	fi
 
@@ -53,7 +94,7 @@ main() {
 	fi
 
 	mkdir -p "${out}"
-	# Version stamps like upstream's hack/lib/version.sh, so /version and user agents say v1.31.4.
+	# Version stamps like upstream's hack/lib/version.sh, so /version and user agents say ${K8S_VERSION}.
 	local pkg=k8s.io/component-base/version
 	local minor="${K8S_VERSION#v1.}"
 	minor="${minor%%.*}"

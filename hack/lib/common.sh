@@ -8,7 +8,9 @@
 # Layout. Change these only together with the e2e harness (e2e/framework/cluster), which reads state.env.
 SY_STATE="${SWITCHYARD_STATE:-/tmp/switchyard-local}"
 SY_NODES="${SWITCHYARD_NODES:-3}"
-SY_K8S_VERSION=v1.31.4
+# The upstream release of the control plane and kube-proxy: the one K8S_VERSION line in
+# hack/k8s/build.sh, which says how to pin another.
+SY_K8S_VERSION="$(sed -n 's/^K8S_VERSION=//p' "$(dirname "${BASH_SOURCE[0]}")/../k8s/build.sh")"
 SY_APISERVER_PORT=6443
 SY_ETCD_CLIENT_PORT="${SWITCHYARD_ETCD_PORT:-2379}"
 SY_ETCD_PEER_PORT=$((SY_ETCD_CLIENT_PORT + 1))
