@@ -73,9 +73,12 @@ func run(args []string) error {
 	if opts.InitOnly {
 		return initOnly(opts, pcfg)
 	}
-	// A failure only leaves the kernel's choice of victim as it was: not worth stopping the proxy.
+	// A failure only leaves the kernel's choice of victim as it was: not worth stopping the proxy,
+	// nor an error line. Lowering the score needs CAP_SYS_RESOURCE, which the unprivileged DaemonSet
+	// does not have (the kubelet already gives its system-node-critical pod a low score), and
+	// kubeadm's ConfigMap asks for -999: kube-proxy v1.37 logs this failure at V(2) too.
 	if err := applyOOMScoreAdj("/proc/self/oom_score_adj", opts.OOMScoreAdj); err != nil {
-		klog.ErrorS(err, "Could not set the OOM score adjustment; going on without it")
+		klog.V(2).InfoS("Could not set the OOM score adjustment; the kubelet's stays", "err", err)
 	}
 	nodeName, err := opts.NodeName()
 	if err != nil {
