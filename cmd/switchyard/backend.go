@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 
 	"github.com/vishvananda/netlink"
 
 	"k8s.io/klog/v2"
+	"k8s.io/utils/cpuset"
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/conntrack"
@@ -37,6 +39,39 @@ func nodeAddresses(f model.IPFamily) []netip.Addr {
 		}
 	}
 	return out
+}
+
+// setConntrack applies --conntrack-*, as kube-proxy does before it builds its proxier. kube-proxy
+// exits when a write fails; but the proxy works with the kernel's values, and in the unprivileged
+// DaemonSet /proc/sys is read-only (its kernel-setup init container writes them instead), and from
+// a child network namespace nf_conntrack_max and the hash table size cannot be written at all. So
+// what could not be set, and why, is said once, and the proxy goes on.
+func setConntrack(o *Options, sys conntrack.Sysctl) {
+	unset := conntrack.Apply(sys, o.Conntrack.settings(), numCPU())
+	if len(unset) == 0 {
+		return
+	}
+	lines := make([]string, len(unset))
+	for i, u := range unset {
+		lines[i] = u.String()
+	}
+	klog.InfoS("WARNING: could not set these conntrack parameters that the --conntrack-* settings ask for; going on with the kernel's values", "unset", lines)
+}
+
+// settings are c as the conntrack package takes them.
+func (c ConntrackOptions) settings() conntrack.Settings {
+	return conntrack.Settings{MaxPerCore: int(c.MaxPerCore), Min: int(c.Min),
+		TCPEstablishedTimeout: c.TCPEstablishedTimeout, TCPCloseWaitTimeout: c.TCPCloseWaitTimeout, TCPBeLiberal: c.TCPBeLiberal,
+		UDPTimeout: c.UDPTimeout, UDPStreamTimeout: c.UDPStreamTimeout}
+}
+
+// numCPU is the node's count of online CPUs, as kube-proxy sizes nf_conntrack_max by: the limit is
+// the node's, so a cpuset limiting this process must not shrink it.
+func numCPU() int {
+	if n, err := cpuset.NumCPU(); err == nil && n > 0 {
+		return n
+	}
+	return runtime.NumCPU()
 }
 
 // hostIptables opens the node's iptables of the variant kubelet uses (or the one --iptables-variant
@@ -87,9 +122,10 @@ func ipvsOptions(o *Options) ipvs.Options {
 	return opts
 }
 
-// newBackend builds the backend --proxy-mode asks for, for IPv4, and says which iptables variant
-// it programs (the pod network's rules must go to the same one).
+// newBackend sets the conntrack sysctls and builds the backend --proxy-mode asks for, for IPv4, and
+// says which iptables variant it programs (the pod network's rules must go to the same one).
 func newBackend(o *Options) (model.Backend, utiliptables.Variant, error) {
+	setConntrack(o, conntrack.KernelParams{})
 	ipt, variant, err := hostIptables(o)
 	if err != nil {
 		return nil, "", err

@@ -51,8 +51,9 @@ type Options struct {
 	// InitOnly does the privileged start-up work and exits (see initOnly in main.go).
 	InitOnly bool
 	// Version is --version: "false", "true", "raw" or a version to report.
-	Version string
-	Logging LoggingOptions
+	Version   string
+	Logging   LoggingOptions
+	Conntrack ConntrackOptions
 
 	// The settings below are accepted so that kube-proxy's command line and file work unchanged,
 	// but Switchyard does not act on them yet or at all; ignored.go says which and why.
@@ -63,7 +64,6 @@ type Options struct {
 	LocalhostNodePorts          bool
 	PodBridgeInterface          string
 	PodInterfaceNamePrefix      string
-	Conntrack                   ConntrackOptions
 
 	// fileFieldsIgnored are the --config file's fields that map onto none of the above.
 	fileFieldsIgnored []string
@@ -80,7 +80,8 @@ type LoggingOptions struct {
 	JSONInfoBufferSize string
 }
 
-// ConntrackOptions are kube-proxy's --conntrack-* flags: the conntrack sysctls kube-proxy sets.
+// ConntrackOptions are kube-proxy's --conntrack-* flags: the conntrack sysctls set at start-up
+// (see setConntrack).
 type ConntrackOptions struct {
 	MaxPerCore            int32
 	Min                   int32
@@ -186,13 +187,13 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.LocalhostNodePorts, "iptables-localhost-nodeports", o.LocalhostNodePorts, "kube-proxy's localhost NodePorts (iptables mode, IPv4); accepted, not yet implemented.")
 	fs.StringVar(&o.PodBridgeInterface, "pod-bridge-interface", o.PodBridgeInterface, "For --detect-local-mode=BridgeInterface; accepted, not yet implemented.")
 	fs.StringVar(&o.PodInterfaceNamePrefix, "pod-interface-name-prefix", o.PodInterfaceNamePrefix, "For --detect-local-mode=InterfaceNamePrefix; accepted, not yet implemented.")
-	fs.Int32Var(&o.Conntrack.MaxPerCore, "conntrack-max-per-core", o.Conntrack.MaxPerCore, "Maximum number of NAT connections to track per CPU core (0 to leave the limit as-is and ignore conntrack-min); accepted, not yet implemented.")
-	fs.Int32Var(&o.Conntrack.Min, "conntrack-min", o.Conntrack.Min, "Minimum number of conntrack entries to allocate, regardless of conntrack-max-per-core; accepted, not yet implemented.")
-	fs.DurationVar(&o.Conntrack.TCPEstablishedTimeout, "conntrack-tcp-timeout-established", o.Conntrack.TCPEstablishedTimeout, "Idle timeout for established TCP connections (0 to leave as-is); accepted, not yet implemented.")
-	fs.DurationVar(&o.Conntrack.TCPCloseWaitTimeout, "conntrack-tcp-timeout-close-wait", o.Conntrack.TCPCloseWaitTimeout, "NAT timeout for TCP connections in the CLOSE_WAIT state; accepted, not yet implemented.")
-	fs.BoolVar(&o.Conntrack.TCPBeLiberal, "conntrack-tcp-be-liberal", o.Conntrack.TCPBeLiberal, "Set nf_conntrack_tcp_be_liberal to 1; accepted, not yet implemented.")
-	fs.DurationVar(&o.Conntrack.UDPTimeout, "conntrack-udp-timeout", o.Conntrack.UDPTimeout, "Idle timeout for UNREPLIED UDP connections (0 to leave as-is); accepted, not yet implemented.")
-	fs.DurationVar(&o.Conntrack.UDPStreamTimeout, "conntrack-udp-timeout-stream", o.Conntrack.UDPStreamTimeout, "Idle timeout for ASSURED UDP connections (0 to leave as-is); accepted, not yet implemented.")
+	fs.Int32Var(&o.Conntrack.MaxPerCore, "conntrack-max-per-core", o.Conntrack.MaxPerCore, "Maximum number of NAT connections to track per CPU core (0 to leave the limit as-is and ignore conntrack-min).")
+	fs.Int32Var(&o.Conntrack.Min, "conntrack-min", o.Conntrack.Min, "Minimum number of conntrack entries to allocate, regardless of conntrack-max-per-core (set conntrack-max-per-core=0 instead to leave the limit as-is).")
+	fs.DurationVar(&o.Conntrack.TCPEstablishedTimeout, "conntrack-tcp-timeout-established", o.Conntrack.TCPEstablishedTimeout, "Idle timeout for established TCP connections (0 to leave as-is).")
+	fs.DurationVar(&o.Conntrack.TCPCloseWaitTimeout, "conntrack-tcp-timeout-close-wait", o.Conntrack.TCPCloseWaitTimeout, "NAT timeout for TCP connections in the CLOSE_WAIT state (0 to leave as-is).")
+	fs.BoolVar(&o.Conntrack.TCPBeLiberal, "conntrack-tcp-be-liberal", o.Conntrack.TCPBeLiberal, "Set nf_conntrack_tcp_be_liberal to 1, so that out-of-window TCP packets are not marked INVALID.")
+	fs.DurationVar(&o.Conntrack.UDPTimeout, "conntrack-udp-timeout", o.Conntrack.UDPTimeout, "Idle timeout for UNREPLIED UDP connections (0 to leave as-is).")
+	fs.DurationVar(&o.Conntrack.UDPStreamTimeout, "conntrack-udp-timeout-stream", o.Conntrack.UDPStreamTimeout, "Idle timeout for ASSURED UDP connections (0 to leave as-is).")
 }
 
 // NodeName is the node this proxy serves: --hostname-override, else the lowercased hostname.
