@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/cpuset"
 
@@ -72,6 +77,43 @@ func numCPU() int {
 		return n
 	}
 	return runtime.NumCPU()
+}
+
+// Upstream's wait for this node's addresses at start-up (NewNodeManager's): poll every second, for
+// at most 30 seconds, then go on without them.
+const (
+	nodeIPsPoll    = time.Second
+	nodeIPsTimeout = 30 * time.Second
+)
+
+// resolveNodePortPrimary resolves --nodeport-addresses=primary into o, once, before the backend is
+// built, as kube-proxy does when it starts: from --bind-address if that is an IPv4 address, else
+// from this node's Node object (read once, waiting up to nodeIPsTimeout for it to exist and have an
+// address, as kube-proxy does; no API call happens after that). Without an address, "primary"
+// stands for nothing and NodePorts stay open on every address (kube-proxy assumes 127.0.0.1, which
+// it then skips). kube-proxy restarts when the node's addresses change later; Switchyard keeps the
+// ones it started with.
+func resolveNodePortPrimary(ctx context.Context, o *Options, client kubernetes.Interface, nodeName string, poll, timeout time.Duration) {
+	if _, primary, _ := o.NodePortPrefixes(); !primary {
+		return
+	}
+	if o.primaryNodeIP = primaryIPv4(o.BindAddress, nil); o.primaryNodeIP.IsValid() {
+		klog.InfoS("--nodeport-addresses=primary is the bind address", "address", o.primaryNodeIP)
+		return
+	}
+	var lastErr error
+	_ = wait.PollUntilContextTimeout(ctx, poll, timeout, true, func(ctx context.Context) (bool, error) {
+		node, err := client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		lastErr = err
+		o.primaryNodeIP = primaryIPv4(o.BindAddress, node)
+		return o.primaryNodeIP.IsValid(), nil
+	})
+	if !o.primaryNodeIP.IsValid() {
+		klog.InfoS("WARNING: --nodeport-addresses=primary: this node has no IPv4 address in its Node object (InternalIP or ExternalIP) and --bind-address names none; NodePorts are open on every local address",
+			"node", nodeName, "waited", timeout, "err", lastErr)
+		return
+	}
+	klog.InfoS("--nodeport-addresses=primary is the node's address", "node", nodeName, "address", o.primaryNodeIP)
 }
 
 // hostIptables opens the node's iptables of the variant kubelet uses (or the one --iptables-variant

@@ -24,8 +24,11 @@ const (
 )
 
 var ignoredSettings = []ignoredSetting{
-	{"bind-address", "bindAddress", ignoredReason + "kube-proxy takes it as the node's primary IP, to pick the primary IP family; Switchyard is IPv4-only and reads the node's addresses from its interfaces",
-		func(o *Options) bool { return o.BindAddress != "0.0.0.0" }},
+	{"bind-address", "bindAddress", ignoredReason + "kube-proxy takes it as the node's primary IP, to pick the primary IP family; Switchyard is IPv4-only, reads the node's addresses from its interfaces, and uses it only for --nodeport-addresses=primary",
+		func(o *Options) bool {
+			_, primary, _ := o.NodePortPrefixes()
+			return o.BindAddress != "0.0.0.0" && !primary
+		}},
 	{"bind-address-hard-fail", "bindAddressHardFail", ignoredReason + "Switchyard never exits on a busy port: it retries the metrics server and logs a failed health server",
 		func(o *Options) bool { return o.BindAddressHardFail }},
 	{"feature-gates", "featureGates", ignoredReason + "Switchyard has no feature gates, and none of kube-proxy's changes what it does",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	v1 "k8s.io/api/core/v1"
 )
 
 // Options are the daemon's settings. Names, defaults and meanings follow kube-proxy's flags, so a
@@ -67,6 +68,8 @@ type Options struct {
 
 	// fileFieldsIgnored are the --config file's fields that map onto none of the above.
 	fileFieldsIgnored []string
+	// primaryNodeIP is what --nodeport-addresses=primary stands for, once resolved.
+	primaryNodeIP netip.Addr
 }
 
 // LoggingOptions are kube-proxy's logging flags other than klog's -v and --vmodule.
@@ -180,7 +183,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Logging.JSONSplitStream, "log-json-split-stream", o.Logging.JSONSplitStream, "kube-proxy's [Alpha] option for JSON logs; accepted and ignored.")
 	fs.Var(quantityValue{&o.Logging.JSONInfoBufferSize}, "log-json-info-buffer-size", "kube-proxy's [Alpha] option for JSON logs; accepted and ignored.")
 
-	fs.Var(ipValue{&o.BindAddress}, "bind-address", "kube-proxy's idea of the node's primary IP; accepted and ignored (Switchyard is IPv4-only and reads the node's addresses from its interfaces).")
+	fs.Var(ipValue{&o.BindAddress}, "bind-address", "The node's primary IP, which --nodeport-addresses=primary stands for when it is an IPv4 address; otherwise accepted and ignored (Switchyard is IPv4-only and reads the node's addresses from its interfaces).")
 	fs.BoolVar(&o.BindAddressHardFail, "bind-address-hard-fail", o.BindAddressHardFail, "kube-proxy exits when it cannot bind a server port; accepted and ignored.")
 	fs.Var(&mapStringBool{p: &o.FeatureGates}, "feature-gates", "kube-proxy's feature gates (key=true|false,...); accepted and ignored, since Switchyard has none.")
 	fs.StringVar(&o.ShowHiddenMetricsForVersion, "show-hidden-metrics-for-version", o.ShowHiddenMetricsForVersion, "Accepted and ignored: Switchyard hides no metrics.")
@@ -213,7 +216,10 @@ func (o *Options) ClusterCIDRs() ([]netip.Prefix, error) {
 	return parsePrefixes("--cluster-cidr", splitList(o.ClusterCIDR))
 }
 
-// NodePortPrefixes parses --nodeport-addresses; "primary" is returned as nil plus primary=true.
+// NodePortPrefixes parses --nodeport-addresses. The keyword "primary" stands, as in kube-proxy,
+// for the node's primary IPv4 address as a /32 (primaryNodeIP, which the daemon resolves at
+// start-up: see nodePortPrimaryIP), and for nothing when the node has none, so that with no other
+// IPv4 CIDR NodePorts are open on every address, again as in kube-proxy.
 func (o *Options) NodePortPrefixes() (prefixes []netip.Prefix, primary bool, err error) {
 	var cidrs []string
 	for _, a := range o.NodePortAddresses {
@@ -224,7 +230,38 @@ func (o *Options) NodePortPrefixes() (prefixes []netip.Prefix, primary bool, err
 		cidrs = append(cidrs, a)
 	}
 	prefixes, err = parsePrefixes("--nodeport-addresses", cidrs)
+	if primary && o.primaryNodeIP.IsValid() {
+		prefixes = append(prefixes, netip.PrefixFrom(o.primaryNodeIP, 32))
+	}
 	return prefixes, primary, err
+}
+
+// primaryIPv4 is kube-proxy v1.37's primary IPv4 address of a node (detectNodeIPs, then the
+// "primary" keyword's expansion), given --bind-address and the addresses of its Node object in
+// order: a bind address of the family wins; else the first IPv4 InternalIP, else the first IPv4
+// ExternalIP. A loopback or no address is none (the invalid Addr).
+func primaryIPv4(bindAddress string, node *v1.Node) netip.Addr {
+	if a, err := netip.ParseAddr(bindAddress); err == nil && a.Unmap().Is4() && !a.IsUnspecified() {
+		return loopbackIsNone(a.Unmap())
+	}
+	if node == nil {
+		return netip.Addr{}
+	}
+	for _, typ := range []v1.NodeAddressType{v1.NodeInternalIP, v1.NodeExternalIP} {
+		for _, na := range node.Status.Addresses {
+			if a, err := netip.ParseAddr(na.Address); na.Type == typ && err == nil && a.Unmap().Is4() {
+				return loopbackIsNone(a.Unmap())
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+func loopbackIsNone(a netip.Addr) netip.Addr {
+	if a.IsLoopback() {
+		return netip.Addr{}
+	}
+	return a
 }
 
 // Validate rejects settings kube-proxy would reject, with a message naming the flag.
@@ -282,10 +319,8 @@ func (o *Options) Validate() error {
 	if _, err := o.ClusterCIDRs(); err != nil {
 		errs = append(errs, err.Error())
 	}
-	if _, primary, err := o.NodePortPrefixes(); err != nil {
+	if _, _, err := o.NodePortPrefixes(); err != nil {
 		errs = append(errs, err.Error())
-	} else if primary {
-		errs = append(errs, "--nodeport-addresses=primary is not supported yet; give the node addresses' CIDRs instead")
 	}
 	if _, err := parsePrefixes("--ipvs-exclude-cidrs", o.IPVS.ExcludeCIDRs); err != nil {
 		errs = append(errs, err.Error())
