@@ -158,17 +158,7 @@ func TestKernelSetupSetsConntrackAsTheDaemonWould(t *testing.T) {
 				}
 				online := filepath.Join(dir, "cpu-online")
 				mustWrite(t, online, tc.online+"\n")
-				mustWrite(t, filepath.Join(dir, "bin", "modprobe"), "#!/bin/sh\nexit 1\n")
-				if err := os.Chmod(filepath.Join(dir, "bin", "modprobe"), 0o755); err != nil {
-					t.Fatal(err)
-				}
-
-				s := strings.ReplaceAll(script, "/host/proc/sys/net", procNet)
-				s = strings.ReplaceAll(s, "/sys/module", filepath.Join(dir, "sys-module"))
-				s = strings.ReplaceAll(s, "/sys/devices/system/cpu/online", online)
-				cmd := exec.Command("/bin/sh", "-ec", s)
-				cmd.Env = []string{"PATH=" + filepath.Join(dir, "bin") + ":/usr/bin:/bin"}
-				out, err := cmd.CombinedOutput()
+				out, err := runWithoutModules(t, dir, strings.ReplaceAll(script, "/sys/devices/system/cpu/online", online), procNet)
 				if err != nil {
 					t.Fatalf("kernel-setup failed: %v\n%s", err, out)
 				}
@@ -206,17 +196,24 @@ func TestKernelSetupWithoutConntrackGoesOn(t *testing.T) {
 		for _, k := range []string{"ipv4/ip_forward", "ipv4/vs/conntrack", "ipv4/vs/expire_nodest_conn", "ipv4/vs/expire_quiescent_template"} {
 			mustWrite(t, filepath.Join(procNet, k), "0\n")
 		}
-		mustWrite(t, filepath.Join(dir, "bin", "modprobe"), "#!/bin/sh\nexit 1\n")
-		if err := os.Chmod(filepath.Join(dir, "bin", "modprobe"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		s := strings.ReplaceAll(kernelSetupScript(t, overlay), "/host/proc/sys/net", procNet)
-		s = strings.ReplaceAll(s, "/sys/module", filepath.Join(dir, "sys-module"))
-		cmd := exec.Command("/bin/sh", "-ec", s)
-		cmd.Env = []string{"PATH=" + filepath.Join(dir, "bin") + ":/usr/bin:/bin"}
-		out, err := cmd.CombinedOutput()
+		out, err := runWithoutModules(t, dir, kernelSetupScript(t, overlay), procNet)
 		if err != nil || !strings.Contains(string(out), "nf_conntrack is not loaded") {
 			t.Errorf("%s: %v\n%s", overlay, err, out)
 		}
 	}
+}
+
+// runWithoutModules runs a kernel-setup script in dir with procNet for the host's /proc/sys/net, an
+// empty /sys/module and a modprobe that always fails, and returns its output.
+func runWithoutModules(t *testing.T, dir, script, procNet string) ([]byte, error) {
+	t.Helper()
+	mustWrite(t, filepath.Join(dir, "bin", "modprobe"), "#!/bin/sh\nexit 1\n")
+	if err := os.Chmod(filepath.Join(dir, "bin", "modprobe"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := strings.ReplaceAll(script, "/host/proc/sys/net", procNet)
+	s = strings.ReplaceAll(s, "/sys/module", filepath.Join(dir, "sys-module"))
+	cmd := exec.Command("/bin/sh", "-ec", s)
+	cmd.Env = []string{"PATH=" + filepath.Join(dir, "bin") + ":/usr/bin:/bin"}
+	return cmd.CombinedOutput()
 }
