@@ -98,6 +98,8 @@ func reason(err error) string {
 		return "read-only (an unprivileged container's /proc/sys and /sys are; set it on the node, e.g. in the kernel-setup init container)"
 	case errors.Is(err, os.ErrNotExist):
 		return "does not exist (nf_conntrack not loaded, or not per network namespace)"
+	case errors.Is(err, syscall.EOPNOTSUPP):
+		return "not supported here (the hash table size can be changed only from the node's initial network namespace)"
 	case errors.Is(err, os.ErrPermission):
 		return "permission denied (nf_conntrack_max and hashsize can be set only from the node's initial network namespace, and all need CAP_NET_ADMIN)"
 	default:

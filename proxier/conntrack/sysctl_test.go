@@ -125,3 +125,10 @@ func TestUnsetReadOnlyReason(t *testing.T) {
 		t.Errorf("%s", u)
 	}
 }
+
+func TestUnsetHashsizeInChildNamespaceReason(t *testing.T) {
+	u := Unset{Name: ParamHashsize, Value: "1", Err: &os.PathError{Op: "write", Path: ParamHashsize, Err: syscall.EOPNOTSUPP}}
+	if !strings.Contains(u.String(), "initial network namespace") {
+		t.Errorf("%s", u)
+	}
+}
