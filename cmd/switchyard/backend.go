@@ -1,14 +1,21 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/cpuset"
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/conntrack"
@@ -37,6 +44,76 @@ func nodeAddresses(f model.IPFamily) []netip.Addr {
 		}
 	}
 	return out
+}
+
+// setConntrack applies --conntrack-*, as kube-proxy does before it builds its proxier. kube-proxy
+// exits when a write fails; but the proxy works with the kernel's values, and in the unprivileged
+// DaemonSet /proc/sys is read-only (its kernel-setup init container writes them instead), and from
+// a child network namespace nf_conntrack_max and the hash table size cannot be written at all. So
+// what could not be set, and why, is said once, and the proxy goes on.
+func setConntrack(o *Options, sys conntrack.Sysctl) {
+	unset := conntrack.Apply(sys, o.Conntrack.settings(), numCPU())
+	if len(unset) == 0 {
+		return
+	}
+	lines := make([]string, len(unset))
+	for i, u := range unset {
+		lines[i] = u.String()
+	}
+	klog.InfoS("WARNING: could not set these conntrack parameters that the --conntrack-* settings ask for; going on with the kernel's values", "unset", lines)
+}
+
+// settings are c as the conntrack package takes them.
+func (c ConntrackOptions) settings() conntrack.Settings {
+	return conntrack.Settings{MaxPerCore: int(c.MaxPerCore), Min: int(c.Min),
+		TCPEstablishedTimeout: c.TCPEstablishedTimeout, TCPCloseWaitTimeout: c.TCPCloseWaitTimeout, TCPBeLiberal: c.TCPBeLiberal,
+		UDPTimeout: c.UDPTimeout, UDPStreamTimeout: c.UDPStreamTimeout}
+}
+
+// numCPU is the node's count of online CPUs, as kube-proxy sizes nf_conntrack_max by: the limit is
+// the node's, so a cpuset limiting this process must not shrink it.
+func numCPU() int {
+	if n, err := cpuset.NumCPU(); err == nil && n > 0 {
+		return n
+	}
+	return runtime.NumCPU()
+}
+
+// Upstream's wait for this node's addresses at start-up (NewNodeManager's): poll every second, for
+// at most 30 seconds, then go on without them.
+const (
+	nodeIPsPoll    = time.Second
+	nodeIPsTimeout = 30 * time.Second
+)
+
+// resolveNodePortPrimary resolves --nodeport-addresses=primary into o, once, before the backend is
+// built, as kube-proxy does when it starts: from --bind-address if that is an IPv4 address, else
+// from this node's Node object (read once, waiting up to nodeIPsTimeout for it to exist and have an
+// address, as kube-proxy does; no API call happens after that). Without an address, "primary"
+// stands for nothing and NodePorts stay open on every address (kube-proxy assumes 127.0.0.1, which
+// it then skips). kube-proxy restarts when the node's addresses change later; Switchyard keeps the
+// ones it started with.
+func resolveNodePortPrimary(ctx context.Context, o *Options, client kubernetes.Interface, nodeName string, poll, timeout time.Duration) {
+	if _, primary, _ := o.NodePortPrefixes(); !primary {
+		return
+	}
+	if o.primaryNodeIP = primaryIPv4(o.BindAddress, nil); o.primaryNodeIP.IsValid() {
+		klog.InfoS("--nodeport-addresses=primary is the bind address", "address", o.primaryNodeIP)
+		return
+	}
+	var lastErr error
+	_ = wait.PollUntilContextTimeout(ctx, poll, timeout, true, func(ctx context.Context) (bool, error) {
+		node, err := client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		lastErr = err
+		o.primaryNodeIP = primaryIPv4(o.BindAddress, node)
+		return o.primaryNodeIP.IsValid(), nil
+	})
+	if !o.primaryNodeIP.IsValid() {
+		klog.InfoS("WARNING: --nodeport-addresses=primary: this node has no IPv4 address in its Node object (InternalIP or ExternalIP) and --bind-address names none; NodePorts are open on every local address",
+			"node", nodeName, "waited", timeout, "err", lastErr)
+		return
+	}
+	klog.InfoS("--nodeport-addresses=primary is the node's address", "node", nodeName, "address", o.primaryNodeIP)
 }
 
 // hostIptables opens the node's iptables of the variant kubelet uses (or the one --iptables-variant
@@ -87,9 +164,10 @@ func ipvsOptions(o *Options) ipvs.Options {
 	return opts
 }
 
-// newBackend builds the backend --proxy-mode asks for, for IPv4, and says which iptables variant
-// it programs (the pod network's rules must go to the same one).
+// newBackend sets the conntrack sysctls and builds the backend --proxy-mode asks for, for IPv4, and
+// says which iptables variant it programs (the pod network's rules must go to the same one).
 func newBackend(o *Options) (model.Backend, utiliptables.Variant, error) {
+	setConntrack(o, conntrack.KernelParams{})
 	ipt, variant, err := hostIptables(o)
 	if err != nil {
 		return nil, "", err

@@ -109,10 +109,11 @@ portRange: 30000-32767
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opts.OOMScoreAdj != -500 || opts.ConfigSyncPeriod != 5*time.Minute {
+	if opts.OOMScoreAdj != -500 || opts.ConfigSyncPeriod != 5*time.Minute ||
+		opts.Conntrack != (ConntrackOptions{MaxPerCore: 32768, Min: 128 * 1024}) {
 		t.Errorf("honoured fields not applied: %+v", opts)
 	}
-	want := []string{"--conntrack-max-per-core", "--conntrack-min", "--feature-gates", "--iptables-localhost-nodeports", "portRange"}
+	want := []string{"--feature-gates", "--iptables-localhost-nodeports", "portRange"}
 	if got := settingNames(opts.IgnoredSettings()); !reflect.DeepEqual(got, want) {
 		t.Fatalf("ignored = %v, want %v", got, want)
 	}

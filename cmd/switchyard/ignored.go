@@ -24,8 +24,11 @@ const (
 )
 
 var ignoredSettings = []ignoredSetting{
-	{"bind-address", "bindAddress", ignoredReason + "kube-proxy takes it as the node's primary IP, to pick the primary IP family; Switchyard is IPv4-only and reads the node's addresses from its interfaces",
-		func(o *Options) bool { return o.BindAddress != "0.0.0.0" }},
+	{"bind-address", "bindAddress", ignoredReason + "kube-proxy takes it as the node's primary IP, to pick the primary IP family; Switchyard is IPv4-only, reads the node's addresses from its interfaces, and uses it only for --nodeport-addresses=primary",
+		func(o *Options) bool {
+			_, primary, _ := o.NodePortPrefixes()
+			return o.BindAddress != "0.0.0.0" && !primary
+		}},
 	{"bind-address-hard-fail", "bindAddressHardFail", ignoredReason + "Switchyard never exits on a busy port: it retries the metrics server and logs a failed health server",
 		func(o *Options) bool { return o.BindAddressHardFail }},
 	{"feature-gates", "featureGates", ignoredReason + "Switchyard has no feature gates, and none of kube-proxy's changes what it does",
@@ -54,20 +57,6 @@ var ignoredSettings = []ignoredSetting{
 		func(o *Options) bool { return o.PodBridgeInterface != "" }},
 	{"pod-interface-name-prefix", "detectLocal.interfaceNamePrefix", notImplemented + "--detect-local-mode=InterfaceNamePrefix is not supported",
 		func(o *Options) bool { return o.PodInterfaceNamePrefix != "" }},
-	{"conntrack-max-per-core", "conntrack.maxPerCore", notImplemented + "Switchyard leaves nf_conntrack_max as it is",
-		func(o *Options) bool { return o.Conntrack.MaxPerCore != 0 }},
-	{"conntrack-min", "conntrack.min", notImplemented + "Switchyard leaves nf_conntrack_max as it is",
-		func(o *Options) bool { return o.Conntrack.MaxPerCore != 0 }}, // kube-proxy reads it only with a max per core
-	{"conntrack-tcp-timeout-established", "conntrack.tcpEstablishedTimeout", notImplemented + "Switchyard leaves nf_conntrack_tcp_timeout_established as it is",
-		func(o *Options) bool { return o.Conntrack.TCPEstablishedTimeout != 0 }},
-	{"conntrack-tcp-timeout-close-wait", "conntrack.tcpCloseWaitTimeout", notImplemented + "Switchyard leaves nf_conntrack_tcp_timeout_close_wait as it is",
-		func(o *Options) bool { return o.Conntrack.TCPCloseWaitTimeout != 0 }},
-	{"conntrack-tcp-be-liberal", "conntrack.tcpBeLiberal", notImplemented + "Switchyard leaves nf_conntrack_tcp_be_liberal as it is",
-		func(o *Options) bool { return o.Conntrack.TCPBeLiberal }},
-	{"conntrack-udp-timeout", "conntrack.udpTimeout", notImplemented + "Switchyard leaves nf_conntrack_udp_timeout as it is",
-		func(o *Options) bool { return o.Conntrack.UDPTimeout != 0 }},
-	{"conntrack-udp-timeout-stream", "conntrack.udpStreamTimeout", notImplemented + "Switchyard leaves nf_conntrack_udp_timeout_stream as it is",
-		func(o *Options) bool { return o.Conntrack.UDPStreamTimeout != 0 }},
 }
 
 // portIgnored: a deprecated port flag set to something other than its default that did not end up

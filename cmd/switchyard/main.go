@@ -91,15 +91,16 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	client, err := newClient(opts)
+	if err != nil {
+		return err
+	}
+	resolveNodePortPrimary(ctx, opts, client, nodeName, nodeIPsPoll, nodeIPsTimeout)
 	backend, variant, err := newBackend(opts)
 	if err != nil {
 		return err
 	}
 	pcfg.IptablesVariant = variant
-	client, err := newClient(opts)
-	if err != nil {
-		return err
-	}
 
 	syncPeriod, minSyncPeriod := opts.SyncPeriod, opts.MinSyncPeriod
 	if opts.ProxyMode == "ipvs" {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	v1 "k8s.io/api/core/v1"
 )
 
 // Options are the daemon's settings. Names, defaults and meanings follow kube-proxy's flags, so a
@@ -51,8 +52,9 @@ type Options struct {
 	// InitOnly does the privileged start-up work and exits (see initOnly in main.go).
 	InitOnly bool
 	// Version is --version: "false", "true", "raw" or a version to report.
-	Version string
-	Logging LoggingOptions
+	Version   string
+	Logging   LoggingOptions
+	Conntrack ConntrackOptions
 
 	// The settings below are accepted so that kube-proxy's command line and file work unchanged,
 	// but Switchyard does not act on them yet or at all; ignored.go says which and why.
@@ -63,10 +65,11 @@ type Options struct {
 	LocalhostNodePorts          bool
 	PodBridgeInterface          string
 	PodInterfaceNamePrefix      string
-	Conntrack                   ConntrackOptions
 
 	// fileFieldsIgnored are the --config file's fields that map onto none of the above.
 	fileFieldsIgnored []string
+	// primaryNodeIP is what --nodeport-addresses=primary stands for, once resolved.
+	primaryNodeIP netip.Addr
 }
 
 // LoggingOptions are kube-proxy's logging flags other than klog's -v and --vmodule.
@@ -80,7 +83,8 @@ type LoggingOptions struct {
 	JSONInfoBufferSize string
 }
 
-// ConntrackOptions are kube-proxy's --conntrack-* flags: the conntrack sysctls kube-proxy sets.
+// ConntrackOptions are kube-proxy's --conntrack-* flags: the conntrack sysctls set at start-up
+// (see setConntrack).
 type ConntrackOptions struct {
 	MaxPerCore            int32
 	Min                   int32
@@ -179,20 +183,20 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Logging.JSONSplitStream, "log-json-split-stream", o.Logging.JSONSplitStream, "kube-proxy's [Alpha] option for JSON logs; accepted and ignored.")
 	fs.Var(quantityValue{&o.Logging.JSONInfoBufferSize}, "log-json-info-buffer-size", "kube-proxy's [Alpha] option for JSON logs; accepted and ignored.")
 
-	fs.Var(ipValue{&o.BindAddress}, "bind-address", "kube-proxy's idea of the node's primary IP; accepted and ignored (Switchyard is IPv4-only and reads the node's addresses from its interfaces).")
+	fs.Var(ipValue{&o.BindAddress}, "bind-address", "The node's primary IP, which --nodeport-addresses=primary stands for when it is an IPv4 address; otherwise accepted and ignored (Switchyard is IPv4-only and reads the node's addresses from its interfaces).")
 	fs.BoolVar(&o.BindAddressHardFail, "bind-address-hard-fail", o.BindAddressHardFail, "kube-proxy exits when it cannot bind a server port; accepted and ignored.")
 	fs.Var(&mapStringBool{p: &o.FeatureGates}, "feature-gates", "kube-proxy's feature gates (key=true|false,...); accepted and ignored, since Switchyard has none.")
 	fs.StringVar(&o.ShowHiddenMetricsForVersion, "show-hidden-metrics-for-version", o.ShowHiddenMetricsForVersion, "Accepted and ignored: Switchyard hides no metrics.")
 	fs.BoolVar(&o.LocalhostNodePorts, "iptables-localhost-nodeports", o.LocalhostNodePorts, "kube-proxy's localhost NodePorts (iptables mode, IPv4); accepted, not yet implemented.")
 	fs.StringVar(&o.PodBridgeInterface, "pod-bridge-interface", o.PodBridgeInterface, "For --detect-local-mode=BridgeInterface; accepted, not yet implemented.")
 	fs.StringVar(&o.PodInterfaceNamePrefix, "pod-interface-name-prefix", o.PodInterfaceNamePrefix, "For --detect-local-mode=InterfaceNamePrefix; accepted, not yet implemented.")
-	fs.Int32Var(&o.Conntrack.MaxPerCore, "conntrack-max-per-core", o.Conntrack.MaxPerCore, "Maximum number of NAT connections to track per CPU core (0 to leave the limit as-is and ignore conntrack-min); accepted, not yet implemented.")
-	fs.Int32Var(&o.Conntrack.Min, "conntrack-min", o.Conntrack.Min, "Minimum number of conntrack entries to allocate, regardless of conntrack-max-per-core; accepted, not yet implemented.")
-	fs.DurationVar(&o.Conntrack.TCPEstablishedTimeout, "conntrack-tcp-timeout-established", o.Conntrack.TCPEstablishedTimeout, "Idle timeout for established TCP connections (0 to leave as-is); accepted, not yet implemented.")
-	fs.DurationVar(&o.Conntrack.TCPCloseWaitTimeout, "conntrack-tcp-timeout-close-wait", o.Conntrack.TCPCloseWaitTimeout, "NAT timeout for TCP connections in the CLOSE_WAIT state; accepted, not yet implemented.")
-	fs.BoolVar(&o.Conntrack.TCPBeLiberal, "conntrack-tcp-be-liberal", o.Conntrack.TCPBeLiberal, "Set nf_conntrack_tcp_be_liberal to 1; accepted, not yet implemented.")
-	fs.DurationVar(&o.Conntrack.UDPTimeout, "conntrack-udp-timeout", o.Conntrack.UDPTimeout, "Idle timeout for UNREPLIED UDP connections (0 to leave as-is); accepted, not yet implemented.")
-	fs.DurationVar(&o.Conntrack.UDPStreamTimeout, "conntrack-udp-timeout-stream", o.Conntrack.UDPStreamTimeout, "Idle timeout for ASSURED UDP connections (0 to leave as-is); accepted, not yet implemented.")
+	fs.Int32Var(&o.Conntrack.MaxPerCore, "conntrack-max-per-core", o.Conntrack.MaxPerCore, "Maximum number of NAT connections to track per CPU core (0 to leave the limit as-is and ignore conntrack-min).")
+	fs.Int32Var(&o.Conntrack.Min, "conntrack-min", o.Conntrack.Min, "Minimum number of conntrack entries to allocate, regardless of conntrack-max-per-core (set conntrack-max-per-core=0 instead to leave the limit as-is).")
+	fs.DurationVar(&o.Conntrack.TCPEstablishedTimeout, "conntrack-tcp-timeout-established", o.Conntrack.TCPEstablishedTimeout, "Idle timeout for established TCP connections (0 to leave as-is).")
+	fs.DurationVar(&o.Conntrack.TCPCloseWaitTimeout, "conntrack-tcp-timeout-close-wait", o.Conntrack.TCPCloseWaitTimeout, "NAT timeout for TCP connections in the CLOSE_WAIT state (0 to leave as-is).")
+	fs.BoolVar(&o.Conntrack.TCPBeLiberal, "conntrack-tcp-be-liberal", o.Conntrack.TCPBeLiberal, "Set nf_conntrack_tcp_be_liberal to 1, so that out-of-window TCP packets are not marked INVALID.")
+	fs.DurationVar(&o.Conntrack.UDPTimeout, "conntrack-udp-timeout", o.Conntrack.UDPTimeout, "Idle timeout for UNREPLIED UDP connections (0 to leave as-is).")
+	fs.DurationVar(&o.Conntrack.UDPStreamTimeout, "conntrack-udp-timeout-stream", o.Conntrack.UDPStreamTimeout, "Idle timeout for ASSURED UDP connections (0 to leave as-is).")
 }
 
 // NodeName is the node this proxy serves: --hostname-override, else the lowercased hostname.
@@ -212,7 +216,10 @@ func (o *Options) ClusterCIDRs() ([]netip.Prefix, error) {
 	return parsePrefixes("--cluster-cidr", splitList(o.ClusterCIDR))
 }
 
-// NodePortPrefixes parses --nodeport-addresses; "primary" is returned as nil plus primary=true.
+// NodePortPrefixes parses --nodeport-addresses. The keyword "primary" stands, as in kube-proxy,
+// for the node's primary IPv4 address as a /32 (primaryNodeIP, which the daemon resolves at
+// start-up: see nodePortPrimaryIP), and for nothing when the node has none, so that with no other
+// IPv4 CIDR NodePorts are open on every address, again as in kube-proxy.
 func (o *Options) NodePortPrefixes() (prefixes []netip.Prefix, primary bool, err error) {
 	var cidrs []string
 	for _, a := range o.NodePortAddresses {
@@ -223,7 +230,38 @@ func (o *Options) NodePortPrefixes() (prefixes []netip.Prefix, primary bool, err
 		cidrs = append(cidrs, a)
 	}
 	prefixes, err = parsePrefixes("--nodeport-addresses", cidrs)
+	if primary && o.primaryNodeIP.IsValid() {
+		prefixes = append(prefixes, netip.PrefixFrom(o.primaryNodeIP, 32))
+	}
 	return prefixes, primary, err
+}
+
+// primaryIPv4 is kube-proxy v1.37's primary IPv4 address of a node (detectNodeIPs, then the
+// "primary" keyword's expansion), given --bind-address and the addresses of its Node object in
+// order: a bind address of the family wins; else the first IPv4 InternalIP, else the first IPv4
+// ExternalIP. A loopback or no address is none (the invalid Addr).
+func primaryIPv4(bindAddress string, node *v1.Node) netip.Addr {
+	if a, err := netip.ParseAddr(bindAddress); err == nil && a.Unmap().Is4() && !a.IsUnspecified() {
+		return loopbackIsNone(a.Unmap())
+	}
+	if node == nil {
+		return netip.Addr{}
+	}
+	for _, typ := range []v1.NodeAddressType{v1.NodeInternalIP, v1.NodeExternalIP} {
+		for _, na := range node.Status.Addresses {
+			if a, err := netip.ParseAddr(na.Address); na.Type == typ && err == nil && a.Unmap().Is4() {
+				return loopbackIsNone(a.Unmap())
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+func loopbackIsNone(a netip.Addr) netip.Addr {
+	if a.IsLoopback() {
+		return netip.Addr{}
+	}
+	return a
 }
 
 // Validate rejects settings kube-proxy would reject, with a message naming the flag.
@@ -281,10 +319,8 @@ func (o *Options) Validate() error {
 	if _, err := o.ClusterCIDRs(); err != nil {
 		errs = append(errs, err.Error())
 	}
-	if _, primary, err := o.NodePortPrefixes(); err != nil {
+	if _, _, err := o.NodePortPrefixes(); err != nil {
 		errs = append(errs, err.Error())
-	} else if primary {
-		errs = append(errs, "--nodeport-addresses=primary is not supported yet; give the node addresses' CIDRs instead")
 	}
 	if _, err := parsePrefixes("--ipvs-exclude-cidrs", o.IPVS.ExcludeCIDRs); err != nil {
 		errs = append(errs, err.Error())

@@ -1,5 +1,5 @@
-// Package sysctltest holds the stateful fake of /proc/sys that the IPVS backend (proxier/ipvs.Sysctl)
-// and the pod network (podnet.Sysctl) are tested against. Each of those packages declares only the
+// Package sysctltest holds the stateful fake of /proc/sys that the IPVS backend (proxier/ipvs.Sysctl),
+// the conntrack settings (proxier/conntrack.Sysctl) and the pod network (podnet.Sysctl) are tested against. Each of those packages declares only the
 // methods it calls; Fake has both.
 package sysctltest
 
