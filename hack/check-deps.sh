@@ -32,6 +32,7 @@ NOT_PROGRAMS=(
 	"idle: a word in flag names (--idle-gap)"
 	"strings: pflag's name for a string-list flag type (cmd/switchyard/kubeproxy_flags_test.go)"
 	"file: a file name in a test path (cmd/switchyard/kubeproxy_flags_test.go)"
+	"write: an os.PathError's Op in a test (proxier/conntrack/sysctl_test.go)"
 )
 
 # Programs the tree runs only when they are there, and does without otherwise: "program: why".

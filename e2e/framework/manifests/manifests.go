@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -160,8 +161,9 @@ func Container(ds *appsv1.DaemonSet, name string) (*v1.Container, error) {
 // Argv is the command line the kubelet would start container c with: command then args, with every
 // $(VAR) replaced by the container's environment variable VAR. fieldValues gives the values of the
 // downward-API fields the environment refers to (e.g. "spec.nodeName"). Unlike the kubelet, which
-// leaves an unknown $(VAR) as it is, an unresolvable reference is an error here: in a manifest it is
-// a typo.
+// leaves an unknown $(VAR) as it is, an unresolvable reference to a variable's name is an error here:
+// in a manifest it is a typo. A $(...) that names no variable (a script's $(cmd) or $((n + 1)))
+// passes through unchanged, as with the kubelet.
 func Argv(c *v1.Container, fieldValues map[string]string) ([]string, error) {
 	env := map[string]string{}
 	for _, e := range c.Env {
@@ -190,6 +192,10 @@ func Argv(c *v1.Container, fieldValues map[string]string) ([]string, error) {
 }
 
 // expand applies the kubelet's $(VAR) syntax: "$$" is a literal "$", "$(NAME)" is NAME's value.
+// envVarName is what the API server accepts as an environment variable's name: a $(NAME) of this shape
+// that the container lacks is a typo.
+var envVarName = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
+
 func expand(s string, env map[string]string) (string, error) {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
@@ -208,10 +214,16 @@ func expand(s string, env map[string]string) (string, error) {
 			}
 			name := s[i+2 : i+end]
 			v, ok := env[name]
-			if !ok {
+			switch {
+			case ok:
+				b.WriteString(v)
+			case envVarName.MatchString(name):
 				return "", fmt.Errorf("$(%s) is not in the container's env", name)
+			default:
+				// Not a variable's name (a shell script's $(cmd) or $((n + 1))): the kubelet leaves
+				// such a reference as it is, up to its first ')', and so does this.
+				b.WriteString(s[i : i+end+1])
 			}
-			b.WriteString(v)
 			i += end
 		default:
 			b.WriteByte('$')
