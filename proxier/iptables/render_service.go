@@ -138,10 +138,12 @@ func (c *renderContext) renderService(svc *model.ServicePort, all []model.Endpoi
 
 	// Load-balancer ingress IPs, with loadBalancerSourceRanges as a source filter on the dispatch
 	// rules themselves (kube-proxy's KUBE-FW chain, inlined). Traffic from elsewhere is not DNATed, so
-	// it still carries the LB IP when SY-FIREWALL in the filter table sees and drops it.
+	// it still carries the LB IP when SY-FIREWALL in the filter table sees and drops it. As in
+	// kube-proxy, the firewall exists only while the service has endpoints: without any, every
+	// source, allowed or not, gets the REJECT below, and no DROP comes before it.
 	lbIPs := model.AddrsFor(f, svc.LoadBalancerIPs)
-	firewalled := len(svc.LoadBalancerSourceRanges) > 0
-	ranges := model.PrefixesFor(f, svc.LoadBalancerSourceRanges)
+	ranges := svc.SourceRangesFor(f)
+	firewalled := externalChain != "" && len(ranges) > 0
 	for _, ip := range lbIPs {
 		d := hostPrefix(ip)
 		if externalChain != "" {

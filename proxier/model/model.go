@@ -137,6 +137,21 @@ func PrefixesFor(f IPFamily, ps []netip.Prefix) []netip.Prefix {
 	return out
 }
 
+// SourceRangesFor returns the loadBalancerSourceRanges that restrict the family's traffic to the
+// service's load-balancer IPs, or nil when none does. As in kube-proxy, ranges of the other family are
+// left out (so a service whose ranges are all of the other family is open to this family, never
+// closed to it), and a zero-length prefix of the family (0.0.0.0/0, ::/0) admits every source, so
+// it means no filter at all.
+func (s *ServicePort) SourceRangesFor(f IPFamily) []netip.Prefix {
+	ranges := PrefixesFor(f, s.LoadBalancerSourceRanges)
+	for _, p := range ranges {
+		if p.Bits() == 0 {
+			return nil
+		}
+	}
+	return ranges
+}
+
 // ExternallyAccessible reports whether traffic from outside the cluster can reach the service through
 // this node: a NodePort, an external IP or a load-balancer IP.
 func (s *ServicePort) ExternallyAccessible() bool {

@@ -56,6 +56,32 @@ func TestFamilyFilters(t *testing.T) {
 	}
 }
 
+// TestSourceRangesFor pins kube-proxy's reading of loadBalancerSourceRanges: per family, and a
+// zero-length prefix of the family lifts that family's filter.
+func TestSourceRangesFor(t *testing.T) {
+	p := netip.MustParsePrefix
+	cases := []struct {
+		name   string
+		ranges []netip.Prefix
+		v4, v6 []netip.Prefix
+	}{
+		{"none", nil, nil, nil},
+		{"one per family", []netip.Prefix{p("203.0.113.0/24"), p("2001:db8::/32")}, []netip.Prefix{p("203.0.113.0/24")}, []netip.Prefix{p("2001:db8::/32")}},
+		{"other family only: this family is not filtered", []netip.Prefix{p("2001:db8::/32")}, nil, []netip.Prefix{p("2001:db8::/32")}},
+		{"0.0.0.0/0 lifts the IPv4 filter only", []netip.Prefix{p("203.0.113.0/24"), p("0.0.0.0/0"), p("2001:db8::/32")}, nil, []netip.Prefix{p("2001:db8::/32")}},
+		{"::/0 lifts the IPv6 filter only", []netip.Prefix{p("::/0"), p("203.0.113.0/24"), p("2001:db8::/32")}, []netip.Prefix{p("203.0.113.0/24")}, nil},
+	}
+	for _, tc := range cases {
+		s := &ServicePort{LoadBalancerSourceRanges: tc.ranges}
+		if got := s.SourceRangesFor(IPv4); !slices.Equal(got, tc.v4) {
+			t.Errorf("%s: SourceRangesFor(IPv4) = %v, want %v", tc.name, got, tc.v4)
+		}
+		if got := s.SourceRangesFor(IPv6); !slices.Equal(got, tc.v6) {
+			t.Errorf("%s: SourceRangesFor(IPv6) = %v, want %v", tc.name, got, tc.v6)
+		}
+	}
+}
+
 // TestPolicyPredicates pins kube-proxy's rules for which endpoint sets a service uses.
 func TestPolicyPredicates(t *testing.T) {
 	ext := []netip.Addr{netip.MustParseAddr("203.0.113.1")}
