@@ -167,7 +167,10 @@ func renderService(svc *model.ServicePort, eps []model.Endpoint, node model.Node
 			ipPort(setExternalIP, eip, port)
 		}
 	}
-	ranges := model.PrefixesFor(fam, svc.LoadBalancerSourceRanges)
+	// As in kube-proxy, only this family's ranges filter this family's traffic, and a zero-length one
+	// (0.0.0.0/0, ::/0) means no filter at all: no LOAD-BALANCER-FW entry, so no DROP for anyone. The
+	// filter does not depend on endpoints: a disallowed source is dropped before IPVS sees it.
+	ranges := svc.SourceRangesFor(fam)
 	for _, lip := range model.AddrsFor(fam, svc.LoadBalancerIPs) {
 		r.VirtualServers = append(r.VirtualServers, newVS(lip, port, "LoadBalancer", external))
 		if !isNodeAddr(lip) {
@@ -177,8 +180,6 @@ func renderService(svc *model.ServicePort, eps []model.Endpoint, node model.Node
 		if svc.ExternalPolicyLocal() {
 			ipPort(setLoadBalancerLocal, lip, port)
 		}
-		// Ranges of the other family only do not restrict this family's traffic (as in kube-proxy,
-		// which filters the ranges by family before looking at them).
 		if len(ranges) > 0 {
 			ipPort(setLoadBalancerFW, lip, port)
 			for _, cidr := range ranges {

@@ -15,32 +15,7 @@ func TestRulesBehaviour(t *testing.T) {
 	k := newTestKernel()
 	p := newTestProxier(t, k, testOptions())
 	mustSync(t, p, fixture())
-
-	rs, err := tracer.Parse(k.iptables.Dump())
-	if err != nil {
-		t.Fatalf("the tracer refuses the rules: %v\n%s", err, k.iptables.Dump())
-	}
-	sets := tracer.NewSets()
-	for name, s := range k.ipset.Sets {
-		if err := sets.Create(name, string(s.Type)); err != nil {
-			t.Fatal(err)
-		}
-		if err := sets.Add(name, k.ipset.Members(name)...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	node := tracer.Node{
-		Interfaces: []tracer.Interface{
-			{Name: "eth0", Addrs: []netip.Prefix{netip.MustParsePrefix("192.168.50.10/24")}},
-			{Name: "cni0", Addrs: []netip.Prefix{netip.MustParsePrefix("10.244.1.1/24")}},
-			{Name: DummyDevice},
-		},
-		Routes: []tracer.Route{{Dst: netip.MustParsePrefix("0.0.0.0/0"), Iface: "eth0"}},
-	}
-	for _, a := range k.links.AddrsOf(DummyDevice) {
-		node.Interfaces[2].Addrs = append(node.Interfaces[2].Addrs, netip.MustParsePrefix(a))
-	}
-	tr := tracer.New(rs, node, sets)
+	tr := ruleTracer(t, k)
 	const masq = 0x4000
 
 	pkt := func(proto, src, dst string, dport uint16, in string) tracer.Packet {
@@ -126,4 +101,35 @@ func traceOnly(t *testing.T, tr *tracer.Tracer, what string, p tracer.Packet) (*
 		t.Fatalf("%s: %v", what, err)
 	}
 	return res, o
+}
+
+// ruleTracer loads the iptables rules and ipsets a sync left in k's fakes into the packet tracer, on a
+// node with the fixture's interfaces and kube-ipvs0's addresses.
+func ruleTracer(t *testing.T, k *testKernel) *tracer.Tracer {
+	t.Helper()
+	rs, err := tracer.Parse(k.iptables.Dump())
+	if err != nil {
+		t.Fatalf("the tracer refuses the rules: %v\n%s", err, k.iptables.Dump())
+	}
+	sets := tracer.NewSets()
+	for name, s := range k.ipset.Sets {
+		if err := sets.Create(name, string(s.Type)); err != nil {
+			t.Fatal(err)
+		}
+		if err := sets.Add(name, k.ipset.Members(name)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	node := tracer.Node{
+		Interfaces: []tracer.Interface{
+			{Name: "eth0", Addrs: []netip.Prefix{netip.MustParsePrefix("192.168.50.10/24")}},
+			{Name: "cni0", Addrs: []netip.Prefix{netip.MustParsePrefix("10.244.1.1/24")}},
+			{Name: DummyDevice},
+		},
+		Routes: []tracer.Route{{Dst: netip.MustParsePrefix("0.0.0.0/0"), Iface: "eth0"}},
+	}
+	for _, a := range k.links.AddrsOf(DummyDevice) {
+		node.Interfaces[2].Addrs = append(node.Interfaces[2].Addrs, netip.MustParsePrefix(a))
+	}
+	return tracer.New(rs, node, sets)
 }
