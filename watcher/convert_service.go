@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	v1 "k8s.io/api/core/v1"
@@ -18,7 +19,6 @@ const (
 	// nothing another proxy owns, and no headless service's slices.
 	proxySelector = "!" + LabelServiceProxyName + ",!" + v1.IsHeadlessService
 
-	annotationSourceRanges = v1.AnnotationLoadBalancerSourceRangesKey
 	annotationTopologyMode = v1.AnnotationTopologyMode
 	annotationTopologyOld  = v1.DeprecatedAnnotationTopologyAwareHints
 
@@ -62,8 +62,9 @@ func (r rejection) String() string {
 
 // convertService turns a Service into the model's service ports, keyed by port name. Ports it cannot
 // model are left out and described in the returned rejections; the other ports of the same service are
-// kept. A service Switchyard does not proxy at all (headless, ExternalName, another proxy's) yields no
-// ports and no rejections. It never panics, whatever svc holds.
+// kept. Source ranges that do not parse are left out and described there too. A service Switchyard
+// does not proxy at all (headless, ExternalName, another proxy's) yields no ports and no rejections.
+// It never panics, whatever svc holds.
 func convertService(svc *v1.Service) (map[model.ServicePortName]*model.ServicePort, []rejection) {
 	key := model.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}
 	if reason := skipReason(svc); reason != "" {
@@ -93,6 +94,14 @@ func convertService(svc *v1.Service) (map[model.ServicePortName]*model.ServicePo
 	shared, reason, detail := convertServiceShared(svc)
 	if reason != "" {
 		return rejectAll(reason, detail)
+	}
+
+	// A source range that does not parse costs only itself, as in kube-proxy.
+	var badRanges []string
+	shared.LoadBalancerSourceRanges, badRanges = sourceRanges(svc.Spec.LoadBalancerSourceRanges)
+	for _, r := range badRanges {
+		rejects = append(rejects, rejection{Kind: kindService, Object: key.String(), Part: "loadBalancerSourceRanges",
+			Reason: reasonSourceRange, Detail: r})
 	}
 
 	ports := make(map[model.ServicePortName]*model.ServicePort, len(svc.Spec.Ports))
@@ -193,22 +202,6 @@ func convertServiceShared(svc *v1.Service) (sp *model.ServicePort, reason, detai
 		sp.LoadBalancerIPs = append(sp.LoadBalancerIPs, ip)
 	}
 
-	// A source range that cannot be parsed must not be dropped silently: dropping the last one would
-	// open the load balancer to every source. The port is rejected instead.
-	ranges := svc.Spec.LoadBalancerSourceRanges
-	if len(ranges) == 0 {
-		if a := strings.TrimSpace(svc.Annotations[annotationSourceRanges]); a != "" {
-			ranges = strings.Split(a, ",")
-		}
-	}
-	for _, s := range ranges {
-		p, err := parsePrefix(strings.TrimSpace(s))
-		if err != nil {
-			return nil, reasonSourceRange, s
-		}
-		sp.LoadBalancerSourceRanges = append(sp.LoadBalancerSourceRanges, p)
-	}
-
 	if svc.Spec.SessionAffinity == v1.ServiceAffinityClientIP {
 		timeout := int32(defaultAffinityTimeout)
 		if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
@@ -239,6 +232,28 @@ func convertServiceShared(svc *v1.Service) (sp *model.ServicePort, reason, detai
 
 	sp.TrafficDistribution = trafficDistribution(svc)
 	return sp, "", ""
+}
+
+// sourceRanges reads spec.loadBalancerSourceRanges as kube-proxy v1.37 does: each entry trimmed of
+// the whitespace the API validation lets through, empty ones skipped, and one that does not parse
+// left out (returned in bad, to be logged and counted) rather than failing the service. Only the spec
+// field is read: kube-proxy ignores the service.beta.kubernetes.io/load-balancer-source-ranges
+// annotation, which only the API server and cloud providers look at. Family filtering and the
+// meaning of 0.0.0.0/0 are the backends' (model.ServicePort.SourceRangesFor).
+func sourceRanges(spec []string) (ranges []netip.Prefix, bad []string) {
+	for _, s := range spec {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := parsePrefix(s)
+		if err != nil {
+			bad = append(bad, s)
+			continue
+		}
+		ranges = append(ranges, p)
+	}
+	return ranges, bad
 }
 
 // trafficDistribution returns spec.trafficDistribution, or PreferClose when the service opts into

@@ -72,12 +72,12 @@ func TestConvertServiceFields(t *testing.T) {
 			},
 		},
 		{
-			name: "load balancer: hostname-only and Proxy-mode ingress are skipped, spec source ranges win over the annotation",
+			name: "load balancer: hostname-only and Proxy-mode ingress are skipped, spec source ranges trimmed and masked, the annotation not read",
 			mutate: func(s *v1.Service) {
 				s.Spec.Type = v1.ServiceTypeLoadBalancer
 				s.Spec.Ports[0].NodePort = 30080
 				s.Spec.LoadBalancerSourceRanges = []string{" 198.51.100.0/24", "192.0.2.7/16"}
-				s.Annotations = map[string]string{annotationSourceRanges: "10.0.0.0/8"}
+				s.Annotations = map[string]string{v1.AnnotationLoadBalancerSourceRangesKey: "10.0.0.0/8"}
 				s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{
 					{IP: "203.0.113.20"},
 					{Hostname: "lb.example.com"},
@@ -92,13 +92,26 @@ func TestConvertServiceFields(t *testing.T) {
 			},
 		},
 		{
-			name: "source-range annotation when the spec field is empty",
+			// kube-proxy v1.37 reads only spec.loadBalancerSourceRanges; the annotation is for the API
+			// server and cloud providers.
+			name: "the source-range annotation alone filters nothing",
 			mutate: func(s *v1.Service) {
 				s.Spec.Type = v1.ServiceTypeLoadBalancer
-				s.Annotations = map[string]string{annotationSourceRanges: "198.51.100.0/24, 2001:db8::/32"}
+				s.Annotations = map[string]string{v1.AnnotationLoadBalancerSourceRangesKey: "198.51.100.0/24, 2001:db8::/32"}
+			},
+			want: func(*model.ServicePort) {},
+		},
+		{
+			// Both families are kept (each backend takes its own), so is 0.0.0.0/0 (which lifts the
+			// filter: model.ServicePort.SourceRangesFor); blank entries are skipped, leading zeros read
+			// as decimal, as kube-proxy's sloppy parser does.
+			name: "source ranges of both families, 0.0.0.0/0, blank entries and leading zeros",
+			mutate: func(s *v1.Service) {
+				s.Spec.Type = v1.ServiceTypeLoadBalancer
+				s.Spec.LoadBalancerSourceRanges = []string{"2001:db8::/32", " ", "", "0.0.0.0/0", "010.001.0.0/16"}
 			},
 			want: func(p *model.ServicePort) {
-				p.LoadBalancerSourceRanges = prefixes(t, "198.51.100.0/24", "2001:db8::/32")
+				p.LoadBalancerSourceRanges = prefixes(t, "2001:db8::/32", "0.0.0.0/0", "10.1.0.0/16")
 			},
 		},
 		{
@@ -273,12 +286,6 @@ func TestConvertServiceRejects(t *testing.T) {
 		{"unparseable load-balancer ingress IP", []func(*v1.Service){func(s *v1.Service) {
 			s.Status.LoadBalancer.Ingress = []v1.LoadBalancerIngress{{IP: "203.0.113"}}
 		}}, reasonInvalidIP, []string{"http"}, nil},
-		{"bad source range is refused, not dropped", []func(*v1.Service){func(s *v1.Service) {
-			s.Spec.LoadBalancerSourceRanges = []string{"198.51.100.0/24", "198.51.100.0/33"}
-		}}, reasonSourceRange, []string{"http"}, nil},
-		{"bad source range in the annotation", []func(*v1.Service){func(s *v1.Service) {
-			s.Annotations = map[string]string{annotationSourceRanges: "198.51.100.0"}
-		}}, reasonSourceRange, []string{"http"}, nil},
 		{"affinity timeout of zero", []func(*v1.Service){func(s *v1.Service) {
 			s.Spec.SessionAffinity = v1.ServiceAffinityClientIP
 			s.Spec.SessionAffinityConfig = &v1.SessionAffinityConfig{ClientIP: &v1.ClientIPConfig{TimeoutSeconds: ptr(int32(0))}}
@@ -330,6 +337,60 @@ func TestConvertServiceRejects(t *testing.T) {
 			}
 			if got := invalidCount(t, kindService, tc.reason) - before; got != float64(len(tc.refused)) {
 				t.Errorf("%s{kind=service,reason=%s} rose by %v, want %d", "switchyard_invalid_objects_total", tc.reason, got, len(tc.refused))
+			}
+		})
+	}
+}
+
+// TestConvertServiceBadSourceRanges: as in kube-proxy v1.37, a source range that does not parse is
+// left out and the service port is kept with the others; Switchyard also logs and counts each one.
+// Left with none, the load balancer is unfiltered, as in kube-proxy (the API server refuses such
+// values, so only objects stored before its validation can hold them).
+func TestConvertServiceBadSourceRanges(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ranges []string
+		bad    []string
+		want   []string
+	}{
+		{"one bad beside a good one", []string{"198.51.100.0/24", " 198.51.100.0/33"}, []string{"198.51.100.0/33"}, []string{"198.51.100.0/24"}},
+		{"all bad", []string{"198.51.100.0", "not-a-cidr", "fe80::/64%eth0"}, []string{"198.51.100.0", "not-a-cidr", "fe80::/64%eth0"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := svc("ns", "web", "10.96.0.10", func(s *v1.Service) {
+				s.Spec.Type = v1.ServiceTypeLoadBalancer
+				s.Spec.Ports = []v1.ServicePort{{Name: "a", Port: 80}, {Name: "b", Port: 81}}
+				s.Spec.LoadBalancerSourceRanges = tc.ranges
+			})
+			before := invalidCount(t, kindService, reasonSourceRange)
+			ports, rejects := convertService(s)
+			report(rejects)
+
+			var bad []string
+			for _, r := range rejects {
+				if r.Reason != reasonSourceRange || r.Part != "loadBalancerSourceRanges" || r.Object != "ns/web" || r.Kind != kindService {
+					t.Errorf("rejection %+v, want a source-range one for ns/web", r)
+				}
+				bad = append(bad, r.Detail)
+			}
+			if !reflect.DeepEqual(bad, tc.bad) {
+				t.Errorf("rejected ranges %q, want %q", bad, tc.bad)
+			}
+			if got := invalidCount(t, kindService, reasonSourceRange) - before; got != float64(len(tc.bad)) {
+				t.Errorf("switchyard_invalid_objects_total{kind=service,reason=%s} rose by %v, want %d", reasonSourceRange, got, len(tc.bad))
+			}
+			for _, port := range []string{"a", "b"} {
+				p := ports[spn("ns", "web", port)]
+				if p == nil {
+					t.Fatalf("port %s was dropped: %v", port, ports)
+				}
+				var got []string
+				for _, r := range p.LoadBalancerSourceRanges {
+					got = append(got, r.String())
+				}
+				if !reflect.DeepEqual(got, tc.want) {
+					t.Errorf("port %s source ranges %v, want %v", port, got, tc.want)
+				}
 			}
 		})
 	}

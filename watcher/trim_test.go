@@ -18,8 +18,9 @@ func TestInformerStoresTrimmedObjects(t *testing.T) {
 	h := newHarness(t,
 		svc("ns", "web", "10.96.0.10", func(s *v1.Service) {
 			s.ManagedFields = managed
-			s.Annotations = map[string]string{v1.LastAppliedConfigAnnotation: `{"big":"json"}`, annotationSourceRanges: "10.0.0.0/8"}
+			s.Annotations = map[string]string{v1.LastAppliedConfigAnnotation: `{"big":"json"}`, v1.AnnotationTopologyMode: "Auto"}
 			s.Spec.Type = v1.ServiceTypeLoadBalancer
+			s.Spec.LoadBalancerSourceRanges = []string{"10.0.0.0/8"}
 			s.Spec.Ports[0].NodePort = 30080
 		}),
 		slice("ns", "web-1", "web", []discovery.Endpoint{ep("10.244.1.5", testNode)}, func(es *discovery.EndpointSlice) {
@@ -34,8 +35,8 @@ func TestInformerStoresTrimmedObjects(t *testing.T) {
 		if s.ManagedFields != nil || s.Annotations[v1.LastAppliedConfigAnnotation] != "" {
 			t.Errorf("stored Service keeps managedFields or last-applied: %+v %v", s.ManagedFields, s.Annotations)
 		}
-		if s.Annotations[annotationSourceRanges] != "10.0.0.0/8" {
-			t.Errorf("trimming dropped an annotation the proxy reads: %v", s.Annotations)
+		if s.Annotations[v1.AnnotationTopologyMode] != "Auto" {
+			t.Errorf("trimming dropped an annotation other than last-applied: %v", s.Annotations)
 		}
 	}
 	for _, obj := range h.w.factory.Discovery().V1().EndpointSlices().Informer().GetStore().List() {
