@@ -35,8 +35,12 @@ const (
 	// Off-subnet service addresses, reached through the client's default route via the node.
 	labExternalIP = "198.18.0.10"
 	labLBIP       = "198.18.0.20"
-	tcpPort       = 8080 // backends' target ports
-	udpPort       = 5353
+	// Load balancers whose address exists nowhere: a packet the node fails to DNAT or REJECT loops
+	// between the node and the upstream router instead of finding a listener.
+	labLBAnyIP   = "198.18.0.21" // source ranges include 0.0.0.0/0
+	labLBEmptyIP = "198.18.0.22" // source ranges, no endpoints
+	tcpPort      = 8080          // backends' target ports
+	udpPort      = 5353
 	// ioTimeout bounds a single exchange so that a broken path fails the test instead of hanging
 	// it; nothing asserts on how long an exchange takes.
 	ioTimeout = 5 * time.Second
@@ -245,6 +249,13 @@ func labSnapshot(echoBackends ...string) *model.Snapshot {
 	add(s, &model.ServicePort{Name: svc("fw", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.14"),
 		LoadBalancerIPs: addrs(labLBIP), LoadBalancerSourceRanges: []netip.Prefix{pfx("192.168.50.0/24")}},
 		eps(tcpPort, "b2")...)
+	// 0.0.0.0/0 beside a narrower range: no firewall at all, as in kube-proxy.
+	add(s, &model.ServicePort{Name: svc("fw-any", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.15"),
+		LoadBalancerIPs: addrs(labLBAnyIP), LoadBalancerSourceRanges: []netip.Prefix{pfx("192.168.50.0/24"), pfx("0.0.0.0/0")}},
+		eps(tcpPort, "b2")...)
+	// Source ranges and no endpoints: every source is rejected, none dropped.
+	add(s, &model.ServicePort{Name: svc("fw-empty", "tcp"), Port: 80, ClusterIPs: addrs("10.96.0.16"),
+		LoadBalancerIPs: addrs(labLBEmptyIP), LoadBalancerSourceRanges: []netip.Prefix{pfx("192.168.50.0/24")}})
 	return s
 }
 
@@ -368,6 +379,22 @@ func testRealKernel(t *testing.T, variant utiliptables.Variant) {
 		})
 		t.Run("load balancer drops other sources", func(t *testing.T) {
 			expectDropped(t, pc, labLBIP+":80")
+		})
+		t.Run("load balancer with 0.0.0.0/0 among its source ranges admits every source", func(t *testing.T) {
+			c, s := askMany(t, pc, "tcp", labLBAnyIP+":80", 5)
+			expect(t, "lb any", c, s, []string{"b2"}, source(labGateway))
+		})
+		t.Run("load balancer with source ranges and no endpoints rejects an allowed source", func(t *testing.T) {
+			_, err := ask(l.client, "tcp", labLBEmptyIP+":80")
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("want connection refused (REJECT), got %v", err)
+			}
+		})
+		t.Run("load balancer with source ranges and no endpoints rejects a disallowed source, not drops it", func(t *testing.T) {
+			_, err := ask(pc, "tcp", labLBEmptyIP+":80")
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("want connection refused (REJECT), got %v", err)
+			}
 		})
 		t.Run("UDP service without endpoints refuses", func(t *testing.T) {
 			_, err := askFrom(pc, "udp", "10.96.0.13:53", 42000)
