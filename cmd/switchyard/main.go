@@ -108,7 +108,8 @@ func run(args []string) error {
 	serveMetrics(ctx, opts.MetricsBindAddress, opts.ProxyMode, opts.EnableProfiling)
 	defer serveHealthz(opts.HealthzBindAddress, health)()
 
-	nodeFactory := informers.NewSharedInformerFactoryWithOptions(client, opts.ConfigSyncPeriod)
+	// The pod network needs every Node (its peers); the proxy alone reads only its own.
+	nodeFactory := watcher.NewNodeInformerFactory(client, opts.ConfigSyncPeriod, nodeName, pcfg.Enabled())
 	w, err := watcher.New(client, nodeFactory, watcher.Options{NodeName: nodeName, ResyncPeriod: opts.ConfigSyncPeriod})
 	if err != nil {
 		return err
