@@ -14,6 +14,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/switchyard/switchyard/internal/polltest"
 )
 
 // nodeSelectingClientset is a fake clientset that, like the API server, applies a field selector
@@ -75,10 +77,7 @@ func cachedNodes(t *testing.T, allNodes bool) []string {
 	if allNodes {
 		want = 3
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(inf.GetStore().ListKeys()) < want && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	polltest.Eventually(t, "the informer holds the nodes it lists", func() bool { return len(inf.GetStore().ListKeys()) >= want })
 	if !allNodes {
 		// n3's watch event, if it were let through, arrives as fast as it would with allNodes.
 		time.Sleep(50 * time.Millisecond)

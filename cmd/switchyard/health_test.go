@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/switchyard/switchyard/internal/polltest"
 	"github.com/switchyard/switchyard/proxier/healthcheck"
 	"github.com/switchyard/switchyard/watcher"
 )
@@ -29,12 +31,7 @@ func TestNodeEligibilityFollowsThisNode(t *testing.T) {
 
 	eligible := func(want bool, what string) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			if health.Status().NodeEligible == want {
-				return
-			}
-		}
-		t.Fatalf("%s: node eligible %v, want %v", what, !want, want)
+		polltest.Eventually(t, fmt.Sprintf("node eligible %v: %s", want, what), func() bool { return health.Status().NodeEligible == want })
 	}
 	nodes := client.CoreV1().Nodes()
 

@@ -11,20 +11,9 @@ import (
 
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/switchyard/switchyard/internal/polltest"
 	"github.com/switchyard/switchyard/proxier/model"
 )
-
-// eventually polls cond for up to five seconds of real time: long enough for a goroutine to run,
-// never the 5s RetryInterval, which only the fake clock makes pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting until %s", what)
-}
 
 func answers(url string) bool {
 	resp, err := http.Get(url)
@@ -53,14 +42,14 @@ func TestBusyPortIsRetriedAndEventuallyServed(t *testing.T) {
 	defer srv.Close()
 
 	// Still busy at the first retry.
-	eventually(t, "the server waits to retry", clk.HasWaiters)
+	polltest.Eventually(t, "the server waits to retry", clk.HasWaiters)
 	clk.Step(RetryInterval)
-	eventually(t, "the server waits to retry again", clk.HasWaiters)
+	polltest.Eventually(t, "the server waits to retry again", clk.HasWaiters)
 
 	// The other proxy goes; the next retry takes the port.
 	_ = occupier.Close()
 	clk.Step(RetryInterval)
-	eventually(t, "the port is served", func() bool { return answers("http://" + addr + "/") })
+	polltest.Eventually(t, "the port is served", func() bool { return answers("http://" + addr + "/") })
 
 	srv.Close()
 	if answers("http://" + addr + "/") {
@@ -84,17 +73,17 @@ func TestServiceHealthRetriesAPortItCouldNotOpen(t *testing.T) {
 		t.Fatal("a port that cannot be opened must be reported")
 	}
 
-	eventually(t, "the server waits to retry", clk.HasWaiters)
+	polltest.Eventually(t, "the server waits to retry", clk.HasWaiters)
 	l.mu.Lock()
 	l.fail[":30002"] = false
 	l.mu.Unlock()
 	clk.Step(RetryInterval)
-	eventually(t, "the port is opened", func() bool {
+	polltest.Eventually(t, "the port is opened", func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return l.addrs[":30002"] != ""
 	})
-	eventually(t, "the port is served", func() bool {
+	polltest.Eventually(t, "the port is served", func() bool {
 		resp, err := http.Get(l.url(":30002"))
 		if err != nil {
 			return false
