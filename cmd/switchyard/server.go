@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -77,25 +75,13 @@ func serveMetrics(ctx context.Context, addr, mode string, profiling bool) {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// A busy port must not stop the proxy: rules matter more than metrics. Keep retrying, as the
+	// health servers do.
+	klog.InfoS("Serving metrics", "address", addr)
+	srv, _ := healthcheck.StartServer(clock.RealClock{}, healthcheck.NetListener{}, addr, mux, "server", "metrics")
 	go func() {
 		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	go func() {
-		klog.InfoS("Serving metrics", "address", addr)
-		// A busy port must not stop the proxy: rules matter more than metrics. Keep retrying.
-		for ctx.Err() == nil {
-			err := srv.ListenAndServe()
-			if errors.Is(err, http.ErrServerClosed) {
-				return
-			}
-			klog.ErrorS(err, "Metrics server failed; retrying in 5s", "address", addr)
-			select {
-			case <-ctx.Done():
-			case <-time.After(5 * time.Second):
-			}
-		}
+		srv.Close()
 	}()
 }
 
@@ -106,6 +92,7 @@ func serveHealthz(addr string, health *healthcheck.ProxyHealth) (stop func()) {
 	if addr == "" {
 		return func() {}
 	}
+	klog.InfoS("Serving health checks", "address", addr)
 	srv, _ := healthcheck.StartServer(clock.RealClock{}, healthcheck.NetListener{}, addr, health.Handler(), "server", "healthz")
 	return srv.Close
 }

@@ -27,7 +27,8 @@ type NetListener struct{}
 
 func (NetListener) Listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
-// Server serves one handler on one address and keeps trying to bind it until it is closed.
+// Server serves one handler on one address and keeps trying to bind it until it is closed. The
+// metrics server uses it too.
 type Server struct {
 	addr  string
 	srv   *http.Server
@@ -50,7 +51,7 @@ func StartServer(clk clock.Clock, l Listener, addr string, h http.Handler, logKV
 	ln, err := l.Listen(addr)
 	if err != nil {
 		err = fmt.Errorf("listen on %s: %w", addr, err)
-		klog.ErrorS(err, "Cannot serve health checks; retrying", append(logKV, "retryIn", RetryInterval)...)
+		klog.ErrorS(err, "Cannot listen; retrying", append(logKV, "retryIn", RetryInterval)...)
 	}
 	go s.run(clk, l, ln, logKV)
 	return s, err
@@ -61,12 +62,12 @@ func (s *Server) run(clk clock.Clock, l Listener, ln net.Listener, logKV []any) 
 	defer close(s.done)
 	for {
 		if ln != nil {
-			klog.V(2).InfoS("Serving health checks", logKV...)
+			klog.V(2).InfoS("Serving", logKV...)
 			err := s.srv.Serve(ln)
 			if errors.Is(err, http.ErrServerClosed) {
 				return
 			}
-			klog.ErrorS(err, "Health check server stopped; retrying", append(logKV, "retryIn", RetryInterval)...)
+			klog.ErrorS(err, "Server stopped; retrying", append(logKV, "retryIn", RetryInterval)...)
 		}
 		select {
 		case <-s.stop:
@@ -75,7 +76,7 @@ func (s *Server) run(clk clock.Clock, l Listener, ln net.Listener, logKV []any) 
 		}
 		var err error
 		if ln, err = l.Listen(s.addr); err != nil {
-			klog.ErrorS(err, "Cannot serve health checks; retrying", append(logKV, "retryIn", RetryInterval)...)
+			klog.ErrorS(err, "Cannot listen; retrying", append(logKV, "retryIn", RetryInterval)...)
 		}
 	}
 }
