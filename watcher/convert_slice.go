@@ -113,18 +113,14 @@ func convertEndpointSlice(es *discovery.EndpointSlice) (svc model.ServiceKey, in
 	return svc, info, rejects, true
 }
 
-// convertEndpoint reads an endpoint's conditions with kube-proxy's defaults: ready unset means ready,
-// serving unset means the ready value, terminating unset means not terminating.
+// convertEndpoint reads an endpoint's conditions with the API's and kube-proxy's defaults: ready or
+// serving unset means true, terminating unset means false. So an endpoint that is terminating and
+// not ready, with serving unset, is serving-terminating: the fall-back set kube-proxy uses.
 func convertEndpoint(ep *discovery.Endpoint, ip netip.Addr) model.Endpoint {
-	ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
-	serving := ready
-	if ep.Conditions.Serving != nil {
-		serving = *ep.Conditions.Serving
-	}
 	out := model.Endpoint{
 		IP:          ip,
-		Ready:       ready,
-		Serving:     serving,
+		Ready:       ep.Conditions.Ready == nil || *ep.Conditions.Ready,
+		Serving:     ep.Conditions.Serving == nil || *ep.Conditions.Serving,
 		Terminating: ep.Conditions.Terminating != nil && *ep.Conditions.Terminating,
 	}
 	if ep.NodeName != nil {

@@ -17,7 +17,8 @@ func TestConvertEndpointConditions(t *testing.T) {
 		ready, serving, terminating bool
 	}{
 		{"all unset", discovery.EndpointConditions{}, true, true, false},
-		{"not ready, serving unset follows ready", discovery.EndpointConditions{Ready: ptr(false)}, false, false, false},
+		{"not ready, serving unset means serving", discovery.EndpointConditions{Ready: ptr(false)}, false, true, false},
+		{"terminating, serving unset is serving-terminating", discovery.EndpointConditions{Ready: ptr(false), Terminating: ptr(true)}, false, true, true},
 		{"serving and terminating", discovery.EndpointConditions{Ready: ptr(false), Serving: ptr(true), Terminating: ptr(true)}, false, true, true},
 		{"terminating, not serving", discovery.EndpointConditions{Ready: ptr(false), Serving: ptr(false), Terminating: ptr(true)}, false, false, true},
 		{"ready set explicitly", discovery.EndpointConditions{Ready: ptr(true), Serving: ptr(true), Terminating: ptr(false)}, true, true, false},

@@ -174,8 +174,8 @@ type Endpoint struct {
 	IP   netip.Addr
 	Port int32
 
-	// Conditions as kube-proxy reads them: a missing ready condition means ready, a missing serving
-	// condition means the ready value, and a missing terminating condition means not terminating.
+	// Conditions as kube-proxy reads them: a missing ready or serving condition means true, and a
+	// missing terminating condition means not terminating.
 	Ready       bool
 	Serving     bool
 	Terminating bool
