@@ -11,16 +11,13 @@ import (
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
-// Label and annotation keys the watcher reads. They are kube-proxy's.
+// The label the watcher reads (kube-proxy's), and the API's affinity defaults and limits.
 const (
 	// LabelServiceProxyName marks a Service (and its EndpointSlices) as handled by another proxy.
 	LabelServiceProxyName = "service.kubernetes.io/service-proxy-name"
 	// proxySelector is the server-side label selector kube-proxy uses for Services and EndpointSlices:
 	// nothing another proxy owns, and no headless service's slices.
 	proxySelector = "!" + LabelServiceProxyName + ",!" + v1.IsHeadlessService
-
-	annotationTopologyMode = v1.AnnotationTopologyMode
-	annotationTopologyOld  = v1.DeprecatedAnnotationTopologyAwareHints
 
 	// defaultAffinityTimeout is the API's default for sessionAffinityConfig.clientIP.timeoutSeconds.
 	defaultAffinityTimeout = 10800
@@ -256,24 +253,15 @@ func sourceRanges(spec []string) (ranges []netip.Prefix, bad []string) {
 	return ranges, bad
 }
 
-// trafficDistribution returns spec.trafficDistribution, or PreferClose when the service opts into
-// topology-aware routing through the older annotations. kube-proxy v1.31 honours zone hints for any
-// value of service.kubernetes.io/topology-mode (or, when that is unset, the deprecated
-// topology-aware-hints annotation) other than empty and "disabled"; the model expresses that opt-in as
-// PreferClose so that model.Categorize has one switch to read.
+// trafficDistribution returns spec.trafficDistribution verbatim. The topology-mode annotation (and
+// the older topology-aware-hints one) is left alone: kube-proxy v1.37 reads neither the field nor the
+// annotations, only the hints the EndpointSlice controller derives from them (v1.31 already ignored
+// the annotations under its default feature gates), and model.Categorize does the same.
 func trafficDistribution(svc *v1.Service) string {
-	if td := svc.Spec.TrafficDistribution; td != nil && *td != "" {
+	if td := svc.Spec.TrafficDistribution; td != nil {
 		return *td
 	}
-	mode, ok := svc.Annotations[annotationTopologyMode]
-	if !ok {
-		mode = svc.Annotations[annotationTopologyOld]
-	}
-	switch mode {
-	case "", "disabled", "Disabled":
-		return ""
-	}
-	return model.TrafficDistributionPreferClose
+	return ""
 }
 
 // checkServicePort validates the per-port fields of p.

@@ -168,21 +168,36 @@ func TestConvertServiceFields(t *testing.T) {
 			want:   func(p *model.ServicePort) { p.TrafficDistribution = model.TrafficDistributionPreferClose },
 		},
 		{
-			name:   "topology-mode Auto means PreferClose",
-			mutate: func(s *v1.Service) { s.Annotations = map[string]string{annotationTopologyMode: "Auto"} },
-			want:   func(p *model.ServicePort) { p.TrafficDistribution = model.TrafficDistributionPreferClose },
+			name:   "trafficDistribution PreferSameZone",
+			mutate: func(s *v1.Service) { s.Spec.TrafficDistribution = ptr(v1.ServiceTrafficDistributionPreferSameZone) },
+			want:   func(p *model.ServicePort) { p.TrafficDistribution = model.TrafficDistributionPreferSameZone },
 		},
 		{
-			name:   "deprecated topology-aware-hints annotation",
-			mutate: func(s *v1.Service) { s.Annotations = map[string]string{annotationTopologyOld: "auto"} },
-			want:   func(p *model.ServicePort) { p.TrafficDistribution = model.TrafficDistributionPreferClose },
+			name:   "trafficDistribution PreferSameNode",
+			mutate: func(s *v1.Service) { s.Spec.TrafficDistribution = ptr(v1.ServiceTrafficDistributionPreferSameNode) },
+			want:   func(p *model.ServicePort) { p.TrafficDistribution = model.TrafficDistributionPreferSameNode },
 		},
 		{
-			name: "topology-mode Disabled wins over the deprecated annotation",
+			// kube-proxy v1.37 never reads the annotations: the EndpointSlice controller turns them
+			// into hints, and the hints are what model.Categorize follows.
+			name:   "topology-mode Auto is not folded into trafficDistribution",
+			mutate: func(s *v1.Service) { s.Annotations = map[string]string{v1.AnnotationTopologyMode: "Auto"} },
+			want:   func(*model.ServicePort) {},
+		},
+		{
+			name: "deprecated topology-aware-hints annotation is not read either",
 			mutate: func(s *v1.Service) {
-				s.Annotations = map[string]string{annotationTopologyMode: "Disabled", annotationTopologyOld: "Auto"}
+				s.Annotations = map[string]string{v1.DeprecatedAnnotationTopologyAwareHints: "auto"}
 			},
 			want: func(*model.ServicePort) {},
+		},
+		{
+			name: "trafficDistribution is carried as set, whatever the annotation says",
+			mutate: func(s *v1.Service) {
+				s.Spec.TrafficDistribution = ptr(v1.ServiceTrafficDistributionPreferClose)
+				s.Annotations = map[string]string{v1.AnnotationTopologyMode: "Disabled"}
+			},
+			want: func(p *model.ServicePort) { p.TrafficDistribution = model.TrafficDistributionPreferClose },
 		},
 	}
 	for _, tc := range cases {

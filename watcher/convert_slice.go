@@ -113,18 +113,14 @@ func convertEndpointSlice(es *discovery.EndpointSlice) (svc model.ServiceKey, in
 	return svc, info, rejects, true
 }
 
-// convertEndpoint reads an endpoint's conditions with kube-proxy's defaults: ready unset means ready,
-// serving unset means the ready value, terminating unset means not terminating.
+// convertEndpoint reads an endpoint's conditions with the API's and kube-proxy's defaults: ready or
+// serving unset means true, terminating unset means false. So an endpoint that is terminating and
+// not ready, with serving unset, is serving-terminating: the fall-back set kube-proxy uses.
 func convertEndpoint(ep *discovery.Endpoint, ip netip.Addr) model.Endpoint {
-	ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
-	serving := ready
-	if ep.Conditions.Serving != nil {
-		serving = *ep.Conditions.Serving
-	}
 	out := model.Endpoint{
 		IP:          ip,
-		Ready:       ready,
-		Serving:     serving,
+		Ready:       ep.Conditions.Ready == nil || *ep.Conditions.Ready,
+		Serving:     ep.Conditions.Serving == nil || *ep.Conditions.Serving,
 		Terminating: ep.Conditions.Terminating != nil && *ep.Conditions.Terminating,
 	}
 	if ep.NodeName != nil {
@@ -134,15 +130,23 @@ func convertEndpoint(ep *discovery.Endpoint, ip netip.Addr) model.Endpoint {
 		out.Zone = *ep.Zone
 	}
 	if ep.Hints != nil {
-		for _, z := range ep.Hints.ForZones {
-			if !slices.Contains(out.ZoneHints, z.Name) {
-				out.ZoneHints = append(out.ZoneHints, z.Name)
-			}
-		}
-		// Hint order carries no meaning; sorting keeps a reordering from looking like a change.
-		sort.Strings(out.ZoneHints)
+		// kube-proxy reads both kinds of hint (the gate for node hints, PreferSameTrafficDistribution,
+		// is GA since v1.35); which one applies is model.Categorize's choice.
+		out.ZoneHints = hintNames(ep.Hints.ForZones, func(z discovery.ForZone) string { return z.Name })
+		out.NodeHints = hintNames(ep.Hints.ForNodes, func(n discovery.ForNode) string { return n.Name })
 	}
 	return out
+}
+
+// hintNames returns the names of hints, sorted and without duplicates: hint order carries no meaning,
+// and sorting keeps a reordering from looking like a change. Nil when there are none.
+func hintNames[H any](hints []H, name func(H) string) []string {
+	var out []string
+	for _, h := range hints {
+		out = append(out, name(h))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // mergeEndpoints merges a service's slices into endpoints per port key, deduplicated by IP:port. When
@@ -169,7 +173,7 @@ func mergeEndpoints(bySlice map[string]*sliceInfo, nodeName string) map[portKey]
 		info := bySlice[n]
 		for _, p := range info.Ports {
 			for _, ep := range info.Endpoints {
-				ep.Port = p.Port // ep is a copy; ZoneHints is shared but never mutated
+				ep.Port = p.Port // ep is a copy; the hint slices are shared but never mutated
 				s := slot{key: p.portKey, at: ep.AddrPort()}
 				if i, seen := index[s]; seen {
 					if nodeName != "" && ep.NodeName == nodeName && out[p.portKey][i].NodeName != nodeName {

@@ -17,7 +17,8 @@ func TestConvertEndpointConditions(t *testing.T) {
 		ready, serving, terminating bool
 	}{
 		{"all unset", discovery.EndpointConditions{}, true, true, false},
-		{"not ready, serving unset follows ready", discovery.EndpointConditions{Ready: ptr(false)}, false, false, false},
+		{"not ready, serving unset means serving", discovery.EndpointConditions{Ready: ptr(false)}, false, true, false},
+		{"terminating, serving unset is serving-terminating", discovery.EndpointConditions{Ready: ptr(false), Terminating: ptr(true)}, false, true, true},
 		{"serving and terminating", discovery.EndpointConditions{Ready: ptr(false), Serving: ptr(true), Terminating: ptr(true)}, false, true, true},
 		{"terminating, not serving", discovery.EndpointConditions{Ready: ptr(false), Serving: ptr(false), Terminating: ptr(true)}, false, false, true},
 		{"ready set explicitly", discovery.EndpointConditions{Ready: ptr(true), Serving: ptr(true), Terminating: ptr(false)}, true, true, false},
@@ -43,7 +44,10 @@ func TestConvertEndpointSliceFields(t *testing.T) {
 		Addresses: []string{"10.244.1.5", "10.244.1.6"},
 		NodeName:  ptr("node-a"),
 		Zone:      ptr("zone-a"),
-		Hints:     &discovery.EndpointHints{ForZones: []discovery.ForZone{{Name: "zone-b"}, {Name: "zone-a"}, {Name: "zone-b"}}},
+		Hints: &discovery.EndpointHints{
+			ForZones: []discovery.ForZone{{Name: "zone-b"}, {Name: "zone-a"}, {Name: "zone-b"}},
+			ForNodes: []discovery.ForNode{{Name: "node-c"}, {Name: "node-a"}, {Name: "node-c"}},
+		},
 	}}, func(es *discovery.EndpointSlice) {
 		es.Ports = append(es.Ports, discovery.EndpointPort{Port: ptr(int32(9090))}) // unnamed, protocol unset
 	})
@@ -59,7 +63,7 @@ func TestConvertEndpointSliceFields(t *testing.T) {
 		t.Errorf("ports %+v, want %+v", info.Ports, wantPorts)
 	}
 	want := model.Endpoint{IP: addr(t, "10.244.1.5"), Ready: true, Serving: true, NodeName: "node-a", Zone: "zone-a",
-		ZoneHints: []string{"zone-a", "zone-b"}}
+		ZoneHints: []string{"zone-a", "zone-b"}, NodeHints: []string{"node-a", "node-c"}}
 	if len(info.Endpoints) != 1 || !reflect.DeepEqual(info.Endpoints[0], want) {
 		t.Errorf("endpoints %+v, want [%+v]", info.Endpoints, want)
 	}
@@ -187,5 +191,40 @@ func TestMergeEndpoints(t *testing.T) {
 	}
 	if mergeEndpoints(nil, "node-a") != nil {
 		t.Error("no slices should merge to nil")
+	}
+}
+
+// TestConvertEndpointHints: both kinds of hint reach the model as sorted, duplicate-free names, and
+// an absent or empty list stays nil (model.Categorize reads "no hints" from its length).
+func TestConvertEndpointHints(t *testing.T) {
+	cases := []struct {
+		name            string
+		hints           *discovery.EndpointHints
+		zones, nodeList []string
+	}{
+		{name: "no hints"},
+		{name: "empty hints", hints: &discovery.EndpointHints{}},
+		{name: "empty lists", hints: &discovery.EndpointHints{ForZones: []discovery.ForZone{}, ForNodes: []discovery.ForNode{}}},
+		{name: "zone hints only", hints: &discovery.EndpointHints{ForZones: []discovery.ForZone{{Name: "zone-a"}}},
+			zones: []string{"zone-a"}},
+		{name: "node hints only", hints: &discovery.EndpointHints{ForNodes: []discovery.ForNode{{Name: "node-b"}, {Name: "node-a"}}},
+			nodeList: []string{"node-a", "node-b"}},
+		{name: "both, as the controller writes them for PreferSameNode",
+			hints: &discovery.EndpointHints{ForZones: []discovery.ForZone{{Name: "zone-a"}}, ForNodes: []discovery.ForNode{{Name: "node-a"}}},
+			zones: []string{"zone-a"}, nodeList: []string{"node-a"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := ep("10.244.1.5", "node-a")
+			e.Hints = tc.hints
+			_, info, rejects, ok := convertEndpointSlice(slice("ns", "web-1", "web", []discovery.Endpoint{e}))
+			if !ok || len(rejects) != 0 || len(info.Endpoints) != 1 {
+				t.Fatalf("ok=%v rejects=%v endpoints=%v", ok, rejects, info)
+			}
+			got := info.Endpoints[0]
+			if !reflect.DeepEqual(got.ZoneHints, tc.zones) || !reflect.DeepEqual(got.NodeHints, tc.nodeList) {
+				t.Errorf("zone hints %#v, node hints %#v; want %#v, %#v", got.ZoneHints, got.NodeHints, tc.zones, tc.nodeList)
+			}
+		})
 	}
 }

@@ -65,7 +65,7 @@ func FuzzConvertService(f *testing.F) {
 			s.Annotations[v1.AnnotationLoadBalancerSourceRangesKey] = rangeAnn
 		}
 		if topo != "" {
-			s.Annotations[annotationTopologyMode] = topo
+			s.Annotations[v1.AnnotationTopologyMode] = topo
 		}
 		if timeout >= 0 {
 			s.Spec.SessionAffinity = v1.ServiceAffinityClientIP

@@ -29,7 +29,7 @@ var ignoredSettings = []ignoredSetting{
 			_, primary, _ := o.NodePortPrefixes()
 			return o.BindAddress != "0.0.0.0" && !primary
 		}},
-	{"bind-address-hard-fail", "bindAddressHardFail", ignoredReason + "Switchyard never exits on a busy port: it retries the metrics server and logs a failed health server",
+	{"bind-address-hard-fail", "bindAddressHardFail", ignoredReason + "Switchyard never exits on a busy port: its health, metrics and health check node port servers retry every 5s (during a migration kube-proxy may still hold the port)",
 		func(o *Options) bool { return o.BindAddressHardFail }},
 	{"feature-gates", "featureGates", ignoredReason + "Switchyard has no feature gates, and none of kube-proxy's changes what it does",
 		func(o *Options) bool { return len(o.FeatureGates) > 0 }},

@@ -106,17 +106,14 @@ func run(args []string) error {
 	if opts.ProxyMode == "ipvs" {
 		syncPeriod, minSyncPeriod = opts.IPVS.SyncPeriod, opts.IPVS.MinSyncPeriod
 	}
-	health := healthcheck.NewProxyHealth(clock.RealClock{}, 2*syncPeriod)
-	serviceHealth := healthcheck.NewServiceHealth(healthcheck.NetListener{}, health, nil)
+	health := healthcheck.NewProxyHealth(clock.RealClock{}, 2*syncPeriod, model.IPv4)
+	serviceHealth := newServiceHealth(opts, health)
 	defer serviceHealth.Close()
 	serveMetrics(ctx, opts.MetricsBindAddress, opts.ProxyMode, opts.EnableProfiling)
-	go func() {
-		if err := health.Serve(opts.HealthzBindAddress); err != nil {
-			klog.ErrorS(err, "Health check server stopped")
-		}
-	}()
+	defer serveHealthz(opts.HealthzBindAddress, health)()
 
-	nodeFactory := informers.NewSharedInformerFactoryWithOptions(client, opts.ConfigSyncPeriod)
+	// The pod network needs every Node (its peers); the proxy alone reads only its own.
+	nodeFactory := watcher.NewNodeInformerFactory(client, opts.ConfigSyncPeriod, nodeName, pcfg.Enabled())
 	w, err := watcher.New(client, nodeFactory, watcher.Options{NodeName: nodeName, ResyncPeriod: opts.ConfigSyncPeriod})
 	if err != nil {
 		return err
@@ -247,25 +244,25 @@ func installCNI(pcfg *podnet.Config) error {
 	return nil
 }
 
-// watchNodeEligibility fails /healthz (but not /livez) while this node is being deleted or carries
-// the cluster autoscaler's ToBeDeleted taint, so load balancers drain it first.
+// watchNodeEligibility fails /healthz (but not /livez) until this node's Node is seen, while it is
+// being deleted or carries the cluster autoscaler's ToBeDeleted taint, and once it is gone, as
+// kube-proxy v1.37 does (which exits when its Node is deleted and then has none), so load balancers
+// drain the node first.
 func watchNodeEligibility(f informers.SharedInformerFactory, nodeName string, health *healthcheck.ProxyHealth) {
-	update := func(obj any) {
-		node, ok := obj.(*v1.Node)
-		if !ok || node.Name != nodeName {
-			return
-		}
-		eligible := node.DeletionTimestamp == nil
-		for _, t := range node.Spec.Taints {
-			if t.Key == healthcheck.ToBeDeletedTaint {
-				eligible = false
+	update := func(obj any) { health.SetNodeEligible(healthcheck.NodeEligible(obj.(*v1.Node))) }
+	_, _ = f.Core().V1().Nodes().Informer().AddEventHandler(cache.FilteringResourceEventHandler{
+		FilterFunc: func(obj any) bool {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				return tomb.Key == nodeName
 			}
-		}
-		health.SetNodeEligible(eligible)
-	}
-	_, _ = f.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    update,
-		UpdateFunc: func(_, cur any) { update(cur) },
+			node, ok := obj.(*v1.Node)
+			return ok && node.Name == nodeName
+		},
+		Handler: cache.ResourceEventHandlerFuncs{
+			AddFunc:    update,
+			UpdateFunc: func(_, cur any) { update(cur) },
+			DeleteFunc: func(any) { health.SetNodeEligible(false) },
+		},
 	})
 }
 

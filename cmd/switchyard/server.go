@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/pprof"
-	"time"
+	"net/netip"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -15,7 +15,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
+	"github.com/switchyard/switchyard/proxier/healthcheck"
 	"github.com/switchyard/switchyard/proxier/metrics"
 )
 
@@ -73,24 +75,58 @@ func serveMetrics(ctx context.Context, addr, mode string, profiling bool) {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// A busy port must not stop the proxy: rules matter more than metrics. Keep retrying, as the
+	// health servers do.
+	klog.InfoS("Serving metrics", "address", addr)
+	srv, _ := healthcheck.StartServer(clock.RealClock{}, healthcheck.NetListener{}, addr, mux, "server", "metrics")
 	go func() {
 		<-ctx.Done()
-		_ = srv.Close()
+		srv.Close()
 	}()
-	go func() {
-		klog.InfoS("Serving metrics", "address", addr)
-		// A busy port must not stop the proxy: rules matter more than metrics. Keep retrying.
-		for ctx.Err() == nil {
-			err := srv.ListenAndServe()
-			if errors.Is(err, http.ErrServerClosed) {
-				return
-			}
-			klog.ErrorS(err, "Metrics server failed; retrying in 5s", "address", addr)
-			select {
-			case <-ctx.Done():
-			case <-time.After(5 * time.Second):
+}
+
+// serveHealthz serves /healthz and /livez on addr (none when empty) and returns the function that
+// stops it. A busy port is retried every 5s, as kube-proxy does: during a migration kube-proxy may
+// still hold it.
+func serveHealthz(addr string, health *healthcheck.ProxyHealth) (stop func()) {
+	if addr == "" {
+		return func() {}
+	}
+	klog.InfoS("Serving health checks", "address", addr)
+	srv, _ := healthcheck.StartServer(clock.RealClock{}, healthcheck.NetListener{}, addr, health.Handler(), "server", "healthz")
+	return srv.Close
+}
+
+// newServiceHealth serves the healthCheckNodePorts on the node addresses inside --nodeport-addresses
+// (all addresses when it is unset), as kube-proxy does.
+func newServiceHealth(o *Options, health *healthcheck.ProxyHealth) *healthcheck.ServiceHealth {
+	prefixes, _, _ := o.NodePortPrefixes() // Validate has rejected bad ones
+	var hosts []string                     // nil: all addresses
+	if len(prefixes) > 0 {
+		if addrs, err := interfaceAddrs(); err != nil {
+			klog.ErrorS(err, "Cannot list the node's addresses; health check node ports listen on all of them")
+		} else {
+			hosts = healthcheck.ListenHosts(prefixes, addrs)
+			klog.InfoS("Health check node ports listen on the node addresses in --nodeport-addresses", "addresses", hosts)
+		}
+	}
+	return healthcheck.NewServiceHealth(clock.RealClock{}, healthcheck.NetListener{}, health, hosts)
+}
+
+// interfaceAddrs lists every address of this node's interfaces, loopback included, as kube-proxy
+// matches --nodeport-addresses against them.
+func interfaceAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(ipn.IP); ok {
+				out = append(out, ip.Unmap())
 			}
 		}
-	}()
+	}
+	return out, nil
 }

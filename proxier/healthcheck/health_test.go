@@ -34,6 +34,7 @@ func get(t *testing.T, h http.Handler, path string) (int, map[string]any) {
 func TestProxyHealthFollowsQueuedUpdates(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Unix(1_700_000_000, 0))
 	h := NewProxyHealth(clk, 60*time.Second)
+	h.SetNodeEligible(true) // this node's Node object has been seen
 	handler := h.Handler()
 
 	if code, _ := get(t, handler, "/healthz"); code != 200 {
@@ -73,6 +74,7 @@ func TestHealthzFailsOnIneligibleNodeButLivezDoesNot(t *testing.T) {
 
 func TestConditionsMakeUnhealthyAndSayWhy(t *testing.T) {
 	h := NewProxyHealth(clocktesting.NewFakeClock(time.Now()), time.Minute)
+	h.SetNodeEligible(true)
 	h.SetCondition("pod-network", "waiting for podCIDR of node n1")
 	code, body := get(t, h.Handler(), "/healthz")
 	if code != 503 {
@@ -132,7 +134,7 @@ func fetch(t *testing.T, url string) (int, serviceHealthBody, http.Header) {
 func TestServiceHealthReportsLocalEndpoints(t *testing.T) {
 	l := &loopbackListener{addrs: map[string]string{}, fail: map[string]bool{":30002": true}}
 	proxy := NewProxyHealth(clocktesting.NewFakeClock(time.Now()), time.Minute)
-	sh := NewServiceHealth(l, proxy, nil)
+	sh := NewServiceHealth(clocktesting.NewFakeClock(time.Now()), l, proxy, nil)
 	defer sh.Close()
 
 	lb := model.ServicePortName{ServiceKey: model.ServiceKey{Namespace: "ns", Name: "lb"}, Port: "http"}

@@ -8,15 +8,16 @@ package healthcheck
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
+	"sort"
 	"sync"
 	"time"
 
-	"k8s.io/klog/v2"
+	v1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
 
 	"github.com/switchyard/switchyard/proxier/metrics"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // ToBeDeletedTaint is the taint the cluster autoscaler sets before removing a node; like kube-proxy,
@@ -29,18 +30,25 @@ const ToBeDeletedTaint = "ToBeDeletedByClusterAutoscaler"
 type ProxyHealth struct {
 	clock   clock.PassiveClock
 	timeout time.Duration
+	// families are the IP families the sync loop programs; each is reported in the body's "status".
+	families []model.IPFamily
 
 	mu            sync.Mutex
 	lastUpdated   time.Time
 	oldestPending time.Time
-	nodeEligible  bool
+	// nodeEligible is false until this node's Node object has been seen, as in kube-proxy.
+	nodeEligible bool
 	// extra are conditions besides the proxy rules, e.g. "waiting for this node's podCIDR".
 	extra map[string]string
 }
 
-// NewProxyHealth returns a tracker with the given timeout.
-func NewProxyHealth(c clock.PassiveClock, timeout time.Duration) *ProxyHealth {
-	return &ProxyHealth{clock: c, timeout: timeout, nodeEligible: true, extra: map[string]string{}}
+// NewProxyHealth returns a tracker with the given timeout for a sync loop that programs families
+// (IPv4 when none are given).
+func NewProxyHealth(c clock.PassiveClock, timeout time.Duration, families ...model.IPFamily) *ProxyHealth {
+	if len(families) == 0 {
+		families = []model.IPFamily{model.IPv4}
+	}
+	return &ProxyHealth{clock: c, timeout: timeout, families: families, extra: map[string]string{}}
 }
 
 // QueuedUpdate records that a change is waiting to be programmed. Only the oldest one counts.
@@ -60,12 +68,28 @@ func (h *ProxyHealth) Updated() {
 	h.lastUpdated = h.clock.Now()
 }
 
-// SetNodeEligible records whether this node should receive load-balancer traffic: false once the Node
-// is being deleted or carries ToBeDeletedTaint.
+// SetNodeEligible records whether this node should receive load-balancer traffic. As in kube-proxy
+// v1.37, it is not until its Node object has been seen, nor while the Node is being deleted or
+// carries ToBeDeletedTaint; NodeEligible decides.
 func (h *ProxyHealth) SetNodeEligible(eligible bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.nodeEligible = eligible
+}
+
+// NodeEligible is kube-proxy v1.37's rule: a node gets load-balancer traffic once its Node object
+// has been seen (node non-nil), unless its deletion has begun or the cluster autoscaler has tainted
+// it ToBeDeletedByClusterAutoscaler (with any effect).
+func NodeEligible(node *v1.Node) bool {
+	if node == nil || !node.DeletionTimestamp.IsZero() {
+		return false
+	}
+	for _, t := range node.Spec.Taints {
+		if t.Key == ToBeDeletedTaint {
+			return false
+		}
+	}
+	return true
 }
 
 // SetCondition marks a named condition unhealthy with a reason, or clears it when reason is "".
@@ -82,7 +106,10 @@ func (h *ProxyHealth) SetCondition(name, reason string) {
 
 // Status is one reading of the tracker.
 type Status struct {
-	Healthy      bool
+	// Healthy is false while a queued change is late or a condition is set.
+	Healthy bool
+	// RulesHealthy is false only while a queued change is late: kube-proxy's own notion.
+	RulesHealthy bool
 	NodeEligible bool
 	LastUpdated  time.Time
 	CurrentTime  time.Time
@@ -95,20 +122,41 @@ func (h *ProxyHealth) Status() Status {
 	defer h.mu.Unlock()
 	now := h.clock.Now()
 	s := Status{NodeEligible: h.nodeEligible, LastUpdated: h.lastUpdated, CurrentTime: now}
-	s.Healthy = h.oldestPending.IsZero() || now.Sub(h.oldestPending) < h.timeout
-	if !s.Healthy {
+	s.RulesHealthy = h.oldestPending.IsZero() || now.Sub(h.oldestPending) < h.timeout
+	if !s.RulesHealthy {
 		s.Reasons = append(s.Reasons, fmt.Sprintf("changes queued since %s not yet programmed", h.oldestPending.Format(time.RFC3339)))
 	}
 	for name, reason := range h.extra {
-		s.Healthy = false
 		s.Reasons = append(s.Reasons, name+": "+reason)
 	}
+	sort.Strings(s.Reasons)
+	s.Healthy = s.RulesHealthy && len(h.extra) == 0
 	return s
 }
 
 // IsHealthy reports the proxy's health, ignoring node eligibility (what /livez and the service health
 // servers use).
 func (h *ProxyHealth) IsHealthy() bool { return h.Status().Healthy }
+
+// proxyHealthBody is kube-proxy v1.37's /healthz and /livez body, field for field, plus "reasons":
+// Switchyard's words for why it is unhealthy, which clients parsing kube-proxy's body ignore.
+type proxyHealthBody struct {
+	// LastUpdated is the last successful sync, or now while healthy (see serve).
+	LastUpdated time.Time `json:"lastUpdated"`
+	CurrentTime time.Time `json:"currentTime"`
+	// NodeEligible is in /healthz's body only.
+	NodeEligible *bool `json:"nodeEligible,omitempty"`
+	// Healthy is the proxy's health without node eligibility; the status code has both.
+	Healthy bool `json:"healthy"`
+	// Status is per IP family, for the families synced at least once.
+	Status  map[string]familyHealth `json:"status,omitempty"`
+	Reasons []string                `json:"reasons,omitempty"`
+}
+
+type familyHealth struct {
+	LastUpdated time.Time `json:"lastUpdated"`
+	Healthy     bool      `json:"healthy"`
+}
 
 // Handler serves /healthz and /livez. /healthz also fails when the node is not eligible; /livez
 // does not, so a node being drained is not restarted.
@@ -122,7 +170,16 @@ func (h *ProxyHealth) Handler() http.Handler {
 func (h *ProxyHealth) serve(w http.ResponseWriter, withNode bool) {
 	s := h.Status()
 	healthy := s.Healthy
+	body := proxyHealthBody{LastUpdated: s.LastUpdated, CurrentTime: s.CurrentTime, Healthy: s.Healthy, Reasons: s.Reasons}
+	if !s.LastUpdated.IsZero() {
+		// One sync loop programs every family, so they share its last sync and its health.
+		body.Status = map[string]familyHealth{}
+		for _, f := range h.families {
+			body.Status[f.String()] = familyHealth{LastUpdated: s.LastUpdated, Healthy: s.RulesHealthy}
+		}
+	}
 	if withNode {
+		body.NodeEligible = &s.NodeEligible
 		healthy = healthy && s.NodeEligible
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -136,34 +193,16 @@ func (h *ProxyHealth) serve(w http.ResponseWriter, withNode bool) {
 		counter = metrics.ProxyHealthzTotal
 	}
 	counter.WithLabelValues(fmt.Sprint(code)).Inc()
-	w.WriteHeader(code)
-	lastUpdated := s.LastUpdated
 	if healthy {
 		// kube-proxy reports "now" as lastUpdated while healthy, because older releases meant "the
 		// loop ran recently" by it; clients that compare the two fields rely on that.
-		lastUpdated = s.CurrentTime
+		body.LastUpdated = s.CurrentTime
 	}
-	// Round(0) drops the monotonic clock reading that time.Time's String would otherwise print.
-	body := fmt.Sprintf(`{"lastUpdated": %q,"currentTime": %q`, lastUpdated.Round(0), s.CurrentTime.Round(0))
-	if withNode {
-		body += fmt.Sprintf(`, "nodeEligible": %v`, s.NodeEligible)
-	}
-	if len(s.Reasons) > 0 {
-		reasons, _ := json.Marshal(s.Reasons)
-		body += `, "reasons": ` + string(reasons)
-	}
-	fmt.Fprint(w, body+"}")
-}
-
-// Serve listens on addr and serves Handler until the listener fails. An empty addr disables it.
-func (h *ProxyHealth) Serve(addr string) error {
-	if addr == "" {
-		return nil
-	}
-	l, err := net.Listen("tcp", addr)
+	out, err := json.Marshal(body)
 	if err != nil {
-		return fmt.Errorf("healthz server on %s: %w", addr, err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
 	}
-	klog.InfoS("Serving health checks", "address", addr)
-	return (&http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second}).Serve(l)
+	w.WriteHeader(code)
+	_, _ = w.Write(out)
 }

@@ -6,30 +6,22 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
+	"sort"
 	"strconv"
 	"sync"
-	"time"
 
-	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/switchyard/switchyard/proxier/model"
 )
-
-// Listener opens a TCP listener; tests substitute one that hands out loopback ports.
-type Listener interface {
-	Listen(addr string) (net.Listener, error)
-}
-
-// NetListener is the real Listener.
-type NetListener struct{}
-
-func (NetListener) Listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 // ServiceHealth runs one HTTP server per service that has a healthCheckNodePort. Each answers 200 when
 // this node has a ready local endpoint for the service and the proxy is healthy, and 503 otherwise, with
 // kube-proxy's JSON body, so cloud load balancers send eTP=Local traffic only to nodes that can serve
 // it. Safe for concurrent use.
 type ServiceHealth struct {
+	clock    clock.Clock
 	listener Listener
 	proxy    *ProxyHealth
 	// addrs are the host parts to listen on, one server per address; [""] means all addresses.
@@ -41,21 +33,56 @@ type ServiceHealth struct {
 
 type hcService struct {
 	port      int32
-	servers   []*http.Server
+	servers   []*Server
 	endpoints int
 }
 
-// NewServiceHealth returns a manager that listens on each of addrs (host parts; nil means all).
-func NewServiceHealth(l Listener, proxy *ProxyHealth, addrs []string) *ServiceHealth {
-	if len(addrs) == 0 {
+// NewServiceHealth returns a manager that listens on each of addrs (host parts, as ListenHosts gives
+// them): nil means all addresses, an empty list none. Servers that cannot bind retry every
+// RetryInterval by clk.
+func NewServiceHealth(clk clock.Clock, l Listener, proxy *ProxyHealth, addrs []string) *ServiceHealth {
+	if addrs == nil {
 		addrs = []string{""}
 	}
-	return &ServiceHealth{listener: l, proxy: proxy, addrs: addrs, services: map[model.ServiceKey]*hcService{}}
+	return &ServiceHealth{clock: clk, listener: l, proxy: proxy, addrs: addrs, services: map[model.ServiceKey]*hcService{}}
+}
+
+// ListenHosts is where healthCheckNodePort servers listen, as kube-proxy decides it from
+// --nodeport-addresses: on every node address inside one of the IPv4 CIDRs, or on all addresses
+// (nil) when there are no IPv4 CIDRs or one of them is 0.0.0.0/0. When no node address matches, the
+// list is empty and no server listens, as in kube-proxy.
+func ListenHosts(cidrs []netip.Prefix, nodeAddrs []netip.Addr) []string {
+	var v4 []netip.Prefix
+	for _, p := range cidrs {
+		if p.Addr().Is4() {
+			if p.Bits() == 0 {
+				return nil
+			}
+			v4 = append(v4, p)
+		}
+	}
+	if len(v4) == 0 {
+		return nil
+	}
+	hosts := []string{}
+	seen := map[netip.Addr]bool{}
+	for _, a := range nodeAddrs {
+		a = a.Unmap()
+		for _, p := range v4 {
+			if p.Contains(a) && !seen[a] {
+				seen[a] = true
+				hosts = append(hosts, a.String())
+			}
+		}
+	}
+	sort.Strings(hosts)
+	return hosts
 }
 
 // Sync makes the running servers match snap: a server per service with a healthCheckNodePort, each
-// reporting the number of this node's ready endpoints. A port that cannot be opened is logged and
-// retried on the next sync; it never affects other services.
+// reporting the number of this node's ready endpoints. A port that cannot be opened is reported
+// and retried every RetryInterval until it opens or its service goes; it never affects other
+// services.
 func (s *ServiceHealth) Sync(snap *model.Snapshot) error {
 	want := map[model.ServiceKey]int32{}
 	local := map[model.ServiceKey]map[string]struct{}{}
@@ -90,9 +117,7 @@ func (s *ServiceHealth) Sync(snap *model.Snapshot) error {
 		if !ok {
 			var err error
 			if hc, err = s.open(key, port); err != nil {
-				klog.ErrorS(err, "Cannot serve health check node port", "service", key, "port", port)
 				errs = append(errs, err)
-				continue
 			}
 			s.services[key] = hc
 		}
@@ -101,30 +126,24 @@ func (s *ServiceHealth) Sync(snap *model.Snapshot) error {
 	return errors.Join(errs...)
 }
 
+// open starts the service's servers. Those that cannot bind yet keep retrying; the error says which.
 func (s *ServiceHealth) open(key model.ServiceKey, port int32) (*hcService, error) {
 	hc := &hcService{port: port}
+	var errs []error
 	for _, host := range s.addrs {
 		addr := net.JoinHostPort(host, strconv.Itoa(int(port)))
-		l, err := s.listener.Listen(addr)
+		srv, err := StartServer(s.clock, s.listener, addr, s.handler(key), "service", key, "port", port)
 		if err != nil {
-			hc.close()
-			return nil, fmt.Errorf("health check for %s on %s: %w", key, addr, err)
+			errs = append(errs, fmt.Errorf("health check for %s: %w", key, err))
 		}
-		srv := &http.Server{Handler: s.handler(key), ReadHeaderTimeout: 10 * time.Second}
 		hc.servers = append(hc.servers, srv)
-		go func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				klog.ErrorS(err, "Health check server stopped", "service", key, "address", addr)
-			}
-		}()
-		klog.V(2).InfoS("Serving service health check", "service", key, "address", addr)
 	}
-	return hc, nil
+	return hc, errors.Join(errs...)
 }
 
 func (hc *hcService) close() {
 	for _, srv := range hc.servers {
-		_ = srv.Close()
+		srv.Close()
 	}
 }
 

@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/conntrack/conntracktest"
 	"github.com/switchyard/switchyard/proxier/metrics"
@@ -18,21 +15,10 @@ import (
 	"github.com/switchyard/switchyard/internal/golden"
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
+	"github.com/switchyard/switchyard/internal/metricstest"
 )
 
 // metricValue reads a counter or gauge (prometheus' testutil would add a module to go.mod).
-func metricValue(t *testing.T, m prometheus.Metric) float64 {
-	t.Helper()
-	var out dto.Metric
-	if err := m.Write(&out); err != nil {
-		t.Fatal(err)
-	}
-	if c := out.GetCounter(); c != nil {
-		return c.GetValue()
-	}
-	return out.GetGauge().GetValue()
-}
-
 func newTestProxier(t *testing.T, fake *iptablestest.Fake, ct conntrack.Deleter) *Proxier {
 	t.Helper()
 	p, err := NewProxier(Config{Options: testOptions(), IPTables: fake, Conntrack: ct})
@@ -139,8 +125,8 @@ func TestProxierMutateAndResync(t *testing.T) {
 func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
 	fake, p, snap := syncedFixture(t, nil)
 	before := fake.Dump()
-	failures := metricValue(t, metrics.IptablesRestoreFailuresTotal)
-	partial := metricValue(t, metrics.IptablesPartialRestoreFailuresTotal)
+	failures := metricstest.Value(t, metrics.IptablesRestoreFailuresTotal)
+	partial := metricstest.Value(t, metrics.IptablesPartialRestoreFailuresTotal)
 
 	next := cloneSnapshot(snap)
 	web := spn("default", "web", "http")
@@ -154,10 +140,10 @@ func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
 	if fake.Dump() != before {
 		t.Errorf("a failed restore changed the state")
 	}
-	if got := metricValue(t, metrics.IptablesRestoreFailuresTotal); got != failures+1 {
+	if got := metricstest.Value(t, metrics.IptablesRestoreFailuresTotal); got != failures+1 {
 		t.Errorf("restore failures metric = %v, want %v", got, failures+1)
 	}
-	if got := metricValue(t, metrics.IptablesPartialRestoreFailuresTotal); got != partial+1 {
+	if got := metricstest.Value(t, metrics.IptablesPartialRestoreFailuresTotal); got != partial+1 {
 		t.Errorf("partial restore failures metric = %v, want %v", got, partial+1)
 	}
 
@@ -211,10 +197,10 @@ func TestProxierSweepsLeftoversOfEarlierRun(t *testing.T) {
 func TestProxierMetrics(t *testing.T) {
 	fake, _, _ := syncedFixture(t, nil)
 	// The fixture has one iTP=Local and one eTP=Local service without a local endpoint.
-	if got := metricValue(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal")); got != 1 {
+	if got := metricstest.Value(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal")); got != 1 {
 		t.Errorf("no-local-endpoints internal = %v, want 1", got)
 	}
-	if got := metricValue(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external")); got != 1 {
+	if got := metricstest.Value(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external")); got != 1 {
 		t.Errorf("no-local-endpoints external = %v, want 1", got)
 	}
 	// Owned nat rules = every rule in SY- chains of nat (the jumps in built-in chains are not counted).
@@ -224,7 +210,7 @@ func TestProxierMetrics(t *testing.T) {
 			owned++
 		}
 	}
-	if got := metricValue(t, metrics.IptablesRulesTotal.WithLabelValues(TableNAT)); int(got) != owned {
+	if got := metricstest.Value(t, metrics.IptablesRulesTotal.WithLabelValues(TableNAT)); int(got) != owned {
 		t.Errorf("nat rules total metric = %v, fake holds %d", got, owned)
 	}
 }

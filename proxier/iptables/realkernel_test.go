@@ -92,41 +92,8 @@ func newLab(t *testing.T) *lab {
 // serve starts a TCP and a UDP echo server in ns that answer "<name> <peer address>".
 func serve(t *testing.T, ns *netnstest.NS, name string) {
 	t.Helper()
-	var ln net.Listener
-	var pc net.PacketConn
-	err := ns.Do(func() error {
-		var err error
-		if ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", tcpPort)); err != nil {
-			return err
-		}
-		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", udpPort))
-		return err
-	})
-	if err != nil {
-		t.Fatalf("servers in %s: %v", ns.Name, err)
-	}
-	// Registered after the namespace's own cleanup, so the sockets close before it is deleted.
-	t.Cleanup(func() { ln.Close(); pc.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
-			c.Close()
-		}
-	}()
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			_, peer, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo([]byte(fmt.Sprintf("%s %s\n", name, peer)), peer)
-		}
-	}()
+	ns.ServeTCP(t, "tcp4", fmt.Sprintf(":%d", tcpPort), func(c net.Conn) { fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr()) })
+	ns.ServeUDP(t, "udp4", fmt.Sprintf(":%d", udpPort), func(from net.Addr) []byte { return []byte(fmt.Sprintf("%s %s\n", name, from)) })
 }
 
 // answer is who replied and the source address it saw.

@@ -1,5 +1,7 @@
 package model
 
+import "slices"
+
 // Categorized is the outcome of choosing endpoints for a service port on one node, with kube-proxy's
 // semantics. Backends render from it and nothing else, so iptables and IPVS cannot disagree about
 // which endpoints a packet may reach.
@@ -22,10 +24,12 @@ type Categorized struct {
 func Categorize(svc *ServicePort, eps []Endpoint, node NodeInfo) Categorized {
 	var c Categorized
 	if svc.UsesClusterEndpoints() {
-		useTopology := canUseTopology(svc, eps, node)
+		mode := topologyFromHints(eps, node)
 		c.Cluster = filter(eps, func(ep *Endpoint) bool {
-			return ep.Ready && (!useTopology || hintsInclude(ep, node.Zone()))
+			return ep.Ready && mode.admits(ep, node)
 		})
+		// topologyFromHints only picks a mode that leaves a ready endpoint, so an empty set here
+		// means there is no ready endpoint anywhere.
 		if len(c.Cluster) == 0 {
 			c.Cluster = filter(eps, servingTerminating)
 		}
@@ -61,6 +65,8 @@ func Categorize(svc *ServicePort, eps []Endpoint, node NodeInfo) Categorized {
 		c.AllReachable = c.Local
 		return c
 	}
+	// Cluster may hold remote endpoints Local lacks, and Local may hold endpoints Cluster lacks:
+	// serving-terminating ones, or ones the hints send to other nodes or zones.
 	c.AllReachable = append([]*Endpoint(nil), c.Cluster...)
 	for _, l := range c.Local {
 		if !containsEndpoint(c.Cluster, l) {
@@ -98,42 +104,77 @@ func containsEndpoint(list []*Endpoint, ep *Endpoint) bool {
 	return false
 }
 
-// canUseTopology follows kube-proxy: zone hints narrow the Cluster set only when the service asks for
-// it (trafficDistribution PreferClose, or the topology-mode annotation that the watcher folds into the
-// same field), the node has a zone, every ready endpoint carries hints, and some hint names this zone.
-// Otherwise every endpoint is used, so a half-hinted slice can never black-hole traffic.
-func canUseTopology(svc *ServicePort, eps []Endpoint, node NodeInfo) bool {
-	if svc.TrafficDistribution != TrafficDistributionPreferClose {
-		return false
-	}
+// topologyMode is how endpoint hints narrow the Cluster set on a node.
+type topologyMode int
+
+const (
+	// topologyNone uses every ready endpoint.
+	topologyNone topologyMode = iota
+	// topologySameZone uses the ready endpoints whose hints.forZones names this node's zone.
+	topologySameZone
+	// topologySameNode uses the ready endpoints whose hints.forNodes names this node.
+	topologySameNode
+)
+
+// topologyFromHints picks the mode as kube-proxy v1.37 does, from the hints alone. It does not
+// read the service's trafficDistribution or its topology-mode annotation: the EndpointSlice
+// controller already turned those into hints, and kube-proxy trusts whatever hints a slice carries.
+//
+// Only ready endpoints are looked at. Node hints win when every ready endpoint has some and one names
+// this node; otherwise zone hints, when every ready endpoint has some and one names this node's zone;
+// otherwise none. Requiring hints on every ready endpoint, and one for this node or zone, means a
+// half-hinted slice (say, mid-update) or a node the hints forgot never black-holes traffic.
+// (PreferSameTrafficDistribution, which gates node hints, is GA and locked on since v1.35.)
+func topologyFromHints(eps []Endpoint, node NodeInfo) topologyMode {
 	zone := node.Zone()
-	if zone == "" {
-		return false
-	}
-	hasZoneHint := false
+	anyReady := false
+	allNodeHinted, nodeHinted := true, false
+	allZoneHinted, zoneHinted := true, false
 	for i := range eps {
 		ep := &eps[i]
 		if !ep.Ready {
 			continue
 		}
+		anyReady = true
+		if len(ep.NodeHints) == 0 {
+			allNodeHinted = false
+		} else if slices.Contains(ep.NodeHints, node.Name) {
+			nodeHinted = true
+		}
 		if len(ep.ZoneHints) == 0 {
-			return false
-		}
-		if hintsInclude(ep, zone) {
-			hasZoneHint = true
-		}
-	}
-	return hasZoneHint
-}
-
-// TrafficDistributionPreferClose is the spec.trafficDistribution value that enables zone hints.
-const TrafficDistributionPreferClose = "PreferClose"
-
-func hintsInclude(ep *Endpoint, zone string) bool {
-	for _, z := range ep.ZoneHints {
-		if z == zone {
-			return true
+			allZoneHinted = false
+		} else if slices.Contains(ep.ZoneHints, zone) {
+			zoneHinted = true
 		}
 	}
-	return false
+	switch {
+	case !anyReady:
+		return topologyNone
+	case allNodeHinted && nodeHinted:
+		return topologySameNode
+	case allZoneHinted && zoneHinted:
+		return topologySameZone
+	}
+	return topologyNone
 }
+
+// admits reports whether ep may take Cluster traffic from node under t. There is no fall-back here:
+// topologyFromHints already fell back when choosing t.
+func (t topologyMode) admits(ep *Endpoint, node NodeInfo) bool {
+	switch t {
+	case topologySameNode:
+		return slices.Contains(ep.NodeHints, node.Name)
+	case topologySameZone:
+		return slices.Contains(ep.ZoneHints, node.Zone())
+	}
+	return true
+}
+
+// Values of spec.trafficDistribution. Categorize reads none of them (see topologyFromHints); they name
+// the topologies and what the watcher carries into ServicePort.TrafficDistribution.
+const (
+	// TrafficDistributionPreferClose is the original, now deprecated, name of PreferSameZone.
+	TrafficDistributionPreferClose    = "PreferClose"
+	TrafficDistributionPreferSameZone = "PreferSameZone"
+	TrafficDistributionPreferSameNode = "PreferSameNode"
+)

@@ -30,6 +30,8 @@ func deadTerm(e *Endpoint) { e.Ready, e.Serving, e.Terminating = false, false, t
 
 func hints(zones ...string) epOpt { return func(e *Endpoint) { e.ZoneHints = zones } }
 
+func nodeHints(nodes ...string) epOpt { return func(e *Endpoint) { e.NodeHints = nodes } }
+
 var thisNode = NodeInfo{Name: "node-a", Labels: map[string]string{ZoneLabel: "zone-a"}}
 
 func clusterIPSvc(mutate ...func(*ServicePort)) *ServicePort {
@@ -45,10 +47,13 @@ func clusterIPSvc(mutate ...func(*ServicePort)) *ServicePort {
 	return s
 }
 
-func nodePort(s *ServicePort)      { s.NodePort = 30080 }
-func eTPLocal(s *ServicePort)      { s.ExternalPolicy = PolicyLocal }
-func iTPLocal(s *ServicePort)      { s.InternalPolicy = PolicyLocal }
-func preferClose(s *ServicePort)   { s.TrafficDistribution = TrafficDistributionPreferClose }
+func nodePort(s *ServicePort)    { s.NodePort = 30080 }
+func eTPLocal(s *ServicePort)    { s.ExternalPolicy = PolicyLocal }
+func iTPLocal(s *ServicePort)    { s.InternalPolicy = PolicyLocal }
+func preferClose(s *ServicePort) { s.TrafficDistribution = TrafficDistributionPreferClose }
+func preferSameNode(s *ServicePort) {
+	s.TrafficDistribution = TrafficDistributionPreferSameNode
+}
 func ips(eps []*Endpoint) []string { return sortedIPs(eps) }
 
 func sortedIPs(eps []*Endpoint) []string {
@@ -224,11 +229,14 @@ func TestCategorize(t *testing.T) {
 			hasAny:    true, localNil: true,
 		},
 		{
-			name: "topology: hints are ignored without PreferClose",
+			// kube-proxy v1.37 reads hints alone: the EndpointSlice controller writes them only for a
+			// service that asks (trafficDistribution or the topology-mode annotation), so a service
+			// without either still follows whatever hints its slices carry.
+			name: "topology: hints are used whatever trafficDistribution says",
 			svc:  clusterIPSvc(), node: thisNode,
 			eps:       []Endpoint{mkEP("10.244.1.1", "node-a", hints("zone-a")), mkEP("10.244.2.1", "node-b", hints("zone-b"))},
-			cluster:   []string{"10.244.1.1", "10.244.2.1"},
-			reachable: []string{"10.244.1.1", "10.244.2.1"},
+			cluster:   []string{"10.244.1.1"},
+			reachable: []string{"10.244.1.1"},
 			hasAny:    true, localNil: true,
 		},
 		{
@@ -281,6 +289,145 @@ func TestCategorize(t *testing.T) {
 			cluster:   []string{"10.244.2.1"},
 			local:     []string{"10.244.1.1"},
 			reachable: []string{"10.244.1.1", "10.244.2.1"},
+			hasAny:    true,
+		},
+		{
+			name: "topology: an endpoint hinted for several zones serves each of them",
+			svc:  clusterIPSvc(), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.2.1", "node-b", hints("zone-b", "zone-a")),
+				mkEP("10.244.3.1", "node-c", hints("zone-c"))},
+			cluster:   []string{"10.244.2.1"},
+			reachable: []string{"10.244.2.1"},
+			hasAny:    true, localNil: true,
+		},
+		{
+			name: "topology: only unready endpoints hinted for this zone leaves hints unused",
+			svc:  clusterIPSvc(preferClose), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.1.1", "node-a", notReady, hints("zone-a")),
+				mkEP("10.244.2.1", "node-b", hints("zone-b")), mkEP("10.244.3.1", "node-c", hints("zone-c"))},
+			cluster:   []string{"10.244.2.1", "10.244.3.1"},
+			reachable: []string{"10.244.2.1", "10.244.3.1"},
+			hasAny:    true, localNil: true,
+		},
+		{
+			name: "topology with iTP=Local: hints do not touch the local set",
+			svc:  clusterIPSvc(iTPLocal, preferClose), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.1.1", "node-a", hints("zone-b")), mkEP("10.244.2.1", "node-b", hints("zone-a")),
+				mkEP("10.244.1.2", "node-a", nodeHints("node-b"), hints("zone-b"))},
+			local:     []string{"10.244.1.1", "10.244.1.2"},
+			reachable: []string{"10.244.1.1", "10.244.1.2"},
+			hasAny:    true, clusterNil: true,
+		},
+		{
+			name: "PreferSameNode: node hints narrow to the endpoints hinted for this node",
+			svc:  clusterIPSvc(preferSameNode), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.1.1", "node-a", nodeHints("node-a"), hints("zone-a")),
+				mkEP("10.244.1.2", "node-d", nodeHints("node-d"), hints("zone-a")),
+				mkEP("10.244.2.1", "node-b", nodeHints("node-b"), hints("zone-b"))},
+			cluster:   []string{"10.244.1.1"},
+			reachable: []string{"10.244.1.1"},
+			hasAny:    true, localNil: true,
+		},
+		{
+			name: "PreferSameNode: node hints without zone hints",
+			svc:  clusterIPSvc(preferSameNode), node: thisNode,
+			eps:       []Endpoint{mkEP("10.244.1.1", "node-a", nodeHints("node-a")), mkEP("10.244.2.1", "node-b", nodeHints("node-b"))},
+			cluster:   []string{"10.244.1.1"},
+			reachable: []string{"10.244.1.1"},
+			hasAny:    true, localNil: true,
+		},
+		{
+			name: "PreferSameNode: no endpoint for this node falls back to zone hints",
+			svc:  clusterIPSvc(preferSameNode), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.1.2", "node-d", nodeHints("node-d"), hints("zone-a")),
+				mkEP("10.244.2.1", "node-b", nodeHints("node-b"), hints("zone-b"))},
+			cluster:   []string{"10.244.1.2"},
+			reachable: []string{"10.244.1.2"},
+			hasAny:    true, localNil: true,
+		},
+		{
+			name: "PreferSameNode: a ready endpoint without a node hint falls back to zone hints",
+			svc:  clusterIPSvc(preferSameNode), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.1.1", "node-a", nodeHints("node-a"), hints("zone-a")),
+				mkEP("10.244.1.2", "node-d", hints("zone-a")),
+				mkEP("10.244.2.1", "node-b", nodeHints("node-b"), hints("zone-b"))},
+			cluster:   []string{"10.244.1.1", "10.244.1.2"},
+			reachable: []string{"10.244.1.1", "10.244.1.2"},
+			hasAny:    true, localNil: true,
+		},
+		{
+			name: "PreferSameNode: no hint for this node or zone falls back to cluster-wide",
+			svc:  clusterIPSvc(preferSameNode), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.2.1", "node-b", nodeHints("node-b"), hints("zone-b")),
+				mkEP("10.244.3.1", "node-c", nodeHints("node-c"), hints("zone-c"))},
+			cluster:   []string{"10.244.2.1", "10.244.3.1"},
+			reachable: []string{"10.244.2.1", "10.244.3.1"},
+			hasAny:    true, localNil: true,
+		},
+		{
+			name: "PreferSameNode: missing node and zone hints fall back to cluster-wide",
+			svc:  clusterIPSvc(preferSameNode), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.1.1", "node-a", nodeHints("node-a"), hints("zone-a")),
+				mkEP("10.244.2.1", "node-b")},
+			cluster:   []string{"10.244.1.1", "10.244.2.1"},
+			reachable: []string{"10.244.1.1", "10.244.2.1"},
+			hasAny:    true, localNil: true,
+		},
+		{
+			name: "PreferSameNode: an unhinted endpoint that is not ready does not matter",
+			svc:  clusterIPSvc(preferSameNode), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.1.1", "node-a", nodeHints("node-a")), mkEP("10.244.2.1", "node-b", nodeHints("node-b")),
+				mkEP("10.244.3.1", "node-c", notReady), mkEP("10.244.3.2", "node-c", servingTerm)},
+			cluster:   []string{"10.244.1.1"},
+			reachable: []string{"10.244.1.1"},
+			hasAny:    true, localNil: true,
+		},
+		{
+			name: "PreferSameNode: a node hint for this node on an unready endpoint does not count",
+			svc:  clusterIPSvc(preferSameNode), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.1.1", "node-a", notReady, nodeHints("node-a")),
+				mkEP("10.244.2.1", "node-b", nodeHints("node-b")), mkEP("10.244.3.1", "node-c", nodeHints("node-c"))},
+			cluster:   []string{"10.244.2.1", "10.244.3.1"},
+			reachable: []string{"10.244.2.1", "10.244.3.1"},
+			hasAny:    true, localNil: true,
+		},
+		{
+			name: "PreferSameNode: the terminating fallback ignores node hints",
+			svc:  clusterIPSvc(preferSameNode), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.1.1", "node-a", servingTerm, nodeHints("node-a")),
+				mkEP("10.244.2.1", "node-b", servingTerm, nodeHints("node-b"))},
+			cluster:   []string{"10.244.1.1", "10.244.2.1"},
+			reachable: []string{"10.244.1.1", "10.244.2.1"},
+			hasAny:    true, localNil: true,
+		},
+		{
+			name: "PreferSameNode with eTP=Local: a local endpoint hinted for another node stays local-reachable",
+			svc:  clusterIPSvc(nodePort, eTPLocal, preferSameNode), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.1.1", "node-a", nodeHints("node-b")), mkEP("10.244.2.1", "node-b", nodeHints("node-a")),
+				mkEP("10.244.3.1", "node-c", nodeHints("node-c"))},
+			cluster:   []string{"10.244.2.1"},
+			local:     []string{"10.244.1.1"},
+			reachable: []string{"10.244.1.1", "10.244.2.1"},
+			hasAny:    true,
+		},
+		{
+			name: "PreferSameNode with eTP=Local: a local serving-terminating endpoint joins the hinted ready one",
+			svc:  clusterIPSvc(nodePort, eTPLocal, preferSameNode), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.1.1", "node-a", servingTerm), mkEP("10.244.2.1", "node-b", nodeHints("node-a")),
+				mkEP("10.244.3.1", "node-c", nodeHints("node-c"))},
+			cluster:   []string{"10.244.2.1"},
+			local:     []string{"10.244.1.1"},
+			reachable: []string{"10.244.1.1", "10.244.2.1"},
+			hasAny:    true,
+		},
+		{
+			name: "PreferSameNode with iTP=Local and eTP=Cluster NodePort: hints narrow only the cluster set",
+			svc:  clusterIPSvc(nodePort, iTPLocal, preferSameNode), node: thisNode,
+			eps: []Endpoint{mkEP("10.244.1.1", "node-a", nodeHints("node-a")), mkEP("10.244.1.2", "node-a", nodeHints("node-d")),
+				mkEP("10.244.2.1", "node-b", nodeHints("node-b"))},
+			cluster:   []string{"10.244.1.1"},
+			local:     []string{"10.244.1.1", "10.244.1.2"},
+			reachable: []string{"10.244.1.1", "10.244.1.2"},
 			hasAny:    true,
 		},
 	}

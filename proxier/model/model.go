@@ -97,8 +97,10 @@ type ServicePort struct {
 	Affinity            SessionAffinity
 	ExternalPolicy      TrafficPolicy
 	InternalPolicy      TrafficPolicy
-	HealthCheckNodePort int32  // set only for eTP=Local load balancers
-	TrafficDistribution string // spec.trafficDistribution, "" when unset
+	HealthCheckNodePort int32 // set only for eTP=Local load balancers
+	// TrafficDistribution is spec.trafficDistribution verbatim, "" when unset. Like kube-proxy v1.37,
+	// Categorize does not read it: endpoint hints alone decide topology (see topologyFromHints).
+	TrafficDistribution string
 }
 
 func (s *ServicePort) String() string {
@@ -187,15 +189,18 @@ type Endpoint struct {
 	IP   netip.Addr
 	Port int32
 
-	// Conditions as kube-proxy reads them: a missing ready condition means ready, a missing serving
-	// condition means the ready value, and a missing terminating condition means not terminating.
+	// Conditions as kube-proxy reads them: a missing ready or serving condition means true, and a
+	// missing terminating condition means not terminating.
 	Ready       bool
 	Serving     bool
 	Terminating bool
 
-	NodeName  string
-	Zone      string
-	ZoneHints []string // hints.forZones, used for topology-aware routing
+	NodeName string
+	Zone     string
+	// Topology hints the EndpointSlice controller wrote for the service's trafficDistribution (or
+	// topology-mode annotation); Categorize narrows the Cluster set by them. Sorted, no duplicates.
+	ZoneHints []string // hints.forZones[].name
+	NodeHints []string // hints.forNodes[].name
 }
 
 // AddrPort is the endpoint's address as DNAT and IPVS real servers spell it.

@@ -49,8 +49,8 @@ type Options struct {
 	PodNetwork string
 	EchoPods   int    // echo pods local-up.sh starts per node (label app=echo in "default")
 	State      string // state directory; default $SWITCHYARD_STATE or /tmp/switchyard-local
-	// Reuse leaves a cluster that is already up in place (local-up.sh only completes it) and
-	// leaves it running after Down, for iterating on tests against a kept cluster.
+	// Reuse leaves a cluster that is already up when the lock is taken in place (local-up.sh only
+	// completes it) and leaves it running after Down, for iterating on tests against a kept cluster.
 	Reuse bool
 }
 
@@ -109,7 +109,11 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := acquireLock(ctx, opts.State); err != nil {
 		return nil, err
 	}
-	c := &Cluster{Repo: repo, State: opts.State, reuse: opts.Reuse, locked: true}
+	// Whether a cluster is up is decided now, under the lock: a caller that looked before waiting
+	// for it may have seen another test's cluster, which that test has since removed. A cluster this
+	// call brings up is this caller's to remove, whatever Reuse says.
+	_, err = os.Stat(filepath.Join(opts.State, "state.env"))
+	c := &Cluster{Repo: repo, State: opts.State, reuse: opts.Reuse && err == nil, locked: true}
 	args := []string{"--nodes", strconv.Itoa(opts.Nodes), "--proxy", opts.Proxy,
 		"--proxy-mode", opts.ProxyMode, "--pod-network", opts.PodNetwork, "--echo-pods", strconv.Itoa(opts.EchoPods)}
 	if _, err := c.script(ctx, "local-up.sh", args...); err != nil {
