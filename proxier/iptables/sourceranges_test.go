@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/iptables/tracer"
 	"github.com/switchyard/switchyard/proxier/model"
@@ -60,16 +59,7 @@ func TestTraceLoadBalancerSourceRanges(t *testing.T) {
 func TestSourceRangeFirewallRules(t *testing.T) {
 	firewalled := func(t *testing.T, f model.IPFamily, snap *model.Snapshot) string {
 		t.Helper()
-		opts := iptables.DefaultOptions(f)
-		fake := iptablestest.NewFake()
-		p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: fake})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Sync(snap); err != nil {
-			t.Fatalf("sync: %v", err)
-		}
-		return strings.Join(fake.Rules("filter", "SY-FIREWALL"), "\n")
+		return strings.Join(syncFake(t, snap, iptables.DefaultOptions(f)).Rules("filter", "SY-FIREWALL"), "\n")
 	}
 
 	v4 := firewalled(t, model.IPv4, sourceRangeSnapshot())

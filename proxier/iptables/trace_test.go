@@ -362,6 +362,16 @@ func TestTraceRulesAreUnderstood(t *testing.T) {
 // the fake's iptables-save dump (built-in jumps included) into the tracer.
 func kernelState(t testing.TB, snap *model.Snapshot, opts iptables.Options) *tracer.Ruleset {
 	t.Helper()
+	rs, err := tracer.Parse(syncFake(t, snap, opts).Dump())
+	if err != nil {
+		t.Fatalf("the tracer cannot read the synced rules: %v", err)
+	}
+	return rs
+}
+
+// syncFake syncs snap through a Proxier against a new stateful fake and returns the fake.
+func syncFake(t testing.TB, snap *model.Snapshot, opts iptables.Options) *iptablestest.Fake {
+	t.Helper()
 	fake := iptablestest.NewFake()
 	p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: fake})
 	if err != nil {
@@ -370,11 +380,7 @@ func kernelState(t testing.TB, snap *model.Snapshot, opts iptables.Options) *tra
 	if err := p.Sync(snap); err != nil {
 		t.Fatalf("sync: %v", err)
 	}
-	rs, err := tracer.Parse(fake.Dump())
-	if err != nil {
-		t.Fatalf("the tracer cannot read the synced rules: %v", err)
-	}
-	return rs
+	return fake
 }
 
 // TestTraceIncrementalSync checks the rules an incremental sync leaves behind, not only a full one.
