@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fails when the tree runs a program that a fresh machine would not have: one that neither comes with
-# every Debian install (priority required or important), nor with the Go toolchain, nor is installed
+# every Debian install (priority required), nor with the Go toolchain, nor is installed
 # by hack/install-deps.sh, nor is built by the tree itself. `make test` runs it after install-deps, so
 # a package installed by hand on the machine that runs CI can no longer hide a missing install step.
 #
@@ -18,7 +18,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 verbose=0
 [[ "${1:-}" == -v ]] && verbose=1
 
-# What a fresh machine has besides Debian's required and important packages: the Go toolchain (checked
+# What a fresh machine has besides Debian's required packages: the Go toolchain (checked
 # by its path below), and git and make, without which there is no clone and no `make test`.
 BASE_PACKAGES=(git make)
 
@@ -33,6 +33,7 @@ NOT_PROGRAMS=(
 	"strings: pflag's name for a string-list flag type (cmd/switchyard/kubeproxy_flags_test.go)"
 	"file: a file name in a test path (cmd/switchyard/kubeproxy_flags_test.go)"
 	"write: an os.PathError's Op in a test (proxier/conntrack/sysctl_test.go)"
+	"route: an argument of ip (ip route), not net-tools' route"
 )
 
 # Programs the tree runs only when they are there, and does without otherwise: "program: why".
@@ -54,7 +55,7 @@ built+=" $(sed -n 's/^DEFAULT_BINARIES=(\(.*\))/\1/p' hack/k8s/build.sh) "
 
 # Packages hack/install-deps.sh installs, and the ones every Debian install has.
 deps=" $(hack/install-deps.sh --list | tr '\n' ' ') "
-base=" ${BASE_PACKAGES[*]} $(dpkg-query -W -f='${Package} ${Priority}\n' | awk '$2 == "required" || $2 == "important" {print $1}' | tr '\n' ' ') "
+base=" ${BASE_PACKAGES[*]} $(dpkg-query -W -f='${Package} ${Priority}\n' | awk '$2 == "required" {print $1}' | tr '\n' ' ') "
 
 # Go: bare-word string literals and exec's program arguments ("!" marks the latter); shell scripts,
 # the Makefile and the manifests' scripts: the word in command position (hack/check-deps lists them).

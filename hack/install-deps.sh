@@ -9,6 +9,8 @@ pkgs=(
   nftables        # nft: upstream kube-proxy's --cleanup and nftables mode, the bench against it, the tests' checks
   conntrack       # tests read the conntrack table (Switchyard itself deletes entries through netlink)
   iproute2        # ip netns / ip link for the throwaway test namespaces
+  iputils-ping    # the e2e harness pings nodes across the underlay
+  procps          # sysctl, kill and uptime in the scripts
   jq              # the local cluster's scripts (hack/lib) read API objects and CNI configs with it
   socat           # the unix-socket relay from node namespaces to the API server on loopback
   etcd-server     # the local control plane's datastore
