@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/switchyard/switchyard/internal/sysctl"
+
 	"context"
 	"errors"
 	"fmt"
@@ -51,7 +53,7 @@ func nodeAddresses(f model.IPFamily) []netip.Addr {
 // DaemonSet /proc/sys is read-only (its kernel-setup init container writes them instead), and from
 // a child network namespace nf_conntrack_max and the hash table size cannot be written at all. So
 // what could not be set, and why, is said once, and the proxy goes on.
-func setConntrack(o *Options, sys conntrack.Sysctl) {
+func setConntrack(o *Options, sys sysctl.Interface) {
 	unset := conntrack.Apply(sys, o.Conntrack.settings(), numCPU())
 	if len(unset) == 0 {
 		return
@@ -167,7 +169,7 @@ func ipvsOptions(o *Options) ipvs.Options {
 // newBackend sets the conntrack sysctls and builds the backend --proxy-mode asks for, for IPv4, and
 // says which iptables variant it programs (the pod network's rules must go to the same one).
 func newBackend(o *Options) (model.Backend, utiliptables.Variant, error) {
-	setConntrack(o, conntrack.KernelParams{})
+	setConntrack(o, sysctl.Proc{})
 	ipt, variant, err := hostIptables(o)
 	if err != nil {
 		return nil, "", err

@@ -1,6 +1,6 @@
-// Package sysctltest holds the stateful fake of /proc/sys that the IPVS backend (proxier/ipvs.Sysctl),
-// the conntrack settings (proxier/conntrack.Sysctl) and the pod network (podnet.Sysctl) are tested against. Each of those packages declares only the
-// methods it calls; Fake has both.
+// Package sysctltest holds the stateful fake of /proc/sys: the fake of internal/sysctl's Interface,
+// which the IPVS backend and the conntrack settings use, and of the pod network's (podnet.Sysctl),
+// which declares only the method it calls (Set); Fake has both.
 package sysctltest
 
 import (

@@ -7,7 +7,7 @@
 // goes through Deleter, which Netlink implements for a kernel and conntracktest.Fake for tests.
 //
 // It also sets the conntrack table's size and timeouts that kube-proxy's --conntrack-* flags ask
-// for (Apply, in sysctl.go), through Sysctl: KernelParams for a kernel, sysctltest.Fake for tests.
+// for (Apply, in sysctl.go), through internal/sysctl: sysctl.Proc for a kernel, sysctltest.Fake for tests.
 package conntrack
 
 import (

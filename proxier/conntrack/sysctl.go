@@ -1,12 +1,12 @@
 package conntrack
 
 import (
+	"github.com/switchyard/switchyard/internal/sysctl"
+
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -26,35 +26,6 @@ const (
 // maxLimit caps max-per-core x CPUs, as kube-proxy v1.37 does, so that a many-core node does not
 // reserve a huge table.
 const maxLimit = 1 << 20
-
-// Sysctl reads and writes kernel parameters by name: a /proc/sys path ("net/netfilter/nf_conntrack_max")
-// or an absolute path (ParamHashsize). KernelParams is the real one, sysctltest.Fake the fake.
-type Sysctl interface {
-	Get(name string) (string, error)
-	Set(name, value string) error
-}
-
-// KernelParams is the real Sysctl: relative names under /proc/sys (of the caller's network
-// namespace, for net/*), absolute names as they are.
-type KernelParams struct{}
-
-var _ Sysctl = KernelParams{}
-
-func (KernelParams) path(name string) string {
-	if filepath.IsAbs(name) {
-		return name
-	}
-	return filepath.Join("/proc/sys", name)
-}
-
-func (k KernelParams) Get(name string) (string, error) {
-	b, err := os.ReadFile(k.path(name))
-	return strings.TrimSpace(string(b)), err
-}
-
-func (k KernelParams) Set(name, value string) error {
-	return os.WriteFile(k.path(name), []byte(value+"\n"), 0o644)
-}
 
 // Settings are kube-proxy's conntrack settings (KubeProxyConntrackConfiguration). A zero duration
 // or MaxPerCore leaves that parameter as it is, as in kube-proxy.
@@ -111,7 +82,7 @@ func reason(err error) string {
 // hash table grown to a quarter of the max when smaller, and each timeout (and be_liberal) written
 // when it differs. Where kube-proxy exits on the first failure, Apply goes on and returns every
 // parameter it could not set, for the caller to report once: the proxy works without them.
-func Apply(sys Sysctl, s Settings, numCPU int) []Unset {
+func Apply(sys sysctl.Interface, s Settings, numCPU int) []Unset {
 	var unset []Unset
 	set := func(name string, value int, onlyRaise bool) {
 		v := strconv.Itoa(value)

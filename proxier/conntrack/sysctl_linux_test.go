@@ -1,6 +1,8 @@
 package conntrack
 
 import (
+	"github.com/switchyard/switchyard/internal/sysctl"
+
 	"slices"
 	"strconv"
 	"strings"
@@ -10,14 +12,14 @@ import (
 	"github.com/switchyard/switchyard/internal/netnstest"
 )
 
-// TestKernelParamsInChildNamespace applies kube-proxy's defaults (plus the UDP timeouts) through
+// TestProcInChildNamespace applies kube-proxy's defaults (plus the UDP timeouts) through
 // the real /proc/sys inside a throwaway network namespace, where the timeouts are the namespace's
 // own but nf_conntrack_max and the hash table size are global and read-only: Apply sets the
 // timeouts, names the global ones it cannot set, and does not stop at them (kube-proxy would exit here).
-func TestKernelParamsInChildNamespace(t *testing.T) {
+func TestProcInChildNamespace(t *testing.T) {
 	netnstest.Require(t)
 	ns := netnstest.New(t, "ctsys")
-	var k KernelParams
+	var k sysctl.Proc
 	// Guard: this test must not change the node. Rewriting the current values would be harmless;
 	// if either global parameter is writable from here, stop before Apply raises it.
 	writable, hashsize := "", ""

@@ -14,7 +14,7 @@
 //   - apply_ipvs.go, apply_addrs.go, graceful.go: diff against what the backend knows the kernel holds
 //     and issue only the calls needed. Additions before removals.
 //   - rules.go: the iptables rules, a function of the options alone (28 rules for IPv4, at any scale).
-//   - kernel.go, counting.go: the seams (IPVS, Links, ipset.Netlink, Sysctl, internal/iptables'
+//   - kernel.go, counting.go: the seams (IPVS, Links, ipset.Netlink, internal/sysctl, internal/iptables'
 //     Interface and proxier/conntrack's Deleter), each satisfied by the real handle and by a
 //     stateful fake in a test-support package (ipvstest, ipsettest, iptablestest, conntracktest,
 //     internal/sysctltest), and a wrapper that counts round trips per sync.

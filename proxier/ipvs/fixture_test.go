@@ -1,6 +1,8 @@
 package ipvs
 
 import (
+	"github.com/switchyard/switchyard/internal/sysctl"
+
 	"net/netip"
 	"testing"
 	"time"
@@ -108,9 +110,9 @@ func testOptions() Options {
 // The fakes of this package's own seams live in ipvstest and sysctltest, which cannot import this
 // package; these lines keep them fitting the seams.
 var (
-	_ IPVS   = (*ipvstest.FakeIPVS)(nil)
-	_ Links  = (*ipvstest.FakeLinks)(nil)
-	_ Sysctl = (*sysctltest.Fake)(nil)
+	_ IPVS             = (*ipvstest.FakeIPVS)(nil)
+	_ Links            = (*ipvstest.FakeLinks)(nil)
+	_ sysctl.Interface = (*sysctltest.Fake)(nil)
 )
 
 // testKernel is a fake node: every seam's stateful fake, and a clock tests move by hand.

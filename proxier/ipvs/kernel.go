@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 
 	mobyipvs "github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
@@ -41,26 +40,6 @@ type Links interface {
 }
 
 var _ Links = (*netlink.Handle)(nil)
-
-// Sysctl reads and writes kernel parameters by their /proc/sys path, e.g. "net/ipv4/vs/conntrack".
-type Sysctl interface {
-	Get(name string) (string, error)
-	Set(name, value string) error
-}
-
-// ProcSysctl is the real Sysctl over /proc/sys of the caller's network namespace.
-type ProcSysctl struct{}
-
-var _ Sysctl = ProcSysctl{}
-
-func (ProcSysctl) Get(name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join("/proc/sys", name))
-	return strings.TrimSpace(string(b)), err
-}
-
-func (ProcSysctl) Set(name, value string) error {
-	return os.WriteFile(filepath.Join("/proc/sys", name), []byte(value+"\n"), 0o644)
-}
 
 // ErrNoIPVS is wrapped by the start-up check's error on a kernel without IPVS.
 var ErrNoIPVS = errors.New("kernel has no IPVS support")

@@ -1,6 +1,8 @@
 package ipvs
 
 import (
+	"github.com/switchyard/switchyard/internal/sysctl"
+
 	"errors"
 	"fmt"
 	"net/netip"
@@ -26,7 +28,7 @@ type Deps struct {
 	Links     Links
 	Ipset     ipset.Netlink
 	Iptables  utiliptables.Interface
-	Sysctl    Sysctl
+	Sysctl    sysctl.Interface
 	Conntrack conntrack.Deleter // UDP entries of deleted real servers; nil means netlink in this namespace
 	Now       func() time.Time  // nil means time.Now
 }
@@ -159,7 +161,7 @@ func OpenHost(opts Options, ipt utiliptables.Interface) (*Proxier, func(), error
 		return nil, nil, fmt.Errorf("open netlink handle: %w", err)
 	}
 	closeAll := func() { h.Close(); nl.Close() }
-	p, err := New(opts, Deps{IPVS: h, Links: nl, Ipset: nl, Iptables: ipt, Sysctl: ProcSysctl{}, Conntrack: &conntrack.Netlink{Handle: nl}})
+	p, err := New(opts, Deps{IPVS: h, Links: nl, Ipset: nl, Iptables: ipt, Sysctl: sysctl.Proc{}, Conntrack: &conntrack.Netlink{Handle: nl}})
 	if err != nil {
 		closeAll()
 		return nil, nil, err
@@ -184,7 +186,7 @@ func sysctlSettings(o *Options) [][2]string {
 	return s
 }
 
-func setSysctls(s Sysctl, o *Options) error {
+func setSysctls(s sysctl.Interface, o *Options) error {
 	for _, kv := range sysctlSettings(o) {
 		if cur, err := s.Get(kv[0]); err == nil && cur == kv[1] {
 			continue

@@ -1,6 +1,8 @@
 package ipvs
 
 import (
+	"github.com/switchyard/switchyard/internal/sysctl"
+
 	"bufio"
 	"encoding/hex"
 	"fmt"
@@ -58,12 +60,12 @@ func nsIptables(t testing.TB, ns *netnstest.NS) *utiliptables.Exec {
 type nsSysctl struct{ ns *netnstest.NS }
 
 func (x nsSysctl) Get(name string) (v string, err error) {
-	err = x.ns.Do(func() error { v, err = ProcSysctl{}.Get(name); return err })
+	err = x.ns.Do(func() error { v, err = sysctl.Proc{}.Get(name); return err })
 	return v, err
 }
 
 func (x nsSysctl) Set(name, value string) error {
-	return x.ns.Do(func() error { return ProcSysctl{}.Set(name, value) })
+	return x.ns.Do(func() error { return sysctl.Proc{}.Set(name, value) })
 }
 
 // backend is a TCP and UDP server in its own namespace that answers with its name and, over TCP, the
