@@ -53,6 +53,17 @@
 // not masqueraded here (kube-proxy would); that path is broken in kube-proxy too, as the reply
 // bypasses this node.
 //
+// Localhost node ports and the INVALID drop, as kube-proxy does them. With
+// --iptables-localhost-nodeports (the default) on IPv4, and --nodeport-addresses admitting
+// 127.0.0.1, node ports also answer on 127.0.0.0/8 (the daemon sets route_localnet=1, or the kernel
+// drops those packets as martians), and filter SY-LOCALNET-GUARD, jumped to from INPUT and OUTPUT,
+// drops traffic to 127.0.0.0/8 from other sources that nothing DNATed: route_localnet would
+// otherwise expose what listens on loopback to the node's neighbours. Otherwise the jump to nat
+// SY-NODEPORTS leaves loopback destinations out and the guard chain stays empty. SY-FORWARD drops
+// packets conntrack calls INVALID unless nf_conntrack_tcp_be_liberal is on. Both the drop and the
+// loopback node-port jumps count packets into kube-proxy's nfacct counters when they exist
+// (Options.NFAcctCounters), for its two nfacct metrics.
+//
 // One path from the model to restore text. What the backend believes the kernel holds is one
 // kernelState: the text of the shared chains and canaries, and the names of the per-service chains,
 // as the last successful restore left them; or every chain's text, read back with iptables-save.

@@ -23,6 +23,10 @@ const (
 	chainForward          = "SY-FORWARD"           // filter: INVALID drop, accept marked traffic
 	chainExternalServices = "SY-EXTERNAL-SERVICES" // filter: REJECT/DROP for external destinations
 	chainFirewall         = "SY-FIREWALL"          // filter: drop LB traffic outside loadBalancerSourceRanges
+	// chainLocalnetGuard drops traffic to 127.0.0.0/8 from other sources, which route_localnet=1
+	// (needed by localhost node ports) would otherwise let in from the network. Empty when
+	// localhost node ports are off, and always for IPv6.
+	chainLocalnetGuard = "SY-LOCALNET-GUARD" // filter
 	// CanaryChain is an empty chain in mangle, nat and filter. If it disappears, someone flushed the
 	// tables and the next sync must rewrite everything.
 	CanaryChain = "SY-PROXY-CANARY"
@@ -100,7 +104,7 @@ func isServiceChain(name string) bool {
 // modeChains are iptables mode's fixed chains.
 var modeChains = map[string]bool{
 	chainServices: true, chainNodePorts: true, chainPostrouting: true, chainHairpin: true,
-	chainForward: true, chainExternalServices: true, chainFirewall: true, CanaryChain: true,
+	chainForward: true, chainExternalServices: true, chainFirewall: true, chainLocalnetGuard: true, CanaryChain: true,
 }
 
 // isModeChain reports whether iptables mode (rather than IPVS mode or the pod network) owns the chain.

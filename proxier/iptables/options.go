@@ -3,6 +3,7 @@ package iptables
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/switchyard/switchyard/proxier/model"
 )
@@ -39,12 +40,52 @@ type Options struct {
 	NodeIPs []netip.Addr
 	// RandomFully adds --random-fully to MASQUERADE; set it when the iptables binary supports it.
 	RandomFully bool
+	// LocalhostNodePorts is --iptables-localhost-nodeports: node ports also answer on 127.0.0.0/8.
+	// It takes effect only where LocalhostNodePortsEffective says, and the node must then have
+	// net.ipv4.conf.all.route_localnet=1, or the kernel drops such packets as martians.
+	LocalhostNodePorts bool
+	// ConntrackTCPLiberal says that net.netfilter.nf_conntrack_tcp_be_liberal is on. conntrack then
+	// marks only out-of-window RSTs INVALID, and, as in kube-proxy, INVALID packets are not dropped.
+	ConntrackTCPLiberal bool
+	// NFAcctCounters names the nfacct counters that exist in the kernel (metrics.NFAcct*). Rules
+	// count packets into those only: iptables refuses a rule naming a counter that does not exist.
+	NFAcctCounters []string
 }
 
 // DefaultOptions returns kube-proxy's defaults for family.
 func DefaultOptions(family model.IPFamily) Options {
-	return Options{Family: family, MasqueradeBit: 14}
+	return Options{Family: family, MasqueradeBit: 14, LocalhostNodePorts: true}
 }
+
+// LocalhostNodePortsEffective reports whether node ports answer on 127.0.0.0/8, as kube-proxy
+// decides it: only for IPv4, and only when --nodeport-addresses admits an IPv4 loopback address
+// (no IPv4 prefix at all means every address).
+func (o *Options) LocalhostNodePortsEffective() bool {
+	if !o.LocalhostNodePorts || o.Family != model.IPv4 {
+		return false
+	}
+	prefixes := model.PrefixesFor(model.IPv4, o.NodePortAddresses)
+	if len(prefixes) == 0 {
+		return true
+	}
+	for _, p := range prefixes {
+		if p.Addr().IsLoopback() || p.Contains(loopbackNet(model.IPv4).Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// loopbackNet is the family's loopback range: 127.0.0.0/8, ::1/128.
+func loopbackNet(f model.IPFamily) netip.Prefix {
+	if f == model.IPv6 {
+		return netip.PrefixFrom(netip.IPv6Loopback(), 128)
+	}
+	return netip.MustParsePrefix("127.0.0.0/8")
+}
+
+// counts reports whether the nfacct counter name exists, so rules may count into it.
+func (o *Options) counts(name string) bool { return slices.Contains(o.NFAcctCounters, name) }
 
 // validate checks the options and returns the family's cluster CIDR (invalid when none).
 func (o *Options) validate() (netip.Prefix, error) {

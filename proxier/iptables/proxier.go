@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/internal/nfacct"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/metrics"
 	"github.com/switchyard/switchyard/proxier/model"
@@ -31,18 +32,20 @@ var jumpComments = map[string]string{
 	chainForward:          "switchyard forwarding rules",
 	chainNodePorts:        "switchyard health check service ports",
 	chainPostrouting:      "switchyard postrouting rules",
+	chainLocalnetGuard:    "switchyard localnet guard",
 }
 
 // jumpRules in the order they end up in each built-in chain, all ahead of other agents' rules.
 // As kube-proxy's, filter's jumps see only new connections, except those into SY-FORWARD (which
-// also accepts established service traffic) and SY-NODEPORTS (health checks).
+// also accepts established service traffic), SY-NODEPORTS (health checks) and SY-LOCALNET-GUARD
+// (which also drops INVALID packets to loopback addresses, as kubelet's copy of its rule does).
 var jumpRules = jumpsFrom([]builtinHook{
 	{TableNAT, "PREROUTING", []string{chainServices}},
 	{TableNAT, "OUTPUT", []string{chainServices}},
 	{TableNAT, "POSTROUTING", []string{chainPostrouting}},
 	{TableFilter, "FORWARD", []string{chainFirewall, chainForward, chainServices, chainExternalServices}},
-	{TableFilter, "INPUT", []string{chainFirewall, chainNodePorts, chainExternalServices}},
-	{TableFilter, "OUTPUT", []string{chainFirewall, chainServices}},
+	{TableFilter, "INPUT", []string{chainLocalnetGuard, chainFirewall, chainNodePorts, chainExternalServices}},
+	{TableFilter, "OUTPUT", []string{chainLocalnetGuard, chainFirewall, chainServices}},
 })
 
 // builtinHook lists, in order, the chains of ours that one built-in chain jumps to.
@@ -56,7 +59,7 @@ func jumpsFrom(hooks []builtinHook) []jumpRule {
 	for _, h := range hooks {
 		for _, target := range h.targets {
 			var args []string
-			if h.table == TableFilter && target != chainForward && target != chainNodePorts {
+			if h.table == TableFilter && target != chainForward && target != chainNodePorts && target != chainLocalnetGuard {
 				args = append(args, "-m", "conntrack", "--ctstate", "NEW")
 			}
 			args = append(args, "-m", "comment", "--comment", jumpComments[target], "-j", target)
@@ -83,6 +86,10 @@ type Config struct {
 	IPTables utiliptables.Interface
 	// Conntrack, when set, removes stale UDP flows after each successful sync.
 	Conntrack conntrack.Deleter
+	// NFAcct, when set, is where NewProxier creates the nfacct counters (metrics.NFAcctCounters)
+	// that the rules count packets into for kube-proxy's nfacct metrics. Options.NFAcctCounters
+	// then says which exist; a counter that cannot be created is logged and not counted into.
+	NFAcct nfacct.Interface
 	// StagedChainsPerRestore, when positive, lets a sync that creates at least this many new chains
 	// load them in separate restores of about this many chains before the final transaction. Use
 	// StagingFor to pick it for a variant.
@@ -128,11 +135,15 @@ type Proxier struct {
 
 var _ model.Backend = (*Proxier)(nil)
 
-// NewProxier checks the options and returns a Proxier that has applied nothing yet. It installs
-// nothing and removes nothing: the first Sync does, and no call ever flushes working rules.
+// NewProxier checks the options and returns a Proxier that has applied no rule yet: the first
+// Sync does, and no call ever flushes working rules. It only creates the nfacct counters
+// (Config.NFAcct), which count nothing until a rule names them.
 func NewProxier(cfg Config) (*Proxier, error) {
 	if cfg.IPTables == nil {
 		return nil, errors.New("iptables proxier: no iptables interface")
+	}
+	if cfg.NFAcct != nil {
+		cfg.Options.NFAcctCounters = ensureCounters(cfg.NFAcct, cfg.Options.Family)
 	}
 	r, err := NewRenderer(cfg.Options)
 	if err != nil {
@@ -264,6 +275,20 @@ func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 	return nil
 }
 
+// ensureCounters creates kube-proxy's nfacct counters where missing and returns those that exist.
+// Counters are per network namespace, not per family, so both families' Proxiers share them.
+func ensureCounters(acct nfacct.Interface, family model.IPFamily) []string {
+	var have []string
+	for _, name := range metrics.NFAcctCounters {
+		if err := acct.Ensure(name); err != nil {
+			klog.ErrorS(err, "Cannot create an nfacct counter; its metric will not be reported", "ipFamily", family, "counter", name)
+			continue
+		}
+		have = append(have, name)
+	}
+	return have
+}
+
 // ensureJumps makes sure every jump from a built-in chain exists, in jumpRules order.
 func (p *Proxier) ensureJumps() error {
 	// Reverse order: each rule is inserted at the top, so the first in the list ends up first.
@@ -295,7 +320,7 @@ func bootstrapInput() []byte {
 var fixedChains = []struct{ table, chain string }{
 	{TableNAT, chainServices}, {TableNAT, chainNodePorts}, {TableNAT, chainPostrouting}, {TableNAT, chainHairpin},
 	{TableFilter, chainServices}, {TableFilter, chainExternalServices}, {TableFilter, chainFirewall},
-	{TableFilter, chainNodePorts}, {TableFilter, chainForward},
+	{TableFilter, chainNodePorts}, {TableFilter, chainForward}, {TableFilter, chainLocalnetGuard},
 }
 
 // missingFixedChain names the first fixed chain the kernel lacks, or "" when all are there.

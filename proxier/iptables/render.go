@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/switchyard/switchyard/proxier/metrics"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -92,7 +93,7 @@ type Renderer struct {
 
 // sharedChains holds the shared chains' rules, concatenated over services in name order.
 type sharedChains struct {
-	filterSvc, filterExt, filterFW, filterNP, natSvc, natNP, hairpin, forward, postrouting ruleBuf
+	filterSvc, filterExt, filterFW, filterNP, natSvc, natNP, hairpin, forward, postrouting, localnetGuard ruleBuf
 	// shards holds the SY-DST chains' rules; natSvc jumps to them in shardOrder.
 	shards     map[netip.Prefix]*ruleBuf
 	shardOrder []netip.Prefix
@@ -355,6 +356,7 @@ func (r *Renderer) buildShared() *sharedChains {
 	}
 	r.writeNodePortsJump(&sc.natSvc)
 	r.writeFixedFilter(&sc.forward)
+	r.writeLocalnetGuard(&sc.localnetGuard)
 	r.writePostrouting(&sc.postrouting)
 	ips := make([]netip.Addr, 0, len(r.hairpinRefs))
 	for ip := range r.hairpinRefs {
@@ -370,10 +372,17 @@ func (r *Renderer) buildShared() *sharedChains {
 }
 
 // writeFixedFilter writes kube-proxy's forwarding rules: drop packets conntrack considers invalid
-// (they would otherwise escape DNAT reversal), and accept forwarded service traffic even when the
-// FORWARD policy is DROP.
+// (they would otherwise escape DNAT reversal and reset the connection), unless be_liberal keeps
+// conntrack from calling in-flight packets invalid; and accept forwarded service traffic even
+// when the FORWARD policy is DROP.
 func (r *Renderer) writeFixedFilter(l *ruleBuf) {
-	l.rule(chainForward, "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
+	if !r.opts.ConntrackTCPLiberal {
+		args := []string{"-m", "conntrack", "--ctstate", "INVALID"}
+		if r.opts.counts(metrics.NFAcctInvalidDropped) {
+			args = append(args, "-m", "nfacct", "--nfacct-name", metrics.NFAcctInvalidDropped)
+		}
+		l.rule(chainForward, append(args, "-j", "DROP")...)
+	}
 	l.rule(chainForward, "-m", "comment", "--comment", `"switchyard forwarding rules"`,
 		"-m", "mark", "--mark", r.markMask, "-j", "ACCEPT")
 	l.rule(chainForward, "-m", "comment", "--comment", `"switchyard forwarding conntrack rule"`,
@@ -394,20 +403,73 @@ func (r *Renderer) writePostrouting(l *ruleBuf) {
 	l.rule(chainPostrouting, args...)
 }
 
-// writeNodePortsJump writes the last rule of nat SY-SERVICES, which sends traffic for local
-// addresses (optionally within --nodeport-addresses) to SY-NODEPORTS.
-func (r *Renderer) writeNodePortsJump(l *ruleBuf) {
-	comment := `"switchyard service nodeports; NOTE: this must be the last rule in this chain"`
-	prefixes := model.PrefixesFor(r.opts.Family, r.opts.NodePortAddresses)
-	if len(prefixes) == 0 {
-		l.rule(chainServices, "-m", "comment", "--comment", comment,
-			"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainNodePorts)
+// writeLocalnetGuard fills SY-LOCALNET-GUARD when localhost node ports are on. route_localnet=1
+// makes the kernel route packets to 127.0.0.0/8 that arrive from the network instead of dropping
+// them as martians, which would expose every service listening on loopback to the node's
+// neighbours; kubelet writes the same rule. Connections that a node port DNATed, and replies, pass.
+func (r *Renderer) writeLocalnetGuard(l *ruleBuf) {
+	if !r.opts.LocalhostNodePortsEffective() {
 		return
 	}
+	lo := loopbackNet(model.IPv4).String()
+	l.rule(chainLocalnetGuard, "!", "-s", lo, "-d", lo, "-m", "comment", "--comment", `"switchyard drop remote traffic to loopback addresses"`,
+		"-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP")
+}
+
+// writeNodePortsJump writes the last rule of nat SY-SERVICES, which sends traffic for local
+// addresses (optionally within --nodeport-addresses) to SY-NODEPORTS. Loopback addresses are left
+// out unless localhost node ports are on: without route_localnet a DNATed packet to 127.0.0.1
+// would be dropped as a martian (IPv6 has no such switch), so better not to DNAT it at all.
+func (r *Renderer) writeNodePortsJump(l *ruleBuf) {
+	comment := `"switchyard service nodeports; NOTE: this must be the last rule in this chain"`
+	lo := loopbackNet(r.opts.Family)
+	var notLoopback []string
+	if !r.opts.LocalhostNodePortsEffective() {
+		notLoopback = []string{"!", "-d", lo.String()}
+	}
+	prefixes := model.PrefixesFor(r.opts.Family, r.opts.NodePortAddresses)
+	if len(prefixes) == 0 || slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Bits() == 0 }) {
+		l.rule(chainServices, append(notLoopback, "-m", "comment", "--comment", comment,
+			"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainNodePorts)...)
+		return
+	}
+	var jumps []netip.Prefix
+	wide := false // a prefix holds loopback addresses and others
 	for _, p := range prefixes {
-		l.rule(chainServices, "-d", p.Masked().String(), "-m", "comment", "--comment", comment,
+		p = p.Masked()
+		if notLoopback != nil && p.Overlaps(lo) {
+			if lo.Bits() <= p.Bits() {
+				continue // only loopback addresses, none of which may be a node port's
+			}
+			wide = true
+		}
+		jumps = append(jumps, p)
+	}
+	if wide {
+		// A rule takes one -d, so loopback leaves the chain ahead of the jumps instead.
+		l.rule(chainServices, "-d", lo.String(), "-m", "comment", "--comment", `"switchyard no node ports on loopback addresses"`, "-j", "RETURN")
+	}
+	for _, p := range jumps {
+		l.rule(chainServices, "-d", p.String(), "-m", "comment", "--comment", comment,
 			"-m", "addrtype", "--dst-type", "LOCAL", "-j", chainNodePorts)
 	}
+}
+
+// LoopbackNodePortAddressesIgnored lists the --nodeport-addresses prefixes of the family that hold
+// only loopback addresses while localhost node ports are not on: those node ports are not opened,
+// as in kube-proxy, which the caller may want to say.
+func (o *Options) LoopbackNodePortAddressesIgnored() []netip.Prefix {
+	if o.LocalhostNodePortsEffective() {
+		return nil
+	}
+	lo := loopbackNet(o.Family)
+	var out []netip.Prefix
+	for _, p := range model.PrefixesFor(o.Family, o.NodePortAddresses) {
+		if p.Bits() > 0 && lo.Bits() <= p.Bits() && lo.Contains(p.Addr()) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // hostPrefix spells a single address as iptables-save prints it: 10.0.0.1/32, fd00::1/128.
@@ -452,7 +514,7 @@ func (sc *sharedChains) tables() []tableChains {
 		{TableNAT, nat},
 		{TableFilter, []fixedChain{
 			{chainServices, &sc.filterSvc}, {chainExternalServices, &sc.filterExt}, {chainFirewall, &sc.filterFW},
-			{chainNodePorts, &sc.filterNP}, {chainForward, &sc.forward},
+			{chainNodePorts, &sc.filterNP}, {chainForward, &sc.forward}, {chainLocalnetGuard, &sc.localnetGuard},
 		}},
 		{TableMangle, nil},
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/switchyard/switchyard/proxier/metrics"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -17,12 +18,15 @@ type renderContext struct {
 	node      model.NodeInfo
 	localCIDR netip.Prefix   // the local-traffic detector's prefix; invalid when there is none
 	podCIDRs  []netip.Prefix // this node's pod CIDRs of the renderer's family
+	// countLocalhost: node ports answer on loopback addresses and count what they accept there.
+	countLocalhost bool
 }
 
 // newContext holds the node facts one render needs. Every render path must build it here, so a
 // verified full sync and an ordinary one decide the same way.
 func (r *Renderer) newContext(snap *model.Snapshot, local netip.Prefix) *renderContext {
-	return &renderContext{Renderer: r, node: snap.Node, localCIDR: local, podCIDRs: model.PrefixesFor(r.opts.Family, snap.Node.PodCIDRs)}
+	return &renderContext{Renderer: r, node: snap.Node, localCIDR: local, podCIDRs: model.PrefixesFor(r.opts.Family, snap.Node.PodCIDRs),
+		countLocalhost: r.opts.LocalhostNodePortsEffective() && r.opts.counts(metrics.NFAcctLocalhostNodePorts)}
 }
 
 // serviceRules is everything one service port contributes to the ruleset: its lines in the shared
@@ -173,6 +177,11 @@ func (c *renderContext) renderService(svc *model.ServicePort, all []model.Endpoi
 	if svc.NodePort != 0 {
 		np := strconv.Itoa(int(svc.NodePort))
 		if externalChain != "" {
+			if c.countLocalhost {
+				// The same jump, counted: it sees only packets to a loopback address.
+				s.natNodePorts.rule(chainNodePorts, append(append([]string{"-d", loopbackNet(f).String()}, a.match("node port", np)...),
+					"-m", "nfacct", "--nfacct-name", metrics.NFAcctLocalhostNodePorts, "-j", externalChain)...)
+			}
 			s.natNodePorts.rule(chainNodePorts, append(a.match("node port", np), "-j", externalChain)...)
 		}
 		if externalPolicyChain == "" {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchyard/switchyard/proxier/metrics"
 	"github.com/switchyard/switchyard/proxier/model"
 
 	"github.com/switchyard/switchyard/internal/golden"
@@ -28,6 +29,14 @@ func TestRenderGolden(t *testing.T) {
 	optsNodeCIDR.LocalDetector = LocalDetector{UseNodeCIDR: true}
 	optsNone := testOptions()
 	optsNone.LocalDetector = LocalDetector{}
+	// The nfacct counters exist: the INVALID drop and localhost node ports count packets.
+	optsNFAcct := testOptions()
+	optsNFAcct.NFAcctCounters = []string{metrics.NFAcctInvalidDropped, metrics.NFAcctLocalhostNodePorts}
+	// be_liberal on, localhost node ports off: no INVALID drop, no loopback node ports, no guard.
+	optsLiberal := testOptions()
+	optsLiberal.ConntrackTCPLiberal = true
+	optsLiberal.LocalhostNodePorts = false
+	optsLiberal.NFAcctCounters = optsNFAcct.NFAcctCounters
 
 	for _, tc := range []struct {
 		golden string
@@ -38,6 +47,8 @@ func TestRenderGolden(t *testing.T) {
 		{"fixture-masquerade-all.golden", optsAll},
 		{"fixture-nodecidr.golden", optsNodeCIDR},
 		{"fixture-no-detector.golden", optsNone},
+		{"fixture-nfacct.golden", optsNFAcct},
+		{"fixture-liberal-no-localhost.golden", optsLiberal},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			r, err := RenderFull(fixtureSnapshot(), tc.opts)

@@ -44,6 +44,8 @@ func newMatchModule(name string) (module, error) {
 		return &recentMatch{name: "DEFAULT"}, nil
 	case "set":
 		return &setMatch{}, nil
+	case "nfacct":
+		return &nfacctMatch{}, nil
 	}
 	return nil, fmt.Errorf("unsupported match module %q", name)
 }
@@ -401,6 +403,41 @@ func (m *ctstateMatch) eval(c *evalCtx) (float64, error) {
 	}
 	return b2p(hit != m.neg), nil
 }
+
+// --- -m nfacct --nfacct-name ------------------------------------------------------------------
+
+// nfacctMatch counts the packet into an accounting object and always matches; it changes no way a
+// packet may go.
+type nfacctMatch struct {
+	name string
+}
+
+func (m *nfacctMatch) option(opt string, neg bool, args []string) (int, error) {
+	if opt != "--nfacct-name" {
+		return 0, errNotMine
+	}
+	if neg {
+		return 0, fmt.Errorf("--nfacct-name cannot be negated")
+	}
+	v, err := need(opt, args)
+	if err != nil {
+		return 0, err
+	}
+	if len(v) > 31 {
+		return 0, fmt.Errorf("nfacct name %q longer than 31 characters", v)
+	}
+	m.name = v
+	return 1, nil
+}
+
+func (m *nfacctMatch) finish(*ruleInfo) error {
+	if m.name == "" {
+		return fmt.Errorf("-m nfacct without --nfacct-name")
+	}
+	return nil
+}
+
+func (m *nfacctMatch) eval(*evalCtx) (float64, error) { return 1, nil }
 
 // --- -m statistic --mode random --------------------------------------------------------------
 

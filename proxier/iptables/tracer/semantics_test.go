@@ -236,3 +236,18 @@ COMMIT
 }
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// TestNFAcctOnlyCounts: -m nfacct matches every packet, so it leaves the way a packet goes alone.
+func TestNFAcctOnlyCounts(t *testing.T) {
+	tr := mustTracer(t, `*filter
+:INPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp --dport 1 -m nfacct --nfacct-name counted -j DROP
+COMMIT
+`)
+	if o := only(t, trace(t, tr, tcp("8.8.8.8", "192.168.50.10", 1, "eth0"))); o.Verdict != tracer.Drop {
+		t.Errorf("counted packet: %s, want DROP", o.Verdict)
+	}
+	if o := only(t, trace(t, tr, tcp("8.8.8.8", "192.168.50.10", 2, "eth0"))); o.Verdict != tracer.Accept {
+		t.Errorf("other packet: %s, want ACCEPT", o.Verdict)
+	}
+}

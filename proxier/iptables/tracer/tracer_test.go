@@ -416,6 +416,8 @@ func TestUnknownConstructsAreErrors(t *testing.T) {
 		{"limit-iface-in from OUTPUT", head + "-A X -m addrtype --dst-type LOCAL --limit-iface-in -j ACCEPT\n-A OUTPUT -j X\nCOMMIT\n", `--limit-iface-in is not allowed from OUTPUT`},
 		{"recent --seconds with --set", head + "-A INPUT -m recent --set --seconds 5 -j ACCEPT\nCOMMIT\n", `--seconds only works`},
 		{"unsupported command", head + "-I INPUT -j ACCEPT\nCOMMIT\n", `unsupported command`},
+		{"nfacct without a name", head + "-A INPUT -m nfacct -j ACCEPT\nCOMMIT\n", `-m nfacct without --nfacct-name`},
+		{"negated nfacct name", head + "-A INPUT -m nfacct ! --nfacct-name x -j ACCEPT\nCOMMIT\n", `cannot be negated`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := tracer.Parse(c.text)
