@@ -199,3 +199,22 @@ func TestConntrackTCPLiberal(t *testing.T) {
 		t.Fatalf("INVALID drop not counted:\n%s", res)
 	}
 }
+
+// TestCountedRulesSurviveVerifiedSync: a restarted Proxier's full sync reads back the counted
+// rules as rendered (the real iptables-save spells them with an extra space; see
+// TestRealKernelLocalhostNodePorts) and writes nothing.
+func TestCountedRulesSurviveVerifiedSync(t *testing.T) {
+	acct := nfaccttest.New()
+	fake := syncWithCounters(t, traceSnapshot(), traceOptions(), acct)
+	p, err := iptables.NewProxier(iptables.Config{Options: traceOptions(), IPTables: fake, NFAcct: acct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.LastRestore = nil
+	if err := p.Sync(traceSnapshot()); err != nil {
+		t.Fatal(err)
+	}
+	if fake.LastRestore != nil {
+		t.Errorf("the verified sync after a restart rewrote an unchanged ruleset:\n%s", fake.LastRestore)
+	}
+}

@@ -359,7 +359,7 @@ func (p *Proxier) readBack(canaryPresent bool) *kernelState {
 			klog.ErrorS(err, "Could not read the tables back; rewriting everything", "ipFamily", p.family, "table", t)
 			return nil
 		}
-		tables[i] = utiliptables.ChainRules(data)
+		tables[i] = utiliptables.ChainRules(savedAsRendered(data))
 	}
 	// Checked here for free, so a restart need not ask iptables rule by rule.
 	p.kernel.jumpsInPlace(jumpsPresent(tables[0], tables[1]))

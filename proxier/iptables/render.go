@@ -379,7 +379,7 @@ func (r *Renderer) writeFixedFilter(l *ruleBuf) {
 	if !r.opts.ConntrackTCPLiberal {
 		args := []string{"-m", "conntrack", "--ctstate", "INVALID"}
 		if r.opts.counts(metrics.NFAcctInvalidDropped) {
-			args = append(args, "-m", "nfacct", "--nfacct-name", metrics.NFAcctInvalidDropped)
+			args = append(args, countInto(metrics.NFAcctInvalidDropped)...)
 		}
 		l.rule(chainForward, append(args, "-j", "DROP")...)
 	}
@@ -470,6 +470,11 @@ func (o *Options) LoopbackNodePortAddressesIgnored() []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// countInto is the match that counts a packet into the nfacct counter name.
+func countInto(name string) []string {
+	return []string{"-m", "nfacct", "--nfacct-name", name}
 }
 
 // hostPrefix spells a single address as iptables-save prints it: 10.0.0.1/32, fd00::1/128.

@@ -180,7 +180,7 @@ func (c *renderContext) renderService(svc *model.ServicePort, all []model.Endpoi
 			if c.countLocalhost {
 				// The same jump, counted: it sees only packets to a loopback address.
 				s.natNodePorts.rule(chainNodePorts, append(append([]string{"-d", loopbackNet(f).String()}, a.match("node port", np)...),
-					"-m", "nfacct", "--nfacct-name", metrics.NFAcctLocalhostNodePorts, "-j", externalChain)...)
+					append(countInto(metrics.NFAcctLocalhostNodePorts), "-j", externalChain)...)...)
 			}
 			s.natNodePorts.rule(chainNodePorts, append(a.match("node port", np), "-j", externalChain)...)
 		}

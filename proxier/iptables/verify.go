@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 
@@ -131,6 +132,20 @@ func (k *kernelState) stale(table string, sel selection, serviceChains ChainSet)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// nfacctSaved is how iptables-save 1.8 prints the nfacct match's option: with two spaces before
+// the counter's name (xtables_save_string adds one of its own).
+var nfacctSaved = []byte("--nfacct-name  ")
+
+// savedAsRendered rewrites iptables-save output where it spells a rule differently from how the
+// renderer writes it, so that a full sync finds unchanged chains unchanged. Only the nfacct
+// match needs it; the renderer writes every other rule as iptables-save prints it.
+func savedAsRendered(save []byte) []byte {
+	if !bytes.Contains(save, nfacctSaved) {
+		return save
+	}
+	return bytes.ReplaceAll(save, nfacctSaved, []byte("--nfacct-name "))
 }
 
 // kernelFromSave is what the kernel holds as read back: nat and filter as iptables-save printed
