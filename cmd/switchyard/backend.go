@@ -147,6 +147,7 @@ func iptablesOptions(o *Options) iptables.Options {
 	opts.MasqueradeAll = o.MasqueradeAll
 	opts.MasqueradeBit = int(o.MasqueradeBit)
 	opts.NodePortAddresses = nodePortCIDRs
+	opts.LocalhostNodePorts = o.LocalhostNodePorts
 	return opts
 }
 
@@ -189,8 +190,9 @@ func newBackend(o *Options) (model.Backend, utiliptables.Variant, error) {
 		opts := iptablesOptions(o)
 		opts.RandomFully = ipt.HasRandomFully()
 		opts.NodeIPs = nodeAddresses(model.IPv4)
+		kernelFacts(&opts, sysctl.Proc{})
 		p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: ipt, Conntrack: &conntrack.Netlink{},
-			StagedChainsPerRestore: iptables.StagingFor(variant), CheckChainsEvery: o.SyncPeriod})
+			NFAcct: openNFAcct("counting rules"), StagedChainsPerRestore: iptables.StagingFor(variant), CheckChainsEvery: o.SyncPeriod})
 		return p, variant, err
 	case "ipvs":
 		opts := ipvsOptions(o)

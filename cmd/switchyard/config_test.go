@@ -113,7 +113,7 @@ portRange: 30000-32767
 		opts.Conntrack != (ConntrackOptions{MaxPerCore: 32768, Min: 128 * 1024}) {
 		t.Errorf("honoured fields not applied: %+v", opts)
 	}
-	want := []string{"--feature-gates", "--iptables-localhost-nodeports", "portRange"}
+	want := []string{"--feature-gates", "portRange"}
 	if got := settingNames(opts.IgnoredSettings()); !reflect.DeepEqual(got, want) {
 		t.Fatalf("ignored = %v, want %v", got, want)
 	}

@@ -51,8 +51,6 @@ var ignoredSettings = []ignoredSetting{
 		func(o *Options) bool { return nonZeroQuantity(o.Logging.JSONInfoBufferSize) }},
 
 	// Semantics a later change implements.
-	{"iptables-localhost-nodeports", "iptables.localhostNodePorts", notImplemented + "NodePorts are not reachable on 127.0.0.1 (route_localnet stays off)",
-		func(o *Options) bool { return o.LocalhostNodePorts && o.ProxyMode == "iptables" }},
 	{"pod-bridge-interface", "detectLocal.bridgeInterface", notImplemented + "--detect-local-mode=BridgeInterface is not supported",
 		func(o *Options) bool { return o.PodBridgeInterface != "" }},
 	{"pod-interface-name-prefix", "detectLocal.interfaceNamePrefix", notImplemented + "--detect-local-mode=InterfaceNamePrefix is not supported",

@@ -105,7 +105,7 @@ func TestKubeProxyHelpFlagsParse(t *testing.T) {
 	}
 	want := []string{"--bind-address", "--bind-address-hard-fail", "--feature-gates", "--show-hidden-metrics-for-version", "--version",
 		"--log-text-split-stream", "--log-text-info-buffer-size", "--log-json-split-stream", "--log-json-info-buffer-size",
-		"--iptables-localhost-nodeports", "--pod-bridge-interface", "--pod-interface-name-prefix"}
+		"--pod-bridge-interface", "--pod-interface-name-prefix"}
 	if got := settingNames(opts.IgnoredSettings()); !reflect.DeepEqual(got, sorted(want)) {
 		t.Errorf("the warning lists\n%q\nwant\n%q", got, sorted(want))
 	}
@@ -132,8 +132,8 @@ func sorted(s []string) []string {
 }
 
 // TestKubeadmConfigMapsStart: kubeadm's kube-proxy ConfigMaps load, with the flags kubeadm's
-// DaemonSet passes, and what the warning lists is the localhost NodePorts that kube-proxy's
-// defaults ask for and Switchyard does not do yet (the conntrack sysctls it sets).
+// DaemonSet passes, and nothing they ask for goes unhonoured (the conntrack sysctls and
+// localhost NodePorts included).
 func TestKubeadmConfigMapsStart(t *testing.T) {
 	for _, manifest := range []string{"testdata/kubeadm-kube-proxy-configmap.yaml", "testdata/kubeadm-v1.37-kube-proxy-configmap.yaml"} {
 		t.Run(filepath.Base(manifest), func(t *testing.T) {
@@ -142,7 +142,7 @@ func TestKubeadmConfigMapsStart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := []string{"--iptables-localhost-nodeports"}
+			var want []string
 			if got := settingNames(opts.IgnoredSettings()); !reflect.DeepEqual(got, want) {
 				t.Errorf("the warning lists %q, want %q", got, want)
 			}

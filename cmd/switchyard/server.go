@@ -60,6 +60,12 @@ func serveMetrics(ctx context.Context, addr, mode string, profiling bool) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics.Register(reg)
+	if mode == "iptables" {
+		// As kube-proxy: the nfacct metrics exist in iptables mode, read at each scrape.
+		if acct := openNFAcct("metrics"); acct != nil {
+			metrics.RegisterNFAcct(reg, acct)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/proxyMode", func(w http.ResponseWriter, _ *http.Request) {
