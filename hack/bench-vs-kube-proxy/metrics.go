@@ -28,8 +28,13 @@ const (
 	metricsPollIv = 100 * time.Millisecond
 )
 
-// Metrics is one scrape: unlabelled samples by name (histogram _sum and _count included;
-// labelled samples such as _bucket are dropped, the bench needs none of them).
+// benchFamily is the ip_family label value of the samples the bench reads: its nodes are IPv4
+// single-stack.
+const benchFamily = `ip_family="IPv4"`
+
+// Metrics is one scrape: the samples by name (histogram _sum and _count included) that carry no
+// label but the IPv4 ip_family, which both kube-proxy v1.37 and Switchyard put on their per-family
+// metrics. Other labelled samples, such as _bucket, are dropped: the bench needs none of them.
 type Metrics map[string]float64
 
 // parseMetrics reads the Prometheus text format.
@@ -39,8 +44,15 @@ func parseMetrics(r io.Reader) (Metrics, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' || strings.ContainsRune(line, '{') {
+		if line == "" || line[0] == '#' {
 			continue
+		}
+		if name, rest, labelled := strings.Cut(line, "{"); labelled {
+			labels, value, ok := strings.Cut(rest, "}")
+			if !ok || labels != benchFamily {
+				continue
+			}
+			line = name + value
 		}
 		fields := strings.Fields(line)
 		if len(fields) < 2 {

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestParseMetricsKeepsUnlabelledSamples(t *testing.T) {
+func TestParseMetricsKeepsUnlabelledAndIPv4Samples(t *testing.T) {
 	text := `# HELP kubeproxy_sync_proxy_rules_last_timestamp_seconds The last time proxy rules were successfully synced.
 # TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge
 kubeproxy_sync_proxy_rules_last_timestamp_seconds 1.7637123456789e+09
@@ -25,6 +25,28 @@ kubeproxy_network_programming_duration_seconds_count 3
 	}
 	if len(m) != 3 {
 		t.Errorf("want 3 unlabelled samples, got %d: %v", len(m), m)
+	}
+
+	// kube-proxy v1.37 and Switchyard label their per-family metrics with ip_family.
+	labelled := `# HELP kubeproxy_sync_full_proxy_rules_duration_seconds [ALPHA] SyncProxyRules latency in seconds for full resyncs
+# TYPE kubeproxy_sync_full_proxy_rules_duration_seconds histogram
+kubeproxy_sync_full_proxy_rules_duration_seconds_bucket{ip_family="IPv4",le="0.001"} 0
+kubeproxy_sync_full_proxy_rules_duration_seconds_sum{ip_family="IPv4"} 1.95
+kubeproxy_sync_full_proxy_rules_duration_seconds_count{ip_family="IPv4"} 1
+kubeproxy_sync_full_proxy_rules_duration_seconds_sum{ip_family="IPv6"} 7
+kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"} 1.7637123456789e+09
+kubeproxy_sync_proxy_rules_iptables_total{ip_family="IPv4",table="nat"} 41
+kubeproxy_sync_proxy_rules_endpoint_changes_total 12
+`
+	m, err = parseMetrics(strings.NewReader(labelled))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m[mFullSync+"_sum"] != 1.95 || m[mFullSync+"_count"] != 1 || m[mLastSync] != 1.7637123456789e+09 {
+		t.Errorf("IPv4 samples: full sync %v/%v, last sync %v", m[mFullSync+"_sum"], m[mFullSync+"_count"], m[mLastSync])
+	}
+	if len(m) != 4 {
+		t.Errorf("want the 3 IPv4 samples and the unlabelled one, got %d: %v", len(m), m)
 	}
 	if _, err := parseMetrics(strings.NewReader("x notanumber\n")); err == nil {
 		t.Error("a malformed value must be an error")
