@@ -28,6 +28,10 @@ func TestRenderGolden(t *testing.T) {
 	optsNodeCIDR.LocalDetector = LocalDetector{UseNodeCIDR: true}
 	optsNone := testOptions()
 	optsNone.LocalDetector = LocalDetector{}
+	optsBridge := testOptions()
+	optsBridge.LocalDetector = LocalDetector{BridgeInterface: "cni0"}
+	optsPrefix := testOptions()
+	optsPrefix.LocalDetector = LocalDetector{InterfaceNamePrefix: "veth"}
 
 	for _, tc := range []struct {
 		golden string
@@ -38,6 +42,8 @@ func TestRenderGolden(t *testing.T) {
 		{"fixture-masquerade-all.golden", optsAll},
 		{"fixture-nodecidr.golden", optsNodeCIDR},
 		{"fixture-no-detector.golden", optsNone},
+		{"fixture-bridge-interface.golden", optsBridge},
+		{"fixture-interface-prefix.golden", optsPrefix},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			r, err := RenderFull(fixtureSnapshot(), tc.opts)
@@ -59,6 +65,11 @@ func TestOptionsValidation(t *testing.T) {
 		{Family: model.IPv4, MasqueradeBit: 32},
 		{Family: model.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{ClusterCIDRs: []netip.Prefix{mustPrefix("10.0.0.0/8"), mustPrefix("10.244.0.0/16")}}},
 		{Family: model.IPv4, MasqueradeBit: 14, NodePortAddresses: []netip.Prefix{{}}},
+		{Family: model.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{UseNodeCIDR: true, BridgeInterface: "cni0"}},
+		{Family: model.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{BridgeInterface: "cni0", InterfaceNamePrefix: "veth"}},
+		{Family: model.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{BridgeInterface: "a-bridge-too-long"}},
+		{Family: model.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{InterfaceNamePrefix: "fifteen-chars-x"}},
+		{Family: model.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{InterfaceNamePrefix: "veth -j ACCEPT"}},
 	}
 	for i, o := range bad {
 		if _, err := NewRenderer(o); err == nil {
