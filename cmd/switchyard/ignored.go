@@ -53,10 +53,6 @@ var ignoredSettings = []ignoredSetting{
 	// Semantics a later change implements.
 	{"iptables-localhost-nodeports", "iptables.localhostNodePorts", notImplemented + "NodePorts are not reachable on 127.0.0.1 (route_localnet stays off)",
 		func(o *Options) bool { return o.LocalhostNodePorts && o.ProxyMode == "iptables" }},
-	{"pod-bridge-interface", "detectLocal.bridgeInterface", notImplemented + "--detect-local-mode=BridgeInterface is not supported",
-		func(o *Options) bool { return o.PodBridgeInterface != "" }},
-	{"pod-interface-name-prefix", "detectLocal.interfaceNamePrefix", notImplemented + "--detect-local-mode=InterfaceNamePrefix is not supported",
-		func(o *Options) bool { return o.PodInterfaceNamePrefix != "" }},
 }
 
 // portIgnored: a deprecated port flag set to something other than its default that did not end up

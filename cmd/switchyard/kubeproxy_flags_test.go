@@ -105,7 +105,7 @@ func TestKubeProxyHelpFlagsParse(t *testing.T) {
 	}
 	want := []string{"--bind-address", "--bind-address-hard-fail", "--feature-gates", "--show-hidden-metrics-for-version", "--version",
 		"--log-text-split-stream", "--log-text-info-buffer-size", "--log-json-split-stream", "--log-json-info-buffer-size",
-		"--iptables-localhost-nodeports", "--pod-bridge-interface", "--pod-interface-name-prefix"}
+		"--iptables-localhost-nodeports"}
 	if got := settingNames(opts.IgnoredSettings()); !reflect.DeepEqual(got, sorted(want)) {
 		t.Errorf("the warning lists\n%q\nwant\n%q", got, sorted(want))
 	}
