@@ -1,8 +1,6 @@
 package main
 
 import (
-	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 )
@@ -65,29 +63,5 @@ func TestDetectLocalInterfaceModesValidate(t *testing.T) {
 	}
 	if d := iptablesOptions(opts).LocalDetector; len(d.ClusterCIDRs) != 1 || d.UseNodeCIDR || d.BridgeInterface != "" {
 		t.Errorf("empty mode: detector %+v, want the cluster CIDR", d)
-	}
-}
-
-func TestDetectLocalInterfaceModesRoundTrip(t *testing.T) {
-	for _, args := range [][]string{
-		{"--detect-local-mode=BridgeInterface", "--pod-bridge-interface=cbr0"},
-		{"--detect-local-mode=InterfaceNamePrefix", "--pod-interface-name-prefix=cali"},
-	} {
-		opts, _, err := parseFlags(args)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := filepath.Join(t.TempDir(), "effective.yaml")
-		if err := writeConfig(opts, out); err != nil {
-			t.Fatal(err)
-		}
-		back, _, err := parseFlags([]string{"--config=" + out})
-		if err != nil {
-			t.Fatal(err)
-		}
-		back.ConfigFile = ""
-		if !reflect.DeepEqual(back, opts) {
-			t.Errorf("%v: round trip\n got %+v\nwant %+v", args, back, opts)
-		}
 	}
 }
