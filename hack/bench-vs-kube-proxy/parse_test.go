@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestParseMetricsKeepsUnlabelledSamples(t *testing.T) {
+func TestParseMetricsKeepsUnlabelledAndIPv4Samples(t *testing.T) {
 	text := `# HELP kubeproxy_sync_proxy_rules_last_timestamp_seconds The last time proxy rules were successfully synced.
 # TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge
 kubeproxy_sync_proxy_rules_last_timestamp_seconds 1.7637123456789e+09
@@ -25,6 +25,22 @@ kubeproxy_network_programming_duration_seconds_count 3
 	}
 	if len(m) != 3 {
 		t.Errorf("want 3 unlabelled samples, got %d: %v", len(m), m)
+	}
+
+	// v1.37's labelled form: the IPv4 samples are kept under the bare name, IPv6 and buckets dropped.
+	labelled := `kubeproxy_sync_full_proxy_rules_duration_seconds_bucket{ip_family="IPv4",le="0.001"} 0
+kubeproxy_sync_full_proxy_rules_duration_seconds_sum{ip_family="IPv4"} 1.29
+kubeproxy_sync_full_proxy_rules_duration_seconds_count{ip_family="IPv4"} 1
+kubeproxy_sync_full_proxy_rules_duration_seconds_sum{ip_family="IPv6"} 0.07
+kubeproxy_sync_full_proxy_rules_duration_seconds_count{ip_family="IPv6"} 2
+kubeproxy_sync_proxy_rules_iptables_total{ip_family="IPv4",table="nat"} 17010
+`
+	m, err = parseMetrics(strings.NewReader(labelled))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m[mFullSync+"_sum"] != 1.29 || m[mFullSync+"_count"] != 1 || len(m) != 2 {
+		t.Errorf("labelled scrape = %v; want only the IPv4 full-sync sum 1.29 and count 1", m)
 	}
 	if _, err := parseMetrics(strings.NewReader("x notanumber\n")); err == nil {
 		t.Error("a malformed value must be an error")
