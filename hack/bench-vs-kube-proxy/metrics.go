@@ -28,14 +28,15 @@ const (
 	metricsPollIv = 100 * time.Millisecond
 )
 
-// benchFamily is the ip_family label value of the samples the bench reads: its nodes are IPv4
-// single-stack.
-const benchFamily = `ip_family="IPv4"`
-
-// Metrics is one scrape: the samples by name (histogram _sum and _count included) that carry no
-// label but the IPv4 ip_family, which both kube-proxy v1.37 and Switchyard put on their per-family
-// metrics. Other labelled samples, such as _bucket, are dropped: the bench needs none of them.
+// Metrics is one scrape: samples by name (histogram _sum and _count included) that carry no label
+// or only the bench's family, ip_family="IPv4". Since v1.3x kube-proxy labels its sync metrics with
+// ip_family and, on a dual-stack node, syncs an (empty) IPv6 side too; the workload is IPv4, so the
+// IPv4 samples are the figures. Other labelled samples, such as _bucket, are dropped: the bench
+// needs none of them.
 type Metrics map[string]float64
+
+// benchFamilyLabel is the only label set a kept sample may carry.
+const benchFamilyLabel = `{ip_family="IPv4"}`
 
 // parseMetrics reads the Prometheus text format.
 func parseMetrics(r io.Reader) (Metrics, error) {
@@ -47,12 +48,11 @@ func parseMetrics(r io.Reader) (Metrics, error) {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		if name, rest, labelled := strings.Cut(line, "{"); labelled {
-			labels, value, ok := strings.Cut(rest, "}")
-			if !ok || labels != benchFamily {
+		if i := strings.IndexByte(line, '{'); i >= 0 {
+			if !strings.HasPrefix(line[i:], benchFamilyLabel+" ") {
 				continue
 			}
-			line = name + value
+			line = line[:i] + line[i+len(benchFamilyLabel):]
 		}
 		fields := strings.Fields(line)
 		if len(fields) < 2 {
