@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // extractKubeProxyMetrics reads kube-proxy's metric definitions out of upstream's
@@ -111,6 +113,12 @@ func metricOf(call *ast.CallExpr, consts map[string]string) (*kubeProxyMetric, e
 				m.help = stringOf(kv.Value, consts)
 			case "StabilityLevel":
 				stability = selectorName(kv.Value)
+			case "Buckets":
+				b, err := bucketsOf(kv.Value)
+				if err != nil {
+					return nil, fmt.Errorf("%s%s: buckets: %w", subsystem, name, err)
+				}
+				m.buckets = b
 			}
 		}
 		m.name = strings.TrimPrefix(subsystem+"_"+name, "_")
@@ -124,6 +132,48 @@ func metricOf(call *ast.CallExpr, consts map[string]string) (*kubeProxyMetric, e
 	// The metrics library prints the stability level at the start of the help text.
 	m.help = "[" + stability + "] " + m.help
 	return m, nil
+}
+
+// bucketsOf evaluates a histogram's buckets, written with the metrics library's helpers (the
+// same functions as Prometheus' own, but for MergeBuckets, which starts with a 0 bucket).
+func bucketsOf(e ast.Expr) ([]float64, error) {
+	call, ok := e.(*ast.CallExpr)
+	if !ok {
+		return nil, fmt.Errorf("not a call of a buckets helper")
+	}
+	var nums []float64
+	if fn := selectorName(call.Fun); fn != "MergeBuckets" {
+		for _, a := range call.Args {
+			v, err := strconv.ParseFloat(basicNumber(a), 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", fn, err)
+			}
+			nums = append(nums, v)
+		}
+		switch {
+		case fn == "ExponentialBuckets" && len(nums) == 3:
+			return prometheus.ExponentialBuckets(nums[0], nums[1], int(nums[2])), nil
+		case fn == "LinearBuckets" && len(nums) == 3:
+			return prometheus.LinearBuckets(nums[0], nums[1], int(nums[2])), nil
+		}
+		return nil, fmt.Errorf("unknown buckets helper %s", fn)
+	}
+	out := []float64{0}
+	for _, a := range call.Args {
+		b, err := bucketsOf(a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	return out, nil
+}
+
+func basicNumber(e ast.Expr) string {
+	if b, ok := e.(*ast.BasicLit); ok && (b.Kind == token.INT || b.Kind == token.FLOAT) {
+		return b.Value
+	}
+	return ""
 }
 
 // addModes reads RegisterMetrics: the metrics it names outside its switch on the mode are every
