@@ -138,8 +138,10 @@ var notYetExported = []string{
 func TestMetricsMatchKubeProxy(t *testing.T) {
 	upstream := readKubeProxyMetrics(t)
 	for _, mode := range []string{"iptables", "ipvs"} {
+		var registered recorder
+		register(&registered, mode)
 		ours := map[string]kubeProxyMetric{}
-		for _, c := range collectors(mode) {
+		for _, c := range registered {
 			for _, m := range describe(t, c) {
 				if strings.HasPrefix(m.name, subsystem+"_") {
 					ours[m.name] = m
@@ -170,6 +172,13 @@ func TestMetricsMatchKubeProxy(t *testing.T) {
 		}
 	}
 }
+
+// recorder is a prometheus.Registerer that keeps what is registered.
+type recorder []prometheus.Collector
+
+func (r *recorder) Register(c prometheus.Collector) error   { *r = append(*r, c); return nil }
+func (r *recorder) MustRegister(cs ...prometheus.Collector) { *r = append(*r, cs...) }
+func (r *recorder) Unregister(c prometheus.Collector) bool  { return false }
 
 var descString = regexp.MustCompile(`^Desc\{fqName: ("(?:[^"\\]|\\.)*"), help: ("(?:[^"\\]|\\.)*"), .*variableLabels: \{([^}]*)\}\}$`)
 

@@ -121,7 +121,12 @@ var registerOnce sync.Once
 
 // Register adds the metrics of proxy mode ("iptables" or "ipvs") to reg once; later calls do nothing.
 func Register(reg prometheus.Registerer, mode string) {
-	registerOnce.Do(func() { reg.MustRegister(collectors(mode)...) })
+	registerOnce.Do(func() { register(reg, mode) })
+}
+
+// register is Register's work, which the tests repeat.
+func register(reg prometheus.Registerer, mode string) {
+	reg.MustRegister(collectors(mode)...)
 }
 
 // SinceInSeconds is the time since start, in the unit every duration metric here uses.
