@@ -14,8 +14,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	v1 "k8s.io/api/core/v1"
 
 	"github.com/switchyard/switchyard/internal/golden"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 // kubeProxyMetricsFile pins the kube-proxy metrics of the Kubernetes release in hack/k8s/build.sh
@@ -278,4 +280,14 @@ func upstreamMetricsSource(t *testing.T) string {
 		t.Skipf("go env GOMODCACHE: %v", err)
 	}
 	return filepath.Join(strings.TrimSpace(string(out)), "k8s.io", "kubernetes@"+k8sVersion(t), "pkg", "proxy", "metrics", "metrics.go")
+}
+
+// TestFamilyLabelValues: the ip_family values, model.IPFamily's String, are kube-proxy's: its
+// v1.IPFamily strings.
+func TestFamilyLabelValues(t *testing.T) {
+	for f, want := range map[model.IPFamily]v1.IPFamily{model.IPv4: v1.IPv4Protocol, model.IPv6: v1.IPv6Protocol} {
+		if f.String() != string(want) {
+			t.Errorf("%d labels as %q, kube-proxy as %q", f, f.String(), want)
+		}
+	}
 }
