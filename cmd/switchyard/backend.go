@@ -162,6 +162,13 @@ func ipvsOptions(o *Options) ipvs.Options {
 	opts.NodeAddressPeriod = o.IPVS.SyncPeriod
 	opts.NodePortAddresses = nodePortCIDRs
 	opts.ClusterCIDRs = clusterCIDRs
+	if o.DetectLocalMode == "NodeCIDR" {
+		// The node's pod CIDR, resolved at start-up (resolveIPVSNodeCIDR); none means no detector.
+		opts.ClusterCIDRs = nil
+		if o.nodePodCIDR.IsValid() {
+			opts.ClusterCIDRs = []netip.Prefix{o.nodePodCIDR}
+		}
+	}
 	opts.BridgeInterface, opts.InterfaceNamePrefix = o.localInterfaces()
 	opts.MasqueradeAll = o.MasqueradeAll
 	opts.MasqueradeBit = int(o.MasqueradeBit)

@@ -70,6 +70,8 @@ type Options struct {
 	fileFieldsIgnored []string
 	// primaryNodeIP is what --nodeport-addresses=primary stands for, once resolved.
 	primaryNodeIP netip.Addr
+	// nodePodCIDR is this node's IPv4 pod CIDR, read at start-up for IPVS mode's NodeCIDR detector.
+	nodePodCIDR netip.Prefix
 }
 
 // LoggingOptions are kube-proxy's logging flags other than klog's -v and --vmodule.
