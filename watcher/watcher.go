@@ -53,11 +53,13 @@ type SyncInfo struct {
 	TriggerTimes []time.Time
 }
 
-// ObserveProgrammed records network-programming latency for every consumed change, as of now. Call it
-// after the snapshot was applied successfully.
-func (s SyncInfo) ObserveProgrammed(now time.Time) {
+// ObserveProgrammed records network-programming latency for every consumed change, as of now, for
+// the backend of family. Call it after the snapshot was applied successfully, once per family: as in
+// kube-proxy, each family's rules programmed the change.
+func (s SyncInfo) ObserveProgrammed(family model.IPFamily, now time.Time) {
+	h := metrics.NetworkProgrammingLatency.WithLabelValues(family.String())
 	for _, t := range s.TriggerTimes {
-		metrics.NetworkProgrammingLatency.Observe(now.Sub(t).Seconds())
+		h.Observe(now.Sub(t).Seconds())
 	}
 }
 

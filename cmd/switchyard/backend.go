@@ -144,6 +144,7 @@ func iptablesOptions(o *Options) iptables.Options {
 	nodePortCIDRs, _, _ := o.NodePortPrefixes()
 	opts := iptables.DefaultOptions(model.IPv4)
 	opts.LocalDetector = iptables.LocalDetector{ClusterCIDRs: clusterCIDRs, UseNodeCIDR: o.DetectLocalMode == "NodeCIDR"}
+	opts.LocalDetector.BridgeInterface, opts.LocalDetector.InterfaceNamePrefix = o.localInterfaces()
 	opts.MasqueradeAll = o.MasqueradeAll
 	opts.MasqueradeBit = int(o.MasqueradeBit)
 	opts.NodePortAddresses = nodePortCIDRs
@@ -162,9 +163,29 @@ func ipvsOptions(o *Options) ipvs.Options {
 	opts.NodeAddressPeriod = o.IPVS.SyncPeriod
 	opts.NodePortAddresses = nodePortCIDRs
 	opts.ClusterCIDRs = clusterCIDRs
+	if o.DetectLocalMode == "NodeCIDR" {
+		// The node's pod CIDR, resolved at start-up (resolveIPVSNodeCIDR); none means no detector.
+		opts.ClusterCIDRs = nil
+		if o.nodePodCIDR.IsValid() {
+			opts.ClusterCIDRs = []netip.Prefix{o.nodePodCIDR}
+		}
+	}
+	opts.BridgeInterface, opts.InterfaceNamePrefix = o.localInterfaces()
 	opts.MasqueradeAll = o.MasqueradeAll
 	opts.MasqueradeBit = int(o.MasqueradeBit)
 	return opts
+}
+
+// localInterfaces are the bridge and the interface name prefix of the interface-based
+// --detect-local-mode, the one it selects set: the flags only count in their mode, as in kube-proxy.
+func (o *Options) localInterfaces() (bridge, prefix string) {
+	switch o.DetectLocalMode {
+	case "BridgeInterface":
+		return o.PodBridgeInterface, ""
+	case "InterfaceNamePrefix":
+		return "", o.PodInterfaceNamePrefix
+	}
+	return "", ""
 }
 
 // newBackend sets the conntrack sysctls and builds the backend --proxy-mode asks for, for IPv4, and

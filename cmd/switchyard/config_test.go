@@ -142,6 +142,8 @@ func TestMalformedConfigNamesLineAndReason(t *testing.T) {
 func TestWriteConfigRoundTrips(t *testing.T) {
 	for _, args := range [][]string{
 		{"--proxy-mode=ipvs", "--cluster-cidr=10.244.0.0/16", "--ipvs-scheduler=wlc", "--masquerade-all"},
+		{"--detect-local-mode=BridgeInterface", "--pod-bridge-interface=cbr0"},
+		{"--detect-local-mode=InterfaceNamePrefix", "--pod-interface-name-prefix=cali"},
 		// Every setting of kube-proxy's flags has a field, honoured or not.
 		{"--kube-api-qps=20", "--kube-api-burst=40", "--kube-api-content-type=application/json", "--config-sync-period=5m",
 			"--oom-score-adj=-500", "--log-flush-frequency=2s", "--log-text-split-stream", "--log-text-info-buffer-size=1Ki",

@@ -18,10 +18,7 @@ type ignoredSetting struct {
 	matters func(o *Options) bool
 }
 
-const (
-	notImplemented = "accepted, not yet implemented: "
-	ignoredReason  = "accepted and ignored: "
-)
+const ignoredReason = "accepted and ignored: "
 
 var ignoredSettings = []ignoredSetting{
 	{"bind-address", "bindAddress", ignoredReason + "kube-proxy takes it as the node's primary IP, to pick the primary IP family; Switchyard is IPv4-only, reads the node's addresses from its interfaces, and uses it only for --nodeport-addresses=primary",
@@ -49,12 +46,6 @@ var ignoredSettings = []ignoredSetting{
 		func(o *Options) bool { return o.Logging.JSONSplitStream }},
 	{"log-json-info-buffer-size", "logging.options.json.infoBufferSize", ignoredReason + "Switchyard writes only text logs",
 		func(o *Options) bool { return nonZeroQuantity(o.Logging.JSONInfoBufferSize) }},
-
-	// Semantics a later change implements.
-	{"pod-bridge-interface", "detectLocal.bridgeInterface", notImplemented + "--detect-local-mode=BridgeInterface is not supported",
-		func(o *Options) bool { return o.PodBridgeInterface != "" }},
-	{"pod-interface-name-prefix", "detectLocal.interfaceNamePrefix", notImplemented + "--detect-local-mode=InterfaceNamePrefix is not supported",
-		func(o *Options) bool { return o.PodInterfaceNamePrefix != "" }},
 }
 
 // portIgnored: a deprecated port flag set to something other than its default that did not end up

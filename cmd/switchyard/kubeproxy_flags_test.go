@@ -104,8 +104,7 @@ func TestKubeProxyHelpFlagsParse(t *testing.T) {
 		t.Fatalf("%v\n%s", err, strings.Join(args, " "))
 	}
 	want := []string{"--bind-address", "--bind-address-hard-fail", "--feature-gates", "--show-hidden-metrics-for-version", "--version",
-		"--log-text-split-stream", "--log-text-info-buffer-size", "--log-json-split-stream", "--log-json-info-buffer-size",
-		"--pod-bridge-interface", "--pod-interface-name-prefix"}
+		"--log-text-split-stream", "--log-text-info-buffer-size", "--log-json-split-stream", "--log-json-info-buffer-size"}
 	if got := settingNames(opts.IgnoredSettings()); !reflect.DeepEqual(got, sorted(want)) {
 		t.Errorf("the warning lists\n%q\nwant\n%q", got, sorted(want))
 	}

@@ -96,6 +96,7 @@ func run(args []string) error {
 		return err
 	}
 	resolveNodePortPrimary(ctx, opts, client, nodeName, nodeIPsPoll, nodeIPsTimeout)
+	resolveIPVSNodeCIDR(ctx, opts, client, nodeName, nodeIPsPoll, podCIDRsTimeout)
 	backend, variant, err := newBackend(opts)
 	if err != nil {
 		return err

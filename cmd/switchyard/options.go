@@ -70,6 +70,8 @@ type Options struct {
 	fileFieldsIgnored []string
 	// primaryNodeIP is what --nodeport-addresses=primary stands for, once resolved.
 	primaryNodeIP netip.Addr
+	// nodePodCIDR is this node's IPv4 pod CIDR, read at start-up for IPVS mode's NodeCIDR detector.
+	nodePodCIDR netip.Prefix
 }
 
 // LoggingOptions are kube-proxy's logging flags other than klog's -v and --vmodule.
@@ -145,7 +147,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ProxyMode, "proxy-mode", o.ProxyMode, "Which proxy mode to use: 'iptables' or 'ipvs'.")
 	fs.StringVar(&o.HostnameOverride, "hostname-override", o.HostnameOverride, "If non-empty, use this string as the node name instead of the hostname.")
 	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", o.ClusterCIDR, "The CIDR range of the pods in the cluster (comma-separated for dual-stack). Traffic to a service from outside it is masqueraded.")
-	fs.StringVar(&o.DetectLocalMode, "detect-local-mode", o.DetectLocalMode, "How to tell pod traffic from other traffic: 'ClusterCIDR' or 'NodeCIDR'.")
+	fs.StringVar(&o.DetectLocalMode, "detect-local-mode", o.DetectLocalMode, "How to tell pod traffic from other traffic: by source address, 'ClusterCIDR' (--cluster-cidr) or 'NodeCIDR' (the node's pod CIDR), or by the interface it enters from, 'BridgeInterface' (--pod-bridge-interface) or 'InterfaceNamePrefix' (--pod-interface-name-prefix). Pod traffic to a service keeps its source address.")
 	fs.BoolVar(&o.MasqueradeAll, "masquerade-all", o.MasqueradeAll, "SNAT all traffic sent through service cluster IPs.")
 	fs.Int32Var(&o.MasqueradeBit, "iptables-masquerade-bit", o.MasqueradeBit, "The bit of the fwmark space that marks packets needing SNAT, in [0, 31].")
 	fs.StringSliceVar(&o.NodePortAddresses, "nodeport-addresses", o.NodePortAddresses, "CIDRs of the node addresses that accept NodePort traffic, or 'primary'. Empty means all local addresses.")
@@ -188,8 +190,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Var(&mapStringBool{p: &o.FeatureGates}, "feature-gates", "kube-proxy's feature gates (key=true|false,...); accepted and ignored, since Switchyard has none.")
 	fs.StringVar(&o.ShowHiddenMetricsForVersion, "show-hidden-metrics-for-version", o.ShowHiddenMetricsForVersion, "Accepted and ignored: Switchyard hides no metrics.")
 	fs.BoolVar(&o.LocalhostNodePorts, "iptables-localhost-nodeports", o.LocalhostNodePorts, "In iptables mode, also answer NodePorts on 127.0.0.1, setting route_localnet=1 (as kube-proxy: only when --nodeport-addresses includes 127.0.0.1, which empty does). IPVS mode ignores it, as kube-proxy's does.")
-	fs.StringVar(&o.PodBridgeInterface, "pod-bridge-interface", o.PodBridgeInterface, "For --detect-local-mode=BridgeInterface; accepted, not yet implemented.")
-	fs.StringVar(&o.PodInterfaceNamePrefix, "pod-interface-name-prefix", o.PodInterfaceNamePrefix, "For --detect-local-mode=InterfaceNamePrefix; accepted, not yet implemented.")
+	fs.StringVar(&o.PodBridgeInterface, "pod-bridge-interface", o.PodBridgeInterface, "With --detect-local-mode=BridgeInterface: the bridge the pods are attached to; traffic entering the node from it is pod traffic.")
+	fs.StringVar(&o.PodInterfaceNamePrefix, "pod-interface-name-prefix", o.PodInterfaceNamePrefix, "With --detect-local-mode=InterfaceNamePrefix: traffic entering the node from any interface whose name starts with this prefix is pod traffic.")
 	fs.Int32Var(&o.Conntrack.MaxPerCore, "conntrack-max-per-core", o.Conntrack.MaxPerCore, "Maximum number of NAT connections to track per CPU core (0 to leave the limit as-is and ignore conntrack-min).")
 	fs.Int32Var(&o.Conntrack.Min, "conntrack-min", o.Conntrack.Min, "Minimum number of conntrack entries to allocate, regardless of conntrack-max-per-core (set conntrack-max-per-core=0 instead to leave the limit as-is).")
 	fs.DurationVar(&o.Conntrack.TCPEstablishedTimeout, "conntrack-tcp-timeout-established", o.Conntrack.TCPEstablishedTimeout, "Idle timeout for established TCP connections (0 to leave as-is).")
@@ -273,9 +275,17 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Sprintf("--proxy-mode=%q: must be 'iptables' or 'ipvs'", o.ProxyMode))
 	}
 	switch o.DetectLocalMode {
-	case "ClusterCIDR", "NodeCIDR":
+	case "", "ClusterCIDR", "NodeCIDR": // empty is kube-proxy's ClusterCIDR
+	case "BridgeInterface":
+		if o.PodBridgeInterface == "" {
+			errs = append(errs, "--detect-local-mode=BridgeInterface needs the bridge's name in --pod-bridge-interface (detectLocal.bridgeInterface)")
+		}
+	case "InterfaceNamePrefix":
+		if o.PodInterfaceNamePrefix == "" {
+			errs = append(errs, "--detect-local-mode=InterfaceNamePrefix needs a prefix in --pod-interface-name-prefix (detectLocal.interfaceNamePrefix)")
+		}
 	default:
-		errs = append(errs, fmt.Sprintf("--detect-local-mode=%q: Switchyard supports 'ClusterCIDR' and 'NodeCIDR'", o.DetectLocalMode))
+		errs = append(errs, fmt.Sprintf("--detect-local-mode=%q: must be 'ClusterCIDR', 'NodeCIDR', 'BridgeInterface' or 'InterfaceNamePrefix'", o.DetectLocalMode))
 	}
 	switch o.IptablesVariant {
 	case "auto", "nft", "legacy":

@@ -59,7 +59,7 @@ func serveMetrics(ctx context.Context, addr, mode string, profiling bool) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics.Register(reg)
+	metrics.Register(reg, mode)
 	if mode == "iptables" {
 		// As kube-proxy: the nfacct metrics exist in iptables mode, read at each scrape.
 		if acct := openNFAcct("metrics"); acct != nil {

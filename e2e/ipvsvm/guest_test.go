@@ -224,7 +224,7 @@ func lastSync() (float64, error) {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), lastSyncGauge+" "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), lastSyncGauge+`{ip_family="IPv4"} `); ok {
 			return strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
 	}

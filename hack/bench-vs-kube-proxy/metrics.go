@@ -28,9 +28,15 @@ const (
 	metricsPollIv = 100 * time.Millisecond
 )
 
-// Metrics is one scrape: unlabelled samples by name (histogram _sum and _count included;
-// labelled samples such as _bucket are dropped, the bench needs none of them).
+// Metrics is one scrape: samples by name (histogram _sum and _count included) that carry no label
+// or only the bench's family, ip_family="IPv4". Since v1.3x kube-proxy labels its sync metrics with
+// ip_family and, on a dual-stack node, syncs an (empty) IPv6 side too; the workload is IPv4, so the
+// IPv4 samples are the figures. Other labelled samples, such as _bucket, are dropped: the bench
+// needs none of them.
 type Metrics map[string]float64
+
+// benchFamilyLabel is the only label set a kept sample may carry.
+const benchFamilyLabel = `{ip_family="IPv4"}`
 
 // parseMetrics reads the Prometheus text format.
 func parseMetrics(r io.Reader) (Metrics, error) {
@@ -39,8 +45,14 @@ func parseMetrics(r io.Reader) (Metrics, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' || strings.ContainsRune(line, '{') {
+		if line == "" || line[0] == '#' {
 			continue
+		}
+		if i := strings.IndexByte(line, '{'); i >= 0 {
+			if !strings.HasPrefix(line[i:], benchFamilyLabel+" ") {
+				continue
+			}
+			line = line[:i] + line[i+len(benchFamilyLabel):]
 		}
 		fields := strings.Fields(line)
 		if len(fields) < 2 {

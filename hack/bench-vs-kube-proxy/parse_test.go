@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestParseMetricsKeepsUnlabelledSamples(t *testing.T) {
+func TestParseMetricsKeepsUnlabelledAndIPv4Samples(t *testing.T) {
 	text := `# HELP kubeproxy_sync_proxy_rules_last_timestamp_seconds The last time proxy rules were successfully synced.
 # TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge
 kubeproxy_sync_proxy_rules_last_timestamp_seconds 1.7637123456789e+09
@@ -25,6 +25,22 @@ kubeproxy_network_programming_duration_seconds_count 3
 	}
 	if len(m) != 3 {
 		t.Errorf("want 3 unlabelled samples, got %d: %v", len(m), m)
+	}
+
+	// v1.37's labelled form: the IPv4 samples are kept under the bare name, IPv6 and buckets dropped.
+	labelled := `kubeproxy_sync_full_proxy_rules_duration_seconds_bucket{ip_family="IPv4",le="0.001"} 0
+kubeproxy_sync_full_proxy_rules_duration_seconds_sum{ip_family="IPv4"} 1.29
+kubeproxy_sync_full_proxy_rules_duration_seconds_count{ip_family="IPv4"} 1
+kubeproxy_sync_full_proxy_rules_duration_seconds_sum{ip_family="IPv6"} 0.07
+kubeproxy_sync_full_proxy_rules_duration_seconds_count{ip_family="IPv6"} 2
+kubeproxy_sync_proxy_rules_iptables_total{ip_family="IPv4",table="nat"} 17010
+`
+	m, err = parseMetrics(strings.NewReader(labelled))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m[mFullSync+"_sum"] != 1.29 || m[mFullSync+"_count"] != 1 || len(m) != 2 {
+		t.Errorf("labelled scrape = %v; want only the IPv4 full-sync sum 1.29 and count 1", m)
 	}
 	if _, err := parseMetrics(strings.NewReader("x notanumber\n")); err == nil {
 		t.Error("a malformed value must be an error")
@@ -85,8 +101,9 @@ func TestParseIptablesSave(t *testing.T) {
 	}
 }
 
-// A trimmed `nft -j list table ip kube-proxy`: two chains, three rules (one dnat), one map with
-// two elements and one set with one element.
+// A trimmed `nft -j list table ip kube-proxy`: two chains; four rules, one with a dnat to a fixed
+// address and one with v1.37's numgen-map dnat to two endpoints (as `nft -j` printed it on this
+// machine); one map with two elements and one set with one element.
 const nftDump = `{"nftables": [{"metainfo": {"version": "1.0.6"}},
 {"table": {"family": "ip", "name": "kube-proxy", "handle": 1}},
 {"chain": {"family": "ip", "table": "kube-proxy", "name": "service-A", "handle": 2}},
@@ -96,7 +113,9 @@ const nftDump = `{"nftables": [{"metainfo": {"version": "1.0.6"}},
 {"set": {"family": "ip", "name": "cluster-ips", "table": "kube-proxy", "type": "ipv4_addr", "elem": ["10.96.0.10"]}},
 {"rule": {"family": "ip", "table": "kube-proxy", "chain": "service-A", "handle": 4, "expr": [{"jump": {"target": "mark-for-masquerade"}}]}},
 {"rule": {"family": "ip", "table": "kube-proxy", "chain": "service-A", "handle": 5, "expr": [{"vmap": {"key": {"numgen": {"mode": "random", "mod": 1}}, "data": {"set": [[0, {"goto": {"target": "endpoint-1"}}]]}}}]}},
-{"rule": {"family": "ip", "table": "kube-proxy", "chain": "endpoint-1", "handle": 6, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}, {"dnat": {"addr": "10.244.0.1", "port": 8080}}]}}
+{"rule": {"family": "ip", "table": "kube-proxy", "chain": "endpoint-1", "handle": 6, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}, {"dnat": {"addr": "10.244.0.1", "port": 8080}}]}},
+{"rule": {"family": "ip", "table": "kube-proxy", "chain": "service-B", "handle": 7, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}},
+  {"dnat": {"family": "ip", "addr": {"map": {"key": {"numgen": {"mode": "random", "mod": 2, "offset": 0}}, "data": {"set": [[0, {"concat": ["10.244.0.2", 8080]}], [1, {"concat": ["10.245.0.3", 8080]}]]}}}}}]}}
 ]}`
 
 func TestParseNftJSON(t *testing.T) {
@@ -104,10 +123,10 @@ func TestParseNftJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Present || c.Chains != 2 || c.Rules != 3 || c.Sets != 2 || c.Elements != 3 || c.DNATToEndpoints != 1 {
-		t.Errorf("got %+v, want 2 chains, 3 rules, 2 sets, 3 elements, 1 DNAT to an endpoint", c)
+	if !c.Present || c.Chains != 2 || c.Rules != 4 || c.Sets != 2 || c.Elements != 3 || c.DNATToEndpoints != 3 {
+		t.Errorf("got %+v, want 2 chains, 4 rules, 2 sets, 3 elements, 3 DNATs to an endpoint", c)
 	}
-	if !c.dnatTargets["10.244.0.1"] || len(c.dnatTargets) != 1 {
+	if !c.dnatTargets["10.244.0.1"] || !c.dnatTargets["10.244.0.2"] || !c.dnatTargets["10.245.0.3"] || len(c.dnatTargets) != 3 {
 		t.Errorf("DNAT targets = %v", c.dnatTargets)
 	}
 	if _, err := parseNftJSON([]byte("not json")); err == nil {

@@ -89,9 +89,49 @@ type NftCount struct {
 	Rules    int  `json:"rules"`
 	Sets     int  `json:"sets"`     // sets and maps
 	Elements int  `json:"elements"` // elements of all sets and maps
-	// DNATToEndpoints counts rules with a dnat statement to a bench endpoint address.
+	// DNATToEndpoints counts the bench endpoint addresses that dnat statements translate to: one per
+	// statement with a fixed address, one per element of a numgen map.
 	DNATToEndpoints int `json:"dnat_to_endpoints"`
 	dnatTargets     map[string]bool
+}
+
+// dnatAddresses lists the addresses a dnat statement's "addr" can translate to. nft spells the two
+// forms kube-proxy writes as
+//   - "addr": "10.244.0.7" for "dnat to 10.244.0.7:8080", a service with one endpoint (v1.37) or an
+//     endpoint chain (earlier releases and affinity services);
+//   - "addr": {"map": {"key": {"numgen": ...}, "data": {"set": [[0, {"concat": ["10.244.0.7", 8080]}], ...]}}}
+//     for "dnat ip addr . port to numgen random mod N map { 0 : 10.244.0.7 . 8080, ... }", v1.37's
+//     services with several endpoints.
+func dnatAddresses(raw json.RawMessage) []string {
+	var addr string
+	if json.Unmarshal(raw, &addr) == nil {
+		return []string{addr}
+	}
+	var lookup struct {
+		Map struct {
+			Data struct {
+				Set [][]json.RawMessage `json:"set"`
+			} `json:"data"`
+		} `json:"map"`
+	}
+	if json.Unmarshal(raw, &lookup) != nil {
+		return nil
+	}
+	var out []string
+	for _, elem := range lookup.Map.Data.Set {
+		if len(elem) != 2 {
+			continue
+		}
+		var target struct {
+			Concat []json.RawMessage `json:"concat"`
+		}
+		if json.Unmarshal(elem[1], &addr) == nil {
+			out = append(out, addr)
+		} else if json.Unmarshal(elem[1], &target) == nil && len(target.Concat) > 0 && json.Unmarshal(target.Concat[0], &addr) == nil {
+			out = append(out, addr)
+		}
+	}
+	return out
 }
 
 func parseNftJSON(dump []byte) (NftCount, error) {
@@ -109,8 +149,6 @@ func parseNftJSON(dump []byte) (NftCount, error) {
 				c.Chains++
 			case "rule":
 				c.Rules++
-				// A dnat statement is {"dnat": {"addr": "10.244.0.7", "port": 8080}}; an address
-				// chosen by a map lookup would not be counted (kube-proxy dnats per endpoint chain).
 				var rule struct {
 					Expr []map[string]json.RawMessage `json:"expr"`
 				}
@@ -119,12 +157,12 @@ func parseNftJSON(dump []byte) (NftCount, error) {
 				}
 				for _, stmt := range rule.Expr {
 					var dnat struct {
-						Addr any `json:"addr"`
+						Addr json.RawMessage `json:"addr"`
 					}
 					if d, ok := stmt["dnat"]; !ok || json.Unmarshal(d, &dnat) != nil {
 						continue
 					}
-					if addr, ok := dnat.Addr.(string); ok {
+					for _, addr := range dnatAddresses(dnat.Addr) {
 						c.dnatTargets[addr] = true
 						if strings.HasPrefix(addr, "10.244.") || strings.HasPrefix(addr, "10.245.") {
 							c.DNATToEndpoints++

@@ -51,9 +51,9 @@ COMMIT
 func TestParseRulesMetric(t *testing.T) {
 	body := `# HELP kubeproxy_sync_proxy_rules_iptables_total [ALPHA] Total number of iptables rules owned by kube-proxy
 # TYPE kubeproxy_sync_proxy_rules_iptables_total gauge
-kubeproxy_sync_proxy_rules_iptables_total{table="filter"} 5
-kubeproxy_sync_proxy_rules_iptables_total{table="nat"} 41
-kubeproxy_sync_proxy_rules_iptables_last{table="nat"} 3
+kubeproxy_sync_proxy_rules_iptables_total{ip_family="IPv4",table="filter"} 5
+kubeproxy_sync_proxy_rules_iptables_total{ip_family="IPv4",table="nat"} 41
+kubeproxy_sync_proxy_rules_iptables_last{ip_family="IPv4",table="nat"} 3
 `
 	got := parseRulesMetric(body)
 	if len(got) != 2 || got["filter"] != "5" || got["nat"] != "41" {

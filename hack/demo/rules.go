@@ -60,13 +60,16 @@ func (e *env) countRules(ctx context.Context) []nodeRules {
 func parseRulesMetric(body string) map[string]string {
 	out := map[string]string{}
 	for _, line := range strings.Split(body, "\n") {
-		// kubeproxy_sync_proxy_rules_iptables_total{table="nat"} 41
-		rest, ok := strings.CutPrefix(line, `kubeproxy_sync_proxy_rules_iptables_total{table="`)
+		// kubeproxy_sync_proxy_rules_iptables_total{ip_family="IPv4",table="nat"} 41
+		rest, ok := strings.CutPrefix(line, `kubeproxy_sync_proxy_rules_iptables_total{`)
 		if !ok {
 			continue
 		}
-		if table, value, ok := strings.Cut(rest, `"} `); ok {
-			out[table] = strings.TrimSpace(value)
+		labels, value, _ := strings.Cut(rest, "} ")
+		for _, l := range strings.Split(labels, ",") {
+			if table, ok := strings.CutPrefix(l, `table="`); ok {
+				out[strings.TrimSuffix(table, `"`)] = strings.TrimSpace(value)
+			}
 		}
 	}
 	return out

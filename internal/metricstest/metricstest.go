@@ -22,12 +22,17 @@ func Value(t testing.TB, c prometheus.Metric) float64 {
 	return m.GetGauge().GetValue()
 }
 
-// Histogram reads the current state of a histogram.
-func Histogram(t testing.TB, h prometheus.Histogram) *dto.Histogram {
+// Histogram reads the current state of a histogram: a prometheus.Histogram, or one of a
+// HistogramVec's (what its WithLabelValues returns).
+func Histogram(t testing.TB, h prometheus.Observer) *dto.Histogram {
 	t.Helper()
+	hm, ok := h.(prometheus.Metric)
+	if !ok {
+		t.Fatalf("%T is not a histogram that can be read", h)
+	}
 	var m dto.Metric
-	if err := h.Write(&m); err != nil {
-		t.Fatalf("read %s: %v", h.Desc(), err)
+	if err := hm.Write(&m); err != nil {
+		t.Fatalf("read %s: %v", hm.Desc(), err)
 	}
 	return m.GetHistogram()
 }

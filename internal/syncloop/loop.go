@@ -125,13 +125,17 @@ func (l *Loop) Run(ctx context.Context) {
 	klog.InfoS("Stopping; the installed rules stay in place")
 }
 
-// queued records that a change waits for a sync (for /healthz and kube-proxy's last-queued metric).
+// queued records that a change waits for a sync (for /healthz and kube-proxy's last-queued metric,
+// which each family's backend has).
 // It is a Source change handler, so it must not block.
 func (l *Loop) queued() {
 	if l.cfg.Health != nil {
 		l.cfg.Health.QueuedUpdate()
 	}
-	metrics.SyncProxyRulesLastQueuedTimestamp.Set(seconds(l.cfg.Clock.Now()))
+	now := seconds(l.cfg.Clock.Now())
+	for _, b := range l.cfg.Backends {
+		metrics.SyncProxyRulesLastQueuedTimestamp.WithLabelValues(b.Family().String()).Set(now)
+	}
 }
 
 // full decides whether a sync for reason, starting at now, is full.
@@ -168,7 +172,10 @@ func (l *Loop) sync(reason Reason) error {
 	if full {
 		l.lastFull = start
 	}
-	info.ObserveProgrammed(l.cfg.Clock.Now())
+	programmed := l.cfg.Clock.Now()
+	for _, b := range l.cfg.Backends {
+		info.ObserveProgrammed(b.Family(), programmed)
+	}
 	if l.cfg.Health != nil {
 		l.cfg.Health.Updated()
 	}

@@ -112,6 +112,7 @@ func (s *fakeSource) want() map[model.ServicePortName]int32 {
 // partial sync after a failure would therefore leave it wrong for good, since the failed sync
 // consumed the changes; only a full retry repairs it.
 type fakeBackend struct {
+	family     model.IPFamily
 	mu         sync.Mutex
 	programmed map[model.ServicePortName]int32
 	full       int   // successful full syncs
@@ -121,9 +122,13 @@ type fakeBackend struct {
 
 var _ model.Backend = (*fakeBackend)(nil)
 
-func newFakeBackend() *fakeBackend {
-	return &fakeBackend{programmed: map[model.ServicePortName]int32{}}
+func newFakeBackend() *fakeBackend { return newFakeBackendOf(model.IPv4) }
+
+func newFakeBackendOf(family model.IPFamily) *fakeBackend {
+	return &fakeBackend{family: family, programmed: map[model.ServicePortName]int32{}}
 }
+
+func (b *fakeBackend) Family() model.IPFamily { return b.family }
 
 func (b *fakeBackend) Sync(snap *model.Snapshot) error {
 	b.mu.Lock()
@@ -204,8 +209,8 @@ func newTestLoop(t *testing.T, backends int) *testLoop {
 	tl := &testLoop{clock: clocktesting.NewFakeClock(t0), src: newFakeSource(), svcHC: &fakeServiceHealth{}}
 	tl.health = healthcheck.NewProxyHealth(tl.clock, 2*syncEach)
 	var bs []model.Backend
-	for range backends {
-		b := newFakeBackend()
+	for i := range backends {
+		b := newFakeBackendOf([]model.IPFamily{model.IPv4, model.IPv6}[i]) // a dual-stack node's pair
 		tl.backends = append(tl.backends, b)
 		bs = append(bs, b)
 	}
@@ -412,10 +417,10 @@ func TestLoopFanOut(t *testing.T) {
 func TestLoopSideEffects(t *testing.T) {
 	tl := newTestLoop(t, 1)
 	tl.at(0)
-	before := metricstest.Histogram(t, metrics.NetworkProgrammingLatency)
+	before := metricstest.Histogram(t, metrics.NetworkProgrammingLatency.WithLabelValues("IPv4"))
 	tl.src.setPort("web", 80)
 	tl.src.setPort("db", 5432)
-	if got := metricstest.Value(t, metrics.SyncProxyRulesLastQueuedTimestamp); got != seconds(t0) {
+	if got := metricstest.Value(t, metrics.SyncProxyRulesLastQueuedTimestamp.WithLabelValues("IPv4")); got != seconds(t0) {
 		t.Errorf("last-queued timestamp %v, want the fake clock's %v", got, seconds(t0))
 	}
 	tl.clock.SetTime(t0.Add(3 * syncEach)) // the change waits longer than the health timeout
@@ -426,12 +431,34 @@ func TestLoopSideEffects(t *testing.T) {
 	if !tl.health.IsHealthy() || !tl.health.Status().LastUpdated.Equal(t0.Add(3*syncEach)) {
 		t.Errorf("after the sync: %+v, want healthy and updated at %v", tl.health.Status(), t0.Add(3*syncEach))
 	}
-	after := metricstest.Histogram(t, metrics.NetworkProgrammingLatency)
+	after := metricstest.Histogram(t, metrics.NetworkProgrammingLatency.WithLabelValues("IPv4"))
 	if n, sum := after.GetSampleCount()-before.GetSampleCount(), after.GetSampleSum()-before.GetSampleSum(); n != 2 || sum != 2*(3*syncEach).Seconds() {
 		t.Errorf("programming latency: %d samples summing to %vs, want 2 of %v", n, sum, 3*syncEach)
 	}
 	if !tl.svcHC.synced || tl.svcHC.services != 2 {
 		t.Errorf("service health servers saw %d services (synced %v), want 2", tl.svcHC.services, tl.svcHC.synced)
+	}
+}
+
+// TestLoopMetricsPerFamily: on a dual-stack node each family's backend has its own last-queued
+// timestamp and programming latency, as each of kube-proxy's per-family proxiers does.
+func TestLoopMetricsPerFamily(t *testing.T) {
+	tl := newTestLoop(t, 2)
+	tl.at(0)
+	before := map[string]uint64{}
+	for _, family := range []string{"IPv4", "IPv6"} {
+		before[family] = metricstest.Histogram(t, metrics.NetworkProgrammingLatency.WithLabelValues(family)).GetSampleCount()
+	}
+	tl.clock.SetTime(t0.Add(syncEach))
+	tl.src.setPort("web", 80)
+	tl.at(2 * syncEach)
+	for _, family := range []string{"IPv4", "IPv6"} {
+		if got := metricstest.Value(t, metrics.SyncProxyRulesLastQueuedTimestamp.WithLabelValues(family)); got != seconds(t0.Add(syncEach)) {
+			t.Errorf("%s last-queued timestamp %v, want %v", family, got, seconds(t0.Add(syncEach)))
+		}
+		if n := metricstest.Histogram(t, metrics.NetworkProgrammingLatency.WithLabelValues(family)).GetSampleCount() - before[family]; n != 1 {
+			t.Errorf("%s programming latency: %d samples, want 1", family, n)
+		}
 	}
 }
 

@@ -8,18 +8,28 @@ import (
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
-// LocalDetector says which source addresses are "local" pod traffic, like kube-proxy's
-// --detect-local-mode. Local traffic to a ClusterIP keeps its source; anything else is masqueraded,
-// and pod traffic to an eTP=Local external address is short-circuited to the cluster path.
-// With neither field set there is no detector: kube-proxy's "no-op" detector, which never
+// LocalDetector says which traffic is "local" pod traffic, like kube-proxy's --detect-local-mode:
+// by source address (ClusterCIDR, NodeCIDR) or by the interface it enters the node from
+// (BridgeInterface, InterfaceNamePrefix). Local traffic to a ClusterIP keeps its source; anything
+// else is masqueraded, and pod traffic to an eTP=Local external address is short-circuited to the
+// cluster path. With no field set there is no detector: kube-proxy's "no-op" detector, which never
 // masquerades ClusterIP traffic unless MasqueradeAll is set.
 type LocalDetector struct {
 	// ClusterCIDRs is --cluster-cidr (detect-local-mode ClusterCIDR). A renderer uses the one prefix
 	// of its own family; a family may have at most one.
 	ClusterCIDRs []netip.Prefix
+	// The other fields each select a mode, and win over ClusterCIDRs; at most one may be set.
+
 	// UseNodeCIDR selects detect-local-mode NodeCIDR: the node's own pod CIDR of the family, taken
-	// from each snapshot's Node.PodCIDRs. It wins over ClusterCIDRs when set.
+	// from each snapshot's Node.PodCIDRs.
 	UseNodeCIDR bool
+	// BridgeInterface selects detect-local-mode BridgeInterface (--pod-bridge-interface): traffic
+	// that enters the node from this interface, the bridge the pods hang off, is local.
+	BridgeInterface string
+	// InterfaceNamePrefix selects detect-local-mode InterfaceNamePrefix
+	// (--pod-interface-name-prefix): traffic that enters from any interface whose name starts with
+	// it, each pod's own host-side interface, is local.
+	InterfaceNamePrefix string
 }
 
 // Options are the node facts and flags the renderer needs besides the snapshot.
@@ -94,6 +104,9 @@ func (o *Options) validate() (netip.Prefix, error) {
 	}
 	if o.MasqueradeBit < 0 || o.MasqueradeBit > 31 {
 		return netip.Prefix{}, fmt.Errorf("iptables options: masquerade bit %d is outside 0..31", o.MasqueradeBit)
+	}
+	if err := o.LocalDetector.validate(); err != nil {
+		return netip.Prefix{}, err
 	}
 	var cidr netip.Prefix
 	for _, p := range o.LocalDetector.ClusterCIDRs {

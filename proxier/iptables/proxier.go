@@ -157,6 +157,9 @@ func NewProxier(cfg Config) (*Proxier, error) {
 		stageBatch: cfg.StagedChainsPerRestore, checkEvery: cfg.CheckChainsEvery, now: now}, nil
 }
 
+// Family is the IP family this backend programs.
+func (p *Proxier) Family() model.IPFamily { return p.family }
+
 // Sync programs snap. An incremental sync writes the changed services' chains and whichever shared
 // chains changed, in one iptables-restore. A full sync (snap.Full, after a failure, or when a
 // canary chain is missing) reads nat and filter back and writes every chain that differs from
@@ -197,7 +200,7 @@ func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 		// table holds 10k services. Empty chains change no traffic.
 		cold = true
 		if err := p.ipt.Restore(bootstrapInput()); err != nil {
-			metrics.IptablesRestoreFailuresTotal.Inc()
+			metrics.IptablesRestoreFailuresTotal.WithLabelValues(p.family.String()).Inc()
 			return fmt.Errorf("create %s chains: %w", p.family, err)
 		}
 		if err := p.ensureJumps(); err != nil {
@@ -234,16 +237,16 @@ func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 	rendered := p.renderer.render(snap, full, view, batch)
 	for i, st := range rendered.Staged {
 		if err := p.ipt.Restore(st.Restore); err != nil {
-			metrics.IptablesRestoreFailuresTotal.Inc()
+			metrics.IptablesRestoreFailuresTotal.WithLabelValues(p.family.String()).Inc()
 			return fmt.Errorf("iptables-restore of staged chains for %s (batch %d of %d): %w", p.family, i+1, len(rendered.Staged), err)
 		}
 		k.staged(st)
 	}
 	if !rendered.Empty {
 		if err := p.ipt.Restore(rendered.Restore); err != nil {
-			metrics.IptablesRestoreFailuresTotal.Inc()
+			metrics.IptablesRestoreFailuresTotal.WithLabelValues(p.family.String()).Inc()
 			if !full {
-				metrics.IptablesPartialRestoreFailuresTotal.Inc()
+				metrics.IptablesPartialRestoreFailuresTotal.WithLabelValues(p.family.String()).Inc()
 			}
 			return fmt.Errorf("iptables-restore for %s (full=%v): %w", p.family, full, err)
 		}
@@ -256,20 +259,21 @@ func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 	k.applied(rendered)
 	p.clearConntrack(snap)
 
+	family := p.family.String()
 	for _, t := range []string{TableFilter, TableNAT} {
-		metrics.IptablesRulesTotal.WithLabelValues(t).Set(float64(rendered.RulesTotal[t]))
-		metrics.IptablesRulesLast.WithLabelValues(t).Set(float64(rendered.RulesWritten[t]))
+		metrics.IptablesRulesTotal.WithLabelValues(t, family).Set(float64(rendered.RulesTotal[t]))
+		metrics.IptablesRulesLast.WithLabelValues(t, family).Set(float64(rendered.RulesWritten[t]))
 	}
-	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal").Set(float64(rendered.NoLocalInternal))
-	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external").Set(float64(rendered.NoLocalExternal))
+	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal", family).Set(float64(rendered.NoLocalInternal))
+	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external", family).Set(float64(rendered.NoLocalExternal))
 	elapsed := metrics.SinceInSeconds(start)
-	metrics.SyncProxyRulesLatency.Observe(elapsed)
+	metrics.SyncProxyRulesLatency.WithLabelValues(family).Observe(elapsed)
 	if full {
-		metrics.SyncFullProxyRulesLatency.Observe(elapsed)
+		metrics.SyncFullProxyRulesLatency.WithLabelValues(family).Observe(elapsed)
 	} else {
-		metrics.SyncPartialProxyRulesLatency.Observe(elapsed)
+		metrics.SyncPartialProxyRulesLatency.WithLabelValues(family).Observe(elapsed)
 	}
-	metrics.SyncProxyRulesLastTimestamp.SetToCurrentTime()
+	metrics.SyncProxyRulesLastTimestamp.WithLabelValues(family).SetToCurrentTime()
 	klog.V(2).InfoS("Synced iptables rules", "ipFamily", p.family, "full", full, "elapsed", time.Since(start),
 		"natRulesWritten", rendered.RulesWritten[TableNAT], "natRulesTotal", rendered.RulesTotal[TableNAT])
 	return nil

@@ -125,8 +125,8 @@ func TestProxierMutateAndResync(t *testing.T) {
 func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
 	fake, p, snap := syncedFixture(t, nil)
 	before := fake.Dump()
-	failures := metricstest.Value(t, metrics.IptablesRestoreFailuresTotal)
-	partial := metricstest.Value(t, metrics.IptablesPartialRestoreFailuresTotal)
+	failures := metricstest.Value(t, metrics.IptablesRestoreFailuresTotal.WithLabelValues("IPv4"))
+	partial := metricstest.Value(t, metrics.IptablesPartialRestoreFailuresTotal.WithLabelValues("IPv4"))
 
 	next := cloneSnapshot(snap)
 	web := spn("default", "web", "http")
@@ -140,10 +140,10 @@ func TestProxierRestoreFailureKeepsStateAndForcesFull(t *testing.T) {
 	if fake.Dump() != before {
 		t.Errorf("a failed restore changed the state")
 	}
-	if got := metricstest.Value(t, metrics.IptablesRestoreFailuresTotal); got != failures+1 {
+	if got := metricstest.Value(t, metrics.IptablesRestoreFailuresTotal.WithLabelValues("IPv4")); got != failures+1 {
 		t.Errorf("restore failures metric = %v, want %v", got, failures+1)
 	}
-	if got := metricstest.Value(t, metrics.IptablesPartialRestoreFailuresTotal); got != partial+1 {
+	if got := metricstest.Value(t, metrics.IptablesPartialRestoreFailuresTotal.WithLabelValues("IPv4")); got != partial+1 {
 		t.Errorf("partial restore failures metric = %v, want %v", got, partial+1)
 	}
 
@@ -197,10 +197,10 @@ func TestProxierSweepsLeftoversOfEarlierRun(t *testing.T) {
 func TestProxierMetrics(t *testing.T) {
 	fake, _, _ := syncedFixture(t, nil)
 	// The fixture has one iTP=Local and one eTP=Local service without a local endpoint.
-	if got := metricstest.Value(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal")); got != 1 {
+	if got := metricstest.Value(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal", "IPv4")); got != 1 {
 		t.Errorf("no-local-endpoints internal = %v, want 1", got)
 	}
-	if got := metricstest.Value(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external")); got != 1 {
+	if got := metricstest.Value(t, metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external", "IPv4")); got != 1 {
 		t.Errorf("no-local-endpoints external = %v, want 1", got)
 	}
 	// Owned nat rules = every rule in SY- chains of nat (the jumps in built-in chains are not counted).
@@ -210,7 +210,7 @@ func TestProxierMetrics(t *testing.T) {
 			owned++
 		}
 	}
-	if got := metricstest.Value(t, metrics.IptablesRulesTotal.WithLabelValues(TableNAT)); int(got) != owned {
+	if got := metricstest.Value(t, metrics.IptablesRulesTotal.WithLabelValues(TableNAT, "IPv4")); int(got) != owned {
 		t.Errorf("nat rules total metric = %v, fake holds %d", got, owned)
 	}
 }

@@ -86,7 +86,7 @@ type Renderer struct {
 	// them makes the next render recompute every service.
 	lastNode     string
 	lastZone     string
-	lastLocal    netip.Prefix
+	lastLocal    localMatch
 	lastPodCIDRs []netip.Prefix
 	rendered     bool
 }
@@ -123,7 +123,7 @@ func (r *Renderer) reset() {
 
 // rememberNode records the node facts every service's rules depend on, so that the next render
 // can tell whether they changed.
-func (r *Renderer) rememberNode(snap *model.Snapshot, local netip.Prefix) {
+func (r *Renderer) rememberNode(snap *model.Snapshot, local localMatch) {
 	r.rendered, r.lastNode, r.lastZone, r.lastLocal = true, snap.Node.Name, snap.Node.Zone(), local
 	r.lastPodCIDRs = slices.Clone(snap.Node.PodCIDRs)
 }
@@ -156,7 +156,7 @@ func RenderFull(snap *model.Snapshot, opts Options) (*Rendered, error) {
 // something references would be rewritten ahead of the final transaction. See doc.go for why
 // staging pays off on the nft variant.
 func (r *Renderer) render(snap *model.Snapshot, full bool, k *kernelState, batch int) *Rendered {
-	local := r.localCIDR(snap)
+	local := r.localMatch(snap)
 	// The pod CIDRs decide which endpoints without a node get hairpin rules.
 	if !r.rendered || snap.Node.Name != r.lastNode || snap.Node.Zone() != r.lastZone || local != r.lastLocal ||
 		!slices.Equal(snap.Node.PodCIDRs, r.lastPodCIDRs) {
@@ -275,19 +275,6 @@ func (s *serviceRules) sameShare(o *serviceRules) bool {
 		slices.EqualFunc(s.natDispatch, o.natDispatch, func(a, b *shardRules) bool {
 			return a.shard == b.shard && a.rules.String() == b.rules.String()
 		})
-}
-
-// localCIDR is the prefix the local-traffic detector matches for this snapshot (invalid: none).
-func (r *Renderer) localCIDR(snap *model.Snapshot) netip.Prefix {
-	if r.opts.LocalDetector.UseNodeCIDR {
-		for _, p := range snap.Node.PodCIDRs {
-			if r.opts.Family.Of(p.Addr()) {
-				return p.Masked()
-			}
-		}
-		return netip.Prefix{}
-	}
-	return r.clusterCIDR
 }
 
 // ruleBuf accumulates iptables-restore lines and counts the rules among them.

@@ -15,17 +15,17 @@ import (
 // renderContext is what one render pass knows besides the service being rendered.
 type renderContext struct {
 	*Renderer
-	node      model.NodeInfo
-	localCIDR netip.Prefix   // the local-traffic detector's prefix; invalid when there is none
-	podCIDRs  []netip.Prefix // this node's pod CIDRs of the renderer's family
+	node     model.NodeInfo
+	local    localMatch     // the local-traffic detector's match; the zero value when there is none
+	podCIDRs []netip.Prefix // this node's pod CIDRs of the renderer's family
 	// countLocalhost: node ports answer on loopback addresses and count what they accept there.
 	countLocalhost bool
 }
 
 // newContext holds the node facts one render needs. Every render path must build it here, so a
 // verified full sync and an ordinary one decide the same way.
-func (r *Renderer) newContext(snap *model.Snapshot, local netip.Prefix) *renderContext {
-	return &renderContext{Renderer: r, node: snap.Node, localCIDR: local, podCIDRs: model.PrefixesFor(r.opts.Family, snap.Node.PodCIDRs),
+func (r *Renderer) newContext(snap *model.Snapshot, local localMatch) *renderContext {
+	return &renderContext{Renderer: r, node: snap.Node, local: local, podCIDRs: model.PrefixesFor(r.opts.Family, snap.Node.PodCIDRs),
 		countLocalhost: r.opts.LocalhostNodePortsEffective() && r.opts.counts(metrics.NFAcctLocalhostNodePorts)}
 }
 
@@ -255,9 +255,9 @@ func (c *renderContext) writeExternalChain(s *serviceRules, svc *model.ServicePo
 		if short == "" {
 			short = localChain
 		}
-		if c.localCIDR.IsValid() && short != "" {
-			b.rule(ext, "-s", c.localCIDR.String(), "-m", "comment", "--comment", quote("pod traffic for "+a.name+" external destinations"),
-				"-j", short)
+		if c.local.ok() && short != "" {
+			b.rule(ext, append(c.local.local(), "-m", "comment", "--comment", quote("pod traffic for "+a.name+" external destinations"),
+				"-j", short)...)
 		}
 		b.rule(ext, "-m", "comment", "--comment", quote("masquerade LOCAL traffic for "+a.name+" external destinations"),
 			"-m", "addrtype", "--src-type", "LOCAL", "-j", "MARK", "--set-xmark", c.markMask)
@@ -277,11 +277,12 @@ func (c *renderContext) writeExternalChain(s *serviceRules, svc *model.ServicePo
 func (c *renderContext) writeEndpointChain(s *serviceRules, svc *model.ServicePort, a svcArgs, vip, chain string, internal bool, eps []*model.Endpoint) {
 	b := &s.chainBody
 	if internal {
-		dst := append([]string{"-d", vip}, a.match("cluster IP", a.port)...)
+		dst := []string{"-d", vip}
+		rest := append(a.match("cluster IP", a.port), "-j", "MARK", "--set-xmark", c.markMask)
 		if c.opts.MasqueradeAll {
-			b.rule(chain, append(dst, "-j", "MARK", "--set-xmark", c.markMask)...)
-		} else if c.localCIDR.IsValid() {
-			b.rule(chain, append(append([]string{"!", "-s", c.localCIDR.String()}, dst...), "-j", "MARK", "--set-xmark", c.markMask)...)
+			b.rule(chain, append(dst, rest...)...)
+		} else if c.local.ok() {
+			b.rule(chain, c.local.notLocalTo(dst, rest...)...)
 		}
 	}
 	affinity := svc.Affinity.ClientIP

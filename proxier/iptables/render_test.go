@@ -29,6 +29,10 @@ func TestRenderGolden(t *testing.T) {
 	optsNodeCIDR.LocalDetector = LocalDetector{UseNodeCIDR: true}
 	optsNone := testOptions()
 	optsNone.LocalDetector = LocalDetector{}
+	optsBridge := testOptions()
+	optsBridge.LocalDetector = LocalDetector{BridgeInterface: "cni0"}
+	optsPrefix := testOptions()
+	optsPrefix.LocalDetector = LocalDetector{InterfaceNamePrefix: "veth"}
 	// The nfacct counters exist: the INVALID drop and localhost node ports count packets.
 	optsNFAcct := testOptions()
 	optsNFAcct.NFAcctCounters = []string{metrics.NFAcctInvalidDropped, metrics.NFAcctLocalhostNodePorts}
@@ -47,6 +51,8 @@ func TestRenderGolden(t *testing.T) {
 		{"fixture-masquerade-all.golden", optsAll},
 		{"fixture-nodecidr.golden", optsNodeCIDR},
 		{"fixture-no-detector.golden", optsNone},
+		{"fixture-bridge-interface.golden", optsBridge},
+		{"fixture-interface-prefix.golden", optsPrefix},
 		{"fixture-nfacct.golden", optsNFAcct},
 		{"fixture-liberal-no-localhost.golden", optsLiberal},
 	} {
@@ -70,6 +76,11 @@ func TestOptionsValidation(t *testing.T) {
 		{Family: model.IPv4, MasqueradeBit: 32},
 		{Family: model.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{ClusterCIDRs: []netip.Prefix{mustPrefix("10.0.0.0/8"), mustPrefix("10.244.0.0/16")}}},
 		{Family: model.IPv4, MasqueradeBit: 14, NodePortAddresses: []netip.Prefix{{}}},
+		{Family: model.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{UseNodeCIDR: true, BridgeInterface: "cni0"}},
+		{Family: model.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{BridgeInterface: "cni0", InterfaceNamePrefix: "veth"}},
+		{Family: model.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{BridgeInterface: "a-bridge-too-long"}},
+		{Family: model.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{InterfaceNamePrefix: "fifteen-chars-x"}},
+		{Family: model.IPv4, MasqueradeBit: 14, LocalDetector: LocalDetector{InterfaceNamePrefix: "veth -j ACCEPT"}},
 	}
 	for i, o := range bad {
 		if _, err := NewRenderer(o); err == nil {

@@ -118,4 +118,10 @@ func TestGoldenRules(t *testing.T) {
 	o.Family = model.IPv6
 	o.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("fd00:244::/48")}
 	golden.Check(t, "rules-ipv6.golden", renderRules(&o))
+	o = testOptions()
+	o.BridgeInterface = "cni0"
+	golden.Check(t, "rules-ipv4-bridge-interface.golden", renderRules(&o))
+	o = testOptions()
+	o.InterfaceNamePrefix = "veth"
+	golden.Check(t, "rules-ipv4-interface-prefix.golden", renderRules(&o))
 }

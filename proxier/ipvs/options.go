@@ -36,6 +36,11 @@ type Options struct {
 	// ClusterCIDRs detect pod traffic (kube-proxy's --cluster-cidr local detector): traffic to a
 	// ClusterIP from outside these is masqueraded. Empty disables that masquerade.
 	ClusterCIDRs []netip.Prefix
+	// BridgeInterface and InterfaceNamePrefix detect pod traffic by the interface it enters from
+	// instead (--detect-local-mode BridgeInterface, InterfaceNamePrefix): the pods' bridge, or any
+	// interface whose name starts with the prefix. Either wins over ClusterCIDRs; at most one may be set.
+	BridgeInterface     string
+	InterfaceNamePrefix string
 	// MasqueradeAll masquerades all traffic to ClusterIPs (--masquerade-all).
 	MasqueradeAll bool
 	// MasqueradeBit is the packet-mark bit that asks for SNAT (--iptables-masquerade-bit, default 14).
@@ -86,6 +91,9 @@ func (o *Options) Validate() error {
 	if len(model.PrefixesFor(o.Family, o.ClusterCIDRs)) > 1 {
 		return fmt.Errorf("ipvs: at most one %s cluster CIDR is supported, got %v", o.Family, o.ClusterCIDRs)
 	}
+	if err := o.validateLocalInterface(); err != nil {
+		return err
+	}
 	if o.GracePeriod <= 0 {
 		o.GracePeriod = DefaultOptions().GracePeriod
 	}
@@ -112,4 +120,34 @@ func (o *Options) excluded(addr netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// maxInterfaceName is the longest interface name iptables accepts (IFNAMSIZ less the NUL).
+const maxInterfaceName = 15
+
+func (o *Options) validateLocalInterface() error {
+	if o.BridgeInterface != "" && o.InterfaceNamePrefix != "" {
+		return fmt.Errorf("ipvs: a bridge interface (%q) and an interface name prefix (%q) are two local-traffic detectors; set one", o.BridgeInterface, o.InterfaceNamePrefix)
+	}
+	// A rule takes the name as one word; the prefix becomes "<prefix>+".
+	for _, name := range []string{o.BridgeInterface, o.InterfaceNamePrefix + "+"} {
+		if len(name) > maxInterfaceName || strings.ContainsAny(name, " \t\n\"'!") {
+			return fmt.Errorf("ipvs: %q cannot be matched as an interface name", strings.TrimSuffix(name, "+"))
+		}
+	}
+	return nil
+}
+
+// notLocal is the iptables match of traffic that the local-traffic detector does not take for pod
+// traffic, or nil when there is no detector.
+func (o *Options) notLocal() []string {
+	switch cidrs := model.PrefixesFor(o.Family, o.ClusterCIDRs); {
+	case o.BridgeInterface != "":
+		return []string{"!", "-i", o.BridgeInterface}
+	case o.InterfaceNamePrefix != "":
+		return []string{"!", "-i", o.InterfaceNamePrefix + "+"}
+	case len(cidrs) == 1:
+		return []string{"!", "-s", cidrs[0].String()}
+	}
+	return nil
 }

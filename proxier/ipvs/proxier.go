@@ -208,6 +208,9 @@ func setSysctls(s sysctl.Interface, o *Options) error {
 // LastSyncStats reports the kernel round trips of the last Sync.
 func (p *Proxier) LastSyncStats() SyncStats { return p.lastStats }
 
+// Family is the IP family this backend programs.
+func (p *Proxier) Family() model.IPFamily { return p.opts.Family }
+
 // Sync makes the kernel match snap. IPVS offers no transactions, so an error can leave part of the
 // change applied; the backend then distrusts its record and the next sync is a full one that lists
 // the kernel and repairs whatever is off. Nothing is ever flushed wholesale.
@@ -220,20 +223,16 @@ func (p *Proxier) Sync(snap *model.Snapshot) error {
 	full := snap.Full || p.needFull
 	err := p.sync(snap, full)
 	p.lastStats = p.stats
-	metrics.SyncProxyRulesLatency.Observe(metrics.SinceInSeconds(start))
-	if full {
-		metrics.SyncFullProxyRulesLatency.Observe(metrics.SinceInSeconds(start))
-	} else {
-		metrics.SyncPartialProxyRulesLatency.Observe(metrics.SinceInSeconds(start))
-	}
+	family := p.opts.Family.String()
+	metrics.SyncProxyRulesLatency.WithLabelValues(family).Observe(metrics.SinceInSeconds(start))
 	if err != nil {
 		p.needFull = true
 		return fmt.Errorf("ipvs %s sync: %w", p.opts.Family, err)
 	}
 	p.needFull = false
-	metrics.SyncProxyRulesLastTimestamp.SetToCurrentTime()
-	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal").Set(float64(p.desired.noLocalInternal))
-	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external").Set(float64(p.desired.noLocalExternal))
+	metrics.SyncProxyRulesLastTimestamp.WithLabelValues(family).SetToCurrentTime()
+	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal", family).Set(float64(p.desired.noLocalInternal))
+	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external", family).Set(float64(p.desired.noLocalExternal))
 	klog.V(2).InfoS("IPVS sync done", "family", p.opts.Family, "full", full, "services", len(snap.Services),
 		"netlinkRoundTrips", p.stats.NetlinkRoundTrips(), "writes", p.stats.Writes(), "elapsed", time.Since(start))
 	return nil
@@ -487,13 +486,8 @@ func (p *Proxier) apply(full bool) error {
 func (p *Proxier) syncRules() error {
 	rules := renderRules(&p.opts)
 	if err := p.iptables.Restore(rules); err != nil {
-		metrics.IptablesRestoreFailuresTotal.Inc()
+		metrics.IptablesRestoreFailuresTotal.WithLabelValues(p.opts.Family.String()).Inc()
 		return fmt.Errorf("restore IPVS-mode iptables rules: %w", err)
-	}
-	counted, _ := countRestore(rules)
-	for table, n := range counted {
-		metrics.IptablesRulesTotal.WithLabelValues(table).Set(float64(n))
-		metrics.IptablesRulesLast.WithLabelValues(table).Set(float64(n))
 	}
 	for _, j := range jumpRules() {
 		if err := p.iptables.EnsureRule(utiliptables.Prepend, j.table, j.chain, j.args...); err != nil {

@@ -12,8 +12,8 @@ import (
 // The iptables side of IPVS mode: a constant handful of rules that match ipsets, so that the rule count
 // never grows with the number of services. IPVS itself only schedules and DNATs; everything else a
 // Service needs is here:
-//   - masquerade: traffic to a ClusterIP from outside the cluster CIDR (or all of it under
-//     --masquerade-all), to external IPs and NodePorts with externalTrafficPolicy Cluster, and to
+//   - masquerade: traffic to a ClusterIP that is not pod traffic (from outside the cluster CIDR, or
+//     not from the pods' interfaces; all of it under --masquerade-all), to external IPs and NodePorts with externalTrafficPolicy Cluster, and to
 //     load-balancer IPs without the Local policy, is marked in nat PREROUTING/OUTPUT and SNATed in
 //     POSTROUTING;
 //   - hairpin: a local endpoint that reaches itself through its service is SNATed (SY-LOOP-BACK);
@@ -66,11 +66,11 @@ func renderRules(o *Options) []byte {
 	line("-A", chainPostrouting, "-m comment --comment \"switchyard service traffic requiring SNAT\"", masquerade)
 
 	clusterIPs := "-m set --match-set " + set(setClusterIP) + " dst,dst"
-	switch cidrs := model.PrefixesFor(f, o.ClusterCIDRs); {
+	switch notLocal := o.notLocal(); {
 	case o.MasqueradeAll:
 		line("-A", chainServices, clusterIPs, "-j", chainMarkMasq)
-	case len(cidrs) == 1:
-		line("-A", chainServices, "!", "-s", cidrs[0].String(), clusterIPs, "-j", chainMarkMasq)
+	case notLocal != nil:
+		line(append(append([]string{"-A", chainServices}, notLocal...), clusterIPs, "-j", chainMarkMasq)...)
 	}
 	line("-A", chainServices, "-m set --match-set", set(setExternalIP), "dst,dst -j", chainMarkMasq)
 	line("-A", chainServices, "-m set --match-set", set(setLoadBalancer), "dst,dst",

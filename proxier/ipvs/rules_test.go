@@ -88,6 +88,46 @@ func TestRulesBehaviour(t *testing.T) {
 	t.Logf("IPVS mode owns %d iptables rules whatever the number of services", rules)
 }
 
+// TestRulesInterfaceDetectors: with --detect-local-mode BridgeInterface or InterfaceNamePrefix, what
+// decides the ClusterIP masquerade is the interface a packet enters from, not its source address.
+func TestRulesInterfaceDetectors(t *testing.T) {
+	const masq = 0x4000
+	for _, mode := range []struct {
+		name    string
+		set     func(*Options)
+		podFrom string // the interface a pod of this node sends from
+	}{
+		{"BridgeInterface", func(o *Options) { o.BridgeInterface = "cni0" }, "cni0"},
+		{"InterfaceNamePrefix", func(o *Options) { o.InterfaceNamePrefix = "veth" }, "veth1a2b"},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			k := newTestKernel()
+			o := testOptions()
+			mode.set(&o)
+			mustSync(t, newTestProxier(t, k, o), fixture())
+			tr := ruleTracer(t, k)
+			toClusterIP := func(src, in string) tracer.Packet {
+				return tracer.Packet{Src: ip(src), Dst: ip("10.96.0.10"), Proto: "tcp", SrcPort: 40000, DstPort: 80, InIface: in, Local: in == ""}
+			}
+			for _, c := range []struct {
+				name string
+				p    tracer.Packet
+				snat bool
+			}{
+				{"pod of this node: source kept", toClusterIP("10.244.1.5", mode.podFrom), false},
+				{"pod of another node: SNAT", toClusterIP("10.244.2.5", "flannel.1"), true},
+				{"pod-CIDR source on the uplink: SNAT", toClusterIP("10.244.1.5", "eth0"), true},
+				{"node process: SNAT", toClusterIP("192.168.50.10", ""), true},
+			} {
+				res, out := traceOnly(t, tr, c.name, c.p)
+				if snat := out.Mark&masq != 0 || out.Masqueraded; out.Verdict != tracer.Accept || snat != c.snat {
+					t.Errorf("%s: %s snat=%v; want ACCEPT snat=%v\n%s", c.name, out.Verdict, snat, c.snat, res)
+				}
+			}
+		})
+	}
+}
+
 // traceOnly traces p and returns the trace with its one outcome, failing the test (named by what)
 // when the tracer cannot follow the packet or it ends in more than one outcome.
 func traceOnly(t *testing.T, tr *tracer.Tracer, what string, p tracer.Packet) (*tracer.Result, tracer.Outcome) {

@@ -46,6 +46,26 @@ func TestSchedulerValidation(t *testing.T) {
 	}
 }
 
+func TestLocalInterfaceValidation(t *testing.T) {
+	for _, set := range []func(*Options){
+		func(o *Options) { o.BridgeInterface, o.InterfaceNamePrefix = "cni0", "veth" },
+		func(o *Options) { o.BridgeInterface = "a-bridge-too-long" },
+		func(o *Options) { o.InterfaceNamePrefix = "fifteen-chars-x" },
+		func(o *Options) { o.BridgeInterface = "cni0 -j ACCEPT" },
+	} {
+		o := DefaultOptions()
+		set(&o)
+		if err := o.Validate(); err == nil {
+			t.Errorf("bridge %q, prefix %q: accepted", o.BridgeInterface, o.InterfaceNamePrefix)
+		}
+	}
+	o := DefaultOptions()
+	o.InterfaceNamePrefix = "fourteen-chars"
+	if err := o.Validate(); err != nil {
+		t.Errorf("a 14-character prefix: %v", err)
+	}
+}
+
 func TestSysctlsAndTimeouts(t *testing.T) {
 	k := newTestKernel()
 	o := testOptions()

@@ -22,10 +22,10 @@ const (
 var NFAcctCounters = []string{NFAcctInvalidDropped, NFAcctLocalhostNodePorts}
 
 var (
-	iptablesCTStateInvalidDroppedPackets = prometheus.NewDesc("kubeproxy_iptables_ct_state_invalid_dropped_packets_total",
-		"packets dropped by iptables to work around conntrack problems", nil, nil)
-	iptablesLocalhostNodePortsAcceptedPackets = prometheus.NewDesc("kubeproxy_iptables_localhost_nodeports_accepted_packets_total",
-		"Number of packets accepted on nodeports of loopback interface", nil, nil)
+	iptablesCTStateInvalidDroppedPackets = prometheus.NewDesc(subsystem+"_iptables_ct_state_invalid_dropped_packets_total",
+		alpha("packets dropped by iptables to work around conntrack problems"), nil, nil)
+	iptablesLocalhostNodePortsAcceptedPackets = prometheus.NewDesc(subsystem+"_iptables_localhost_nodeports_accepted_packets_total",
+		alpha("Number of packets accepted on nodeports of loopback interface"), nil, nil)
 )
 
 // nfacctCollector exports one nfacct counter's packets as a counter metric, read at scrape time.

@@ -7,4 +7,7 @@ type Backend interface {
 	// error means the previous rules are still in force (nothing was half-applied); the runner logs it
 	// and retries with snap.Full set.
 	Sync(snap *Snapshot) error
+	// Family is the IP family the backend programs. The sync loop labels its per-family metrics
+	// (queued syncs, network programming latency) with it, as kube-proxy's per-family proxiers do.
+	Family() IPFamily
 }

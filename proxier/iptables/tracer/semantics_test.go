@@ -251,3 +251,36 @@ COMMIT
 		t.Errorf("other packet: %s, want ACCEPT", o.Verdict)
 	}
 }
+
+// TestInputInterfaceOfLocalPackets: a chain that both PREROUTING and OUTPUT reach may match on the
+// input interface, as the local-traffic detectors' rules do. A packet the node sends itself has no
+// input interface, so "-i" never matches it and "! -i" always does; "+" ends a prefix.
+func TestInputInterfaceOfLocalPackets(t *testing.T) {
+	tr := mustTracer(t, `*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:SVC - [0:0]
+-A PREROUTING -j SVC
+-A OUTPUT -j SVC
+-A SVC -d 10.96.0.1/32 -i veth+ -p tcp -j DNAT --to-destination 10.244.1.2:8080
+-A SVC -d 10.96.0.1/32 ! -i cni0 -p tcp -j DNAT --to-destination 10.244.2.3:8080
+-A SVC -d 10.96.0.1/32 -p tcp -j DNAT --to-destination 10.244.3.4:8080
+COMMIT
+`)
+	fromNode := tracer.Packet{Src: nodeIP, Dst: addr("10.96.0.1"), Proto: "tcp", SrcPort: 40000, DstPort: 80, Local: true}
+	for _, c := range []struct {
+		name string
+		p    tracer.Packet
+		want netip.AddrPort
+	}{
+		{"-i with a prefix", tcp("10.244.1.9", "10.96.0.1", 80, "veth12ab"), ep1},
+		{"the prefix alone is a name that starts with it", tcp("10.244.1.9", "10.96.0.1", 80, "veth"), ep1},
+		{"! -i, another interface", tcp("10.244.1.9", "10.96.0.1", 80, "eth0"), ep2},
+		{"! -i, the named interface", tcp("10.244.1.9", "10.96.0.1", 80, "cni0"), ep3},
+		{"from the node itself: no input interface", fromNode, ep2},
+	} {
+		if o := only(t, trace(t, tr, c.p)); o.Dst != c.want {
+			t.Errorf("%s: %s, want DNAT to %s", c.name, o, c.want)
+		}
+	}
+}
