@@ -19,7 +19,7 @@ import (
 )
 
 // metricValue reads a counter or gauge (prometheus' testutil would add a module to go.mod).
-func newTestProxier(t *testing.T, fake *iptablestest.Fake, ct conntrack.Deleter) *Proxier {
+func newTestProxier(t *testing.T, fake *iptablestest.Fake, ct conntrack.Table) *Proxier {
 	t.Helper()
 	p, err := NewProxier(Config{Options: testOptions(), IPTables: fake, Conntrack: ct})
 	if err != nil {
@@ -30,7 +30,7 @@ func newTestProxier(t *testing.T, fake *iptablestest.Fake, ct conntrack.Deleter)
 
 // syncedFixture returns a fake kernel and a Proxier (with ct, which may be nil) that has synced
 // fixtureSnapshot into it, and that snapshot.
-func syncedFixture(t *testing.T, ct conntrack.Deleter) (*iptablestest.Fake, *Proxier, *model.Snapshot) {
+func syncedFixture(t *testing.T, ct conntrack.Table) (*iptablestest.Fake, *Proxier, *model.Snapshot) {
 	t.Helper()
 	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, ct)
@@ -221,7 +221,7 @@ func TestProxierClearsStaleUDPFlows(t *testing.T) {
 	dns := spn("kube-system", "dns", "dns")
 	vip := netip.MustParseAddrPort("10.96.0.53:53")
 	client := netip.MustParseAddrPort("10.244.1.50:40000")
-	ct.Flows = []conntracktest.Flow{
+	ct.Flows = []conntrack.Flow{
 		{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.2.2:53")}, // to the endpoint that goes
 		{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.3.3:53")}, // to the one that stays
 	}

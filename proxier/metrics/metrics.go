@@ -95,6 +95,7 @@ func Register(reg prometheus.Registerer) {
 			IptablesPartialRestoreFailuresTotal, SyncProxyRulesNoLocalEndpointsTotal,
 			ProxyHealthzTotal, ProxyLivezTotal, InvalidObjectsTotal,
 		)
+		registerConntrack(reg)
 	})
 }
 
