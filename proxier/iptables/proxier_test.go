@@ -234,6 +234,30 @@ func TestProxierClearsStaleUDPFlows(t *testing.T) {
 	}
 }
 
+// TestProxierRetriesConntrackDeletes: a failed conntrack delete does not fail the sync (the rules
+// are in force), and the next sync deletes the entries although nothing changed. The service is
+// scaled to zero, so the entry to its last endpoint must go.
+func TestProxierRetriesConntrackDeletes(t *testing.T) {
+	ct := &conntracktest.Fake{}
+	_, p, snap := syncedFixture(t, ct)
+	dns := spn("kube-system", "dns", "dns")
+	vip := netip.MustParseAddrPort("10.96.0.53:53")
+	client := netip.MustParseAddrPort("10.244.1.50:40000")
+	ct.Flows = []conntrack.Flow{{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.3.3:53")}}
+	ct.FailDeletes = 1
+	next := cloneSnapshot(snap)
+	delete(next.Endpoints, dns)
+	next.Changed[dns.ServiceKey] = struct{}{}
+	mustSync(t, p, next)
+	if len(ct.Flows) != 1 {
+		t.Fatalf("flows after the failed delete = %+v, want the entry still there", ct.Flows)
+	}
+	mustSync(t, p, cloneSnapshot(next))
+	if len(ct.Flows) != 0 {
+		t.Errorf("flows after the next sync = %+v, want none", ct.Flows)
+	}
+}
+
 func TestCleanupRemovesEverything(t *testing.T) {
 	// Another agent's rule in a built-in chain must survive.
 	other := []string{"-p", "tcp", "-m", "tcp", "--dport", "22", "-j", "ACCEPT"}

@@ -252,6 +252,29 @@ func TestUDPRealServerDeletedAtOnce(t *testing.T) {
 	}
 }
 
+// TestUDPRealServerOfServingEndpointDropped: a UDP endpoint that starts terminating while another is
+// ready stops being a real server at once; it still serves, but the entries DNATed to it lead
+// nowhere in IPVS, so they go too.
+func TestUDPRealServerOfServingEndpointDropped(t *testing.T) {
+	k, p, snap := syncedFixture(t)
+	vs := fakeVS(unix.IPPROTO_UDP, "10.96.0.53:53")
+	leaving, kept := ipp("10.244.3.4:53"), ipp("10.244.1.7:53")
+	vip := ipp("10.96.0.53:53")
+	k.conntrack.Flows = []conntrack.Flow{
+		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.5:40000"), OrigDst: vip, ReplySrc: leaving},
+		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.7:40000"), OrigDst: vip, ReplySrc: kept},
+	}
+	dns := spn("kube-system", "dns", "dns")
+	snap.Endpoints[dns] = []model.Endpoint{ready("10.244.1.7", 53, nodeName), terminating("10.244.3.4", 53, "node-c")}
+	mustSync(t, p, incremental(snap, dns.ServiceKey))
+	if got := destsOf(t, k, vs); len(got) != 1 || got[kept.String()] != 1 {
+		t.Errorf("UDP real servers %v; want only %s", got, kept)
+	}
+	if len(k.conntrack.Flows) != 1 || k.conntrack.Flows[0].ReplySrc != kept {
+		t.Errorf("conntrack after the UDP real server left: %+v", k.conntrack.Flows)
+	}
+}
+
 func TestServiceRemovedAndAdded(t *testing.T) {
 	k, p, snap := syncedFixture(t)
 	legacy := spn("shop", "legacy", "")
