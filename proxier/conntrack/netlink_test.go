@@ -1,6 +1,7 @@
 package conntrack_test
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"regexp"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/switchyard/switchyard/internal/netnstest"
@@ -86,4 +88,46 @@ func TestNetlinkReconcile(t *testing.T) {
 	if got := sports(); n != 1 || !slices.Equal(got, []string{"40004"}) {
 		t.Errorf("scaled to zero: deleted %d; entries left by source port %v, want 40004", n, got)
 	}
+}
+
+// BenchmarkNetlink50k lists, and reconciles, a real table of 50k UDP entries inside a throwaway
+// namespace: bigTable(10000)'s flows, created through netlink, of which 1000 are stale.
+func BenchmarkNetlink50k(b *testing.B) {
+	netnstest.Require(b)
+	ns := netnstest.New(b, "ctbench")
+	h := ns.Netlink(b, unix.NETLINK_NETFILTER)
+	snap, flows := bigTable(10000)
+	stale := conntrack.Stale(snap, model.IPv4, flows)
+	create := func(fs []conntrack.Flow) {
+		b.Helper()
+		for _, f := range fs {
+			ip := func(a netip.AddrPort) net.IP { return net.IP(a.Addr().AsSlice()) }
+			err := h.ConntrackCreate(netlink.ConntrackTable, unix.AF_INET, &netlink.ConntrackFlow{FamilyType: unix.AF_INET, TimeOut: 600,
+				Forward: netlink.IPTuple{Protocol: unix.IPPROTO_UDP, SrcIP: ip(f.OrigSrc), SrcPort: f.OrigSrc.Port(), DstIP: ip(f.OrigDst), DstPort: f.OrigDst.Port()},
+				Reverse: netlink.IPTuple{Protocol: unix.IPPROTO_UDP, SrcIP: ip(f.ReplySrc), SrcPort: f.ReplySrc.Port(), DstIP: ip(f.ReplyDst), DstPort: f.ReplyDst.Port()}})
+			if err != nil && !errors.Is(err, unix.EEXIST) {
+				b.Fatalf("create %v: %v", f, err)
+			}
+		}
+	}
+	create(flows)
+	table := &conntrack.Netlink{Handle: h}
+	b.Run("list", func(b *testing.B) {
+		for b.Loop() {
+			if got, err := table.List(model.IPv4); err != nil || len(got) != len(flows) {
+				b.Fatalf("listed %d, %v; want %d", len(got), err, len(flows))
+			}
+		}
+	})
+	b.Run("reconcile", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			create(stale)
+			r := conntrack.NewReconciler(table, model.IPv4)
+			b.StartTimer()
+			if n, err := r.Reconcile(snap); err != nil || n != len(stale) {
+				b.Fatalf("deleted %d, %v; want %d", n, err, len(stale))
+			}
+		}
+	})
 }

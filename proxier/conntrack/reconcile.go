@@ -21,6 +21,7 @@ type addrSet = map[netip.AddrPort]struct{}
 type desired struct {
 	frontends map[netip.AddrPort]addrSet
 	nodePorts map[uint16]addrSet
+	udp       map[model.ServiceKey]struct{} // the services with a UDP port
 }
 
 // desiredOf reads snap the way kube-proxy's reconciler reads its service and endpoint maps:
@@ -35,13 +36,16 @@ type desired struct {
 //   - a node port counts only while its service has a serving endpoint: node port entries are
 //     matched on the port alone, so an empty set would delete unrelated traffic to that port.
 func desiredOf(snap *model.Snapshot, family model.IPFamily) *desired {
-	d := &desired{frontends: map[netip.AddrPort]addrSet{}, nodePorts: map[uint16]addrSet{}}
+	d := &desired{frontends: make(map[netip.AddrPort]addrSet, len(snap.Services)), nodePorts: map[uint16]addrSet{},
+		udp: make(map[model.ServiceKey]struct{}, len(snap.Services))}
 	for name, svc := range snap.Services {
 		if svc.Protocol != model.UDP {
 			continue
 		}
-		serving := addrSet{}
-		for _, ep := range snap.Endpoints[name] {
+		d.udp[name.ServiceKey] = struct{}{}
+		eps := snap.Endpoints[name]
+		serving := make(addrSet, len(eps))
+		for _, ep := range eps {
 			if ep.Serving && family.Of(ep.IP) {
 				serving[ep.AddrPort()] = struct{}{}
 			}
@@ -128,8 +132,9 @@ func (d *desired) staleOf(flows []Flow, gone addrSet, retired map[netip.AddrPort
 //
 // Because it compares states rather than reacting to events, a failed delete needs no bookkeeping to
 // be retried: after a failure the next call reconciles again, whatever changed, and the sync loop
-// calls at least once per sync period. When nothing UDP changed since a successful reconcile and the
-// sync is not full, a call costs no listing.
+// calls at least once per sync period. When no UDP service changed (by snap.Changed) since a
+// successful reconcile and the sync is not full, a call costs one look at the snapshot's services and
+// no listing; when UDP services changed but what they justify did not, it costs no listing either.
 //
 // It also deletes what the model alone cannot tell: entries to the addresses of UDP services that
 // were deleted since the previous call (as kube-proxy does since kubernetes#141371), and entries to
@@ -138,10 +143,11 @@ type Reconciler struct {
 	table  Table
 	family model.IPFamily
 
-	last      *desired // what the last successful reconcile enforced; nil forces the next one
-	frontends map[netip.AddrPort]addrSet
-	gone      addrSet                    // addresses of deleted services not yet cleaned
-	retired   map[netip.AddrPort]addrSet // frontend to destinations dropped, not yet cleaned
+	last      *desired                      // what the last successful reconcile enforced; nil forces the next one
+	frontends map[netip.AddrPort]addrSet    // of the previous call that read the model
+	udp       map[model.ServiceKey]struct{} // likewise
+	gone      addrSet                       // addresses of deleted services not yet cleaned
+	retired   map[netip.AddrPort]addrSet    // frontend to destinations dropped, not yet cleaned
 }
 
 // NewReconciler returns a Reconciler of table's entries of one family.
@@ -163,6 +169,9 @@ func (r *Reconciler) DropDestination(frontend, dest netip.AddrPort) {
 // logged and returned; the next call retries. Call it after the rules of snap are in force, so that
 // no entry it keeps can be recreated by the old rules.
 func (r *Reconciler) Reconcile(snap *model.Snapshot) (int, error) {
+	if !snap.Full && r.last != nil && len(r.retired) == 0 && !r.udpChanged(snap) {
+		return 0, nil
+	}
 	d := desiredOf(snap, r.family)
 	for fe := range r.frontends {
 		if _, ok := d.frontends[fe]; !ok {
@@ -174,7 +183,7 @@ func (r *Reconciler) Reconcile(snap *model.Snapshot) (int, error) {
 			delete(r.gone, fe)
 		}
 	}
-	r.frontends = d.frontends
+	r.frontends, r.udp = d.frontends, d.udp
 	if !snap.Full && r.last != nil && len(r.gone) == 0 && len(r.retired) == 0 && d.equal(r.last) {
 		return 0, nil
 	}
@@ -194,6 +203,24 @@ func (r *Reconciler) Reconcile(snap *model.Snapshot) (int, error) {
 	clear(r.retired)
 	klog.V(4).InfoS("Reconciled conntrack entries", "ipFamily", family, "deleted", n, "elapsed", time.Since(start))
 	return n, nil
+}
+
+// udpChanged reports whether snap.Changed names a service that has or had a UDP port.
+func (r *Reconciler) udpChanged(snap *model.Snapshot) bool {
+	if len(snap.Changed) == 0 {
+		return false
+	}
+	for k := range snap.Changed {
+		if _, ok := r.udp[k]; ok {
+			return true
+		}
+	}
+	for name, svc := range snap.Services {
+		if _, ok := snap.Changed[name.ServiceKey]; ok && svc.Protocol == model.UDP {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Reconciler) reconcile(d *desired) (int, error) {

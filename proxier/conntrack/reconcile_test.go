@@ -44,6 +44,7 @@ func snapshot(svc *model.ServicePort, eps ...model.Endpoint) *model.Snapshot {
 		s.Services[svc.Name] = svc
 		s.Endpoints[svc.Name] = eps
 	}
+	s.Changed[dnsName.ServiceKey] = struct{}{}
 	return s
 }
 
@@ -180,8 +181,9 @@ func TestReconcileRetriesAfterFailure(t *testing.T) {
 	}
 }
 
-// TestReconcileSkipsWhenNothingChanged: once a reconcile succeeded, a partial sync with the same UDP
-// services and endpoints does not list the table; a full one does.
+// TestReconcileSkipsWhenNothingChanged: once a reconcile succeeded, a partial sync that changed no
+// UDP service, or changed one without changing what it justifies, does not list the table; a full
+// one does.
 func TestReconcileSkipsWhenNothingChanged(t *testing.T) {
 	snap := snapshot(dnsService(model.UDP), serving(epB))
 	fake := &conntracktest.Fake{}
@@ -189,7 +191,12 @@ func TestReconcileSkipsWhenNothingChanged(t *testing.T) {
 	left(t, fake, r, snap)
 	fake.Flows = table()
 	if got := left(t, fake, r, snap); len(got) != len(table()) {
-		t.Errorf("an unchanged partial sync reconciled: %v left", got)
+		t.Errorf("a partial sync with the same UDP state reconciled: %v left", got)
+	}
+	other := model.ServiceKey{Namespace: "default", Name: "web"}
+	snap.Changed = map[model.ServiceKey]struct{}{other: {}}
+	if got := left(t, fake, r, snap); len(got) != len(table()) {
+		t.Errorf("a partial sync of another service reconciled: %v left", got)
 	}
 	snap.Full = true
 	if got, want := left(t, fake, r, snap), []int{1, 6, 7, 8, 9, 10, 11}; !slices.Equal(got, want) {
