@@ -215,15 +215,25 @@ func TestProxierMetrics(t *testing.T) {
 	}
 }
 
-func TestProxierClearsStaleUDPFlows(t *testing.T) {
-	ct := &conntracktest.Fake{}
-	_, p, snap := syncedFixture(t, ct)
-	dns := spn("kube-system", "dns", "dns")
+// dnsFixture is syncedFixture over a conntrack fake, with the DNS service's name and a UDP flow from
+// one client to its ClusterIP DNATed to replySrc.
+func dnsFixture(t *testing.T) (ct *conntracktest.Fake, p *Proxier, snap *model.Snapshot, dns model.ServicePortName, flow func(replySrc string) conntrack.Flow) {
+	t.Helper()
+	ct = &conntracktest.Fake{}
+	_, p, snap = syncedFixture(t, ct)
 	vip := netip.MustParseAddrPort("10.96.0.53:53")
 	client := netip.MustParseAddrPort("10.244.1.50:40000")
+	flow = func(replySrc string) conntrack.Flow {
+		return conntrack.Flow{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort(replySrc)}
+	}
+	return ct, p, snap, spn("kube-system", "dns", "dns"), flow
+}
+
+func TestProxierClearsStaleUDPFlows(t *testing.T) {
+	ct, p, snap, dns, flow := dnsFixture(t)
 	ct.Flows = []conntrack.Flow{
-		{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.2.2:53")}, // to the endpoint that goes
-		{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.3.3:53")}, // to the one that stays
+		flow("10.244.2.2:53"), // to the endpoint that goes
+		flow("10.244.3.3:53"), // to the one that stays
 	}
 	next := cloneSnapshot(snap)
 	next.Endpoints[dns] = []model.Endpoint{ep("10.244.3.3", 53, "node-c")}
@@ -238,12 +248,8 @@ func TestProxierClearsStaleUDPFlows(t *testing.T) {
 // are in force), and the next sync deletes the entries although nothing changed. The service is
 // scaled to zero, so the entry to its last endpoint must go.
 func TestProxierRetriesConntrackDeletes(t *testing.T) {
-	ct := &conntracktest.Fake{}
-	_, p, snap := syncedFixture(t, ct)
-	dns := spn("kube-system", "dns", "dns")
-	vip := netip.MustParseAddrPort("10.96.0.53:53")
-	client := netip.MustParseAddrPort("10.244.1.50:40000")
-	ct.Flows = []conntrack.Flow{{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.3.3:53")}}
+	ct, p, snap, dns, flow := dnsFixture(t)
+	ct.Flows = []conntrack.Flow{flow("10.244.3.3:53")}
 	ct.FailDeletes = 1
 	next := cloneSnapshot(snap)
 	delete(next.Endpoints, dns)
