@@ -82,6 +82,7 @@ func TestNetlinkReconcile(t *testing.T) {
 	}
 
 	snap.Endpoints[svc.Name] = nil
+	snap.Changed[svc.Name.ServiceKey] = struct{}{}
 	if n, err = r.Reconcile(snap); err != nil {
 		t.Fatal(err)
 	}
