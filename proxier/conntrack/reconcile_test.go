@@ -232,3 +232,21 @@ func TestReconcileMetrics(t *testing.T) {
 		t.Errorf("sync duration observed %d times, want 1", got)
 	}
 }
+
+// TestReconcileSharedExternalIP: two UDP services on one external IP and port each justify the
+// entries to their own endpoints there.
+func TestReconcileSharedExternalIP(t *testing.T) {
+	other := &model.ServicePort{Name: model.ServicePortName{ServiceKey: model.ServiceKey{Namespace: "a", Name: "b"}},
+		Protocol: model.UDP, Port: 53, ClusterIPs: []netip.Addr{netip.MustParseAddr("10.96.0.99")}, ExternalIPs: []netip.Addr{extIP}}
+	snap := snapshot(dnsService(model.UDP), serving(epA))
+	snap.Services[other.Name] = other
+	snap.Endpoints[other.Name] = []model.Endpoint{serving(epB)}
+	extPort := netip.AddrPortFrom(extIP, 53)
+	fake := &conntracktest.Fake{Flows: []conntrack.Flow{flow(model.UDP, client, extPort, epA), flow(model.UDP, client, extPort, epB)}}
+	if _, err := conntrack.NewReconciler(fake, model.IPv4).Reconcile(snap); err != nil {
+		t.Fatal(err)
+	}
+	if len(fake.Flows) != 2 {
+		t.Errorf("flows left = %v, want both", fake.Flows)
+	}
+}
