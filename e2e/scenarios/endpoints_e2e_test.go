@@ -5,7 +5,9 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,30 +92,10 @@ func TestStaleUDPConntrackCleared(t *testing.T) {
 	labels := map[string]string{"app": "udp"}
 	s.addPod(2, "udp-1", labels)
 	s.addPod(1, "client", map[string]string{"role": "client"})
-	svc := s.service("dns", labels, func(svc *v1.Service) {
-		svc.Spec.Ports = []v1.ServicePort{{Name: "dns", Port: 53, TargetPort: intstr.FromInt32(8080), Protocol: v1.ProtocolUDP}}
-	})
-	vip := hostPort(svc.Spec.ClusterIP, 53)
+	vip := hostPort(s.udpService("dns", labels).Spec.ClusterIP, 53)
 	const sport = 40053
 	client := s.podNS("client")
-	waitUDP := func(want string, within time.Duration) {
-		t.Helper()
-		var last any
-		err := cluster.WaitFor(s.ctx, within, fmt.Sprintf("UDP %s from port %d answered by %s", vip, sport, want),
-			func(context.Context) (bool, error) {
-				a, err := s.udp(client, vip, sport)
-				if err != nil {
-					last = err
-					return false, nil
-				}
-				last = a
-				return a.pod == want, nil
-			})
-		if err != nil {
-			t.Fatalf("%v; last: %v", err, last)
-		}
-	}
-	waitUDP(s.qualified("udp-1"), converge)
+	s.waitUDP(client, vip, sport, s.qualified("udp-1"), converge)
 	// The new backend comes first, so the service always has an endpoint: only the conntrack
 	// cleanup for the removed one can move the flow.
 	s.addPod(3, "udp-2", labels)
@@ -121,7 +103,130 @@ func TestStaleUDPConntrackCleared(t *testing.T) {
 	s.removePod("udp-1")
 	// Polling keeps sending on the same 5-tuple, so a stale entry would never expire (the kernel's
 	// UDP timeouts are 30 s and more); the wait ends well before even an idle entry would.
-	waitUDP(s.qualified("udp-2"), 20*time.Second)
+	s.waitUDP(client, vip, sport, s.qualified("udp-2"), 20*time.Second)
+}
+
+// A UDP client that keeps sending to a service whose last endpoint goes keeps refreshing its
+// conntrack entry, DNATed to the pod that is gone, so the service's REJECT never sees its packets:
+// the entry must be deleted (kube-proxy's regression kubernetes#139628), and new packets are then
+// refused instead of black-holed.
+func TestUDPServiceScaledToZeroConntrackCleared(t *testing.T) {
+	s := newScenario(t, "e2e-udp-zero")
+	labels := map[string]string{"app": "udp"}
+	s.addPod(2, "udp-1", labels)
+	s.addPod(1, "client", map[string]string{"role": "client"})
+	svc := s.udpService("dns", labels)
+	vip := hostPort(svc.Spec.ClusterIP, 53)
+	const sport = 40054
+	client := s.podNS("client")
+	s.waitUDP(client, vip, sport, s.qualified("udp-1"), converge)
+	gone := s.pods["udp-1"].ip
+
+	// The client sends on the same 5-tuple until the test ends, about every half second.
+	stop, done := make(chan struct{}), make(chan struct{})
+	var sent atomic.Int64
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = s.udp(client, vip, sport)
+			sent.Add(1)
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+
+	// entryTo reports whether node 1 (the client's) holds a UDP entry of the client's flow whose
+	// reply source, the DNAT target, is ip.
+	entryTo := func(ip string) (bool, error) {
+		out, err := s.c.NodeExec(s.ctx, 1, "conntrack", "-L", "-p", "udp", "--orig-dst", svc.Spec.ClusterIP, "--orig-port-dst", "53")
+		if err != nil {
+			return false, err
+		}
+		for _, line := range strings.Split(out, "\n") {
+			orig, reply := conntrackTuples(line)
+			if orig["sport"] == strconv.Itoa(sport) && reply["src"] == ip {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	if err := cluster.WaitFor(s.ctx, 10*time.Second, "the client's entry DNATed to "+gone, func(context.Context) (bool, error) {
+		return entryTo(gone)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	s.removePod("udp-1")
+	s.waitRule(1, "filter", "the REJECT for the service without endpoints", func(line string) bool {
+		return strings.Contains(line, svc.Spec.ClusterIP+"/32") && strings.Contains(line, "-j REJECT")
+	})
+	// The rules and the reconcile are one sync, so the entry goes at once; the client keeps
+	// refreshing it meanwhile, so it would never time out on its own.
+	sentBefore := sent.Load()
+	if err := cluster.WaitFor(s.ctx, 10*time.Second, "no entry of the client's flow DNATed to the removed "+gone, func(context.Context) (bool, error) {
+		there, err := entryTo(gone)
+		return !there, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// And it stays gone while the client keeps sending.
+	if err := cluster.WaitFor(s.ctx, 10*time.Second, "two more datagrams from the client", func(context.Context) (bool, error) {
+		return sent.Load() >= sentBefore+2, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if there, err := entryTo(gone); err != nil || there {
+		t.Errorf("entry DNATed to the removed %s is back (%v) while the client keeps sending", gone, err)
+	}
+}
+
+// udpService creates a service of UDP port 53 to the echo server's 8080.
+func (s *scenario) udpService(name string, selector map[string]string) *v1.Service {
+	return s.service(name, selector, func(svc *v1.Service) {
+		svc.Spec.Ports = []v1.ServicePort{{Name: "dns", Port: 53, TargetPort: intstr.FromInt32(8080), Protocol: v1.ProtocolUDP}}
+	})
+}
+
+// waitUDP polls vip over UDP from netns, always from source port sport (one 5-tuple, one conntrack
+// entry), until pod want answers.
+func (s *scenario) waitUDP(netns, vip string, sport int, want string, within time.Duration) {
+	s.t.Helper()
+	var last any
+	err := cluster.WaitFor(s.ctx, within, fmt.Sprintf("UDP %s from port %d answered by %s", vip, sport, want),
+		func(context.Context) (bool, error) {
+			a, err := s.udp(netns, vip, sport)
+			if err != nil {
+				last = err
+				return false, nil
+			}
+			last = a
+			return a.pod == want, nil
+		})
+	if err != nil {
+		s.t.Fatalf("%v; last: %v", err, last)
+	}
+}
+
+// conntrackTuples splits a line of `conntrack -L` into its original and reply tuples' fields
+// (src, dst, sport, dport): each key appears first for the original direction, then for the reply.
+func conntrackTuples(line string) (orig, reply map[string]string) {
+	orig, reply = map[string]string{}, map[string]string{}
+	for _, f := range strings.Fields(line) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			continue
+		}
+		if _, seen := orig[k]; seen {
+			reply[k] = v
+		} else {
+			orig[k] = v
+		}
+	}
+	return orig, reply
 }
 
 // Deleting a service removes its rules from every node.

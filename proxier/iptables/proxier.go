@@ -84,8 +84,9 @@ type Config struct {
 	Options Options
 	// IPTables applies the rules: utiliptables.NewExec for a node, iptablestest.NewFake in tests.
 	IPTables utiliptables.Interface
-	// Conntrack, when set, removes stale UDP flows after each successful sync.
-	Conntrack conntrack.Deleter
+	// Conntrack, when set, is the conntrack table whose UDP entries are reconciled with the model
+	// after each successful sync (conntrack.Reconciler).
+	Conntrack conntrack.Table
 	// NFAcct, when set, is where NewProxier creates the nfacct counters (metrics.NFAcctCounters)
 	// that the rules count packets into for kube-proxy's nfacct metrics. Options.NFAcctCounters
 	// then says which exist; a counter that cannot be created is logged and not counted into.
@@ -120,13 +121,12 @@ type Proxier struct {
 	ipt        utiliptables.Interface
 	renderer   *Renderer
 	family     model.IPFamily
-	ct         conntrack.Deleter
+	ct         *conntrack.Reconciler // nil without Config.Conntrack
 	stageBatch int
 
 	// kernel is what this Proxier believes the kernel holds; only a successful restore (or a
 	// read-back) changes it.
 	kernel *kernelState
-	prev   *model.Snapshot
 
 	checkEvery     time.Duration
 	lastChainCheck time.Time
@@ -153,8 +153,12 @@ func NewProxier(cfg Config) (*Proxier, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Proxier{ipt: cfg.IPTables, renderer: r, family: cfg.Options.Family, ct: cfg.Conntrack, kernel: newKernelState(),
-		stageBatch: cfg.StagedChainsPerRestore, checkEvery: cfg.CheckChainsEvery, now: now}, nil
+	p := &Proxier{ipt: cfg.IPTables, renderer: r, family: cfg.Options.Family, kernel: newKernelState(),
+		stageBatch: cfg.StagedChainsPerRestore, checkEvery: cfg.CheckChainsEvery, now: now}
+	if cfg.Conntrack != nil {
+		p.ct = conntrack.NewReconciler(cfg.Conntrack, cfg.Options.Family)
+	}
+	return p, nil
 }
 
 // Family is the IP family this backend programs.
@@ -257,7 +261,10 @@ func (p *Proxier) Sync(snap *model.Snapshot) (err error) {
 		}
 	}
 	k.applied(rendered)
-	p.clearConntrack(snap)
+	if p.ct != nil {
+		// Failures are logged and retried by the next sync: the rules are right already.
+		_, _ = p.ct.Reconcile(snap)
+	}
 
 	family := p.family.String()
 	for _, t := range []string{TableFilter, TableNAT} {
@@ -381,22 +388,4 @@ func deleteChainsInput(table string, chains []string) []byte {
 		b = append(b, "-X "+c+"\n"...)
 	}
 	return append(b, "COMMIT\n"...)
-}
-
-// clearConntrack deletes UDP flows that the new rules would no longer produce, or that were created
-// while a service had no endpoints. Failures are logged: the rules are already right, and stale flows
-// expire on their own.
-func (p *Proxier) clearConntrack(snap *model.Snapshot) {
-	prev := p.prev
-	p.prev = snap
-	if p.ct == nil {
-		return
-	}
-	stale := conntrack.StaleUDP(prev, snap, p.family)
-	if stale.Empty() {
-		return
-	}
-	if err := conntrack.Delete(p.ct, p.family, stale); err != nil {
-		klog.ErrorS(err, "Failed to delete stale UDP conntrack entries", "ipFamily", p.family)
-	}
 }

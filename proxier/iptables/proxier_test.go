@@ -19,7 +19,7 @@ import (
 )
 
 // metricValue reads a counter or gauge (prometheus' testutil would add a module to go.mod).
-func newTestProxier(t *testing.T, fake *iptablestest.Fake, ct conntrack.Deleter) *Proxier {
+func newTestProxier(t *testing.T, fake *iptablestest.Fake, ct conntrack.Table) *Proxier {
 	t.Helper()
 	p, err := NewProxier(Config{Options: testOptions(), IPTables: fake, Conntrack: ct})
 	if err != nil {
@@ -30,7 +30,7 @@ func newTestProxier(t *testing.T, fake *iptablestest.Fake, ct conntrack.Deleter)
 
 // syncedFixture returns a fake kernel and a Proxier (with ct, which may be nil) that has synced
 // fixtureSnapshot into it, and that snapshot.
-func syncedFixture(t *testing.T, ct conntrack.Deleter) (*iptablestest.Fake, *Proxier, *model.Snapshot) {
+func syncedFixture(t *testing.T, ct conntrack.Table) (*iptablestest.Fake, *Proxier, *model.Snapshot) {
 	t.Helper()
 	fake := iptablestest.NewFake()
 	p := newTestProxier(t, fake, ct)
@@ -215,15 +215,25 @@ func TestProxierMetrics(t *testing.T) {
 	}
 }
 
-func TestProxierClearsStaleUDPFlows(t *testing.T) {
-	ct := &conntracktest.Fake{}
-	_, p, snap := syncedFixture(t, ct)
-	dns := spn("kube-system", "dns", "dns")
+// dnsFixture is syncedFixture over a conntrack fake, with the DNS service's name and a UDP flow from
+// one client to its ClusterIP DNATed to replySrc.
+func dnsFixture(t *testing.T) (ct *conntracktest.Fake, p *Proxier, snap *model.Snapshot, dns model.ServicePortName, flow func(replySrc string) conntrack.Flow) {
+	t.Helper()
+	ct = &conntracktest.Fake{}
+	_, p, snap = syncedFixture(t, ct)
 	vip := netip.MustParseAddrPort("10.96.0.53:53")
 	client := netip.MustParseAddrPort("10.244.1.50:40000")
-	ct.Flows = []conntracktest.Flow{
-		{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.2.2:53")}, // to the endpoint that goes
-		{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort("10.244.3.3:53")}, // to the one that stays
+	flow = func(replySrc string) conntrack.Flow {
+		return conntrack.Flow{Protocol: model.UDP, OrigSrc: client, OrigDst: vip, ReplySrc: netip.MustParseAddrPort(replySrc)}
+	}
+	return ct, p, snap, spn("kube-system", "dns", "dns"), flow
+}
+
+func TestProxierClearsStaleUDPFlows(t *testing.T) {
+	ct, p, snap, dns, flow := dnsFixture(t)
+	ct.Flows = []conntrack.Flow{
+		flow("10.244.2.2:53"), // to the endpoint that goes
+		flow("10.244.3.3:53"), // to the one that stays
 	}
 	next := cloneSnapshot(snap)
 	next.Endpoints[dns] = []model.Endpoint{ep("10.244.3.3", 53, "node-c")}
@@ -231,6 +241,26 @@ func TestProxierClearsStaleUDPFlows(t *testing.T) {
 	mustSync(t, p, next)
 	if len(ct.Flows) != 1 || ct.Flows[0].ReplySrc.Addr() != mustAddr("10.244.3.3") {
 		t.Errorf("flows after the endpoint left = %+v, want only the one to 10.244.3.3", ct.Flows)
+	}
+}
+
+// TestProxierRetriesConntrackDeletes: a failed conntrack delete does not fail the sync (the rules
+// are in force), and the next sync deletes the entries although nothing changed. The service is
+// scaled to zero, so the entry to its last endpoint must go.
+func TestProxierRetriesConntrackDeletes(t *testing.T) {
+	ct, p, snap, dns, flow := dnsFixture(t)
+	ct.Flows = []conntrack.Flow{flow("10.244.3.3:53")}
+	ct.FailDeletes = 1
+	next := cloneSnapshot(snap)
+	delete(next.Endpoints, dns)
+	next.Changed[dns.ServiceKey] = struct{}{}
+	mustSync(t, p, next)
+	if len(ct.Flows) != 1 {
+		t.Fatalf("flows after the failed delete = %+v, want the entry still there", ct.Flows)
+	}
+	mustSync(t, p, cloneSnapshot(next))
+	if len(ct.Flows) != 0 {
+		t.Errorf("flows after the next sync = %+v, want none", ct.Flows)
 	}
 }
 

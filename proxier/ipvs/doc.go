@@ -15,7 +15,7 @@
 //     and issue only the calls needed. Additions before removals.
 //   - rules.go: the iptables rules, a function of the options alone (28 rules for IPv4, at any scale).
 //   - kernel.go, counting.go: the seams (IPVS, Links, ipset.Netlink, internal/sysctl, internal/iptables'
-//     Interface and proxier/conntrack's Deleter), each satisfied by the real handle and by a
+//     Interface and proxier/conntrack's Table), each satisfied by the real handle and by a
 //     stateful fake in a test-support package (ipvstest, ipsettest, iptablestest, conntracktest,
 //     internal/sysctltest), and a wrapper that counts round trips per sync.
 //   - cleanup.go: Cleanup and CleanupHost.
@@ -46,7 +46,7 @@
 //
 // A TCP or SCTP real server that is removed or starts terminating gets weight 0 and is deleted once the
 // kernel counts no active or inactive connections to it, or after Options.GracePeriod. A UDP one is
-// deleted at once and its conntrack entries with it (one pass over the table per sync). Note that
+// deleted at once; the conntrack reconciler deletes its entries after the sync (proxier/conntrack). Note that
 // closed TCP connections stay "inactive" in IPVS for its TIME_WAIT timeout (2 minutes).
 //
 // # Measured (services x 5 endpoints, every tenth also a NodePort; netlink round trips per sync)

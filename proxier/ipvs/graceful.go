@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
-	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -18,8 +17,9 @@ import (
 // protocol has connections worth keeping (TCP, SCTP): it first gets weight 0, so the scheduler sends it
 // no new connections while established ones continue, and is deleted once the kernel counts no
 // connections to it (active plus inactive) or after Options.GracePeriod. UDP has no connection end to
-// wait for: its real servers are deleted at once and their conntrack entries cleared, so clients'
-// next datagrams are scheduled to a live real server.
+// wait for: its real servers are deleted at once, and the conntrack reconciler that runs after the
+// sync deletes their entries (even while the endpoint still serves, as a terminating one does), so
+// clients' next datagrams are scheduled to a live real server.
 
 // retireDest starts retiring real server d (current weight w) of virtual server k.
 func (p *Proxier) retireDest(k vsKey, svc *mobyipvs.Service, d netip.AddrPort, w int) error {
@@ -30,7 +30,7 @@ func (p *Proxier) retireDest(k vsKey, svc *mobyipvs.Service, d netip.AddrPort, w
 		}
 		delete(have.dests, d)
 		p.stopTerminating(k, d)
-		p.staleUDP = append(p.staleUDP, conntrack.Filter{OrigDstIP: k.Addr, OrigDstPort: k.Port, ReplySrcIP: d.Addr(), ReplySrcPort: d.Port()})
+		p.conntrack.DropDestination(netip.AddrPortFrom(k.Addr, k.Port), d)
 		klog.V(3).InfoS("Deleted UDP real server", "virtualServer", k, "realServer", d)
 		return nil
 	}
@@ -48,23 +48,6 @@ func (p *Proxier) retireDest(k vsKey, svc *mobyipvs.Service, d netip.AddrPort, w
 		klog.V(3).InfoS("Real server terminating gracefully", "virtualServer", k, "realServer", d)
 	}
 	return nil
-}
-
-// flushStaleUDP deletes, in one pass over the conntrack table, the UDP entries of every real server
-// this sync deleted (also after a failed sync: those deletions happened). The real servers are gone
-// either way; a failure here only leaves clients on a stale entry until it expires, so it is logged,
-// not returned.
-func (p *Proxier) flushStaleUDP() {
-	if len(p.staleUDP) == 0 {
-		return
-	}
-	n, err := p.conntrack.DeleteUDP(p.opts.Family, p.staleUDP)
-	if err != nil {
-		klog.ErrorS(err, "Failed to delete conntrack entries of deleted UDP real servers", "filters", len(p.staleUDP))
-	} else {
-		klog.V(3).InfoS("Deleted conntrack entries of deleted UDP real servers", "entries", n, "filters", len(p.staleUDP))
-	}
-	p.staleUDP = p.staleUDP[:0]
 }
 
 // terminatingDest is a real server at weight 0 waiting for its connections to end.

@@ -29,8 +29,8 @@ type Deps struct {
 	Ipset     ipset.Netlink
 	Iptables  utiliptables.Interface
 	Sysctl    sysctl.Interface
-	Conntrack conntrack.Deleter // UDP entries of deleted real servers; nil means netlink in this namespace
-	Now       func() time.Time  // nil means time.Now
+	Conntrack conntrack.Table  // reconciled with the model after each sync; nil means netlink in this namespace
+	Now       func() time.Time // nil means time.Now
 }
 
 // Proxier is the IPVS backend for one IP family.
@@ -40,8 +40,7 @@ type Proxier struct {
 	links     Links
 	ipset     ipset.Netlink
 	iptables  utiliptables.Interface
-	conntrack conntrack.Deleter
-	staleUDP  []conntrack.Filter // conntrack entries to delete at the end of the sync
+	conntrack *conntrack.Reconciler
 	now       func() time.Time
 	stats     SyncStats // of the sync in progress; the wrappers count into it
 
@@ -108,7 +107,6 @@ func CleanupHost(opts Options, ipt utiliptables.Interface) error {
 func newProxier(opts Options, deps Deps) *Proxier {
 	p := &Proxier{
 		opts:        opts,
-		conntrack:   deps.Conntrack,
 		now:         deps.Now,
 		desired:     newDesiredState(),
 		applied:     map[vsKey]*appliedVS{},
@@ -124,9 +122,11 @@ func newProxier(opts Options, deps Deps) *Proxier {
 	if p.now == nil {
 		p.now = time.Now
 	}
-	if p.conntrack == nil {
-		p.conntrack = &conntrack.Netlink{}
+	table := deps.Conntrack
+	if table == nil {
+		table = &conntrack.Netlink{}
 	}
+	p.conntrack = conntrack.NewReconciler(table, opts.Family)
 	return p
 }
 
@@ -230,6 +230,8 @@ func (p *Proxier) Sync(snap *model.Snapshot) error {
 		return fmt.Errorf("ipvs %s sync: %w", p.opts.Family, err)
 	}
 	p.needFull = false
+	// Failures are logged and retried by the next sync: the IPVS tables are right already.
+	_, _ = p.conntrack.Reconcile(snap)
 	metrics.SyncProxyRulesLastTimestamp.WithLabelValues(family).SetToCurrentTime()
 	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("internal", family).Set(float64(p.desired.noLocalInternal))
 	metrics.SyncProxyRulesNoLocalEndpointsTotal.WithLabelValues("external", family).Set(float64(p.desired.noLocalExternal))
@@ -239,7 +241,6 @@ func (p *Proxier) Sync(snap *model.Snapshot) error {
 }
 
 func (p *Proxier) sync(snap *model.Snapshot, full bool) error {
-	defer p.flushStaleUDP()
 	// One cheap look-up per sync: if someone deleted or recreated kube-ipvs0, every service address
 	// went with it, and only a full sync (which relists and rebinds) puts them back.
 	link, err := p.ensureDummy()

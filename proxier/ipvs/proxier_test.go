@@ -11,7 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/switchyard/switchyard/proxier/conntrack/conntracktest"
+	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipvstest"
 	"github.com/switchyard/switchyard/proxier/metrics"
@@ -231,7 +231,7 @@ func TestUDPRealServerDeletedAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	vip := ipp("10.96.0.53:53")
-	k.conntrack.Flows = []conntracktest.Flow{
+	k.conntrack.Flows = []conntrack.Flow{
 		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.5:40000"), OrigDst: vip, ReplySrc: gone},
 		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.6:40000"), OrigDst: vip, ReplySrc: gone},
 		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.7:40000"), OrigDst: vip, ReplySrc: kept},
@@ -249,6 +249,29 @@ func TestUDPRealServerDeletedAtOnce(t *testing.T) {
 	}
 	if p.TerminatingRealServers() != 0 {
 		t.Errorf("UDP real server left terminating")
+	}
+}
+
+// TestUDPRealServerOfServingEndpointDropped: a UDP endpoint that starts terminating while another is
+// ready stops being a real server at once; it still serves, but the entries DNATed to it lead
+// nowhere in IPVS, so they go too.
+func TestUDPRealServerOfServingEndpointDropped(t *testing.T) {
+	k, p, snap := syncedFixture(t)
+	vs := fakeVS(unix.IPPROTO_UDP, "10.96.0.53:53")
+	leaving, kept := ipp("10.244.3.4:53"), ipp("10.244.1.7:53")
+	vip := ipp("10.96.0.53:53")
+	k.conntrack.Flows = []conntrack.Flow{
+		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.5:40000"), OrigDst: vip, ReplySrc: leaving},
+		{Protocol: model.UDP, OrigSrc: ipp("10.244.1.7:40000"), OrigDst: vip, ReplySrc: kept},
+	}
+	dns := spn("kube-system", "dns", "dns")
+	snap.Endpoints[dns] = []model.Endpoint{ready("10.244.1.7", 53, nodeName), terminating("10.244.3.4", 53, "node-c")}
+	mustSync(t, p, incremental(snap, dns.ServiceKey))
+	if got := destsOf(t, k, vs); len(got) != 1 || got[kept.String()] != 1 {
+		t.Errorf("UDP real servers %v; want only %s", got, kept)
+	}
+	if len(k.conntrack.Flows) != 1 || k.conntrack.Flows[0].ReplySrc != kept {
+		t.Errorf("conntrack after the UDP real server left: %+v", k.conntrack.Flows)
 	}
 }
 

@@ -126,14 +126,6 @@ func TestKubeProxyMetricsList(t *testing.T) {
 	golden.Check(t, kubeProxyMetricsFile, []byte(b.String()))
 }
 
-// notYetExported are kube-proxy metrics of the iptables or IPVS mode that Switchyard does not
-// export yet. Each is named in issue 14 and comes with the change that implements it (conntrack.go
-// in this package).
-var notYetExported = []string{
-	"kubeproxy_conntrack_reconciler_sync_duration_seconds",
-	"kubeproxy_conntrack_reconciler_deleted_entries_total",
-}
-
 // TestMetricsMatchKubeProxy holds every kubeproxy_ metric each mode registers to the pin: same name,
 // type, label names, buckets and help text, exported in the same modes.
 func TestMetricsMatchKubeProxy(t *testing.T) {
@@ -178,7 +170,7 @@ func TestMetricsMatchKubeProxy(t *testing.T) {
 			}
 		}
 		for name, want := range upstream {
-			if _, ok := ours[name]; !ok && slices.Contains(want.modes, mode) && !slices.Contains(notYetExported, name) {
+			if _, ok := ours[name]; !ok && slices.Contains(want.modes, mode) {
 				t.Errorf("%s mode: kube-proxy's %s is missing", mode, name)
 			}
 		}

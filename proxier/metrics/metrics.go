@@ -103,6 +103,8 @@ func collectors(mode string) []prometheus.Collector {
 		EndpointChangesPending, EndpointChangesTotal, ServiceChangesPending, ServiceChangesTotal,
 		ProxyHealthzTotal, ProxyLivezTotal, NetworkProgrammingLatency, SyncProxyRulesNoLocalEndpointsTotal,
 		InvalidObjectsTotal,
+		// The conntrack reconciler runs in both modes (conntrack.go).
+		ConntrackReconcileLatency, ConntrackReconcileDeletedTotal,
 	}
 	switch mode {
 	case "iptables":

@@ -1,37 +1,55 @@
 // Package conntracktest holds the stateful fake of the conntrack table that proxier/conntrack's
-// Deleter seam is tested against.
+// Table seam is tested against.
 package conntracktest
 
 import (
-	"net/netip"
+	"errors"
 	"slices"
 
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
-// Flow is a conntrack entry as the fake keeps it.
-type Flow struct {
-	Protocol model.Protocol
-	OrigSrc  netip.AddrPort
-	OrigDst  netip.AddrPort
-	ReplySrc netip.AddrPort // the DNAT target, or OrigDst when the entry was not DNATed
-}
+// ErrInjected is the error of a delete that FailDeletes made fail.
+var ErrInjected = errors.New("conntracktest: injected delete failure")
 
-// Fake is a conntrack table in memory.
+// Fake is a conntrack table in memory. Like the kernel's it holds both families; each call sees
+// only the entries of its family (by original destination).
 type Fake struct {
-	Flows []Flow
+	Flows []conntrack.Flow
+	// FailDeletes makes that many next calls to Delete fail, deleting nothing, as a netlink error
+	// would.
+	FailDeletes int
 }
 
-var _ conntrack.Deleter = (*Fake)(nil)
+var _ conntrack.Table = (*Fake)(nil)
 
-func (f *Fake) DeleteUDP(family model.IPFamily, filters []conntrack.Filter) (int, error) {
-	before := len(f.Flows)
-	f.Flows = slices.DeleteFunc(f.Flows, func(fl Flow) bool {
-		if fl.Protocol != model.UDP || !family.Of(fl.OrigDst.Addr()) {
-			return false
+func (f *Fake) List(family model.IPFamily) ([]conntrack.Flow, error) {
+	var out []conntrack.Flow
+	for _, fl := range f.Flows {
+		if family.Of(fl.OrigDst.Addr()) {
+			out = append(out, fl)
 		}
-		return slices.ContainsFunc(filters, func(flt conntrack.Filter) bool { return flt.Matches(fl.OrigDst, fl.ReplySrc) })
+	}
+	return out, nil
+}
+
+func (f *Fake) Delete(family model.IPFamily, flows []conntrack.Flow) (int, error) {
+	if len(flows) == 0 {
+		return 0, nil
+	}
+	if f.FailDeletes > 0 {
+		f.FailDeletes--
+		return 0, ErrInjected
+	}
+	del := make(map[conntrack.Flow]struct{}, len(flows))
+	for _, fl := range flows {
+		del[fl] = struct{}{}
+	}
+	before := len(f.Flows)
+	f.Flows = slices.DeleteFunc(f.Flows, func(fl conntrack.Flow) bool {
+		_, ok := del[fl]
+		return ok && family.Of(fl.OrigDst.Addr())
 	})
 	return before - len(f.Flows), nil
 }
