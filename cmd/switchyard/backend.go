@@ -13,6 +13,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -103,12 +104,9 @@ func resolveNodePortPrimary(ctx context.Context, o *Options, client kubernetes.I
 		klog.InfoS("--nodeport-addresses=primary is the bind address", "address", o.primaryNodeIP)
 		return
 	}
-	var lastErr error
-	_ = wait.PollUntilContextTimeout(ctx, poll, timeout, true, func(ctx context.Context) (bool, error) {
-		node, err := client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
-		lastErr = err
+	lastErr := waitForNode(ctx, client, nodeName, poll, timeout, func(node *v1.Node) bool {
 		o.primaryNodeIP = primaryIPv4(o.BindAddress, node)
-		return o.primaryNodeIP.IsValid(), nil
+		return o.primaryNodeIP.IsValid()
 	})
 	if !o.primaryNodeIP.IsValid() {
 		klog.InfoS("WARNING: --nodeport-addresses=primary: this node has no IPv4 address in its Node object (InternalIP or ExternalIP) and --bind-address names none; NodePorts are open on every local address",
@@ -116,6 +114,22 @@ func resolveNodePortPrimary(ctx context.Context, o *Options, client kubernetes.I
 		return
 	}
 	klog.InfoS("--nodeport-addresses=primary is the node's address", "node", nodeName, "address", o.primaryNodeIP)
+}
+
+// waitForNode reads this node's Node object every poll, for at most timeout, until found accepts
+// it (it is given nil while the Node cannot be read), and returns the last read's error. Start-up
+// facts that kube-proxy also waits for come this way; no API call happens after that.
+func waitForNode(ctx context.Context, client kubernetes.Interface, nodeName string, poll, timeout time.Duration, found func(*v1.Node) bool) error {
+	var lastErr error
+	_ = wait.PollUntilContextTimeout(ctx, poll, timeout, true, func(ctx context.Context) (bool, error) {
+		node, err := client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		lastErr = err
+		if err != nil {
+			node = nil
+		}
+		return found(node), nil
+	})
+	return lastErr
 }
 
 // hostIptables opens the node's iptables of the variant kubelet uses (or the one --iptables-variant

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 )
@@ -26,12 +24,9 @@ func resolveIPVSNodeCIDR(ctx context.Context, o *Options, client kubernetes.Inte
 	if o.ProxyMode != "ipvs" || o.DetectLocalMode != "NodeCIDR" {
 		return
 	}
-	var lastErr error
-	_ = wait.PollUntilContextTimeout(ctx, poll, timeout, true, func(ctx context.Context) (bool, error) {
-		node, err := client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
-		lastErr = err
+	lastErr := waitForNode(ctx, client, nodeName, poll, timeout, func(node *v1.Node) bool {
 		o.nodePodCIDR = podCIDRv4(node)
-		return o.nodePodCIDR.IsValid(), nil
+		return o.nodePodCIDR.IsValid()
 	})
 	if !o.nodePodCIDR.IsValid() {
 		klog.InfoS("WARNING: --detect-local-mode=NodeCIDR, but this node has no IPv4 pod CIDR in spec.podCIDRs; no traffic is taken for pod traffic",
