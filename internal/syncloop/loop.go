@@ -82,6 +82,7 @@ type Loop struct {
 	runner *Runner
 	// lastFull is when the last successful full sync started. Only the runner's goroutine uses it.
 	lastFull time.Time
+	debug    *debugState
 }
 
 // New builds a Loop and registers it for the Source's changes.
@@ -98,7 +99,7 @@ func New(cfg Config) (*Loop, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	l := &Loop{cfg: cfg}
+	l := &Loop{cfg: cfg, debug: newDebugState(cfg.Backends)}
 	var err error
 	l.runner, err = NewRunner(RunnerOptions{Name: cfg.Name, MinInterval: cfg.MinSyncPeriod, MaxInterval: cfg.SyncPeriod, Clock: cfg.Clock}, l.sync)
 	if err != nil {
@@ -157,11 +158,14 @@ func (l *Loop) sync(reason Reason) error {
 		// Run starts the runner only once the caches have synced, so this is a bug; the retry is full.
 		return errors.New("no snapshot: the caches have not synced")
 	}
+	l.debug.handed(snap, start)
 	// Every backend gets the snapshot even when an earlier one failed: the families are independent,
 	// and the retry that follows is full for all of them anyway.
 	var errs []error
-	for _, b := range l.cfg.Backends {
-		if err := b.Sync(snap); err != nil {
+	for i, b := range l.cfg.Backends {
+		err := b.Sync(snap)
+		l.debug.synced(i, l.cfg.Clock.Now(), err)
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
