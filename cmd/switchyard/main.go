@@ -110,7 +110,6 @@ func run(args []string) error {
 	health := healthcheck.NewProxyHealth(clock.RealClock{}, 2*syncPeriod, model.IPv4)
 	serviceHealth := newServiceHealth(opts, health)
 	defer serviceHealth.Close()
-	serveMetrics(ctx, opts.MetricsBindAddress, opts.ProxyMode, opts.EnableProfiling)
 	defer serveHealthz(opts.HealthzBindAddress, health)()
 
 	// The pod network needs every Node (its peers); the proxy alone reads only its own.
@@ -136,6 +135,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	serveMetrics(ctx, opts.MetricsBindAddress, opts.ProxyMode, opts.EnableProfiling, loop, backend)
 
 	w.Start(ctx)
 	nodeFactory.Start(ctx.Done())

@@ -23,7 +23,7 @@ func TestServeMetricsByMode(t *testing.T) {
 	ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	serveMetrics(ctx, addr, "ipvs", false)
+	serveMetrics(ctx, addr, "ipvs", false, nil, nil)
 
 	metrics.SyncProxyRulesLatency.WithLabelValues("IPv4").Observe(0.01)
 	metrics.SyncFullProxyRulesLatency.WithLabelValues("IPv4").Observe(0.01)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchyard/switchyard/proxier/healthcheck"
 	"github.com/switchyard/switchyard/proxier/metrics"
+	"github.com/switchyard/switchyard/proxier/model"
 )
 
 const protobufContentType = "application/vnd.kubernetes.protobuf"
@@ -52,8 +53,9 @@ func restConfig(o *Options) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// serveMetrics serves /metrics, kube-proxy's /proxyMode and a plain /healthz on addr until ctx ends.
-func serveMetrics(ctx context.Context, addr, mode string, profiling bool) {
+// serveMetrics serves /metrics, kube-proxy's /proxyMode, a plain /healthz and, when debug is set,
+// /debug/model and /debug/rules (addDebugHandlers) on addr until ctx ends.
+func serveMetrics(ctx context.Context, addr, mode string, profiling bool, debug debugSource, backend model.Backend) {
 	if addr == "" {
 		return
 	}
@@ -73,6 +75,11 @@ func serveMetrics(ctx context.Context, addr, mode string, profiling bool) {
 		fmt.Fprint(w, mode)
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") })
+	if debug != nil {
+		// Like pprof, on the metrics address, which is loopback by default: the model names every
+		// service and endpoint of the cluster.
+		addDebugHandlers(mux, debug, backend)
+	}
 	if profiling {
 		// As kube-proxy's --profiling: the metrics address is loopback by default.
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

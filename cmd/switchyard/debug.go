@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"k8s.io/klog/v2"
+
+	"github.com/switchyard/switchyard/internal/syncloop"
+	"github.com/switchyard/switchyard/proxier/iptables"
+	"github.com/switchyard/switchyard/proxier/model"
+)
+
+// debugSource is what the /debug endpoints read: the sync loop's view of the model.
+type debugSource interface {
+	DebugModel() model.DebugModel
+	DebugState() (*model.Snapshot, []model.DebugSync)
+}
+
+var _ debugSource = (*syncloop.Loop)(nil)
+
+// rulesExpecter is a backend that can say which rules a snapshot makes it write (iptables mode).
+type rulesExpecter interface {
+	ExpectedRules(snap *model.Snapshot) ([]byte, error)
+}
+
+var _ rulesExpecter = (*iptables.Proxier)(nil)
+
+// Paths of the debug endpoints on the metrics address. `switchyard explain` reads them.
+const (
+	debugModelPath = "/debug/model"
+	debugRulesPath = "/debug/rules"
+)
+
+// addDebugHandlers serves, on mux, /debug/model (what Switchyard believes, as JSON) and, for a
+// backend that can say what it writes, /debug/rules (the rules a sync of the current model leaves
+// in the tables, as iptables-save prints them), which `explain --check` diffs with the live ones.
+// Both build their answer on request, from the snapshot last handed to the backends.
+func addDebugHandlers(mux *http.ServeMux, src debugSource, backend model.Backend) {
+	mux.HandleFunc(debugModelPath, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(src.DebugModel()); err != nil {
+			klog.V(2).InfoS("Could not write /debug/model", "err", err)
+		}
+	})
+	mux.HandleFunc(debugRulesPath, func(w http.ResponseWriter, _ *http.Request) {
+		exp, ok := backend.(rulesExpecter)
+		if !ok {
+			http.Error(w, "this proxy mode does not serve its expected rules", http.StatusNotImplemented)
+			return
+		}
+		snap, _ := src.DebugState()
+		if snap == nil {
+			http.Error(w, "no sync yet: the model is not complete", http.StatusServiceUnavailable)
+			return
+		}
+		rules, err := exp.ExpectedRules(snap)
+		if err != nil {
+			http.Error(w, "render the expected rules: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write(rules)
+	})
+}
