@@ -43,6 +43,9 @@ func run(args []string) error {
 	if len(args) > 0 && args[0] == "bench" {
 		return runBench(args[1:], os.Stdout, os.Stderr)
 	}
+	if len(args) > 0 && args[0] == "explain" {
+		return runExplain(args[1:], os.Stdout, os.Stderr)
+	}
 	opts, pcfg, err := parseFlags(args)
 	if errors.Is(err, pflag.ErrHelp) {
 		return nil // pflag printed the usage

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
+	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/model"
+)
+
+// debugTimeout bounds each request to the daemon's debug endpoints.
+const debugTimeout = 10 * time.Second
+
+// hostSources reads this node (the network namespace the command runs in) and the daemon at
+// metricsAddress.
+func hostSources(metricsAddress string) liveSources {
+	return liveSources{
+		saveIptables:       hostIptablesSave,
+		ipvs:               hostIPVS,
+		hasIPVSDevice:      func() bool { _, err := netlink.LinkByName(ipvsDevice); return err == nil },
+		localAddrs:         hostLocalAddrs,
+		route:              hostRoute,
+		conntrack:          &conntrack.Netlink{},
+		fetchModel:         func() (*model.DebugModel, error) { return fetchDebugModel(metricsAddress) },
+		fetchExpectedRules: func() ([]byte, error) { return fetchDebug(metricsAddress, debugRulesPath) },
+	}
+}
+
+// ipvsDevice is IPVS mode's dummy device (proxier/ipvs.DummyDevice).
+const ipvsDevice = "kube-ipvs0"
+
+// hostIptablesSave is iptables-save of the family, every table, from the variant the daemon would
+// pick (kubelet's hint chains, else the one holding more rules).
+func hostIptablesSave(family model.IPFamily) ([]byte, error) {
+	variant, err := utiliptables.DetectVariant(utiliptables.VariantDefault, utiliptables.HostSave)
+	if err != nil {
+		return nil, err
+	}
+	ipt, err := utiliptables.NewExec(family, variant)
+	if err != nil {
+		return nil, fmt.Errorf("iptables (%s): %w", variant, err)
+	}
+	return ipt.SaveAll()
+}
+
+// hostLocalAddrs lists the addresses of the family on every interface of this namespace.
+func hostLocalAddrs(family model.IPFamily) (map[netip.Addr]string, error) {
+	fam := netlink.FAMILY_V4
+	if family == model.IPv6 {
+		fam = netlink.FAMILY_V6
+	}
+	addrs, err := netlink.AddrList(nil, fam)
+	if err != nil {
+		return nil, err
+	}
+	names := map[int]string{}
+	out := map[netip.Addr]string{}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		if _, seen := names[a.LinkIndex]; !seen {
+			if l, err := netlink.LinkByIndex(a.LinkIndex); err == nil {
+				names[a.LinkIndex] = l.Attrs().Name
+			}
+		}
+		out[ip.Unmap()] = names[a.LinkIndex]
+	}
+	return out, nil
+}
+
+// hostRoute asks the kernel for its route to dst (`ip route get`), and finds the route of the main
+// table that matched, for its prefix and protocol.
+func hostRoute(dst netip.Addr) (routeFacts, error) {
+	f := routeFacts{Dst: dst}
+	routes, err := netlink.RouteGet(net.IP(dst.AsSlice()))
+	if err != nil {
+		return f, err
+	}
+	if len(routes) == 0 {
+		return f, fmt.Errorf("no route to %s", dst)
+	}
+	r := routes[0]
+	f.Local = r.Type == unix.RTN_LOCAL
+	if gw, ok := netip.AddrFromSlice(r.Gw); ok {
+		f.Gateway = gw.Unmap()
+	}
+	if src, ok := netip.AddrFromSlice(r.Src); ok {
+		f.Src = src.Unmap()
+	}
+	if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+		f.Device, f.DeviceType = l.Attrs().Name, l.Type()
+	}
+	if f.Local {
+		return f, nil
+	}
+	// The matched route itself: the longest prefix of the main table holding dst.
+	fam := netlink.FAMILY_V4
+	if dst.Is6() {
+		fam = netlink.FAMILY_V6
+	}
+	all, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return f, nil // the kind is then guessed from the device alone
+	}
+	best := -1
+	for _, rt := range all {
+		p := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if dst.Is6() {
+			p = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
+		if rt.Dst != nil {
+			a, _ := netip.AddrFromSlice(rt.Dst.IP)
+			ones, _ := rt.Dst.Mask.Size()
+			p = netip.PrefixFrom(a.Unmap(), ones)
+		}
+		if p.Contains(dst) && p.Bits() > best {
+			best, f.Prefix, f.BGP = p.Bits(), p, rt.Protocol == unix.RTPROT_BGP
+		}
+	}
+	return f, nil
+}
+
+// fetchDebugModel reads the daemon's /debug/model.
+func fetchDebugModel(addr string) (*model.DebugModel, error) {
+	body, err := fetchDebug(addr, debugModelPath)
+	if err != nil {
+		return nil, err
+	}
+	var m model.DebugModel
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", debugModelPath, err)
+	}
+	return &m, nil
+}
+
+// fetchDebug GETs one of the daemon's debug endpoints.
+func fetchDebug(addr, path string) ([]byte, error) {
+	client := http.Client{Timeout: debugTimeout}
+	resp, err := client.Get("http://" + addr + path)
+	if err != nil {
+		return nil, fmt.Errorf("ask the daemon (is it running, with --metrics-bind-address %s?): %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s: %s", path, resp.Status, body)
+	}
+	return body, nil
+}

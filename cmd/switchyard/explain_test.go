@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
+	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/conntrack/conntracktest"
+	"github.com/switchyard/switchyard/proxier/explain"
+	"github.com/switchyard/switchyard/proxier/iptables"
+	"github.com/switchyard/switchyard/proxier/model"
+)
+
+func TestParseExplainFlags(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	cases := []struct {
+		args []string
+		want explain.Packet
+		err  string // a substring of the error; "" for none
+	}{
+		{args: []string{"--dst", "10.96.0.10:80"}, want: explain.Packet{Dst: ap("10.96.0.10:80"), Proto: "tcp", From: explain.FromNode}},
+		{args: []string{"--src", "10.244.1.5", "--dst", "10.96.0.53:53/UDP"},
+			want: explain.Packet{Src: ap("10.244.1.5:0"), Dst: ap("10.96.0.53:53"), Proto: "udp", From: explain.FromPod}},
+		{args: []string{"--src", "203.0.113.7:40000", "--dst", "192.168.50.1:30080/sctp", "--from", "external"},
+			want: explain.Packet{Src: ap("203.0.113.7:40000"), Dst: ap("192.168.50.1:30080"), Proto: "sctp", From: explain.FromExternal}},
+		{args: []string{"--src", "fd00:10:244:1::5", "--dst", "[fd00:10:96::a]:443"},
+			want: explain.Packet{Src: ap("[fd00:10:244:1::5]:0"), Dst: ap("[fd00:10:96::a]:443"), Proto: "tcp", From: explain.FromPod}},
+		{args: []string{"--dst", "10.96.0.10"}, err: "has no port"},
+		{args: []string{"--dst", "10.96.0.10:80/icmp"}, err: `unknown protocol "icmp"`},
+		{args: []string{"--dst", "10.96.0.300:80"}, err: "want ADDR:PORT"},
+		{args: []string{"--dst", "10.96.0.10:0"}, err: "port 0"},
+		{args: []string{"--src", "nonsense", "--dst", "10.96.0.10:80"}, err: "--src"},
+		{args: []string{"--src", "fd00::1", "--dst", "10.96.0.10:80"}, err: "different IP families"},
+		{args: []string{"--dst", "10.96.0.10:80", "--from", "external"}, err: "needs --src"},
+		{args: []string{"--dst", "10.96.0.10:80", "--from", "space"}, err: "--from"},
+		{args: []string{"--src", "10.244.1.5"}, err: "--dst is required"},
+		{args: []string{"--dst", "10.96.0.10:80", "--output", "yaml"}, err: "--output"},
+		{args: []string{"--dst", "10.96.0.10:80", "--proxy-mode", "nftables"}, err: "--proxy-mode"},
+		{args: []string{"--check", "--dst", "10.96.0.10:80"}, err: "takes no"},
+		{args: []string{"--dst", "10.96.0.10:80", "extra"}, err: "unexpected arguments"},
+	}
+	for _, c := range cases {
+		f, err := parseExplainFlags(c.args, io.Discard)
+		switch {
+		case c.err != "":
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: error %v, want one saying %q", c.args, err, c.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", c.args, err)
+		case f.pkt != c.want:
+			t.Errorf("%q: packet %+v, want %+v", c.args, f.pkt, c.want)
+		}
+	}
+	f, err := parseExplainFlags([]string{"--check"}, io.Discard)
+	if err != nil || !f.check || f.metricsAddress != "127.0.0.1:10249" || f.mode != "auto" || f.output != "text" {
+		t.Errorf("--check alone: %+v, %v", f, err)
+	}
+}
+
+// TestExplainHelp: --help prints the usage with every flag and is not an error.
+func TestExplainHelp(t *testing.T) {
+	var out bytes.Buffer
+	if err := runExplain([]string{"--help"}, io.Discard, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Usage: switchyard explain", "--dst", "--src", "--from", "--output", "--metrics-address", "--proxy-mode", "--check", "Exit status"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+}
+
+// fakeNode is a node's state for liveSources: tables, routes, conntrack and the daemon's model.
+type fakeNode struct {
+	ipt      *iptablestest.Fake
+	ct       *conntracktest.Fake
+	model    *model.DebugModel
+	expected func() ([]byte, error)
+	ipvsDev  bool
+}
+
+func (n *fakeNode) sources() liveSources {
+	return liveSources{
+		saveIptables: func(model.IPFamily) ([]byte, error) { return []byte(n.ipt.Dump()), nil },
+		ipvs: func(model.IPFamily) ([]explain.VirtualServer, string, error) {
+			return nil, "", errors.New("no IPVS here")
+		},
+		hasIPVSDevice: func() bool { return n.ipvsDev },
+		localAddrs: func(model.IPFamily) (map[netip.Addr]string, error) {
+			return map[netip.Addr]string{netip.MustParseAddr("192.168.50.1"): "eth0", netip.MustParseAddr("127.0.0.1"): "lo"}, nil
+		},
+		route: func(dst netip.Addr) (routeFacts, error) {
+			switch {
+			case dst == netip.MustParseAddr("192.168.50.1"):
+				return routeFacts{Dst: dst, Local: true, Device: "lo"}, nil
+			case netip.MustParsePrefix("10.244.1.0/24").Contains(dst):
+				return routeFacts{Dst: dst, Device: "cni0", DeviceType: "bridge", Src: netip.MustParseAddr("10.244.1.1"), Prefix: netip.MustParsePrefix("10.244.1.0/24")}, nil
+			case netip.MustParsePrefix("10.244.0.0/16").Contains(dst):
+				return routeFacts{Dst: dst, Device: "sy-vxlan", DeviceType: "vxlan", Src: netip.MustParseAddr("10.244.1.0"), Prefix: netip.MustParsePrefix("10.244.2.0/24")}, nil
+			}
+			return routeFacts{Dst: dst, Device: "eth0", DeviceType: "device", Gateway: netip.MustParseAddr("192.168.50.254"),
+				Src: netip.MustParseAddr("192.168.50.1"), Prefix: netip.MustParsePrefix("0.0.0.0/0")}, nil
+		},
+		conntrack: n.ct,
+		fetchModel: func() (*model.DebugModel, error) {
+			if n.model == nil {
+				return nil, errors.New("connection refused")
+			}
+			return n.model, nil
+		},
+		fetchExpectedRules: n.expected,
+	}
+}
+
+// syncedNode is a fake node whose iptables mode synced debugFixture.
+func syncedNode(t *testing.T) (*fakeNode, *model.Snapshot) {
+	t.Helper()
+	n := &fakeNode{ipt: iptablestest.NewFake(), ct: &conntracktest.Fake{}}
+	opts := iptables.DefaultOptions(model.IPv4)
+	opts.LocalDetector.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}
+	p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: n.ipt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := debugFixture()
+	snap.Full = true
+	if err := p.Sync(snap); err != nil {
+		t.Fatal(err)
+	}
+	dm := model.NewDebugModel(snap, []model.DebugSync{{Family: model.IPv4}})
+	n.model = &dm
+	n.expected = func() ([]byte, error) { return p.ExpectedRules(snap) }
+	return n, snap
+}
+
+// TestGatherLive: the live state holds the family's rules, the mode they are of, the node's
+// addresses, the conntrack entries about the destination (to it, or to one of its endpoints) and
+// not others, the model, and routes named by kind and by the model's node.
+func TestGatherLive(t *testing.T) {
+	n, _ := syncedNode(t)
+	ap := netip.MustParseAddrPort
+	toService := conntrack.Flow{Protocol: model.TCP, OrigSrc: ap("10.244.1.7:40000"), OrigDst: ap("10.96.0.10:80"), ReplySrc: ap("10.244.2.5:8080"), ReplyDst: ap("10.244.1.7:40000")}
+	toEndpoint := conntrack.Flow{Protocol: model.TCP, OrigSrc: ap("10.244.1.8:40000"), OrigDst: ap("10.244.1.5:8080"), ReplySrc: ap("10.244.1.5:8080"), ReplyDst: ap("10.244.1.8:40000")}
+	udpSamePort := conntrack.Flow{Protocol: model.UDP, OrigSrc: ap("10.244.1.7:40000"), OrigDst: ap("10.96.0.10:80"), ReplySrc: ap("10.96.0.10:80"), ReplyDst: ap("10.244.1.7:40000")}
+	elsewhere := conntrack.Flow{Protocol: model.TCP, OrigSrc: ap("10.244.1.7:40001"), OrigDst: ap("10.96.0.99:80"), ReplySrc: ap("10.96.0.99:80"), ReplyDst: ap("10.244.1.7:40001")}
+	n.ct.Flows = []conntrack.Flow{elsewhere, toEndpoint, udpSamePort, toService}
+
+	pkt := explain.Packet{Src: ap("10.244.1.7:0"), Dst: ap("10.96.0.10:80"), Proto: "tcp", From: explain.FromPod}
+	g, err := gatherLive(n.sources(), "auto", pkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := g.live
+	if live.Mode != "iptables" || live.Family != model.IPv4 || !bytes.Contains(live.IptablesSave, []byte(":SY-SERVICES")) {
+		t.Errorf("mode %q family %v, rules with SY-SERVICES: %v", live.Mode, live.Family, bytes.Contains(live.IptablesSave, []byte(":SY-SERVICES")))
+	}
+	if len(g.notes) != 0 || live.Model == nil || len(live.Model.Services) != 1 {
+		t.Errorf("notes %q, model %+v", g.notes, live.Model)
+	}
+	if live.LocalAddrs[netip.MustParseAddr("192.168.50.1")] != "eth0" {
+		t.Errorf("local addresses = %v", live.LocalAddrs)
+	}
+	if len(live.Conntrack) != 2 || live.Conntrack[0].OrigSrc != toService.OrigSrc || live.Conntrack[1].OrigDst != toEndpoint.OrigDst {
+		t.Errorf("conntrack entries = %+v, want the flow to the service and the one to its endpoint", live.Conntrack)
+	}
+	for dst, want := range map[string]explain.Route{
+		"10.244.2.5":   {Dst: netip.MustParseAddr("10.244.2.5"), Device: "sy-vxlan", Kind: "vxlan", Node: "node-b"},
+		"10.244.1.5":   {Dst: netip.MustParseAddr("10.244.1.5"), Device: "cni0", Kind: "bridge", Node: "node-a"},
+		"192.168.50.1": {Dst: netip.MustParseAddr("192.168.50.1"), Device: "lo", Kind: "local", Node: "node-a"},
+		"8.8.8.8":      {Dst: netip.MustParseAddr("8.8.8.8"), Device: "eth0", Gateway: netip.MustParseAddr("192.168.50.254"), Kind: "default"},
+	} {
+		got, err := live.Route(netip.MustParseAddr(dst))
+		if err != nil || got != want {
+			t.Errorf("route to %s = %+v, %v; want %+v", dst, got, err, want)
+		}
+	}
+
+	// Without the daemon the walk still has the rules; a note says what is missing.
+	n.model = nil
+	g, err = gatherLive(n.sources(), "auto", pkt)
+	if err != nil || g.live.Model != nil || len(g.notes) != 1 || !strings.Contains(g.notes[0], "connection refused") {
+		t.Errorf("without the daemon: %v, model %v, notes %q", err, g.live.Model, g.notes)
+	}
+	// IPVS mode is asked for: its state cannot be read here, which is an error.
+	if _, err := gatherLive(n.sources(), "ipvs", pkt); err == nil || !strings.Contains(err.Error(), "no IPVS here") {
+		t.Errorf("IPVS mode without IPVS: %v", err)
+	}
+}
+
+// TestPickMode: auto follows the chains in force, then kube-ipvs0.
+func TestPickMode(t *testing.T) {
+	for _, c := range []struct {
+		save   string
+		device bool
+		want   string
+	}{
+		{"*nat\n:SY-SERVICES - [0:0]\nCOMMIT\n", true, "iptables"},
+		{"*nat\n:SY-IPVS-SERVICES - [0:0]\nCOMMIT\n", false, "ipvs"},
+		{"*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n", true, "ipvs"},
+		{"*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n", false, "iptables"},
+	} {
+		if got, _ := pickMode("auto", []byte(c.save), func() bool { return c.device }); got != c.want {
+			t.Errorf("%q with kube-ipvs0 %v: %s, want %s", c.save, c.device, got, c.want)
+		}
+	}
+}
+
+// TestCheck: right after a sync there is no drift; a rule deleted by hand from a Switchyard chain
+// is missing, a rule added by hand to one is unexpected, and the check fails.
+func TestCheck(t *testing.T) {
+	n, _ := syncedNode(t)
+	f := &explainFlags{check: true, mode: "auto"}
+	var out bytes.Buffer
+	if err := runCheck(n.sources(), f, &out); err != nil || !strings.Contains(out.String(), "no drift") {
+		t.Fatalf("right after a sync: %v\n%s", err, out.String())
+	}
+
+	var svcChain, dnat string
+	for _, c := range n.ipt.UserChains(iptables.TableNAT) {
+		for _, r := range n.ipt.Rules(iptables.TableNAT, c) {
+			if strings.Contains(r, "--to-destination 10.244.2.5:8080") {
+				svcChain, dnat = c, r
+			}
+		}
+	}
+	if dnat == "" {
+		t.Fatalf("no DNAT to 10.244.2.5:8080 in:\n%s", n.ipt.Dump())
+	}
+	if err := n.ipt.DeleteRule(iptables.TableNAT, svcChain, strings.Fields(dnat)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.ipt.EnsureRule(0, iptables.TableNAT, "SY-SERVICES", "-s", "10.244.1.66/32", "-j", "RETURN"); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err := runCheck(n.sources(), f, &out)
+	if err == nil || !strings.Contains(err.Error(), "1 rules missing and 1 unexpected") {
+		t.Errorf("after the hand edits: %v", err)
+	}
+	want := "missing:    nat: -A " + svcChain + " " + dnat + "\n" +
+		"unexpected: nat: -A SY-SERVICES -s 10.244.1.66/32 -j RETURN\n"
+	if out.String() != want {
+		t.Errorf("output:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
+
+// FuzzParsePacket: no input crashes the parser; whatever it accepts is a packet a walk can take.
+func FuzzParsePacket(f *testing.F) {
+	for _, s := range []string{"10.96.0.10:80", "10.96.0.10:80/", "/", "[::1]:80/udp", "[::1]", "1.2.3.4:99999", ":80", "a/b/c"} {
+		f.Add("10.244.1.5", s, "pod")
+	}
+	f.Fuzz(func(t *testing.T, src, dst, from string) {
+		pkt, err := parsePacket(src, dst, from)
+		if err != nil {
+			return
+		}
+		if !pkt.Dst.IsValid() || pkt.Dst.Port() == 0 || pkt.Proto == "" || pkt.From == "" {
+			t.Errorf("accepted %q %q %q as %+v", src, dst, from, pkt)
+		}
+	})
+}
