@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"fmt"
+	"strings"
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 )
@@ -74,7 +75,7 @@ func (r *Rule) Action() string {
 	switch t := r.target.(type) {
 	case nil:
 		if r.Unparsed != nil {
-			return "not understood: " + r.Unparsed.Error()
+			return "not understood: " + strings.TrimPrefix(r.Unparsed.Error(), r.String()+": ")
 		}
 		return "counts the packet, nothing else"
 	case *verdictTarget:
