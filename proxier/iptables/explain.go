@@ -281,6 +281,15 @@ func (ix *serviceIndex) nodeOf(ep netip.AddrPort) string { return ix.endpoints[e
 func (ix *serviceIndex) step(h tracer.Hit) explain.Step {
 	r := h.Rule
 	st := explain.Step{Hook: h.Table + "/" + h.Hook, Chain: r.Chain, Rule: r.String(), Service: ix.serviceOf(r), Note: r.Action()}
+	if r.TargetName() == "MARK" && strings.HasPrefix(r.Chain, chainPrefix) {
+		// Switchyard's only mark is the masquerade bit: set on the way in, flipped back off in
+		// SY-POSTROUTING just before MASQUERADE.
+		if r.Chain == chainPostrouting {
+			st.Note += " (takes the masquerade mark off again before masquerading)"
+		} else {
+			st.Note += " (marks the packet to be masqueraded in SY-POSTROUTING)"
+		}
+	}
 	if list, cmd := r.RecentList(); cmd == "--set" {
 		st.Note += "; ClientIP session affinity: records the client in " + list + " so that its next connections go to the same endpoint"
 	} else if cmd != "" {

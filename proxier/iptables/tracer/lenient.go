@@ -106,7 +106,15 @@ func (r *Rule) Action() string {
 		}
 		return "masquerades the packet (source becomes the out-interface's address)"
 	case *markTarget:
-		return fmt.Sprintf("sets mark bits: mark = (mark & %#x) ^ %#x", ^t.and, t.xor)
+		switch {
+		case t.and == t.xor:
+			return fmt.Sprintf("sets mark bits %#x", t.xor)
+		case t.and == 0:
+			return fmt.Sprintf("flips mark bits %#x", t.xor)
+		case t.xor == 0:
+			return fmt.Sprintf("clears mark bits %#x", t.and)
+		}
+		return fmt.Sprintf("sets the mark to (mark & %#x) ^ %#x", ^t.and, t.xor)
 	case *logTarget:
 		return "logs the packet"
 	}
