@@ -193,15 +193,8 @@ func explainPacket(src liveSources, f *explainFlags, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
+	// Without --src, the walker takes the source the node's route to the destination gives.
 	pkt := f.pkt
-	if !pkt.Src.Addr().IsValid() {
-		// From the node with no --src: the source the kernel picks for the destination.
-		if r, err := src.route(pkt.Dst.Addr()); err == nil && r.Src.IsValid() {
-			pkt.Src = netip.AddrPortFrom(r.Src, 0)
-		} else {
-			return fmt.Errorf("explain: no --src given and the node's route to %s names no source address; give --src", pkt.Dst.Addr())
-		}
-	}
 	rep, err := walk(g.live, pkt)
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)

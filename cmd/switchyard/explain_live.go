@@ -183,7 +183,7 @@ func servesAt(svc *model.DebugServicePort, dst netip.AddrPort) bool {
 // to another node's pod CIDR through its underlay address). The node is the model's: the node of
 // the endpoint at Dst, or this node for a local route.
 func classifyRoute(f routeFacts, m *model.DebugModel) explain.Route {
-	r := explain.Route{Dst: f.Dst, Device: f.Device, Gateway: f.Gateway}
+	r := explain.Route{Dst: f.Dst, Device: f.Device, Gateway: f.Gateway, Src: f.Src}
 	switch {
 	case f.Local:
 		r.Kind = "local"

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"strings"
 	"testing"
@@ -170,10 +173,10 @@ func TestGatherLive(t *testing.T) {
 		t.Errorf("conntrack entries = %+v, want the flow to the service and the one to its endpoint", live.Conntrack)
 	}
 	for dst, want := range map[string]explain.Route{
-		"10.244.2.5":   {Dst: netip.MustParseAddr("10.244.2.5"), Device: "sy-vxlan", Kind: "vxlan", Node: "node-b"},
-		"10.244.1.5":   {Dst: netip.MustParseAddr("10.244.1.5"), Device: "cni0", Kind: "bridge", Node: "node-a"},
+		"10.244.2.5":   {Dst: netip.MustParseAddr("10.244.2.5"), Device: "sy-vxlan", Src: netip.MustParseAddr("10.244.1.0"), Kind: "vxlan", Node: "node-b"},
+		"10.244.1.5":   {Dst: netip.MustParseAddr("10.244.1.5"), Device: "cni0", Src: netip.MustParseAddr("10.244.1.1"), Kind: "bridge", Node: "node-a"},
 		"192.168.50.1": {Dst: netip.MustParseAddr("192.168.50.1"), Device: "lo", Kind: "local", Node: "node-a"},
-		"8.8.8.8":      {Dst: netip.MustParseAddr("8.8.8.8"), Device: "eth0", Gateway: netip.MustParseAddr("192.168.50.254"), Kind: "default"},
+		"8.8.8.8":      {Dst: netip.MustParseAddr("8.8.8.8"), Device: "eth0", Gateway: netip.MustParseAddr("192.168.50.254"), Src: netip.MustParseAddr("192.168.50.1"), Kind: "default"},
 	} {
 		got, err := live.Route(netip.MustParseAddr(dst))
 		if err != nil || got != want {
@@ -264,4 +267,48 @@ func FuzzParsePacket(f *testing.F) {
 			t.Errorf("accepted %q %q %q as %+v", src, dst, from, pkt)
 		}
 	})
+}
+
+// TestExplainPacket: the command walks a pod's packet to a ClusterIP through the fake node's
+// rules to both endpoints and exits 0; once another agent's rule it cannot follow sits ahead of
+// Switchyard's jump, it says so and exits non-zero.
+func TestExplainPacket(t *testing.T) {
+	n, _ := syncedNode(t)
+	f, err := parseExplainFlags([]string{"--src", "10.244.1.7", "--dst", "10.96.0.10:80", "--output", "json"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := explainPacket(n.sources(), f, &out); err != nil {
+		t.Fatalf("explain: %v\n%s", err, out.String())
+	}
+	var rep explain.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v:\n%s", err, out.String())
+	}
+	got := map[string]string{}
+	for _, o := range rep.Outcomes {
+		got[o.Endpoint.String()] = fmt.Sprintf("%s %s %.2f", o.Verdict, o.EndpointNode, o.Probability)
+	}
+	want := map[string]string{"10.244.1.5:8080": "delivered node-a 0.50", "10.244.2.5:8080": "delivered node-b 0.50"}
+	if !maps.Equal(got, want) || rep.Unexplained != "" {
+		t.Errorf("outcomes = %v (unexplained %q), want %v", got, rep.Unexplained, want)
+	}
+
+	// Text, without the daemon: still explained, and the note says what is missing.
+	n.model = nil
+	f.output = "text"
+	out.Reset()
+	if err := explainPacket(n.sources(), f, &out); err != nil || !strings.Contains(out.String(), "model could not be read") {
+		t.Errorf("without the daemon: %v\n%s", err, out.String())
+	}
+
+	if err := n.ipt.EnsureRule(0, iptables.TableNAT, "PREROUTING", "-m", "length", "--length", "0:1500", "-j", "ACCEPT"); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err = explainPacket(n.sources(), f, &out)
+	if err == nil || !strings.Contains(err.Error(), "cannot explain past this rule") || !strings.Contains(err.Error(), "--length") {
+		t.Errorf("with a foreign rule ahead: %v\n%s", err, out.String())
+	}
 }

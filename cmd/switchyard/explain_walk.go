@@ -1,20 +1,24 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/switchyard/switchyard/proxier/explain"
+	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
-// The walkers and the report's writers, one place per mode. (Placeholders until the iptables and
-// IPVS walkers land.)
+// The walkers, one per mode, and the report's writers.
 
 // walk explains pkt with the walker of live.Mode.
 func walk(live *explain.Live, pkt explain.Packet) (*explain.Report, error) {
+	switch live.Mode {
+	case "iptables":
+		return iptables.Explain(live, pkt)
+	}
 	return nil, fmt.Errorf("explaining %s mode is not built yet", live.Mode)
 }
 
@@ -25,10 +29,17 @@ func hostIPVS(model.IPFamily) ([]explain.VirtualServer, string, error) {
 
 // writeExplainReport writes rep as --output asks.
 func writeExplainReport(w io.Writer, rep *explain.Report, format string) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(rep)
+	if format == "json" {
+		return explain.WriteJSON(w, rep)
+	}
+	return explain.WriteText(w, rep)
 }
 
-// addNotes adds the gathering's notes to the report.
-func addNotes(rep *explain.Report, notes []string) {}
+// addNotes adds what the gathering could not read to the report's notes.
+func addNotes(rep *explain.Report, notes []string) {
+	for _, n := range notes {
+		if !slices.Contains(rep.Notes, n) {
+			rep.Notes = append(rep.Notes, n)
+		}
+	}
+}
