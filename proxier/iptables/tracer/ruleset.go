@@ -32,6 +32,9 @@ import (
 // Ruleset is the state of the iptables tables of one address family: what iptables-save prints.
 type Ruleset struct {
 	Tables map[string]*Table
+	// lenient is set by ParseLenient: a rule that fails to evaluate then stops its walk (Unknown)
+	// instead of failing the trace.
+	lenient bool
 }
 
 // Table is one iptables table (filter, nat, mangle, raw, security).
@@ -55,6 +58,11 @@ type Rule struct {
 	Text    string
 	Line    int
 	Comment string
+	// Unparsed is set only by ParseLenient, for a rule it could not understand (another agent's
+	// match or target, or one the kernel would refuse from where it is reached): why. Such a rule is
+	// opaque: it keeps only its leading -s/-d/-p/-i/-o, and a walk whose packet those could match
+	// stops at it instead of guessing what it does.
+	Unparsed error
 
 	generic []match // -s -d -p -i -o: the kernel checks these before any -m match
 	matches []match
@@ -78,15 +86,36 @@ func Parse(text string) (*Ruleset, error) {
 	return rs, nil
 }
 
+// ParseLenient reads a live node's iptables-save output, which also holds other agents' rules
+// (kubelet's, a CNI's, Docker's). Where Parse fails on a rule it does not understand, ParseLenient
+// keeps it as an opaque rule (Rule.Unparsed), and tables the tracer does not know are skipped. A
+// walk that reaches an opaque rule which could match its packet stops there (Verdict Unknown), so
+// a foreign rule only matters in the chains a packet really passes. Input that is not
+// iptables-save output at all (bad quoting, a missing COMMIT, a loop) is still an error.
+func ParseLenient(text string) (*Ruleset, error) {
+	rs := NewRuleset()
+	if err := rs.restore(text, false, true); err != nil {
+		return nil, err
+	}
+	return rs, nil
+}
+
 // Restore applies iptables-restore input to the ruleset, atomically: on error the ruleset is left as
 // it was. With noflush false each table named in the input is replaced; with noflush true, as with
 // `iptables-restore --noflush`, declared user chains are flushed (or created), built-in chains keep
 // their rules and only take the declared policy, and -X deletes a chain.
 func (rs *Ruleset) Restore(text string, noflush bool) error {
+	return rs.restore(text, noflush, false)
+}
+
+func (rs *Ruleset) restore(text string, noflush, lenient bool) error {
 	next := rs.clone()
 	blocks, parseErr := utiliptables.ParseRestore([]byte(text))
 	for _, b := range blocks {
 		if !utiliptables.KnownTable(b.Table) {
+			if lenient {
+				continue
+			}
 			return fmt.Errorf("line %d %q: unknown table %q", b.Line, "*"+b.Table, b.Table)
 		}
 		t := next.Tables[b.Table]
@@ -101,7 +130,7 @@ func (rs *Ruleset) Restore(text string, noflush bool) error {
 				}
 				continue
 			}
-			if err := applyCommand(t, l); err != nil {
+			if err := applyCommand(t, l, lenient); err != nil {
 				return fmt.Errorf("line %d: %w", l.N, err)
 			}
 		}
@@ -109,9 +138,10 @@ func (rs *Ruleset) Restore(text string, noflush bool) error {
 	if parseErr != nil {
 		return parseErr
 	}
-	if err := next.validate(); err != nil {
+	if err := next.validate(lenient); err != nil {
 		return err
 	}
+	next.lenient = next.lenient || lenient
 	*rs = *next
 	return nil
 }
@@ -126,6 +156,7 @@ func newTable(name string) *Table {
 
 func (rs *Ruleset) clone() *Ruleset {
 	out := NewRuleset()
+	out.lenient = rs.lenient
 	for name, t := range rs.Tables {
 		nt := &Table{Name: name, Chains: map[string]*Chain{}}
 		for cn, c := range t.Chains {
@@ -164,7 +195,7 @@ func declareChain(t *Table, name, policy string, noflush bool) error {
 	return nil
 }
 
-func applyCommand(t *Table, l utiliptables.Line) error {
+func applyCommand(t *Table, l utiliptables.Line, lenient bool) error {
 	cmd, chainName := l.Op, l.Chain
 	args, err := l.Words()
 	if err != nil {
@@ -177,8 +208,14 @@ func applyCommand(t *Table, l utiliptables.Line) error {
 	switch cmd {
 	case "-A", "--append":
 		r, err := parseRule(t.Name, chainName, args)
+		if err == nil && lenient {
+			err = checkJump(t, r)
+		}
 		if err != nil {
-			return err
+			if !lenient {
+				return err
+			}
+			r = opaqueRule(chainName, args, err)
 		}
 		r.Line = l.N
 		c.Rules = append(c.Rules, r)

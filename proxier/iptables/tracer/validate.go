@@ -22,45 +22,41 @@ var targetHooks = map[string]struct {
 // validate checks what the kernel checks when a table is loaded: jumps name existing user chains,
 // there are no loops, and every target and hook-bound match is only reachable from hooks that
 // allow it.
-func (rs *Ruleset) validate() error {
+//
+// With lenient set (ParseLenient), a rule that breaks a per-rule check becomes opaque instead of an
+// error: the kernel accepted it, so the tracer is what does not understand it.
+func (rs *Ruleset) validate(lenient bool) error {
 	names := make([]string, 0, len(rs.Tables))
 	for n := range rs.Tables {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if err := rs.Tables[n].validate(); err != nil {
+		if err := rs.Tables[n].validate(lenient); err != nil {
 			return fmt.Errorf("table %s: %w", n, err)
 		}
 	}
 	return nil
 }
 
-func (t *Table) validate() error {
+func (t *Table) validate(lenient bool) error {
+	// fail reports a broken rule, or in lenient mode makes it opaque in place.
+	fail := func(c *Chain, i int, err error) error {
+		if !lenient {
+			return err
+		}
+		r := c.Rules[i]
+		c.Rules[i] = opaqueRule(r.Chain, ruleWords(r), err)
+		c.Rules[i].Line = r.Line
+		return nil
+	}
 	for _, cn := range t.ChainNames() {
-		for _, r := range t.Chains[cn].Rules {
-			if r.target != nil {
-				// The table restriction holds in every chain, reachable or not; the hook
-				// restriction below only where a built-in chain reaches.
-				if allowed, ok := targetHooks[r.target.targetName()]; ok && allowed.table != t.Name {
-					if _, isJump := r.target.(*jumpTarget); !isJump {
-						return fmt.Errorf("%s: %s is not allowed in table %s", r, r.target.targetName(), t.Name)
-					}
+		c := t.Chains[cn]
+		for i, r := range c.Rules {
+			if err := t.checkRule(r); err != nil {
+				if err := fail(c, i, err); err != nil {
+					return err
 				}
-			}
-			j, ok := r.target.(*jumpTarget)
-			if !ok {
-				if v, ok := r.target.(*verdictTarget); ok && v.verdict == "DROP" && t.Name == "nat" {
-					return fmt.Errorf("%s: the nat table does not allow DROP", r)
-				}
-				continue
-			}
-			target := t.Chains[j.chain]
-			if target == nil {
-				return fmt.Errorf("%s: no chain or target named %s", r, j.chain)
-			}
-			if target.Builtin {
-				return fmt.Errorf("%s: cannot jump to built-in chain %s", r, j.chain)
 			}
 		}
 	}
@@ -80,9 +76,12 @@ func (t *Table) validate() error {
 			seen[c.Name] = true
 			onPath[c.Name] = true
 			defer delete(onPath, c.Name)
-			for _, r := range c.Rules {
+			for i, r := range c.Rules {
 				if err := checkHook(t.Name, hook, r); err != nil {
-					return err
+					if err := fail(c, i, err); err != nil {
+						return err
+					}
+					continue
 				}
 				if j, ok := r.target.(*jumpTarget); ok {
 					if err := visit(t.Chains[j.chain], append(path, c.Name)); err != nil {
@@ -95,6 +94,42 @@ func (t *Table) validate() error {
 		if err := visit(t.Chains[hook], nil); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkRule is what the kernel checks of one rule wherever it is: the target's table, and that a
+// jump names an existing user chain.
+func (t *Table) checkRule(r *Rule) error {
+	if r.target != nil {
+		// The table restriction holds in every chain, reachable or not; the hook restriction
+		// (checkHook) only where a built-in chain reaches.
+		if allowed, ok := targetHooks[r.target.targetName()]; ok && allowed.table != t.Name {
+			if _, isJump := r.target.(*jumpTarget); !isJump {
+				return fmt.Errorf("%s: %s is not allowed in table %s", r, r.target.targetName(), t.Name)
+			}
+		}
+	}
+	if v, ok := r.target.(*verdictTarget); ok && v.verdict == "DROP" && t.Name == "nat" {
+		return fmt.Errorf("%s: the nat table does not allow DROP", r)
+	}
+	return checkJump(t, r)
+}
+
+// checkJump checks that a jump names an existing user chain. A lenient parse checks it as each rule
+// is added (iptables-save declares every chain of a table before its rules), so that another
+// agent's target the tracer does not know, which reads like a jump, makes its rule opaque.
+func checkJump(t *Table, r *Rule) error {
+	j, ok := r.target.(*jumpTarget)
+	if !ok {
+		return nil
+	}
+	target := t.Chains[j.chain]
+	if target == nil {
+		return fmt.Errorf("%s: no chain or target named %s", r, j.chain)
+	}
+	if target.Builtin {
+		return fmt.Errorf("%s: cannot jump to built-in chain %s", r, j.chain)
 	}
 	return nil
 }
