@@ -14,6 +14,7 @@ import (
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/ipvs"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -26,7 +27,7 @@ func hostSources(metricsAddress string) liveSources {
 	return liveSources{
 		saveIptables:       hostIptablesSave,
 		ipvs:               hostIPVS,
-		hasIPVSDevice:      func() bool { _, err := netlink.LinkByName(ipvsDevice); return err == nil },
+		hasIPVSDevice:      func() bool { _, err := netlink.LinkByName(ipvs.DummyDevice); return err == nil },
 		localAddrs:         hostLocalAddrs,
 		route:              hostRoute,
 		conntrack:          &conntrack.Netlink{},
@@ -34,9 +35,6 @@ func hostSources(metricsAddress string) liveSources {
 		fetchExpectedRules: func() ([]byte, error) { return fetchDebug(metricsAddress, debugRulesPath) },
 	}
 }
-
-// ipvsDevice is IPVS mode's dummy device (proxier/ipvs.DummyDevice).
-const ipvsDevice = "kube-ipvs0"
 
 // hostIptablesSave is iptables-save of the family, every table, from the variant the daemon would
 // pick (kubelet's hint chains, else the one holding more rules).

@@ -178,16 +178,17 @@ func servesAt(svc *model.DebugServicePort, dst netip.AddrPort) bool {
 }
 
 // classifyRoute names the route a packet to f.Dst takes: "local" (the node itself), "bridge" (a pod
-// on this node, behind a bridge or a veth), "vxlan" (the overlay), "bgp" (a route a BGP daemon
-// installed), "default" (the default route), else "direct" (a more specific route, such as one
-// to another node's pod CIDR through its underlay address). The node is the model's: the node of
+// on this node, behind a bridge, or a veth with a host route or in this node's pod CIDR), "vxlan"
+// (the overlay), "bgp" (a route a BGP daemon installed), "default" (the default route), else
+// "direct" (a more specific route, such as one to another node's pod CIDR through its underlay
+// address). The node is the model's: the node of
 // the endpoint at Dst, or this node for a local route.
 func classifyRoute(f routeFacts, m *model.DebugModel) explain.Route {
 	r := explain.Route{Dst: f.Dst, Device: f.Device, Gateway: f.Gateway, Src: f.Src}
 	switch {
 	case f.Local:
 		r.Kind = "local"
-	case f.DeviceType == "bridge" || f.DeviceType == "veth":
+	case f.DeviceType == "bridge" || f.DeviceType == "veth" && toLocalPod(f, m):
 		r.Kind = "bridge"
 	case f.DeviceType == "vxlan":
 		r.Kind = "vxlan"
@@ -206,6 +207,22 @@ func classifyRoute(f routeFacts, m *model.DebugModel) explain.Route {
 		}
 	}
 	return r
+}
+
+// toLocalPod reports whether a route through a veth leads to a pod on this node (a point-to-point
+// CNI's host route), rather than out of a node whose uplink is a veth (a node in a container).
+func toLocalPod(f routeFacts, m *model.DebugModel) bool {
+	if f.Prefix.IsValid() && f.Prefix.IsSingleIP() {
+		return true
+	}
+	if m != nil {
+		for _, p := range m.Node.PodCIDRs {
+			if p.Contains(f.Dst) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // endpointNode is the node the model says runs the endpoint at addr, or "".

@@ -312,3 +312,24 @@ func TestExplainPacket(t *testing.T) {
 		t.Errorf("with a foreign rule ahead: %v\n%s", err, out.String())
 	}
 }
+
+// TestClassifyRoute: a veth is a pod's only with a host route or inside this node's pod CIDR; a
+// node in a container has a veth for its uplink.
+func TestClassifyRoute(t *testing.T) {
+	dm := model.NewDebugModel(debugFixture(), nil)
+	a, p := netip.MustParseAddr, netip.MustParsePrefix
+	for _, c := range []struct {
+		f    routeFacts
+		want string
+	}{
+		{routeFacts{Dst: a("10.244.1.9"), DeviceType: "veth", Prefix: p("10.244.1.9/32")}, "bridge"},
+		{routeFacts{Dst: a("10.244.1.9"), DeviceType: "veth", Prefix: p("10.244.1.0/24")}, "bridge"},
+		{routeFacts{Dst: a("8.8.8.8"), DeviceType: "veth", Prefix: p("0.0.0.0/0")}, "default"},
+		{routeFacts{Dst: a("10.244.3.9"), DeviceType: "veth", Gateway: a("192.168.50.3"), Prefix: p("10.244.3.0/24")}, "direct"},
+		{routeFacts{Dst: a("10.244.4.9"), DeviceType: "device", BGP: true, Prefix: p("10.244.4.0/24")}, "bgp"},
+	} {
+		if got := classifyRoute(c.f, &dm).Kind; got != c.want {
+			t.Errorf("%+v: %s, want %s", c.f, got, c.want)
+		}
+	}
+}
