@@ -401,6 +401,7 @@ func (t *Tracer) walk(r *run, steps *int, fork func(*run) error) error {
 			continue
 		}
 		top := &r.stack[len(r.stack)-1]
+		top.chain.resolve()
 		if top.next >= len(top.chain.Rules) {
 			t.returnFrom(r)
 			continue
