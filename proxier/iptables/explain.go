@@ -44,7 +44,7 @@ func explainRules(rs *tracer.Ruleset, live *explain.Live, pkt explain.Packet) (*
 	rep := &explain.Report{Packet: pkt, Mode: "iptables"}
 	for _, o := range res.Outcomes {
 		if usesAffinity(o) {
-			rep.Notes = appendNote(rep.Notes, affinityNote)
+			rep.AddNote(affinityNote)
 		}
 		out := outcomeOf(o, live, services)
 		if o.Opaque != nil && rep.Unexplained == "" {
@@ -52,7 +52,11 @@ func explainRules(rs *tracer.Ruleset, live *explain.Live, pkt explain.Packet) (*
 		}
 		rep.Outcomes = append(rep.Outcomes, out)
 	}
+	// Say which source and in-interface the walk took when the operator left them out.
 	rep.Packet.InIface = tp.InIface
+	if !pkt.Src.Addr().IsValid() {
+		rep.Packet.Src = netip.AddrPortFrom(tp.Src, tp.SrcPort)
+	}
 	rep.Causes = explain.Causes(live, rep)
 	return rep, nil
 }
@@ -68,15 +72,6 @@ func usesAffinity(o tracer.Outcome) bool {
 		}
 	}
 	return false
-}
-
-func appendNote(notes []string, n string) []string {
-	for _, x := range notes {
-		if x == n {
-			return notes
-		}
-	}
-	return append(notes, n)
 }
 
 // tracerPacket fills in what the tracer needs and the operator may leave out: a host process's
