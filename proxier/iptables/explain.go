@@ -82,7 +82,10 @@ func tracerPacket(live *explain.Live, pkt explain.Packet) (tracer.Packet, error)
 		return tracer.Packet{}, fmt.Errorf("explain: the packet needs a destination address and port")
 	}
 	dst := pkt.Dst.Addr()
-	p := tracer.Packet{Src: pkt.Src.Addr(), SrcPort: pkt.Src.Port(), Dst: dst, DstPort: pkt.Dst.Port(), Proto: pkt.Proto, InIface: pkt.InIface}
+	if live.Family != 0 && !live.Family.Of(dst) {
+		return tracer.Packet{}, fmt.Errorf("explain: the live rules are of IPv%d, the destination %s is not", live.Family, dst)
+	}
+	p := tracer.Packet{Src: pkt.Src.Addr(), SrcPort: pkt.Src.Port(), Dst: dst, DstPort: pkt.Dst.Port(), Proto: strings.ToLower(pkt.Proto), InIface: pkt.InIface}
 	if p.Proto == "" {
 		p.Proto = "tcp"
 	}

@@ -92,6 +92,9 @@ func (o Outcome) String() string {
 	for _, h := range o.Rules {
 		fmt.Fprintf(&b, "    %s\n", h)
 	}
+	if o.Opaque != nil {
+		fmt.Fprintf(&b, "    stopped at %s\n", o.Opaque)
+	}
 	return b.String()
 }
 
