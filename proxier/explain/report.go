@@ -44,6 +44,9 @@ const (
 	Dropped   Verdict = "dropped"
 	// NotHandled: no Switchyard rule or virtual server touched the packet; it goes on as routed.
 	NotHandled Verdict = "not-handled"
+	// Unexplained: the walk stopped at a rule it cannot follow (Report.Unexplained says which);
+	// the outcome's steps are what was walked up to it.
+	Unexplained Verdict = "unexplained"
 )
 
 // ServiceRef names the Service port a rule or virtual server was written for.
@@ -88,6 +91,9 @@ type Route struct {
 	Dst     netip.Addr `json:"dst"`
 	Device  string     `json:"device"`
 	Gateway netip.Addr `json:"gateway,omitzero"`
+	// Src is the source address the kernel picks for this route (`ip route get`'s src), which is
+	// what MASQUERADE rewrites a packet's source to; invalid when unknown.
+	Src netip.Addr `json:"src,omitzero"`
 	// Kind is "local" (delivered to this node), "bridge" (a pod on this node), "vxlan" (the overlay
 	// to another node), "direct" (direct routing to another node), "bgp" or "default".
 	Kind string `json:"kind"`
@@ -111,6 +117,9 @@ type Report struct {
 	Mode     string    `json:"mode"`
 	Outcomes []Outcome `json:"outcomes"` // most likely first; probabilities sum to 1
 	Causes   []Cause   `json:"causes,omitempty"`
+	// Notes are what the reader should know about how far to trust the report: assumptions the
+	// walk made (no existing affinity entry) and checks it could not make (no model to read).
+	Notes []string `json:"notes,omitempty"`
 	// Unexplained is set when the walk met a rule it cannot follow (another agent's, or one it
 	// does not understand): "cannot explain past this rule: <rule>". Outcomes then hold only what
 	// was walked up to that rule, and the command exits non-zero.

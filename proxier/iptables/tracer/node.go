@@ -21,6 +21,11 @@ type Route struct {
 type Node struct {
 	Interfaces []Interface
 	Routes     []Route
+	// RouteLookup, when set, makes the routing decision for a destination that is not local
+	// instead of Interfaces' subnets and Routes: the device a packet to dst leaves through ("" for
+	// no route) and the source address the kernel picks for it (invalid when unknown). Explaining a
+	// live node asks the node's own routing table this way.
+	RouteLookup func(dst netip.Addr) (dev string, src netip.Addr)
 }
 
 // IsLocal reports whether the node owns addr (any interface address, or loopback).
@@ -62,6 +67,10 @@ func (n *Node) routeIface(dst netip.Addr) string {
 	if n.IsLocal(dst) {
 		return "lo"
 	}
+	if n.RouteLookup != nil {
+		dev, _ := n.RouteLookup(dst)
+		return dev
+	}
 	best, bestBits := "", -1
 	consider := func(p netip.Prefix, dev string) {
 		if p.Contains(dst) && p.Bits() > bestBits {
@@ -77,6 +86,17 @@ func (n *Node) routeIface(dst netip.Addr) string {
 		consider(r.Dst, r.Iface)
 	}
 	return best
+}
+
+// masqueradeAddr is the source MASQUERADE gives a packet to dst leaving through dev: the route's
+// source address when RouteLookup knows it, else dev's first address in dst's family.
+func (n *Node) masqueradeAddr(dev string, dst netip.Addr) netip.Addr {
+	if n.RouteLookup != nil && !n.IsLocal(dst) {
+		if _, src := n.RouteLookup(dst); src.IsValid() && src.Is4() == dst.Is4() {
+			return src
+		}
+	}
+	return n.ifaceAddr(dev, dst)
 }
 
 // ifaceAddr is the first address of dev in dst's family: the source MASQUERADE picks.

@@ -9,6 +9,12 @@
 // DNAT/SNAT/MASQUERADE/REJECT reachable from hooks that do not allow them, DROP in nat, deleting a
 // chain that is referenced or not empty.
 //
+// ParseLenient is the other mode, for a live node's tables (`switchyard explain`), which also hold
+// other agents' rules: a rule it does not understand becomes opaque, and a walk that reaches one
+// which could match its packet stops there (Verdict Unknown) rather than guess. It parses a chain
+// only when a walk first enters it, so rules in chains a packet never enters cost nothing and
+// cannot stop it.
+//
 // The walk models the first packet of a connection: raw, mangle, nat and filter (and security) at
 // PREROUTING, the routing decision from the Node's interfaces and routes, INPUT or FORWARD, and
 // POSTROUTING; or OUTPUT, routing and POSTROUTING (then INPUT on lo) for a locally generated packet.
@@ -32,6 +38,9 @@ import (
 // Ruleset is the state of the iptables tables of one address family: what iptables-save prints.
 type Ruleset struct {
 	Tables map[string]*Table
+	// lenient is set by ParseLenient: a rule that fails to evaluate then stops its walk (Unknown)
+	// instead of failing the trace.
+	lenient bool
 }
 
 // Table is one iptables table (filter, nat, mangle, raw, security).
@@ -46,7 +55,39 @@ type Chain struct {
 	Builtin bool
 	// Policy is ACCEPT or DROP for a built-in chain and empty for a user chain.
 	Policy string
-	Rules  []*Rule
+	// Rules are the chain's rules. In a ruleset from ParseLenient they are parsed the first time
+	// the chain is used (a walk enters it, Ruleset.Chain returns it), so that reading a live node's
+	// tables costs only the chains a packet passes; until then they wait in pending.
+	Rules []*Rule
+
+	pending []utiliptables.Line
+	table   *Table // for pending's jumps
+}
+
+// resolve parses a lenient chain's pending rules. A rule that does not parse, or that the kernel
+// would refuse in this table, becomes opaque. It is not safe to walk one leniently parsed ruleset
+// from several goroutines.
+func (c *Chain) resolve() {
+	if c.pending == nil {
+		return
+	}
+	for _, l := range c.pending {
+		words, err := l.Words()
+		var r *Rule
+		if err == nil {
+			r, err = parseRule(c.table.Name, c.Name, words)
+		}
+		if err == nil {
+			err = c.table.checkRule(r)
+		}
+		if err != nil {
+			r = opaqueRule(c.Name, words, err)
+		}
+		// Reports quote the rule exactly as iptables-save printed it.
+		r.Text, r.Line = l.Rule, l.N
+		c.Rules = append(c.Rules, r)
+	}
+	c.pending = nil
 }
 
 // Rule is one parsed rule. Text is the rule as written (after "-A CHAIN"), kept for messages.
@@ -55,6 +96,11 @@ type Rule struct {
 	Text    string
 	Line    int
 	Comment string
+	// Unparsed is set only by ParseLenient, for a rule it could not understand (another agent's
+	// match or target, or one the kernel would refuse from where it is reached): why. Such a rule is
+	// opaque: it keeps only its leading -s/-d/-p/-i/-o, and a walk whose packet those could match
+	// stops at it instead of guessing what it does.
+	Unparsed error
 
 	generic []match // -s -d -p -i -o: the kernel checks these before any -m match
 	matches []match
@@ -78,15 +124,36 @@ func Parse(text string) (*Ruleset, error) {
 	return rs, nil
 }
 
+// ParseLenient reads a live node's iptables-save output, which also holds other agents' rules
+// (kubelet's, a CNI's, Docker's). Where Parse fails on a rule it does not understand, ParseLenient
+// keeps it as an opaque rule (Rule.Unparsed), and tables the tracer does not know are skipped. A
+// walk that reaches an opaque rule which could match its packet stops there (Verdict Unknown), so
+// a foreign rule only matters in the chains a packet really passes. Input that is not
+// iptables-save output at all (bad quoting, a missing COMMIT, a loop) is still an error.
+func ParseLenient(text string) (*Ruleset, error) {
+	rs := NewRuleset()
+	if err := rs.restore(text, false, true); err != nil {
+		return nil, err
+	}
+	return rs, nil
+}
+
 // Restore applies iptables-restore input to the ruleset, atomically: on error the ruleset is left as
 // it was. With noflush false each table named in the input is replaced; with noflush true, as with
 // `iptables-restore --noflush`, declared user chains are flushed (or created), built-in chains keep
 // their rules and only take the declared policy, and -X deletes a chain.
 func (rs *Ruleset) Restore(text string, noflush bool) error {
+	return rs.restore(text, noflush, false)
+}
+
+func (rs *Ruleset) restore(text string, noflush, lenient bool) error {
 	next := rs.clone()
 	blocks, parseErr := utiliptables.ParseRestore([]byte(text))
 	for _, b := range blocks {
 		if !utiliptables.KnownTable(b.Table) {
+			if lenient {
+				continue
+			}
 			return fmt.Errorf("line %d %q: unknown table %q", b.Line, "*"+b.Table, b.Table)
 		}
 		t := next.Tables[b.Table]
@@ -101,6 +168,14 @@ func (rs *Ruleset) Restore(text string, noflush bool) error {
 				}
 				continue
 			}
+			if lenient && (l.Op == "-A" || l.Op == "--append") {
+				c := t.Chains[l.Chain]
+				if c == nil {
+					return fmt.Errorf("line %d: chain %s does not exist in table %s", l.N, l.Chain, t.Name)
+				}
+				c.pending, c.table = append(c.pending, l), t
+				continue
+			}
 			if err := applyCommand(t, l); err != nil {
 				return fmt.Errorf("line %d: %w", l.N, err)
 			}
@@ -109,9 +184,14 @@ func (rs *Ruleset) Restore(text string, noflush bool) error {
 	if parseErr != nil {
 		return parseErr
 	}
-	if err := next.validate(); err != nil {
-		return err
+	// The kernel validated a live node's tables when they were loaded (no loops, targets only
+	// where their hooks allow them), and a lenient parse only reads what a walk reaches.
+	if !lenient {
+		if err := next.validate(); err != nil {
+			return err
+		}
 	}
+	next.lenient = next.lenient || lenient
 	*rs = *next
 	return nil
 }
@@ -126,9 +206,11 @@ func newTable(name string) *Table {
 
 func (rs *Ruleset) clone() *Ruleset {
 	out := NewRuleset()
+	out.lenient = rs.lenient
 	for name, t := range rs.Tables {
 		nt := &Table{Name: name, Chains: map[string]*Chain{}}
 		for cn, c := range t.Chains {
+			c.resolve()
 			cc := *c
 			cc.Rules = append([]*Rule(nil), c.Rules...) // rules are immutable once parsed
 			nt.Chains[cn] = &cc
@@ -186,7 +268,7 @@ func applyCommand(t *Table, l utiliptables.Line) error {
 		if len(args) != 0 {
 			return fmt.Errorf("-F takes only a chain name")
 		}
-		c.Rules = nil
+		c.Rules, c.pending = nil, nil
 	case "-X", "--delete-chain":
 		if len(args) != 0 {
 			return fmt.Errorf("-X takes only a chain name")
@@ -194,8 +276,8 @@ func applyCommand(t *Table, l utiliptables.Line) error {
 		if c.Builtin {
 			return fmt.Errorf("cannot delete built-in chain %s", chainName)
 		}
-		if len(c.Rules) > 0 {
-			return fmt.Errorf("cannot delete chain %s: it still holds %d rules", chainName, len(c.Rules))
+		if n := len(c.Rules) + len(c.pending); n > 0 {
+			return fmt.Errorf("cannot delete chain %s: it still holds %d rules", chainName, n)
 		}
 		// Whether anything still jumps to it is checked by validate, after the whole input.
 		delete(t.Chains, chainName)
@@ -208,10 +290,12 @@ func applyCommand(t *Table, l utiliptables.Line) error {
 // Chain returns the named chain of the named table, or nil.
 func (rs *Ruleset) Chain(table, chain string) *Chain {
 	t := rs.Tables[table]
-	if t == nil {
+	if t == nil || t.Chains[chain] == nil {
 		return nil
 	}
-	return t.Chains[chain]
+	c := t.Chains[chain]
+	c.resolve()
+	return c
 }
 
 // ChainNames returns the table's chain names, sorted, for messages and tests.
@@ -229,7 +313,7 @@ func (rs *Ruleset) RuleCount() int {
 	n := 0
 	for _, t := range rs.Tables {
 		for _, c := range t.Chains {
-			n += len(c.Rules)
+			n += len(c.Rules) + len(c.pending)
 		}
 	}
 	return n

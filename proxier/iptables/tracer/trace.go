@@ -38,11 +38,15 @@ const (
 	Accept Verdict = "ACCEPT"
 	Drop   Verdict = "DROP"
 	Reject Verdict = "REJECT"
+	// Unknown ends a walk through a leniently parsed ruleset at a rule the tracer does not
+	// understand (Outcome.Opaque): what happens next is not guessed.
+	Unknown Verdict = "UNKNOWN"
 )
 
 // Hit is one rule a packet matched.
 type Hit struct {
 	Table string
+	Hook  string // the built-in chain whose walk reached the rule: PREROUTING, OUTPUT, ...
 	Rule  *Rule
 }
 
@@ -67,6 +71,9 @@ type Outcome struct {
 	OutIface string
 	Hooks    []string // the table/chain pairs walked, in order
 	Rules    []Hit    // every rule matched, in order
+	// Opaque is the rule a lenient walk stopped at (Verdict Unknown): one it could not evaluate
+	// and whose understood matches do not exclude the packet.
+	Opaque *Hit
 
 	recent []recentOp
 }
@@ -84,6 +91,9 @@ func (o Outcome) String() string {
 	fmt.Fprintf(&b, "    hooks: %s\n", strings.Join(o.Hooks, " "))
 	for _, h := range o.Rules {
 		fmt.Fprintf(&b, "    %s\n", h)
+	}
+	if o.Opaque != nil {
+		fmt.Fprintf(&b, "    stopped at %s\n", o.Opaque)
 	}
 	return b.String()
 }
@@ -280,6 +290,7 @@ type run struct {
 	recent                 []recentOp
 	hits                   []Hit
 	hooks                  []string
+	opaque                 *Hit
 
 	done       bool
 	verdict    Verdict
@@ -310,7 +321,7 @@ func (r *run) outcome() Outcome {
 		DNATed:      r.dnatted,
 		Src:         netip.AddrPortFrom(r.pkt.Src, r.pkt.SrcPort),
 		Masqueraded: r.masq, Mark: r.pkt.Mark, Delivery: r.delivery, OutIface: r.outDev,
-		Hooks: r.hooks, Rules: r.hits, recent: r.recent,
+		Hooks: r.hooks, Rules: r.hits, Opaque: r.opaque, recent: r.recent,
 	}
 }
 
@@ -393,6 +404,7 @@ func (t *Tracer) walk(r *run, steps *int, fork func(*run) error) error {
 			continue
 		}
 		top := &r.stack[len(r.stack)-1]
+		top.chain.resolve()
 		if top.next >= len(top.chain.Rules) {
 			t.returnFrom(r)
 			continue
@@ -400,13 +412,23 @@ func (t *Tracer) walk(r *run, steps *int, fork func(*run) error) error {
 		rule := top.chain.Rules[top.next]
 		top.next++
 		ok, err := t.matchRule(r, rule, fork)
+		if err != nil && t.rs.lenient {
+			// Say where the walk stopped rather than fail the whole trace.
+			rule = opaqueRule(rule.Chain, ruleWords(rule), err)
+			ok, err = true, nil
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", rule, err)
 		}
 		if !ok {
 			continue
 		}
-		r.hits = append(r.hits, Hit{Table: r.table, Rule: rule})
+		if rule.Unparsed != nil {
+			r.opaque = &Hit{Table: r.table, Hook: r.hook, Rule: rule}
+			r.finish(Unknown, rule.Unexplained())
+			continue
+		}
+		r.hits = append(r.hits, Hit{Table: r.table, Hook: r.hook, Rule: rule})
 		if err := t.apply(r, rule); err != nil {
 			return fmt.Errorf("%s: %w", rule, err)
 		}
@@ -494,7 +516,7 @@ func (t *Tracer) apply(r *run, rule *Rule) error {
 			r.snatted, r.masq = true, true
 		case "MASQUERADE":
 			dev := r.outIface(t)
-			a := t.node.ifaceAddr(dev, r.pkt.Dst)
+			a := t.node.masqueradeAddr(dev, r.pkt.Dst)
 			if !a.IsValid() && dev == "lo" && r.pkt.Dst.Is4() {
 				a = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 			}

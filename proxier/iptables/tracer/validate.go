@@ -39,28 +39,8 @@ func (rs *Ruleset) validate() error {
 func (t *Table) validate() error {
 	for _, cn := range t.ChainNames() {
 		for _, r := range t.Chains[cn].Rules {
-			if r.target != nil {
-				// The table restriction holds in every chain, reachable or not; the hook
-				// restriction below only where a built-in chain reaches.
-				if allowed, ok := targetHooks[r.target.targetName()]; ok && allowed.table != t.Name {
-					if _, isJump := r.target.(*jumpTarget); !isJump {
-						return fmt.Errorf("%s: %s is not allowed in table %s", r, r.target.targetName(), t.Name)
-					}
-				}
-			}
-			j, ok := r.target.(*jumpTarget)
-			if !ok {
-				if v, ok := r.target.(*verdictTarget); ok && v.verdict == "DROP" && t.Name == "nat" {
-					return fmt.Errorf("%s: the nat table does not allow DROP", r)
-				}
-				continue
-			}
-			target := t.Chains[j.chain]
-			if target == nil {
-				return fmt.Errorf("%s: no chain or target named %s", r, j.chain)
-			}
-			if target.Builtin {
-				return fmt.Errorf("%s: cannot jump to built-in chain %s", r, j.chain)
+			if err := t.checkRule(r); err != nil {
+				return err
 			}
 		}
 	}
@@ -95,6 +75,41 @@ func (t *Table) validate() error {
 		if err := visit(t.Chains[hook], nil); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkRule is what the kernel checks of one rule wherever it is: the target's table, and that a
+// jump names an existing user chain.
+func (t *Table) checkRule(r *Rule) error {
+	if r.target != nil {
+		// The table restriction holds in every chain, reachable or not; the hook restriction
+		// (checkHook) only where a built-in chain reaches.
+		if allowed, ok := targetHooks[r.target.targetName()]; ok && allowed.table != t.Name {
+			if _, isJump := r.target.(*jumpTarget); !isJump {
+				return fmt.Errorf("%s: %s is not allowed in table %s", r, r.target.targetName(), t.Name)
+			}
+		}
+	}
+	if v, ok := r.target.(*verdictTarget); ok && v.verdict == "DROP" && t.Name == "nat" {
+		return fmt.Errorf("%s: the nat table does not allow DROP", r)
+	}
+	return checkJump(t, r)
+}
+
+// checkJump checks that a jump names an existing user chain. For a lenient parse it is what tells
+// another agent's target the tracer does not know, which reads like a jump, from a real jump.
+func checkJump(t *Table, r *Rule) error {
+	j, ok := r.target.(*jumpTarget)
+	if !ok {
+		return nil
+	}
+	target := t.Chains[j.chain]
+	if target == nil {
+		return fmt.Errorf("%s: no chain or target named %s", r, j.chain)
+	}
+	if target.Builtin {
+		return fmt.Errorf("%s: cannot jump to built-in chain %s", r, j.chain)
 	}
 	return nil
 }
