@@ -44,6 +44,9 @@ type Options struct {
 	// Clock dates the watcher's start, so that EndpointSlice trigger times older than the process
 	// are not observed as network-programming latency. Defaults to the real clock.
 	Clock clock.PassiveClock
+	// IgnoreExternalIPs leaves every Service's spec.externalIPs out of the model, as kube-proxy does
+	// when its AllowServiceExternalIPs feature gate is set to false.
+	IgnoreExternalIPs bool
 }
 
 // SyncInfo carries facts about the changes a Snapshot consumed.
@@ -222,6 +225,11 @@ func (w *Watcher) onService(obj any, deleted bool) {
 		var rejects []rejection
 		ports, rejects = convertService(svc)
 		report(rejects)
+		if w.opts.IgnoreExternalIPs {
+			for _, sp := range ports {
+				sp.ExternalIPs = nil
+			}
+		}
 	}
 	w.update(func(t *tracker) bool { return t.setService(key, ports) })
 }

@@ -42,6 +42,12 @@ type harness struct {
 // newHarness builds a Watcher over a fake clientset holding objs, but does not start it.
 func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 	t.Helper()
+	return newHarnessWith(t, Options{NodeName: testNode}, objs...)
+}
+
+// newHarnessWith is newHarness with the watcher's options.
+func newHarnessWith(t *testing.T, opts Options, objs ...runtime.Object) *harness {
+	t.Helper()
 	client := fake.NewSimpleClientset(objs...)
 	h := &harness{t: t, client: client}
 	// The fake only sends events to watchers that exist when the event happens, and an informer
@@ -61,7 +67,7 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 		return true, wi, nil
 	})
 	nodeFactory := informers.NewSharedInformerFactory(client, 0)
-	w, err := New(client, nodeFactory, Options{NodeName: testNode})
+	w, err := New(client, nodeFactory, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -495,5 +501,26 @@ func TestSnapshotsAreNotMutated(t *testing.T) {
 	}
 	if !reflect.DeepEqual(snap.Endpoints[spn("ns", "web", "http")], eps) {
 		t.Error("published endpoints changed")
+	}
+}
+
+// With kube-proxy's AllowServiceExternalIPs gate off, external IPs are left out of the model and
+// nothing else changes; with it on (the default), they are kept.
+func TestWatcherIgnoresExternalIPsWhenTheGateIsOff(t *testing.T) {
+	withExternal := svc("ns", "ext", "10.96.0.20", func(s *v1.Service) { s.Spec.ExternalIPs = []string{"203.0.113.10"} })
+	for _, ignore := range []bool{false, true} {
+		h := newHarnessWith(t, Options{NodeName: testNode, IgnoreExternalIPs: ignore}, withExternal)
+		h.start()
+		snap, _ := h.w.Snapshot(true)
+		sp := snap.Services[spn("ns", "ext", "http")]
+		if sp == nil {
+			t.Fatalf("ignore=%v: service ns/ext missing", ignore)
+		}
+		if got := len(sp.ExternalIPs); got != map[bool]int{false: 1, true: 0}[ignore] {
+			t.Errorf("ignore=%v: %d external IPs %v", ignore, got, sp.ExternalIPs)
+		}
+		if len(sp.ClusterIPs) != 1 {
+			t.Errorf("ignore=%v: cluster IPs %v", ignore, sp.ClusterIPs)
+		}
 	}
 }

@@ -117,7 +117,8 @@ func run(args []string) error {
 
 	// The pod network needs every Node (its peers); the proxy alone reads only its own.
 	nodeFactory := watcher.NewNodeInformerFactory(client, opts.ConfigSyncPeriod, nodeName, pcfg.Enabled())
-	w, err := watcher.New(client, nodeFactory, watcher.Options{NodeName: nodeName, ResyncPeriod: opts.ConfigSyncPeriod})
+	w, err := watcher.New(client, nodeFactory, watcher.Options{NodeName: nodeName, ResyncPeriod: opts.ConfigSyncPeriod,
+		IgnoreExternalIPs: opts.gateOff(gateExternalIPs)})
 	if err != nil {
 		return err
 	}

@@ -187,7 +187,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 
 	fs.Var(ipValue{&o.BindAddress}, "bind-address", "The node's primary IP, which --nodeport-addresses=primary stands for when it is an IPv4 address; otherwise accepted and ignored (Switchyard is IPv4-only and reads the node's addresses from its interfaces).")
 	fs.BoolVar(&o.BindAddressHardFail, "bind-address-hard-fail", o.BindAddressHardFail, "kube-proxy exits when it cannot bind a server port; accepted and ignored.")
-	fs.Var(&mapStringBool{p: &o.FeatureGates}, "feature-gates", "kube-proxy's feature gates (key=true|false,...); accepted and ignored, since Switchyard has none.")
+	fs.Var(&mapStringBool{p: &o.FeatureGates}, "feature-gates", "kube-proxy's feature gates (key=true|false,...). AllowServiceExternalIPs=false leaves spec.externalIPs unprogrammed, and KubeProxyIPVS=false refuses --proxy-mode=ipvs, as in kube-proxy; the others are accepted and ignored.")
 	fs.StringVar(&o.ShowHiddenMetricsForVersion, "show-hidden-metrics-for-version", o.ShowHiddenMetricsForVersion, "Accepted and ignored: Switchyard hides no metrics.")
 	fs.BoolVar(&o.LocalhostNodePorts, "iptables-localhost-nodeports", o.LocalhostNodePorts, "In iptables mode, also answer NodePorts on 127.0.0.1, setting route_localnet=1 (as kube-proxy: only when --nodeport-addresses includes 127.0.0.1, which empty does). IPVS mode ignores it, as kube-proxy's does.")
 	fs.StringVar(&o.PodBridgeInterface, "pod-bridge-interface", o.PodBridgeInterface, "With --detect-local-mode=BridgeInterface: the bridge the pods are attached to; traffic entering the node from it is pod traffic.")
@@ -270,7 +270,11 @@ func loopbackIsNone(a netip.Addr) netip.Addr {
 func (o *Options) Validate() error {
 	var errs []string
 	switch o.ProxyMode {
-	case "iptables", "ipvs":
+	case "iptables":
+	case "ipvs":
+		if o.gateOff(gateIPVS) {
+			errs = append(errs, "--proxy-mode=ipvs: the KubeProxyIPVS feature gate is off (--feature-gates), which disables IPVS mode as in kube-proxy")
+		}
 	default:
 		errs = append(errs, fmt.Sprintf("--proxy-mode=%q: must be 'iptables' or 'ipvs'", o.ProxyMode))
 	}
