@@ -199,7 +199,9 @@ func explainPacket(src liveSources, f *explainFlags, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
-	addNotes(rep, g.notes)
+	for _, n := range g.notes {
+		rep.AddNote(n)
+	}
 	if err := writeExplainReport(stdout, rep, f.output); err != nil {
 		return fmt.Errorf("explain: write the report: %w", err)
 	}

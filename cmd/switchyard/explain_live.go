@@ -83,7 +83,8 @@ func gatherLive(src liveSources, mode string, pkt explain.Packet) (*gathered, er
 
 	if live.Model, err = src.fetchModel(); err != nil {
 		live.Model = nil
-		g.notes = append(g.notes, fmt.Sprintf("the daemon's model could not be read (%v): causes that need it were not looked for, and endpoints are not mapped to nodes", err))
+		// The walker says what that leaves unchecked; this says why.
+		g.notes = append(g.notes, fmt.Sprintf("the daemon's model could not be read: %v", err))
 	}
 	if live.LocalAddrs, err = src.localAddrs(family); err != nil {
 		g.notes = append(g.notes, fmt.Sprintf("the node's addresses could not be listed (%v)", err))

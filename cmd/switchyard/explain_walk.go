@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 
 	mobyipvs "github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
@@ -58,13 +57,4 @@ func writeExplainReport(w io.Writer, rep *explain.Report, format string) error {
 		return explain.WriteJSON(w, rep)
 	}
 	return explain.WriteText(w, rep)
-}
-
-// addNotes adds what the gathering could not read to the report's notes.
-func addNotes(rep *explain.Report, notes []string) {
-	for _, n := range notes {
-		if !slices.Contains(rep.Notes, n) {
-			rep.Notes = append(rep.Notes, n)
-		}
-	}
 }
