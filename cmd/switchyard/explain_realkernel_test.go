@@ -1,10 +1,13 @@
 package main
 
 import (
-	"bytes"
+	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -12,9 +15,108 @@ import (
 	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
 	"github.com/switchyard/switchyard/proxier/explain"
-	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/model"
 )
+
+// envRunMain makes the test binary run as the switchyard command, so a privileged test can run
+// the command itself under `ip netns exec`, as an operator runs it on a node.
+const envRunMain = "SWITCHYARD_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envRunMain) == "1" {
+		main() // exits non-zero on an error
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runInNS runs `switchyard args...` inside ns and returns its standard output and exit code.
+func runInNS(t *testing.T, ns *netnstest.NS, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, os.Args[0]}, args...)...)
+	cmd.Env = append(os.Environ(), envRunMain+"=1")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return stdout.String(), stderr.String(), 0
+	case errors.As(err, &exit):
+		return stdout.String(), stderr.String(), exit.ExitCode()
+	}
+	t.Fatalf("run %v: %v", args, err)
+	return "", "", -1
+}
+
+// TestExplainCommandRealKernel runs `switchyard explain` as a process inside a throwaway node
+// namespace, for each iptables variant: iptables mode has programmed the namespace's tables, the
+// debug endpoints listen on the namespace's loopback as the daemon's do, a pod bridge and an
+// uplink give the routes. The command finds the variant and mode itself, explains a pod's packet
+// to a ClusterIP (both endpoints, on their nodes), says no drift with --check, then reports a
+// hand-deleted Switchyard rule and a hand-added one in a Switchyard chain, and fails; bad input is an error, never a crash.
+func TestExplainCommandRealKernel(t *testing.T) {
+	netnstest.Require(t)
+	iptablestest.EachVariant(t, model.IPv4, "xcmd", func(t *testing.T, v utiliptables.Variant, ns *netnstest.NS, ipt *utiliptables.Exec) {
+		peer := netnstest.New(t, "xcmdpeer")
+		netnstest.Veth(t, ns, "eth0", "192.168.50.11/24", peer, "eth0", "192.168.50.12/24")
+		for _, cmd := range [][]string{
+			{"ip", "link", "add", "cni0", "type", "bridge"},
+			{"ip", "addr", "add", "10.244.1.1/24", "dev", "cni0"},
+			{"ip", "link", "set", "cni0", "up"},
+			{"ip", "route", "add", "10.244.2.0/24", "via", "192.168.50.12"},
+		} {
+			ns.MustRun(t, cmd...)
+		}
+		p, snap := syncedProxier(t, ipt)
+		var ln net.Listener
+		if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", "127.0.0.1:0"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		addDebugHandlers(mux, staticDebug{snap}, p)
+		srv := &http.Server{Handler: mux}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		metrics := "--metrics-address=" + ln.Addr().String()
+
+		out, errOut, code := runInNS(t, ns, "explain", "--src", "10.244.1.7", "--dst", "10.96.0.10:80", "--output", "json", metrics)
+		var rep explain.Report
+		if code != 0 || json.Unmarshal([]byte(out), &rep) != nil {
+			t.Fatalf("explain exited %d:\n%s\n%s", code, out, errOut)
+		}
+		got := map[string]string{}
+		for _, o := range rep.Outcomes {
+			got[o.Endpoint.String()] = string(o.Verdict) + " " + o.EndpointNode
+		}
+		if rep.Mode != "iptables" || len(got) != 2 || got["10.244.1.5:8080"] != "delivered node-a" || got["10.244.2.5:8080"] != "delivered node-b" {
+			t.Errorf("report: mode %s, outcomes %v; want both endpoints delivered on their nodes\n%s", rep.Mode, got, out)
+		}
+
+		out, errOut, code = runInNS(t, ns, "explain", "--src", "10.244.1.7", "--dst", "10.96.0.10:80", metrics)
+		if code != 0 || !strings.Contains(out, "default/web:http") {
+			t.Errorf("text report (exit %d) does not name the service:\n%s\n%s", code, out, errOut)
+		}
+		t.Logf("switchyard explain --src 10.244.1.7 --dst 10.96.0.10:80 (%s):\n%s", v, out)
+
+		if out, errOut, code = runInNS(t, ns, "explain", "--check", metrics); code != 0 || !strings.Contains(out, "no drift") {
+			t.Errorf("--check right after a sync exited %d:\n%s\n%s", code, out, errOut)
+		}
+		want := handEdit(t, ipt, "10.244.1.5:8080")
+		out, errOut, code = runInNS(t, ns, "explain", "--check", metrics)
+		if code != 1 || out != want || !strings.Contains(errOut, "1 rules missing and 1 unexpected") {
+			t.Errorf("--check after the hand edits exited %d:\n%s\n%s\nwant:\n%s", code, out, errOut, want)
+		}
+		t.Logf("switchyard explain --check after the hand edits (%s):\n%s%s", v, out, errOut)
+
+		for _, bad := range [][]string{{"--dst", "10.96.0.10"}, {"--dst", "10.96.0.10:80/icmp"}, {"--dst", "nonsense:80"}} {
+			_, errOut, code := runInNS(t, ns, append([]string{"explain", metrics}, bad...)...)
+			if code != 1 || !strings.HasPrefix(errOut, "switchyard: explain: --dst") || strings.Contains(errOut, "panic") {
+				t.Errorf("explain %v: exit %d, %q; want exit 1 and a one-line error", bad, code, errOut)
+			}
+		}
+	})
+}
 
 // staticDebug serves one snapshot as the sync loop would after syncing it.
 type staticDebug struct{ snap *model.Snapshot }
@@ -22,76 +124,6 @@ type staticDebug struct{ snap *model.Snapshot }
 func (s staticDebug) DebugModel() model.DebugModel { return model.NewDebugModel(s.snap, nil) }
 func (s staticDebug) DebugState() (*model.Snapshot, []model.DebugSync) {
 	return s.snap, nil
-}
-
-// TestCheckRealKernel: iptables mode programs a throwaway namespace's real tables (each variant);
-// explain --check, reading them back with iptables-save and the expected rules from the debug
-// endpoint over HTTP, finds no drift; after a Switchyard rule is deleted by hand and another added
-// by hand to a Switchyard chain, it reports exactly those two and fails.
-func TestCheckRealKernel(t *testing.T) {
-	netnstest.Require(t)
-	iptablestest.EachVariant(t, model.IPv4, "xcheck", func(t *testing.T, v utiliptables.Variant, ns *netnstest.NS, ipt *utiliptables.Exec) {
-		opts := iptables.DefaultOptions(model.IPv4)
-		opts.LocalDetector.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}
-		p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: ipt})
-		if err != nil {
-			t.Fatal(err)
-		}
-		snap := debugFixture()
-		snap.Full = true
-		if err := p.Sync(snap); err != nil {
-			t.Fatal(err)
-		}
-		mux := http.NewServeMux()
-		addDebugHandlers(mux, staticDebug{snap}, p)
-		srv := httptest.NewServer(mux) // on the test's own loopback; only the tables are in the namespace
-		defer srv.Close()
-		addr := strings.TrimPrefix(srv.URL, "http://")
-		src := liveSources{
-			saveIptables:       func(model.IPFamily) ([]byte, error) { return ipt.SaveAll() },
-			hasIPVSDevice:      func() bool { return false },
-			fetchModel:         func() (*model.DebugModel, error) { return fetchDebugModel(addr) },
-			fetchExpectedRules: func() ([]byte, error) { return fetchDebug(addr, debugRulesPath) },
-		}
-		f := &explainFlags{check: true, mode: "auto"}
-		var out bytes.Buffer
-		if err := runCheck(src, f, &out); err != nil || !strings.Contains(out.String(), "no drift") {
-			t.Fatalf("right after a sync: %v\n%s", err, out.String())
-		}
-
-		saved, err := ipt.Save(iptables.TableNAT)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var svcChain, dnat string
-		for chain, rules := range utiliptables.ChainRules(saved) {
-			for _, line := range strings.Split(rules, "\n") {
-				if strings.Contains(line, "--to-destination 10.244.2.5:8080") {
-					svcChain, dnat = chain, strings.TrimPrefix(line, "-A "+chain+" ")
-				}
-			}
-		}
-		words, err := utiliptables.SplitWords(dnat)
-		if dnat == "" || err != nil {
-			t.Fatalf("no DNAT to 10.244.2.5:8080 (%v) in:\n%s", err, saved)
-		}
-		if err := ipt.DeleteRule(iptables.TableNAT, svcChain, words...); err != nil {
-			t.Fatal(err)
-		}
-		if err := ipt.EnsureRule(utiliptables.Prepend, iptables.TableNAT, "SY-SERVICES", "-s", "10.244.1.66/32", "-j", "RETURN"); err != nil {
-			t.Fatal(err)
-		}
-		out.Reset()
-		err = runCheck(src, f, &out)
-		if err == nil || !strings.Contains(err.Error(), "1 rules missing and 1 unexpected") {
-			t.Errorf("after the hand edits: %v", err)
-		}
-		want := "missing:    nat: -A " + svcChain + " " + dnat + "\n" +
-			"unexpected: nat: -A SY-SERVICES -s 10.244.1.66/32 -j RETURN\n"
-		if out.String() != want {
-			t.Errorf("output:\n%s\nwant:\n%s", out.String(), want)
-		}
-	})
 }
 
 // TestHostRoutesRealKernel: in a throwaway namespace with a pod bridge, a VXLAN device with a

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/proxier/conntrack"
 	"github.com/switchyard/switchyard/proxier/conntrack/conntracktest"
@@ -121,13 +122,12 @@ func (n *fakeNode) sources() liveSources {
 	}
 }
 
-// syncedNode is a fake node whose iptables mode synced debugFixture.
-func syncedNode(t *testing.T) (*fakeNode, *model.Snapshot) {
+// syncedProxier is iptables mode over ipt after a sync of debugFixture, and the snapshot synced.
+func syncedProxier(t *testing.T, ipt utiliptables.Interface) (*iptables.Proxier, *model.Snapshot) {
 	t.Helper()
-	n := &fakeNode{ipt: iptablestest.NewFake(), ct: &conntracktest.Fake{}}
 	opts := iptables.DefaultOptions(model.IPv4)
 	opts.LocalDetector.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}
-	p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: n.ipt})
+	p, err := iptables.NewProxier(iptables.Config{Options: opts, IPTables: ipt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,10 +136,56 @@ func syncedNode(t *testing.T) (*fakeNode, *model.Snapshot) {
 	if err := p.Sync(snap); err != nil {
 		t.Fatal(err)
 	}
+	return p, snap
+}
+
+// syncedNode is a fake node whose iptables mode synced debugFixture.
+func syncedNode(t *testing.T) (*fakeNode, *model.Snapshot) {
+	t.Helper()
+	n := &fakeNode{ipt: iptablestest.NewFake(), ct: &conntracktest.Fake{}}
+	p, snap := syncedProxier(t, n.ipt)
 	dm := model.NewDebugModel(snap, []model.DebugSync{{Family: model.IPv4}})
 	n.model = &dm
 	n.expected = func() ([]byte, error) { return p.ExpectedRules(snap) }
 	return n, snap
+}
+
+// dnatTo finds, in ipt's nat table, the rule that DNATs to endpoint, and returns its chain, the
+// rule as iptables-save prints it (after "-A CHAIN ") and its words.
+func dnatTo(t *testing.T, ipt utiliptables.Interface, endpoint string) (chain, rule string, words []string) {
+	t.Helper()
+	saved, err := ipt.Save(iptables.TableNAT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c, rules := range utiliptables.ChainRules(saved) {
+		for _, line := range strings.Split(rules, "\n") {
+			if strings.HasSuffix(line, "--to-destination "+endpoint) {
+				chain, rule = c, strings.TrimPrefix(line, "-A "+c+" ")
+			}
+		}
+	}
+	words, err = utiliptables.SplitWords(rule)
+	if rule == "" || err != nil {
+		t.Fatalf("no DNAT to %s (%v) in:\n%s", endpoint, err, saved)
+	}
+	return chain, rule, words
+}
+
+// handEdit deletes the DNAT to endpoint from its Switchyard chain and adds a rule of its own to
+// SY-SERVICES, as an operator's or another agent's edits would, and returns the lines `explain
+// --check` must print for them.
+func handEdit(t *testing.T, ipt utiliptables.Interface, endpoint string) string {
+	t.Helper()
+	chain, rule, words := dnatTo(t, ipt, endpoint)
+	if err := ipt.DeleteRule(iptables.TableNAT, chain, words...); err != nil {
+		t.Fatal(err)
+	}
+	if err := ipt.EnsureRule(utiliptables.Prepend, iptables.TableNAT, "SY-SERVICES", "-s", "10.244.1.66/32", "-j", "RETURN"); err != nil {
+		t.Fatal(err)
+	}
+	return "missing:    nat: -A " + chain + " " + rule + "\n" +
+		"unexpected: nat: -A SY-SERVICES -s 10.244.1.66/32 -j RETURN\n"
 }
 
 // TestGatherLive: the live state holds the family's rules, the mode they are of, the node's
@@ -224,49 +270,15 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("right after a sync: %v\n%s", err, out.String())
 	}
 
-	var svcChain, dnat string
-	for _, c := range n.ipt.UserChains(iptables.TableNAT) {
-		for _, r := range n.ipt.Rules(iptables.TableNAT, c) {
-			if strings.Contains(r, "--to-destination 10.244.2.5:8080") {
-				svcChain, dnat = c, r
-			}
-		}
-	}
-	if dnat == "" {
-		t.Fatalf("no DNAT to 10.244.2.5:8080 in:\n%s", n.ipt.Dump())
-	}
-	if err := n.ipt.DeleteRule(iptables.TableNAT, svcChain, strings.Fields(dnat)...); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.ipt.EnsureRule(0, iptables.TableNAT, "SY-SERVICES", "-s", "10.244.1.66/32", "-j", "RETURN"); err != nil {
-		t.Fatal(err)
-	}
+	want := handEdit(t, n.ipt, "10.244.2.5:8080")
 	out.Reset()
 	err := runCheck(n.sources(), f, &out)
 	if err == nil || !strings.Contains(err.Error(), "1 rules missing and 1 unexpected") {
 		t.Errorf("after the hand edits: %v", err)
 	}
-	want := "missing:    nat: -A " + svcChain + " " + dnat + "\n" +
-		"unexpected: nat: -A SY-SERVICES -s 10.244.1.66/32 -j RETURN\n"
 	if out.String() != want {
 		t.Errorf("output:\n%s\nwant:\n%s", out.String(), want)
 	}
-}
-
-// FuzzParsePacket: no input crashes the parser; whatever it accepts is a packet a walk can take.
-func FuzzParsePacket(f *testing.F) {
-	for _, s := range []string{"10.96.0.10:80", "10.96.0.10:80/", "/", "[::1]:80/udp", "[::1]", "1.2.3.4:99999", ":80", "a/b/c"} {
-		f.Add("10.244.1.5", s, "pod")
-	}
-	f.Fuzz(func(t *testing.T, src, dst, from string) {
-		pkt, err := parsePacket(src, dst, from)
-		if err != nil {
-			return
-		}
-		if !pkt.Dst.IsValid() || pkt.Dst.Port() == 0 || pkt.Proto == "" || pkt.From == "" {
-			t.Errorf("accepted %q %q %q as %+v", src, dst, from, pkt)
-		}
-	})
 }
 
 // TestExplainPacket: the command walks a pod's packet to a ClusterIP through the fake node's
