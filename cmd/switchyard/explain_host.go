@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os/exec"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -37,17 +38,47 @@ func hostSources(metricsAddress string) liveSources {
 }
 
 // hostIptablesSave is iptables-save of the family, every table, from the variant the daemon would
-// pick (kubelet's hint chains, else the one holding more rules).
+// pick (utiliptables.DetectVariant over both families' tables, as utiliptables.HostSave gives
+// them). Each save runs once: the variant's own output, read for the detection, is the answer. On a
+// 10k-service node one iptables-nft-save costs a few hundred milliseconds.
 func hostIptablesSave(family model.IPFamily) ([]byte, error) {
-	variant, err := utiliptables.DetectVariant(utiliptables.VariantDefault, utiliptables.HostSave)
+	saved := map[string][]byte{}
+	run := func(bin string) ([]byte, error) {
+		if out, ok := saved[bin]; ok {
+			return out, nil
+		}
+		out, err := exec.Command(bin).Output()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", bin, err)
+		}
+		saved[bin] = out
+		return out, nil
+	}
+	bin := func(f model.IPFamily, v utiliptables.Variant) string {
+		if f == model.IPv6 {
+			return "ip6tables-" + string(v) + "-save"
+		}
+		return "iptables-" + string(v) + "-save"
+	}
+	variant, err := utiliptables.DetectVariant(utiliptables.VariantDefault, func(v utiliptables.Variant) (string, error) {
+		var all []byte
+		var firstErr error
+		for _, f := range []model.IPFamily{model.IPv4, model.IPv6} {
+			out, err := run(bin(f, v))
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			all = append(all, out...)
+		}
+		if len(all) == 0 && firstErr != nil {
+			return "", firstErr
+		}
+		return string(all), nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	ipt, err := utiliptables.NewExec(family, variant)
-	if err != nil {
-		return nil, fmt.Errorf("iptables (%s): %w", variant, err)
-	}
-	return ipt.SaveAll()
+	return run(bin(family, variant))
 }
 
 // hostLocalAddrs lists the addresses of the family on every interface of this namespace.

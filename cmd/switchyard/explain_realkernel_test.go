@@ -14,7 +14,9 @@ import (
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/internal/iptables/iptablestest"
 	"github.com/switchyard/switchyard/internal/netnstest"
+	"github.com/switchyard/switchyard/proxier/bench"
 	"github.com/switchyard/switchyard/proxier/explain"
+	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -31,7 +33,7 @@ func TestMain(m *testing.M) {
 }
 
 // runInNS runs `switchyard args...` inside ns and returns its standard output and exit code.
-func runInNS(t *testing.T, ns *netnstest.NS, args ...string) (string, string, int) {
+func runInNS(t testing.TB, ns *netnstest.NS, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, os.Args[0]}, args...)...)
 	cmd.Env = append(os.Environ(), envRunMain+"=1")
@@ -180,5 +182,50 @@ func TestHostRoutesRealKernel(t *testing.T) {
 	}
 	if res.addrs[a("192.168.50.1")] != "eth0" || res.addrs[a("10.244.1.1")] != "cni0" || res.addrs[a("127.0.0.1")] != "lo" {
 		t.Errorf("addresses = %v", res.addrs)
+	}
+}
+
+// BenchmarkExplainCommand10k times one `switchyard explain` run, as an operator runs it, on a node
+// namespace whose nft tables iptables mode programmed with proxier/bench's 10k-service workload (5
+// endpoints each, a fifth NodePorts): the process start, variant detection, iptables-save, the
+// model over HTTP, conntrack, and the walk, for a pod's packet to the last service.
+func BenchmarkExplainCommand10k(b *testing.B) {
+	netnstest.Require(b)
+	ns := netnstest.New(b, "xbench")
+	ipt := iptablestest.ExecIn(b, ns, model.IPv4, utiliptables.VariantNFT)
+	for _, cmd := range [][]string{
+		{"ip", "link", "add", "cni0", "type", "bridge"},
+		{"ip", "addr", "add", "10.191.255.1/24", "dev", "cni0"},
+		{"ip", "link", "set", "cni0", "up"},
+		{"ip", "route", "add", "10.128.0.0/10", "dev", "cni0"}, // where the other nodes' endpoints go; the kind does not matter here
+	} {
+		ns.MustRun(b, cmd...)
+	}
+	snap, err := bench.Synthesize(bench.Workload{Services: 10000, EndpointsPerService: 5, NodePortShare: 0.2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := iptables.NewProxier(iptables.Config{Options: bench.IptablesOptions(), IPTables: ipt, StagedChainsPerRestore: iptables.StagingFor(utiliptables.VariantNFT)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Sync(snap); err != nil {
+		b.Fatal(err)
+	}
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", "127.0.0.1:0"); return err }); err != nil {
+		b.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	addDebugHandlers(mux, staticDebug{snap}, p)
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	dst := netip.AddrPortFrom(bench.ClusterIP(9999), bench.ServicePort).String()
+	args := []string{"explain", "--src", "10.191.255.7", "--dst", dst, "--metrics-address", ln.Addr().String()}
+	for b.Loop() {
+		if out, errOut, code := runInNS(b, ns, args...); code != 0 || !strings.Contains(out, "delivered") {
+			b.Fatalf("explain exited %d:\n%s\n%s", code, out, errOut)
+		}
 	}
 }
