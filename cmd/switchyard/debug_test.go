@@ -125,6 +125,18 @@ func TestDebugEndpoints(t *testing.T) {
 		t.Errorf("/debug/model sync = %+v, %v; want a success after the model's change", s, ok)
 	}
 
+	// What explain asks for: only the service ports its packet is addressed to.
+	for query, want := range map[string]int{"?dst=10.96.0.10:80&protocol=tcp": 1, "?dst=10.96.0.10:80&protocol=udp": 0, "?dst=10.96.0.10:81": 0} {
+		code, body := get(t, srv.URL+debugModelPath+query)
+		var part model.DebugModel
+		if err := json.Unmarshal(body, &part); code != http.StatusOK || err != nil || len(part.Services) != want || len(part.Syncs) != 1 {
+			t.Errorf("/debug/model%s: %d, %v, %d services and %d syncs; want %d services and the sync", query, code, err, len(part.Services), len(part.Syncs), want)
+		}
+	}
+	if code, _ := get(t, srv.URL+debugModelPath+"?dst=10.96.0.10"); code != http.StatusBadRequest {
+		t.Errorf("/debug/model?dst without a port: %d, want 400", code)
+	}
+
 	code, rules := get(t, srv.URL+debugRulesPath)
 	if code != http.StatusOK {
 		t.Fatalf("/debug/rules: %d %s", code, rules)

@@ -179,7 +179,7 @@ func runExplain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
-	src := hostSources(f.metricsAddress)
+	src := hostSources(f.metricsAddress, f.pkt)
 	if f.check {
 		return runCheck(src, f, stdout)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os/exec"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/conntrack"
+	"github.com/switchyard/switchyard/proxier/explain"
 	"github.com/switchyard/switchyard/proxier/ipvs"
 	"github.com/switchyard/switchyard/proxier/model"
 )
@@ -24,7 +26,7 @@ const debugTimeout = 10 * time.Second
 
 // hostSources reads this node (the network namespace the command runs in) and the daemon at
 // metricsAddress.
-func hostSources(metricsAddress string) liveSources {
+func hostSources(metricsAddress string, pkt explain.Packet) liveSources {
 	return liveSources{
 		saveIptables:       hostIptablesSave,
 		ipvs:               hostIPVS,
@@ -32,7 +34,7 @@ func hostSources(metricsAddress string) liveSources {
 		localAddrs:         hostLocalAddrs,
 		route:              hostRoute,
 		conntrack:          &conntrack.Netlink{},
-		fetchModel:         func() (*model.DebugModel, error) { return fetchDebugModel(metricsAddress) },
+		fetchModel:         func() (*model.DebugModel, error) { return fetchDebugModel(metricsAddress, pkt) },
 		fetchExpectedRules: func() ([]byte, error) { return fetchDebug(metricsAddress, debugRulesPath) },
 	}
 }
@@ -160,9 +162,14 @@ func hostRoute(dst netip.Addr) (routeFacts, error) {
 	return f, nil
 }
 
-// fetchDebugModel reads the daemon's /debug/model.
-func fetchDebugModel(addr string) (*model.DebugModel, error) {
-	body, err := fetchDebug(addr, debugModelPath)
+// fetchDebugModel reads the daemon's /debug/model, only the service ports pkt is addressed to when
+// it has a destination (--check has none).
+func fetchDebugModel(addr string, pkt explain.Packet) (*model.DebugModel, error) {
+	path := debugModelPath
+	if pkt.Dst.IsValid() {
+		path += "?" + url.Values{"dst": {pkt.Dst.String()}, "protocol": {pkt.Proto}}.Encode()
+	}
+	body, err := fetchDebug(addr, path)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	utiliptables "github.com/switchyard/switchyard/internal/iptables"
 	"github.com/switchyard/switchyard/proxier/conntrack"
@@ -135,12 +134,12 @@ func matchingFlows(t conntrack.Table, family model.IPFamily, pkt explain.Packet,
 	}
 	targets := map[netip.AddrPort]bool{pkt.Dst: true}
 	if m != nil {
-		for _, svc := range m.Services {
-			if !strings.EqualFold(string(svc.Protocol), pkt.Proto) || !servesAt(&svc, pkt.Dst) {
-				continue
-			}
-			for _, ep := range svc.Endpoints {
-				targets[ep.Endpoint] = true
+		for i := range m.Services {
+			// A node port on any address: a flow to another port is not matched anyway.
+			if m.Services[i].AddressedBy(pkt.Dst, pkt.Proto, true) {
+				for _, ep := range m.Services[i].Endpoints {
+					targets[ep.Endpoint] = true
+				}
 			}
 		}
 	}
@@ -159,23 +158,6 @@ func matchingFlows(t conntrack.Table, family model.IPFamily, pkt explain.Packet,
 		return a.OrigDst.Compare(b.OrigDst)
 	})
 	return out, err
-}
-
-// servesAt reports whether svc takes traffic to dst: a ClusterIP, external IP or load-balancer IP
-// with its port, or its node port (on any address, as far as this filter cares).
-func servesAt(svc *model.DebugServicePort, dst netip.AddrPort) bool {
-	if svc.NodePort != 0 && dst.Port() == uint16(svc.NodePort) {
-		return true
-	}
-	if dst.Port() != uint16(svc.ServicePort) {
-		return false
-	}
-	for _, l := range [][]netip.Addr{svc.ClusterIPs, svc.ExternalIPs, svc.LoadBalancerIPs} {
-		if slices.Contains(l, dst.Addr()) {
-			return true
-		}
-	}
-	return false
 }
 
 // classifyRoute names the route a packet to f.Dst takes: "local" (the node itself), "bridge" (a pod

@@ -92,3 +92,39 @@ func (m *DebugModel) Sync(family IPFamily) (DebugSync, bool) {
 	}
 	return DebugSync{}, false
 }
+
+// AddressedBy reports whether a packet to dst of proto ("tcp", "udp", "sctp", any case) is sent to
+// the service port: to one of its ClusterIPs, external IPs or load-balancer IPs and its port, or,
+// when dst is one of the node's own addresses (nodeAddr), to its node port.
+func (d *DebugServicePort) AddressedBy(dst netip.AddrPort, proto string, nodeAddr bool) bool {
+	if !strings.EqualFold(string(d.Protocol), proto) {
+		return false
+	}
+	if nodeAddr && d.NodePort != 0 && int32(dst.Port()) == d.NodePort {
+		return true
+	}
+	if int32(dst.Port()) != d.ServicePort {
+		return false
+	}
+	for _, list := range [][]netip.Addr{d.ClusterIPs, d.ExternalIPs, d.LoadBalancerIPs} {
+		if slices.Contains(list, dst.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// Addressed is m with only the service ports a packet to dst of proto may be addressed to (a node
+// port on any address, since which addresses are the node's is not the model's to say): what an
+// explanation of that packet reads, a small answer where the whole model of a large cluster is
+// megabytes.
+func (m DebugModel) Addressed(dst netip.AddrPort, proto string) DebugModel {
+	out := m
+	out.Services = []DebugServicePort{}
+	for i := range m.Services {
+		if m.Services[i].AddressedBy(dst, proto, true) {
+			out.Services = append(out.Services, m.Services[i])
+		}
+	}
+	return out
+}

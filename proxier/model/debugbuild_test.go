@@ -128,3 +128,43 @@ func BenchmarkDebugModel10k(b *testing.B) {
 	}
 	b.ReportMetric(float64(size)/1e6, "MB/body")
 }
+
+// TestDebugModelAddressed: a packet is addressed to a service port by its ClusterIP and port, and,
+// on a node address, by its node port; protocol counts, in any case.
+func TestDebugModelAddressed(t *testing.T) {
+	snap := NewSnapshot()
+	snap.Node = thisNode
+	web := clusterIPSvc(nodePort)
+	dns := clusterIPSvc(func(s *ServicePort) {
+		s.Name.Name, s.Protocol, s.Port = "dns", UDP, 53
+		s.ClusterIPs = []netip.Addr{netip.MustParseAddr("10.96.0.53")}
+	})
+	snap.Services[web.Name], snap.Services[dns.Name] = web, dns
+	dm := NewDebugModel(snap, nil)
+	names := func(m DebugModel) []string {
+		out := []string{}
+		for _, s := range m.Services {
+			out = append(out, s.Name)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		dst, proto string
+		want       []string
+	}{
+		{"10.96.0.10:80", "tcp", []string{"web"}},
+		{"10.96.0.10:80", "UDP", []string{}},
+		{"192.168.50.1:30080", "tcp", []string{"web"}},
+		{"10.96.0.53:53", "udp", []string{"dns"}},
+		{"10.96.0.10:81", "tcp", []string{}},
+	} {
+		got := dm.Addressed(netip.MustParseAddrPort(c.dst), c.proto)
+		if !reflect.DeepEqual(names(got), c.want) || got.Node.Name != "node-a" {
+			t.Errorf("%s/%s: %v, want %v", c.dst, c.proto, names(got), c.want)
+		}
+	}
+	sp := &dm.Services[1] // web
+	if sp.AddressedBy(netip.MustParseAddrPort("192.168.50.1:30080"), "tcp", false) {
+		t.Errorf("a node port matched an address that is not the node's")
+	}
+}
