@@ -34,7 +34,8 @@ const (
 )
 
 // addDebugHandlers serves, on mux, /debug/model (what Switchyard believes, as JSON; with
-// ?dst=ADDR:PORT&protocol=P only the service ports a packet to dst is addressed to) and, for a
+// ?dst=ADDR:PORT&protocol=P only the service ports a packet to dst is addressed to, with
+// ?services=none none) and, for a
 // backend that can say what it writes, /debug/rules (the rules a sync of the current model leaves
 // in the tables, as iptables-save prints them), which `explain --check` diffs with the live ones.
 // Both build their answer on request, from the snapshot last handed to the backends.
@@ -54,6 +55,10 @@ func addDebugHandlers(mux *http.ServeMux, src debugSource, backend model.Backend
 				return
 			}
 			m = m.Addressed(dst, proto)
+		}
+		// ?services=none: the node and the syncs only, for explain --check's notes.
+		if r.URL.Query().Get("services") == "none" {
+			m.Services = []model.DebugServicePort{}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

@@ -126,7 +126,7 @@ func TestDebugEndpoints(t *testing.T) {
 	}
 
 	// What explain asks for: only the service ports its packet is addressed to.
-	for query, want := range map[string]int{"?dst=10.96.0.10:80&protocol=tcp": 1, "?dst=10.96.0.10:80&protocol=udp": 0, "?dst=10.96.0.10:81": 0} {
+	for query, want := range map[string]int{"?dst=10.96.0.10:80&protocol=tcp": 1, "?dst=10.96.0.10:80&protocol=udp": 0, "?dst=10.96.0.10:81": 0, "?services=none": 0} {
 		code, body := get(t, srv.URL+debugModelPath+query)
 		var part model.DebugModel
 		if err := json.Unmarshal(body, &part); code != http.StatusOK || err != nil || len(part.Services) != want || len(part.Syncs) != 1 {

@@ -162,13 +162,14 @@ func hostRoute(dst netip.Addr) (routeFacts, error) {
 	return f, nil
 }
 
-// fetchDebugModel reads the daemon's /debug/model, only the service ports pkt is addressed to when
-// it has a destination (--check has none).
+// fetchDebugModel reads the daemon's /debug/model: only the service ports pkt is addressed to, or,
+// without a destination (--check), none: only the node and the syncs.
 func fetchDebugModel(addr string, pkt explain.Packet) (*model.DebugModel, error) {
-	path := debugModelPath
+	query := url.Values{"services": {"none"}}
 	if pkt.Dst.IsValid() {
-		path += "?" + url.Values{"dst": {pkt.Dst.String()}, "protocol": {pkt.Proto}}.Encode()
+		query = url.Values{"dst": {pkt.Dst.String()}, "protocol": {pkt.Proto}}
 	}
+	path := debugModelPath + "?" + query.Encode()
 	body, err := fetchDebug(addr, path)
 	if err != nil {
 		return nil, err

@@ -188,7 +188,8 @@ func TestHostRoutesRealKernel(t *testing.T) {
 // BenchmarkExplainCommand10k times one `switchyard explain` run, as an operator runs it, on a node
 // namespace whose nft tables iptables mode programmed with proxier/bench's 10k-service workload (5
 // endpoints each, a fifth NodePorts): the process start, variant detection, iptables-save, the
-// model over HTTP, conntrack, and the walk, for a pod's packet to the last service.
+// model over HTTP, conntrack, and the walk, for a pod's packet to the last service; and one
+// `explain --check` (the expected rules over HTTP, iptables-save, the diff).
 func BenchmarkExplainCommand10k(b *testing.B) {
 	netnstest.Require(b)
 	ns := netnstest.New(b, "xbench")
@@ -222,10 +223,19 @@ func BenchmarkExplainCommand10k(b *testing.B) {
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 	dst := netip.AddrPortFrom(bench.ClusterIP(9999), bench.ServicePort).String()
-	args := []string{"explain", "--src", "10.191.255.7", "--dst", dst, "--metrics-address", ln.Addr().String()}
-	for b.Loop() {
-		if out, errOut, code := runInNS(b, ns, args...); code != 0 || !strings.Contains(out, "delivered") {
-			b.Fatalf("explain exited %d:\n%s\n%s", code, out, errOut)
+	metrics := "--metrics-address=" + ln.Addr().String()
+	b.Run("explain", func(b *testing.B) {
+		for b.Loop() {
+			if out, errOut, code := runInNS(b, ns, "explain", "--src", "10.191.255.7", "--dst", dst, metrics); code != 0 || !strings.Contains(out, "delivered") {
+				b.Fatalf("explain exited %d:\n%s\n%s", code, out, errOut)
+			}
 		}
-	}
+	})
+	b.Run("check", func(b *testing.B) {
+		for b.Loop() {
+			if out, errOut, code := runInNS(b, ns, "explain", "--check", metrics); code != 0 || !strings.Contains(out, "no drift") {
+				b.Fatalf("explain --check exited %d:\n%s\n%s", code, out, errOut)
+			}
+		}
+	})
 }
