@@ -240,6 +240,19 @@ func TestGatherLive(t *testing.T) {
 	if _, err := gatherLive(n.sources(), "ipvs", pkt); err == nil || !strings.Contains(err.Error(), "no IPVS here") {
 		t.Errorf("IPVS mode without IPVS: %v", err)
 	}
+	// With IPVS mode's chains in the tables, auto reads its virtual servers and sets.
+	if err := n.ipt.Restore([]byte("*nat\n:SY-IPVS-SERVICES - [0:0]\nCOMMIT\n")); err != nil {
+		t.Fatal(err)
+	}
+	vs := explain.VirtualServer{Addr: ap("10.96.0.10:80"), Protocol: "tcp", Scheduler: "rr", RealServers: []explain.RealServer{{Addr: ap("10.244.2.5:8080"), Weight: 1}}}
+	src := n.sources()
+	src.ipvs = func(f model.IPFamily) ([]explain.VirtualServer, string, error) {
+		return []explain.VirtualServer{vs}, "create SY-CLUSTER-IP hash:ip,port family inet\n", nil
+	}
+	g, err = gatherLive(src, "auto", pkt)
+	if err != nil || g.live.Mode != "ipvs" || len(g.live.VirtualServers) != 1 || g.live.VirtualServers[0].Addr != vs.Addr || !strings.HasPrefix(g.live.IPSetSave, "create SY-CLUSTER-IP") {
+		t.Errorf("IPVS mode: %v, mode %q, virtual servers %+v, sets %q", err, g.live.Mode, g.live.VirtualServers, g.live.IPSetSave)
+	}
 }
 
 // TestPickMode: auto follows the chains in force, then kube-ipvs0.
