@@ -218,13 +218,16 @@ func withoutHooks(rs *tracer.Ruleset, hooks ...string) *tracer.Ruleset {
 			continue
 		}
 		if t == rs.Tables[table] {
-			c := &tracer.Table{Name: t.Name, Chains: make(map[string]*tracer.Chain, len(t.Chains))}
+			c := *t
+			c.Chains = make(map[string]*tracer.Chain, len(t.Chains))
 			for n, ch := range t.Chains {
 				c.Chains[n] = ch
 			}
-			out.Tables[table], t = c, c
+			out.Tables[table], t = &c, &c
 		}
-		t.Chains[chain] = &tracer.Chain{Name: chain, Builtin: true, Policy: "ACCEPT"}
+		empty := *t.Chains[chain]
+		empty.Rules, empty.Policy = nil, "ACCEPT"
+		t.Chains[chain] = &empty
 	}
 	return out
 }

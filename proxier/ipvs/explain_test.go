@@ -148,6 +148,12 @@ func TestExplain(t *testing.T) {
 				{p: 0.5, verdict: explain.Delivered, endpoint: "10.244.1.2:8080", node: nodeName, masquerade: "10.244.1.1", device: "cni0"},
 				{p: 0.5, verdict: explain.Delivered, endpoint: "10.244.2.3:8080", node: "node-b", masquerade: flannelAddr.String(), device: "flannel.1"},
 			}, web, "LOCAL_OUT", nil},
+		{"node process, no source given: the route's (the ClusterIP itself), masqueraded",
+			explain.Packet{Dst: ipp("10.96.0.10:80"), From: explain.FromNode},
+			[]want{
+				{p: 0.5, verdict: explain.Delivered, endpoint: "10.244.1.2:8080", node: nodeName, masquerade: "10.244.1.1", device: "cni0"},
+				{p: 0.5, verdict: explain.Delivered, endpoint: "10.244.2.3:8080", node: "node-b", masquerade: flannelAddr.String(), device: "flannel.1"},
+			}, web, "LOCAL_OUT", nil},
 		{"NodePort from outside: masqueraded to the overlay's address, affinity noted",
 			tcpFrom(explain.FromExternal, "198.51.100.7:40000", "192.168.50.10:30080"),
 			[]want{
@@ -320,5 +326,64 @@ func TestExplainForeignRule(t *testing.T) {
 	}
 	if rep.Unexplained != "" || len(rep.Outcomes) != 2 || rep.Outcomes[0].Verdict != explain.Delivered {
 		t.Fatalf("a foreign rule off the packet's path must not matter:\n%s", text(t, rep))
+	}
+}
+
+// TestExplainPersistentWithoutRealServers: a persistent (ClientIP affinity) virtual server whose
+// endpoints are all gone drops a new connection silently, where any other one answers ICMP.
+func TestExplainPersistentWithoutRealServers(t *testing.T) {
+	k, p, snap := syncedFixture(t)
+	cart := spn("shop", "cart", "")
+	snap.Endpoints[cart] = nil
+	mustSync(t, p, incremental(snap, cart.ServiceKey))
+	if got := destsOf(t, k, fakeVS(unix.IPPROTO_TCP, "192.168.50.10:30080")); len(got) != 0 {
+		t.Fatalf("real servers %v; want none", got)
+	}
+	rep, err := Explain(liveFromKernel(t, k, debugModel(snap)), tcpFrom(explain.FromExternal, "198.51.100.7:40000", "192.168.50.10:30080"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Outcomes) != 1 || summarize(rep.Outcomes[0]) != (want{p: 1, verdict: explain.Dropped}) {
+		t.Fatalf("want one silent drop:\n%s", text(t, rep))
+	}
+	if len(rep.Notes) != 0 {
+		t.Errorf("nothing was scheduled, so no persistence note: %q", rep.Notes)
+	}
+}
+
+// TestSchedule holds each scheduler's shares to what the kernel's does with the same weights.
+func TestSchedule(t *testing.T) {
+	rs := func(ws ...int) []explain.RealServer {
+		out := make([]explain.RealServer, len(ws))
+		for i, w := range ws {
+			out[i] = explain.RealServer{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 244, 2, byte(i + 1)}), 8080), Weight: w}
+		}
+		return out
+	}
+	for _, c := range []struct {
+		sched   string
+		weights []int
+		want    []float64 // per real server of weight > 0 picked, in order
+		note    string
+	}{
+		{"rr", []int{1, 0, 3}, []float64{0.5, 0.5}, "in turn"},
+		{"wrr", []int{1, 0, 3}, []float64{0.25, 0.75}, "in proportion to their weights"},
+		{"wlc", []int{2, 2}, []float64{0.5, 0.5}, "live connection count"},
+		{"sh", []int{1, 1, 1, 1}, []float64{0.25, 0.25, 0.25, 0.25}, "hashes the client's address"},
+		{"fo", []int{1, 3, 3}, []float64{0.5, 0.5}, "highest weight"},
+		{"rr", []int{0, 0}, nil, ""},
+	} {
+		vs := explain.VirtualServer{Scheduler: c.sched, RealServers: rs(c.weights...)}
+		shares, note := schedule(&vs)
+		var got []float64
+		for _, sh := range shares {
+			if sh.rs.Weight == 0 {
+				t.Errorf("%s %v: a real server of weight 0 got a share", c.sched, c.weights)
+			}
+			got = append(got, sh.p)
+		}
+		if !slices.Equal(got, c.want) || !strings.Contains(note, c.note) {
+			t.Errorf("%s %v: shares %v (%q); want %v (%q)", c.sched, c.weights, got, note, c.want, c.note)
+		}
 	}
 }
