@@ -30,7 +30,7 @@ const NoModelNote = "the daemon's model (/debug/model) was not available: causes
 func Causes(live *Live, rep *Report) []Cause {
 	var out []Cause
 	if live.Model == nil {
-		rep.Notes = appendOnce(rep.Notes, NoModelNote)
+		rep.AddNote(NoModelNote)
 	} else {
 		for _, sp := range addressedPorts(live, rep.Packet) {
 			out = append(out, serviceCauses(live, rep, sp)...)
@@ -43,11 +43,12 @@ func Causes(live *Live, rep *Report) []Cause {
 	return out
 }
 
+// AddNote adds a note to the report unless it is there already.
+func (r *Report) AddNote(note string) { r.Notes = appendOnce(r.Notes, note) }
+
 func appendOnce(list []string, s string) []string {
-	for _, x := range list {
-		if x == s {
-			return list
-		}
+	if slices.Contains(list, s) {
+		return list
 	}
 	return append(list, s)
 }
@@ -161,7 +162,7 @@ func noReadyEndpoints(rep *Report, sp *model.DebugServicePort, name string) (Cau
 			return Cause{}, false
 		}
 	}
-	ev := []string{fmt.Sprintf("model: %d endpoints, none ready", len(sp.Endpoints))}
+	ev := []string{fmt.Sprintf("model: %d endpoint(s), none ready", len(sp.Endpoints))}
 	if len(sp.Endpoints) > 0 {
 		ev[0] += ": " + endpointList(sp.Endpoints, func(model.DebugEndpoint) bool { return true })
 	}

@@ -41,7 +41,7 @@ func sampleReport() *explain.Report {
 				Steps: []explain.Step{{Hook: "nat/PREROUTING", Chain: "PREROUTING", Rule: "-A PREROUTING -m physdev --physdev-is-in -j CNI-HOOK", Note: "not understood"}}},
 		},
 		Causes: []explain.Cause{{Kind: explain.CauseNoReadyEndpoints, Summary: "default/web:http has no ready endpoints",
-			Evidence: []string{"model: 1 endpoints, none ready: 10.244.4.4:8080 (not serving, on node-d)"}}},
+			Evidence: []string{"model: 1 endpoint(s), none ready: 10.244.4.4:8080 (not serving, on node-d)"}}},
 		Notes:       []string{explain.NoModelNote},
 		Unexplained: "cannot explain past this rule: -A PREROUTING -m physdev --physdev-is-in -j CNI-HOOK",
 	}

@@ -3,6 +3,7 @@ package iptables
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -39,11 +40,11 @@ func explainRules(rs *tracer.Ruleset, live *explain.Live, pkt explain.Packet) (*
 	if err != nil {
 		return nil, fmt.Errorf("walk the live rules: %w", err)
 	}
-	services := newServiceIndex(live.Model)
+	services := newServiceIndex(live, tp.Dst, tp.DstPort)
 	rep := &explain.Report{Packet: pkt, Mode: "iptables"}
 	for _, o := range res.Outcomes {
 		if usesAffinity(o) {
-			rep.Notes = appendNote(rep.Notes, affinityNote)
+			rep.AddNote(affinityNote)
 		}
 		out := outcomeOf(o, live, services)
 		if o.Opaque != nil && rep.Unexplained == "" {
@@ -51,7 +52,11 @@ func explainRules(rs *tracer.Ruleset, live *explain.Live, pkt explain.Packet) (*
 		}
 		rep.Outcomes = append(rep.Outcomes, out)
 	}
+	// Say which source and in-interface the walk took when the operator left them out.
 	rep.Packet.InIface = tp.InIface
+	if !pkt.Src.Addr().IsValid() {
+		rep.Packet.Src = netip.AddrPortFrom(tp.Src, tp.SrcPort)
+	}
 	rep.Causes = explain.Causes(live, rep)
 	return rep, nil
 }
@@ -69,15 +74,6 @@ func usesAffinity(o tracer.Outcome) bool {
 	return false
 }
 
-func appendNote(notes []string, n string) []string {
-	for _, x := range notes {
-		if x == n {
-			return notes
-		}
-	}
-	return append(notes, n)
-}
-
 // tracerPacket fills in what the tracer needs and the operator may leave out: a host process's
 // source address, and the interface a packet from a pod or from outside arrives on (the one the
 // node routes the source through).
@@ -86,7 +82,10 @@ func tracerPacket(live *explain.Live, pkt explain.Packet) (tracer.Packet, error)
 		return tracer.Packet{}, fmt.Errorf("explain: the packet needs a destination address and port")
 	}
 	dst := pkt.Dst.Addr()
-	p := tracer.Packet{Src: pkt.Src.Addr(), SrcPort: pkt.Src.Port(), Dst: dst, DstPort: pkt.Dst.Port(), Proto: pkt.Proto, InIface: pkt.InIface}
+	if live.Family != 0 && !live.Family.Of(dst) {
+		return tracer.Packet{}, fmt.Errorf("explain: the live rules are of IPv%d, the destination %s is not", live.Family, dst)
+	}
+	p := tracer.Packet{Src: pkt.Src.Addr(), SrcPort: pkt.Src.Port(), Dst: dst, DstPort: pkt.Dst.Port(), Proto: strings.ToLower(pkt.Proto), InIface: pkt.InIface}
 	if p.Proto == "" {
 		p.Proto = "tcp"
 	}
@@ -242,26 +241,30 @@ func isOurs(r *tracer.Rule) bool {
 }
 
 // serviceIndex maps Switchyard's chain names and rule comments back to the Service ports that
-// produced them, from the model's list of service ports (nil model: comments only).
+// produced them. Only the service ports whose addresses the packet is sent to can have rules in its
+// path, so only theirs are indexed (hashing every port's chain names would cost more than the walk
+// on a large node); a rule of any other port is still named by its comment.
 type serviceIndex struct {
 	byChain   map[string]*model.DebugServicePort
-	byComment map[string]*model.DebugServicePort // the service port's name as comments write it
-	endpoints map[netip.AddrPort]string          // endpoint -> node
+	endpoints map[netip.AddrPort]string // endpoint -> node
 }
 
-func newServiceIndex(m *model.DebugModel) *serviceIndex {
-	ix := &serviceIndex{byChain: map[string]*model.DebugServicePort{}, byComment: map[string]*model.DebugServicePort{}, endpoints: map[netip.AddrPort]string{}}
-	if m == nil {
+func newServiceIndex(live *explain.Live, dst netip.Addr, port uint16) *serviceIndex {
+	ix := &serviceIndex{byChain: map[string]*model.DebugServicePort{}, endpoints: map[netip.AddrPort]string{}}
+	if live.Model == nil {
 		return ix
 	}
-	for i := range m.Services {
-		sp := &m.Services[i]
-		name := debugName(sp)
-		ch := chainsFor(name, sp.Protocol)
+	_, local := live.LocalAddrs[dst]
+	local = local || dst.IsLoopback()
+	for i := range live.Model.Services {
+		sp := &live.Model.Services[i]
+		if !addressedTo(sp, dst, int32(port), local) {
+			continue
+		}
+		ch := chainsFor(debugName(sp), sp.Protocol)
 		for _, c := range []string{ch.Cluster, ch.Local, ch.External} {
 			ix.byChain[c] = sp
 		}
-		ix.byComment[sanitizeComment(name.String())] = sp
 		for _, ep := range sp.Endpoints {
 			if ep.NodeName != "" {
 				ix.endpoints[ep.Endpoint] = ep.NodeName
@@ -269,6 +272,23 @@ func newServiceIndex(m *model.DebugModel) *serviceIndex {
 		}
 	}
 	return ix
+}
+
+// addressedTo reports whether a packet to dst:port is sent to one of the service port's addresses
+// (local: dst is the node's, where its node port listens).
+func addressedTo(sp *model.DebugServicePort, dst netip.Addr, port int32, local bool) bool {
+	if local && sp.NodePort == port {
+		return true
+	}
+	if sp.ServicePort != port {
+		return false
+	}
+	for _, list := range [][]netip.Addr{sp.ClusterIPs, sp.ExternalIPs, sp.LoadBalancerIPs} {
+		if slices.Contains(list, dst) {
+			return true
+		}
+	}
+	return false
 }
 
 func debugName(sp *model.DebugServicePort) model.ServicePortName {
@@ -309,18 +329,15 @@ func (ix *serviceIndex) serviceOf(r *tracer.Rule) *explain.ServiceRef {
 	if !strings.HasPrefix(r.Chain, chainPrefix) && !strings.HasPrefix(r.TargetName(), chainPrefix) {
 		return nil
 	}
+	// Comments start with the port's name as "namespace/name" or "namespace/name:port", or say
+	// "... for namespace/name[:port] ...": the one word with a slash.
 	for _, word := range strings.Fields(r.Comment) {
-		if !strings.Contains(word, "/") {
+		ns, rest, ok := strings.Cut(word, "/")
+		if !ok || ns == "" || rest == "" {
 			continue
 		}
-		if sp := ix.byComment[word]; sp != nil {
-			return &explain.ServiceRef{Namespace: sp.Namespace, Name: sp.Name, Port: sp.Port}
-		}
-		if len(ix.byComment) == 0 { // no model: read the name as the comment writes it
-			ns, rest, _ := strings.Cut(word, "/")
-			name, port, _ := strings.Cut(rest, ":")
-			return &explain.ServiceRef{Namespace: ns, Name: name, Port: port}
-		}
+		name, port, _ := strings.Cut(rest, ":")
+		return &explain.ServiceRef{Namespace: ns, Name: name, Port: port}
 	}
 	return nil
 }

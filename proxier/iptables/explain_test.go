@@ -123,6 +123,21 @@ func packet(src, dst string, from explain.From) explain.Packet {
 	return explain.Packet{Src: ap(src), Dst: ap(dst), Proto: "tcp", From: from}
 }
 
+// checkGolden compares the report's text form (and, with withJSON, its JSON form) with
+// testdata/<name>.txt (.json).
+func checkGolden(t *testing.T, name string, rep *explain.Report, withJSON bool) {
+	t.Helper()
+	golden.Check(t, name+".txt", []byte(text(t, rep)))
+	if !withJSON {
+		return
+	}
+	var js bytes.Buffer
+	if err := explain.WriteJSON(&js, rep); err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, name+".json", js.Bytes())
+}
+
 // causeOf returns the report's cause of the kind, failing the test when there is none.
 func causeOf(t *testing.T, rep *explain.Report, kind string) explain.Cause {
 	t.Helper()
@@ -175,12 +190,7 @@ func TestExplainClusterIPTwoEndpoints(t *testing.T) {
 			t.Fatalf("endpoint %s: want a nat/PREROUTING DNAT step of %v:\n%s", ep, want, text(t, rep))
 		}
 	}
-	golden.Check(t, "explain-clusterip.txt", []byte(text(t, rep)))
-	var js bytes.Buffer
-	if err := explain.WriteJSON(&js, rep); err != nil {
-		t.Fatal(err)
-	}
-	golden.Check(t, "explain-clusterip.json", js.Bytes())
+	checkGolden(t, "explain-clusterip", rep, true)
 }
 
 func TestExplainNodePortFromOutside(t *testing.T) {
@@ -206,7 +216,7 @@ func TestExplainNodePortFromOutside(t *testing.T) {
 			t.Fatalf("endpoint %s: masquerade %v, want %v:\n%s", o.Endpoint, o.Masquerade, want, text(t, rep))
 		}
 	}
-	golden.Check(t, "explain-nodeport.txt", []byte(text(t, rep)))
+	checkGolden(t, "explain-nodeport", rep, false)
 }
 
 func TestExplainETPLocalWithoutLocalEndpoints(t *testing.T) {
@@ -218,7 +228,7 @@ func TestExplainETPLocalWithoutLocalEndpoints(t *testing.T) {
 	if !strings.Contains(c.Summary, "default/lb-remote:p") || !strings.Contains(strings.Join(c.Evidence, "\n"), "10.244.2.10:8080 (ready, serving, on node-b)") {
 		t.Fatalf("cause without its evidence: %+v", c)
 	}
-	golden.Check(t, "explain-etp-local.txt", []byte(text(t, rep)))
+	checkGolden(t, "explain-etp-local", rep, false)
 }
 
 func TestExplainNoEndpoints(t *testing.T) {
@@ -230,12 +240,7 @@ func TestExplainNoEndpoints(t *testing.T) {
 	if !strings.Contains(c.Summary, "default/empty:p") {
 		t.Fatalf("cause names the wrong service: %+v", c)
 	}
-	golden.Check(t, "explain-no-endpoints.txt", []byte(text(t, rep)))
-	var js bytes.Buffer
-	if err := explain.WriteJSON(&js, rep); err != nil {
-		t.Fatal(err)
-	}
-	golden.Check(t, "explain-no-endpoints.json", js.Bytes())
+	checkGolden(t, "explain-no-endpoints", rep, true)
 }
 
 func TestExplainOutsideSourceRanges(t *testing.T) {
@@ -273,7 +278,7 @@ func TestExplainForeignRule(t *testing.T) {
 	if o.Verdict != explain.Unexplained || rep.Unexplained != "cannot explain past this rule: "+foreign {
 		t.Fatalf("want the walk to stop at the foreign rule:\n%s", text(t, rep))
 	}
-	golden.Check(t, "explain-foreign-rule.txt", []byte(text(t, rep)))
+	checkGolden(t, "explain-foreign-rule", rep, false)
 
 	nat := strings.Index(save, "*nat\n")
 	end := nat + strings.Index(save[nat:], "COMMIT\n")
@@ -341,5 +346,19 @@ func TestExplainNotHandled(t *testing.T) {
 	o := onlyOutcome(t, rep)
 	if o.Verdict != explain.NotHandled || o.Route == nil || o.Route.Kind != "default" {
 		t.Fatalf("want not handled, on the default route:\n%s", text(t, rep))
+	}
+}
+
+// TestExplainFromNode: a host process's packet, with no source given, leaves with the route's
+// source address; to a ClusterIP it is masqueraded (it does not come from the cluster CIDR).
+func TestExplainFromNode(t *testing.T) {
+	rep := explainPacket(t, liveTrace(t), explain.Packet{Dst: ap("10.96.0.53:53"), Proto: "udp", From: explain.FromNode})
+	if len(rep.Outcomes) != 2 {
+		t.Fatalf("want dns's two endpoints:\n%s", text(t, rep))
+	}
+	for _, o := range rep.Outcomes {
+		if o.Verdict != explain.Delivered || o.Masquerade != a("10.244.1.0") || o.Steps[0].Hook != "nat/OUTPUT" {
+			t.Fatalf("want delivered from nat/OUTPUT, masqueraded to flannel.1's address:\n%s", text(t, rep))
+		}
 	}
 }

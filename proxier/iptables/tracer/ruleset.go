@@ -9,6 +9,12 @@
 // DNAT/SNAT/MASQUERADE/REJECT reachable from hooks that do not allow them, DROP in nat, deleting a
 // chain that is referenced or not empty.
 //
+// ParseLenient is the other mode, for a live node's tables (`switchyard explain`), which also hold
+// other agents' rules: a rule it does not understand becomes opaque, and a walk that reaches one
+// which could match its packet stops there (Verdict Unknown) rather than guess. It parses a chain
+// only when a walk first enters it, so rules in chains a packet never enters cost nothing and
+// cannot stop it.
+//
 // The walk models the first packet of a connection: raw, mangle, nat and filter (and security) at
 // PREROUTING, the routing decision from the Node's interfaces and routes, INPUT or FORWARD, and
 // POSTROUTING; or OUTPUT, routing and POSTROUTING (then INPUT on lo) for a locally generated packet.
@@ -49,7 +55,39 @@ type Chain struct {
 	Builtin bool
 	// Policy is ACCEPT or DROP for a built-in chain and empty for a user chain.
 	Policy string
-	Rules  []*Rule
+	// Rules are the chain's rules. In a ruleset from ParseLenient they are parsed the first time
+	// the chain is used (a walk enters it, Ruleset.Chain returns it), so that reading a live node's
+	// tables costs only the chains a packet passes; until then they wait in pending.
+	Rules []*Rule
+
+	pending []utiliptables.Line
+	table   *Table // for pending's jumps
+}
+
+// resolve parses a lenient chain's pending rules. A rule that does not parse, or that the kernel
+// would refuse in this table, becomes opaque. It is not safe to walk one leniently parsed ruleset
+// from several goroutines.
+func (c *Chain) resolve() {
+	if c.pending == nil {
+		return
+	}
+	for _, l := range c.pending {
+		words, err := l.Words()
+		var r *Rule
+		if err == nil {
+			r, err = parseRule(c.table.Name, c.Name, words)
+		}
+		if err == nil {
+			err = c.table.checkRule(r)
+		}
+		if err != nil {
+			r = opaqueRule(c.Name, words, err)
+		}
+		// Reports quote the rule exactly as iptables-save printed it.
+		r.Text, r.Line = l.Rule, l.N
+		c.Rules = append(c.Rules, r)
+	}
+	c.pending = nil
 }
 
 // Rule is one parsed rule. Text is the rule as written (after "-A CHAIN"), kept for messages.
@@ -130,7 +168,15 @@ func (rs *Ruleset) restore(text string, noflush, lenient bool) error {
 				}
 				continue
 			}
-			if err := applyCommand(t, l, lenient); err != nil {
+			if lenient && (l.Op == "-A" || l.Op == "--append") {
+				c := t.Chains[l.Chain]
+				if c == nil {
+					return fmt.Errorf("line %d: chain %s does not exist in table %s", l.N, l.Chain, t.Name)
+				}
+				c.pending, c.table = append(c.pending, l), t
+				continue
+			}
+			if err := applyCommand(t, l); err != nil {
 				return fmt.Errorf("line %d: %w", l.N, err)
 			}
 		}
@@ -138,8 +184,12 @@ func (rs *Ruleset) restore(text string, noflush, lenient bool) error {
 	if parseErr != nil {
 		return parseErr
 	}
-	if err := next.validate(lenient); err != nil {
-		return err
+	// The kernel validated a live node's tables when they were loaded (no loops, targets only
+	// where their hooks allow them), and a lenient parse only reads what a walk reaches.
+	if !lenient {
+		if err := next.validate(); err != nil {
+			return err
+		}
 	}
 	next.lenient = next.lenient || lenient
 	*rs = *next
@@ -160,6 +210,7 @@ func (rs *Ruleset) clone() *Ruleset {
 	for name, t := range rs.Tables {
 		nt := &Table{Name: name, Chains: map[string]*Chain{}}
 		for cn, c := range t.Chains {
+			c.resolve()
 			cc := *c
 			cc.Rules = append([]*Rule(nil), c.Rules...) // rules are immutable once parsed
 			nt.Chains[cn] = &cc
@@ -195,7 +246,7 @@ func declareChain(t *Table, name, policy string, noflush bool) error {
 	return nil
 }
 
-func applyCommand(t *Table, l utiliptables.Line, lenient bool) error {
+func applyCommand(t *Table, l utiliptables.Line) error {
 	cmd, chainName := l.Op, l.Chain
 	args, err := l.Words()
 	if err != nil {
@@ -208,14 +259,8 @@ func applyCommand(t *Table, l utiliptables.Line, lenient bool) error {
 	switch cmd {
 	case "-A", "--append":
 		r, err := parseRule(t.Name, chainName, args)
-		if err == nil && lenient {
-			err = checkJump(t, r)
-		}
 		if err != nil {
-			if !lenient {
-				return err
-			}
-			r = opaqueRule(chainName, args, err)
+			return err
 		}
 		r.Line = l.N
 		c.Rules = append(c.Rules, r)
@@ -223,7 +268,7 @@ func applyCommand(t *Table, l utiliptables.Line, lenient bool) error {
 		if len(args) != 0 {
 			return fmt.Errorf("-F takes only a chain name")
 		}
-		c.Rules = nil
+		c.Rules, c.pending = nil, nil
 	case "-X", "--delete-chain":
 		if len(args) != 0 {
 			return fmt.Errorf("-X takes only a chain name")
@@ -231,8 +276,8 @@ func applyCommand(t *Table, l utiliptables.Line, lenient bool) error {
 		if c.Builtin {
 			return fmt.Errorf("cannot delete built-in chain %s", chainName)
 		}
-		if len(c.Rules) > 0 {
-			return fmt.Errorf("cannot delete chain %s: it still holds %d rules", chainName, len(c.Rules))
+		if n := len(c.Rules) + len(c.pending); n > 0 {
+			return fmt.Errorf("cannot delete chain %s: it still holds %d rules", chainName, n)
 		}
 		// Whether anything still jumps to it is checked by validate, after the whole input.
 		delete(t.Chains, chainName)
@@ -245,10 +290,12 @@ func applyCommand(t *Table, l utiliptables.Line, lenient bool) error {
 // Chain returns the named chain of the named table, or nil.
 func (rs *Ruleset) Chain(table, chain string) *Chain {
 	t := rs.Tables[table]
-	if t == nil {
+	if t == nil || t.Chains[chain] == nil {
 		return nil
 	}
-	return t.Chains[chain]
+	c := t.Chains[chain]
+	c.resolve()
+	return c
 }
 
 // ChainNames returns the table's chain names, sorted, for messages and tests.
@@ -266,7 +313,7 @@ func (rs *Ruleset) RuleCount() int {
 	n := 0
 	for _, t := range rs.Tables {
 		for _, c := range t.Chains {
-			n += len(c.Rules)
+			n += len(c.Rules) + len(c.pending)
 		}
 	}
 	return n

@@ -92,6 +92,9 @@ func (o Outcome) String() string {
 	for _, h := range o.Rules {
 		fmt.Fprintf(&b, "    %s\n", h)
 	}
+	if o.Opaque != nil {
+		fmt.Fprintf(&b, "    stopped at %s\n", o.Opaque)
+	}
 	return b.String()
 }
 
@@ -401,6 +404,7 @@ func (t *Tracer) walk(r *run, steps *int, fork func(*run) error) error {
 			continue
 		}
 		top := &r.stack[len(r.stack)-1]
+		top.chain.resolve()
 		if top.next >= len(top.chain.Rules) {
 			t.returnFrom(r)
 			continue

@@ -22,41 +22,25 @@ var targetHooks = map[string]struct {
 // validate checks what the kernel checks when a table is loaded: jumps name existing user chains,
 // there are no loops, and every target and hook-bound match is only reachable from hooks that
 // allow it.
-//
-// With lenient set (ParseLenient), a rule that breaks a per-rule check becomes opaque instead of an
-// error: the kernel accepted it, so the tracer is what does not understand it.
-func (rs *Ruleset) validate(lenient bool) error {
+func (rs *Ruleset) validate() error {
 	names := make([]string, 0, len(rs.Tables))
 	for n := range rs.Tables {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if err := rs.Tables[n].validate(lenient); err != nil {
+		if err := rs.Tables[n].validate(); err != nil {
 			return fmt.Errorf("table %s: %w", n, err)
 		}
 	}
 	return nil
 }
 
-func (t *Table) validate(lenient bool) error {
-	// fail reports a broken rule, or in lenient mode makes it opaque in place.
-	fail := func(c *Chain, i int, err error) error {
-		if !lenient {
-			return err
-		}
-		r := c.Rules[i]
-		c.Rules[i] = opaqueRule(r.Chain, ruleWords(r), err)
-		c.Rules[i].Line = r.Line
-		return nil
-	}
+func (t *Table) validate() error {
 	for _, cn := range t.ChainNames() {
-		c := t.Chains[cn]
-		for i, r := range c.Rules {
+		for _, r := range t.Chains[cn].Rules {
 			if err := t.checkRule(r); err != nil {
-				if err := fail(c, i, err); err != nil {
-					return err
-				}
+				return err
 			}
 		}
 	}
@@ -76,12 +60,9 @@ func (t *Table) validate(lenient bool) error {
 			seen[c.Name] = true
 			onPath[c.Name] = true
 			defer delete(onPath, c.Name)
-			for i, r := range c.Rules {
+			for _, r := range c.Rules {
 				if err := checkHook(t.Name, hook, r); err != nil {
-					if err := fail(c, i, err); err != nil {
-						return err
-					}
-					continue
+					return err
 				}
 				if j, ok := r.target.(*jumpTarget); ok {
 					if err := visit(t.Chains[j.chain], append(path, c.Name)); err != nil {
@@ -116,9 +97,8 @@ func (t *Table) checkRule(r *Rule) error {
 	return checkJump(t, r)
 }
 
-// checkJump checks that a jump names an existing user chain. A lenient parse checks it as each rule
-// is added (iptables-save declares every chain of a table before its rules), so that another
-// agent's target the tracer does not know, which reads like a jump, makes its rule opaque.
+// checkJump checks that a jump names an existing user chain. For a lenient parse it is what tells
+// another agent's target the tracer does not know, which reads like a jump, from a real jump.
 func checkJump(t *Table, r *Rule) error {
 	j, ok := r.target.(*jumpTarget)
 	if !ok {
