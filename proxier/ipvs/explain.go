@@ -46,7 +46,7 @@ func Explain(live *explain.Live, pkt explain.Packet) (*explain.Report, error) {
 	})
 	rep := &explain.Report{Packet: x.pkt, Mode: "ipvs", Outcomes: outcomes, Unexplained: x.unexplained}
 	if x.vs != nil && x.vs.Persistent && x.scheduled {
-		rep.Notes = append(rep.Notes, persistenceNote)
+		rep.AddNote(persistenceNote)
 	}
 	rep.Causes = explain.Causes(live, rep)
 	return rep, nil
@@ -69,7 +69,6 @@ type explainer struct {
 	full, beforeIPVS, afterIPVS *tracer.Ruleset
 	node                        tracer.Node
 	sets                        *tracer.Sets
-	services                    *serviceIndex
 	svc                         *model.DebugServicePort // the service port of the packet's destination
 
 	// What the walk found: the first rule it could not follow, and whether IPVS scheduled it.
@@ -150,8 +149,7 @@ func newExplainer(live *explain.Live, pkt explain.Packet) (*explainer, error) {
 	x.afterIPVS = withoutHooks(rs, "raw/OUTPUT", "mangle/OUTPUT", "nat/OUTPUT")
 
 	x.vs = findVirtualServer(live.VirtualServers, x.pkt.Dst, x.pkt.Proto)
-	x.services = newServiceIndex(live.Model)
-	x.svc = x.services.lookup(x.pkt.Dst, x.pkt.Proto, x.isNodeAddr(pkt.Dst.Addr()))
+	x.svc = serviceFor(live.Model, x.pkt.Dst, x.pkt.Proto, x.isNodeAddr(pkt.Dst.Addr()))
 	x.node = x.tracerNode()
 	return x, nil
 }
@@ -225,9 +223,8 @@ func withoutHooks(rs *tracer.Ruleset, hooks ...string) *tracer.Ruleset {
 			}
 			out.Tables[table], t = &c, &c
 		}
-		empty := *t.Chains[chain]
-		empty.Rules, empty.Policy = nil, "ACCEPT"
-		t.Chains[chain] = &empty
+		// A new chain, not a copy: a leniently parsed chain carries its unparsed rules with it.
+		t.Chains[chain] = &tracer.Chain{Name: chain, Builtin: true, Policy: "ACCEPT"}
 	}
 	return out
 }
