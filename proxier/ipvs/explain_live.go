@@ -6,10 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	mobyipvs "github.com/moby/ipvs"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
 	"github.com/switchyard/switchyard/proxier/explain"
 	"github.com/switchyard/switchyard/proxier/ipvs/ipset"
 	"github.com/switchyard/switchyard/proxier/model"
@@ -18,31 +14,6 @@ import (
 // The readers of IPVS mode's live state for explain: the kernel's virtual servers and the backend's
 // ipsets, through the same seams the backend programs them through. The command reads the node with
 // them, and the tests read the fakes with them, so both explain the same shapes.
-
-// ReadLive reads this node's IPVS-mode state for explain through the kernel's netlink interfaces:
-// the virtual servers (LiveVirtualServers) and the backend's ipsets of the family (LiveIPSets). It
-// fits cmd/switchyard explain's seam for IPVS mode.
-func ReadLive(f model.IPFamily) ([]explain.VirtualServer, string, error) {
-	h, err := mobyipvs.New("")
-	if err != nil {
-		return nil, "", fmt.Errorf("open IPVS netlink: %w", err)
-	}
-	defer h.Close()
-	nl, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
-	if err != nil {
-		return nil, "", fmt.Errorf("open netfilter netlink: %w", err)
-	}
-	defer nl.Close()
-	vss, err := LiveVirtualServers(h)
-	if err != nil {
-		return nil, "", err
-	}
-	sets, err := LiveIPSets(nl, f)
-	if err != nil {
-		return nil, "", err
-	}
-	return vss, sets, nil
-}
 
 // LiveVirtualServers lists every virtual server the kernel holds (of both families, Switchyard's or
 // not) with its real servers, sorted by address, port and protocol. Fwmark services are left out:
