@@ -87,10 +87,6 @@ func newExplainer(live *explain.Live, pkt explain.Packet) (*explainer, error) {
 	if fam == 0 {
 		fam = model.IPv4
 	}
-	if fam == model.IPv6 {
-		// The tracer's ipset reader knows IPv4 sets only.
-		return nil, fmt.Errorf("explain in IPVS mode: IPv6 is not supported yet")
-	}
 	if pkt.Proto == "" {
 		pkt.Proto = "tcp"
 	}
@@ -134,7 +130,7 @@ func newExplainer(live *explain.Live, pkt explain.Packet) (*explainer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("explain in IPVS mode: read the iptables rules: %w", err)
 	}
-	x.sets, err = tracer.ParseIPSetSave(live.IPSetSave)
+	x.sets, err = readSets(live.IPSetSave, fam)
 	if err != nil {
 		return nil, fmt.Errorf("explain in IPVS mode: read the ipsets: %w", err)
 	}
@@ -413,4 +409,32 @@ func (x *explainer) route(dst netip.Addr) *explain.Route {
 		return nil
 	}
 	return &r
+}
+
+// readSets reads `ipset save` text into the tracer's sets. tracer.ParseIPSetSave reads IPv4 sets only
+// (it refuses "family inet6"); an IPv6 set holds the same kinds of members (addresses, prefixes,
+// protocol:port), which the tracer's sets test alike for both families, so IPv6 mode's sets are
+// read here through the tracer's own Create and Add.
+func readSets(text string, fam model.IPFamily) (*tracer.Sets, error) {
+	if fam != model.IPv6 {
+		return tracer.ParseIPSetSave(text)
+	}
+	sets := tracer.NewSets()
+	for i, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		var err error
+		switch {
+		case len(f) == 0:
+		case f[0] == "create" && len(f) >= 3:
+			err = sets.Create(f[1], f[2])
+		case f[0] == "add" && len(f) == 3:
+			err = sets.Add(f[1], f[2])
+		default:
+			err = fmt.Errorf("not a create or add line")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ipset save line %d %q: %w", i+1, line, err)
+		}
+	}
+	return sets, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/golden"
 	"github.com/switchyard/switchyard/proxier/explain"
+	"github.com/switchyard/switchyard/proxier/ipvs/ipvstest"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -384,6 +385,64 @@ func TestSchedule(t *testing.T) {
 		}
 		if !slices.Equal(got, c.want) || !strings.Contains(note, c.note) {
 			t.Errorf("%s %v: shares %v (%q); want %v (%q)", c.sched, c.weights, got, note, c.want, c.note)
+		}
+	}
+}
+
+// TestExplainIPv6: the IPv6 proxier's state (SY6- sets, ip6tables rules, IPv6 virtual servers) is
+// explained like the IPv4 one.
+func TestExplainIPv6(t *testing.T) {
+	k := newTestKernel()
+	k.links = ipvstest.NewFakeLinks(map[string][]string{"eth0": {"fd00:50::10/64"}, "cni0": {"fd00:244::1/64"}})
+	o := testOptions()
+	o.Family = model.IPv6
+	o.NodePortAddresses = nil
+	o.ClusterCIDRs = []netip.Prefix{netip.MustParsePrefix("fd00:244::/48")}
+	snap := fixture()
+	mustSync(t, newTestProxier(t, k, o), snap)
+	vss, err := LiveVirtualServers(k.ipvs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets, err := LiveIPSets(k.ipset, model.IPv6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := map[netip.Addr]string{}
+	for name, l := range k.links.Links {
+		for _, p := range l.Addrs {
+			if p.Addr().Is6() {
+				local[p.Addr()] = name
+			}
+		}
+	}
+	route := func(dst netip.Addr) (explain.Route, error) {
+		switch {
+		case local[dst] != "":
+			return explain.Route{Dst: dst, Device: "lo", Src: dst, Kind: "local"}, nil
+		case netip.MustParsePrefix("fd00:244::/48").Contains(dst):
+			return explain.Route{Dst: dst, Device: "cni0", Src: ip("fd00:244::1"), Kind: "bridge", Node: nodeName}, nil
+		}
+		return explain.Route{Dst: dst, Device: "eth0", Src: ip("fd00:50::10"), Kind: "default"}, nil
+	}
+	live := &explain.Live{Mode: "ipvs", Family: model.IPv6, IptablesSave: []byte(k.iptables.Dump()), IPSetSave: sets,
+		VirtualServers: vss, LocalAddrs: local, Route: route, Model: debugModel(snap)}
+	for _, c := range []struct {
+		name string
+		pkt  explain.Packet
+		want want
+	}{
+		{"pod to the IPv6 ClusterIP", tcpFrom(explain.FromPod, "[fd00:244::5]:40000", "[fd00:96::10]:80"),
+			want{p: 1, verdict: explain.Delivered, endpoint: "[fd00:244::2]:8080", node: nodeName, device: "cni0"}},
+		{"unknown port on the IPv6 ClusterIP", tcpFrom(explain.FromPod, "[fd00:244::5]:40000", "[fd00:96::10]:8080"),
+			want{p: 1, verdict: explain.Rejected, rejectWith: "icmp6-port-unreachable"}},
+	} {
+		rep, err := Explain(live, c.pkt)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if len(rep.Outcomes) != 1 || summarize(rep.Outcomes[0]) != c.want {
+			t.Errorf("%s: want %+v\n%s", c.name, c.want, text(t, rep))
 		}
 	}
 }
