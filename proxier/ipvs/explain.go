@@ -36,7 +36,7 @@ func Explain(live *explain.Live, pkt explain.Packet) (*explain.Report, error) {
 	}
 	outcomes, err := x.walk()
 	if err != nil {
-		return nil, fmt.Errorf("explain %s %s -> %s in IPVS mode: %w", pkt.Proto, pkt.Src, pkt.Dst, err)
+		return nil, fmt.Errorf("explain %s %s -> %s in IPVS mode: %w", x.pkt.Proto, x.pkt.Src, x.pkt.Dst, err)
 	}
 	slices.SortStableFunc(outcomes, func(a, b explain.Outcome) int {
 		if c := cmp.Compare(b.Probability, a.Probability); c != 0 {
@@ -44,8 +44,17 @@ func Explain(live *explain.Live, pkt explain.Packet) (*explain.Report, error) {
 		}
 		return a.Endpoint.Compare(b.Endpoint)
 	})
-	return &explain.Report{Packet: x.pkt, Mode: "ipvs", Outcomes: outcomes}, nil
+	rep := &explain.Report{Packet: x.pkt, Mode: "ipvs", Outcomes: outcomes, Unexplained: x.unexplained}
+	if x.vs != nil && x.vs.Persistent && x.scheduled {
+		rep.AddNote(persistenceNote)
+	}
+	rep.Causes = explain.Causes(live, rep)
+	return rep, nil
 }
+
+// persistenceNote is the report's note for a packet scheduled by a persistent virtual server.
+const persistenceNote = "the virtual server is persistent (ClientIP session affinity): this walk assumes the client has no " +
+	"persistence entry in IPVS yet; a client with one goes to the real server it used before while the entry lasts"
 
 // explainer holds what one explanation reads, parsed once.
 type explainer struct {
@@ -60,8 +69,11 @@ type explainer struct {
 	full, beforeIPVS, afterIPVS *tracer.Ruleset
 	node                        tracer.Node
 	sets                        *tracer.Sets
-	services                    *serviceIndex
 	svc                         *model.DebugServicePort // the service port of the packet's destination
+
+	// What the walk found: the first rule it could not follow, and whether IPVS scheduled it.
+	unexplained string
+	scheduled   bool
 }
 
 func newExplainer(live *explain.Live, pkt explain.Packet) (*explainer, error) {
@@ -75,38 +87,50 @@ func newExplainer(live *explain.Live, pkt explain.Packet) (*explainer, error) {
 	if fam == 0 {
 		fam = model.IPv4
 	}
-	if fam == model.IPv6 {
-		// The tracer's ipset reader knows IPv4 sets only.
-		return nil, fmt.Errorf("explain in IPVS mode: IPv6 is not supported yet")
+	if pkt.Proto == "" {
+		pkt.Proto = "tcp"
 	}
 	switch pkt.Proto {
 	case "tcp", "udp", "sctp":
 	default:
 		return nil, fmt.Errorf("explain in IPVS mode: protocol %q: want tcp, udp or sctp", pkt.Proto)
 	}
-	if !pkt.Src.Addr().IsValid() || !pkt.Dst.Addr().IsValid() {
-		return nil, fmt.Errorf("explain in IPVS mode: the packet needs a source and a destination address")
+	if !pkt.Dst.Addr().IsValid() {
+		return nil, fmt.Errorf("explain in IPVS mode: the packet needs a destination address and port")
 	}
-	if !fam.Of(pkt.Src.Addr()) || !fam.Of(pkt.Dst.Addr()) {
-		return nil, fmt.Errorf("explain in IPVS mode: %s -> %s is not %s", pkt.Src.Addr(), pkt.Dst.Addr(), fam)
-	}
-	x := &explainer{live: live, pkt: pkt, fam: fam, local: pkt.From == explain.FromNode}
-	switch {
-	case x.local:
-		x.pkt.InIface = ""
-	case pkt.InIface == "":
-		// The interface the source is reached through is the one its packets arrive on.
-		r, err := live.Route(pkt.Src.Addr())
-		if err != nil {
-			return nil, fmt.Errorf("explain in IPVS mode: which interface %s arrives on: %w", pkt.Src.Addr(), err)
+	x := &explainer{live: live, pkt: pkt, fam: fam}
+	switch pkt.From {
+	case explain.FromNode:
+		x.local, x.pkt.InIface = true, ""
+		if !pkt.Src.Addr().IsValid() {
+			x.pkt.Src = netip.AddrPortFrom(x.nodeSource(pkt.Dst.Addr()), pkt.Src.Port())
 		}
-		x.pkt.InIface = r.Device
+	case explain.FromPod, explain.FromExternal, "":
+		if !pkt.Src.Addr().IsValid() {
+			return nil, fmt.Errorf("explain in IPVS mode: a packet from a pod or from outside needs a source address")
+		}
+		if pkt.InIface == "" {
+			// The interface the source is reached through is the one its packets arrive on.
+			r, err := live.Route(pkt.Src.Addr())
+			if err != nil || r.Device == "" {
+				return nil, fmt.Errorf("explain in IPVS mode: which interface a packet from %s arrives on: no route back to it (%v); give the interface", pkt.Src.Addr(), err)
+			}
+			x.pkt.InIface = r.Device
+		}
+	default:
+		return nil, fmt.Errorf("explain in IPVS mode: unknown origin %q (pod, node or external)", pkt.From)
 	}
-	rs, err := tracer.Parse(string(live.IptablesSave))
+	if !x.pkt.Src.Addr().IsValid() {
+		return nil, fmt.Errorf("explain in IPVS mode: no source address of this node reaches %s; give one", pkt.Dst.Addr())
+	}
+	if src, dst := x.pkt.Src.Addr(), x.pkt.Dst.Addr(); !fam.Of(src) || !fam.Of(dst) {
+		return nil, fmt.Errorf("explain in IPVS mode: %s -> %s is not %s", src, dst, fam)
+	}
+	rs, err := tracer.ParseLenient(string(live.IptablesSave))
 	if err != nil {
 		return nil, fmt.Errorf("explain in IPVS mode: read the iptables rules: %w", err)
 	}
-	x.sets, err = tracer.ParseIPSetSave(live.IPSetSave)
+	x.sets, err = readSets(live.IPSetSave, fam)
 	if err != nil {
 		return nil, fmt.Errorf("explain in IPVS mode: read the ipsets: %w", err)
 	}
@@ -120,9 +144,8 @@ func newExplainer(live *explain.Live, pkt explain.Packet) (*explainer, error) {
 	// IPVS sends a scheduled packet on through LOCAL_OUT from its own hook: after nat OUTPUT.
 	x.afterIPVS = withoutHooks(rs, "raw/OUTPUT", "mangle/OUTPUT", "nat/OUTPUT")
 
-	x.vs = findVirtualServer(live.VirtualServers, pkt.Dst, pkt.Proto)
-	x.services = newServiceIndex(live.Model)
-	x.svc = x.services.lookup(pkt.Dst, pkt.Proto, x.isNodeAddr(pkt.Dst.Addr()))
+	x.vs = findVirtualServer(live.VirtualServers, x.pkt.Dst, x.pkt.Proto)
+	x.svc = serviceFor(live.Model, x.pkt.Dst, x.pkt.Proto, x.isNodeAddr(pkt.Dst.Addr()))
 	x.node = x.tracerNode()
 	return x, nil
 }
@@ -134,39 +157,51 @@ func (x *explainer) isNodeAddr(a netip.Addr) bool {
 	return ok && dev != DummyDevice
 }
 
-// tracerNode is the node as the tracer routes: the local addresses on their interfaces, and a host
-// route, from live.Route, for each address the walk sends a packet to (the destination, the real
-// servers). An address live.Route has no answer for has no route: the tracer drops its packet.
+// nodeSource is the address a host process's packet to dst leaves with: the route's source, else
+// the node's lowest address of dst's family that is not loopback.
+func (x *explainer) nodeSource(dst netip.Addr) netip.Addr {
+	if r, err := x.live.Route(dst); err == nil && r.Src.IsValid() {
+		return r.Src
+	}
+	var best netip.Addr
+	for a := range x.live.LocalAddrs {
+		if a.Is4() == dst.Is4() && !a.IsLoopback() && (!best.IsValid() || a.Less(best)) {
+			best = a
+		}
+	}
+	return best
+}
+
+// tracerNode is the node as the tracer sees it: the local addresses (what addrtype LOCAL matches) on
+// their interfaces, and live.Route for every other routing decision, whose source address is what
+// MASQUERADE picks.
 func (x *explainer) tracerNode() tracer.Node {
 	byDev := map[string][]netip.Prefix{}
 	for a, dev := range x.live.LocalAddrs {
 		byDev[dev] = append(byDev[dev], netip.PrefixFrom(a, a.BitLen()))
 	}
-	var n tracer.Node
+	n := tracer.Node{RouteLookup: func(dst netip.Addr) (string, netip.Addr) {
+		r, err := x.live.Route(dst)
+		if err != nil {
+			return "", netip.Addr{}
+		}
+		return r.Device, r.Src
+	}}
 	for dev, addrs := range byDev {
-		// Sorted, so that MASQUERADE's choice of the device's first address is stable.
+		// Sorted, so that the tracer's fallback choice of a device's first address is stable.
 		slices.SortFunc(addrs, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 		n.Interfaces = append(n.Interfaces, tracer.Interface{Name: dev, Addrs: addrs})
 	}
 	slices.SortFunc(n.Interfaces, func(a, b tracer.Interface) int { return strings.Compare(a.Name, b.Name) })
-	dsts := []netip.Addr{x.pkt.Dst.Addr()}
-	if x.vs != nil {
-		for _, rs := range x.vs.RealServers {
-			dsts = append(dsts, rs.Addr.Addr())
-		}
-	}
-	for _, d := range dsts {
-		if r, err := x.live.Route(d); err == nil && r.Device != "" {
-			n.Routes = append(n.Routes, tracer.Route{Dst: netip.PrefixFrom(d, d.BitLen()), Iface: r.Device})
-		}
-	}
 	return n
 }
 
 // withoutHooks returns rs with the named built-in chains ("table/CHAIN") emptied and accepting, so a
 // walk passes them untouched. rs itself is not changed.
 func withoutHooks(rs *tracer.Ruleset, hooks ...string) *tracer.Ruleset {
-	out := &tracer.Ruleset{Tables: map[string]*tracer.Table{}}
+	cp := *rs // keeps how rs was parsed (leniently)
+	out := &cp
+	out.Tables = make(map[string]*tracer.Table, len(rs.Tables))
 	for name, t := range rs.Tables {
 		out.Tables[name] = t
 	}
@@ -177,12 +212,14 @@ func withoutHooks(rs *tracer.Ruleset, hooks ...string) *tracer.Ruleset {
 			continue
 		}
 		if t == rs.Tables[table] {
-			c := &tracer.Table{Name: t.Name, Chains: make(map[string]*tracer.Chain, len(t.Chains))}
+			c := *t
+			c.Chains = make(map[string]*tracer.Chain, len(t.Chains))
 			for n, ch := range t.Chains {
 				c.Chains[n] = ch
 			}
-			out.Tables[table], t = c, c
+			out.Tables[table], t = &c, &c
 		}
+		// A new chain, not a copy: a leniently parsed chain carries its unparsed rules with it.
 		t.Chains[chain] = &tracer.Chain{Name: chain, Builtin: true, Policy: "ACCEPT"}
 	}
 	return out
@@ -246,6 +283,17 @@ func (x *explainer) rulesOnly(o tracer.Outcome) explain.Outcome {
 		out.Verdict = explain.Dropped
 	case tracer.Reject:
 		out.Verdict, out.RejectWith = explain.Rejected, o.RejectWith
+	case tracer.Unknown:
+		// Another agent's rule (or one the tracer does not know) that may match: what it does is
+		// not guessed.
+		out.Verdict = explain.Unexplained
+		r := o.Opaque.Rule
+		out.Steps = append(out.Steps, explain.Step{Hook: o.Opaque.Table + "/" + o.Opaque.Hook, Chain: r.Chain, Rule: r.String(),
+			Note: r.Action() + "; the walk cannot go past it"})
+		if x.unexplained == "" {
+			x.unexplained = r.Unexplained()
+		}
+		return out
 	default:
 		out.Verdict = explain.NotHandled
 		if touchedBySwitchyard(o.Rules) {
@@ -258,7 +306,11 @@ func (x *explainer) rulesOnly(o tracer.Outcome) explain.Outcome {
 		out.Route = x.route(o.Dst.Addr())
 	}
 	if o.Reason != "" {
-		out.Steps = append(out.Steps, explain.Step{Hook: "routing", Note: o.Reason})
+		hook := "routing"
+		if len(o.Hooks) > 0 && !strings.HasPrefix(o.Reason, "no route") {
+			hook = o.Hooks[len(o.Hooks)-1]
+		}
+		out.Steps = append(out.Steps, explain.Step{Hook: hook, Note: o.Reason})
 	}
 	if o.Masqueraded {
 		out.Masquerade = o.Src.Addr()
@@ -288,8 +340,9 @@ func (x *explainer) viaIPVS(before tracer.Outcome) ([]explain.Outcome, error) {
 	}
 	affinity := ""
 	if vs.Persistent {
-		affinity = "; ClientIP affinity (IPVS persistence): a client that reached a real server within the affinity timeout goes back to it, and these shares are for a client that has not"
+		affinity = "; the virtual server is persistent (ClientIP affinity): see the note"
 	}
+	x.scheduled = true
 	after := tracer.New(x.afterIPVS, x.node, x.sets)
 	var out []explain.Outcome
 	for _, sh := range shares {
@@ -315,21 +368,21 @@ func (x *explainer) viaIPVS(before tracer.Outcome) ([]explain.Outcome, error) {
 	return out, nil
 }
 
-// steps turns the rules a walk matched into steps, each with the hook it was met at: a rule in a
-// built-in chain names its hook, and a rule in a user chain was reached from the last one. A rule of
-// IPVS mode's own chains names the service port of the destination, whose set entry it matched.
+// steps turns the rules a walk matched into steps. A rule of IPVS mode's own chains names the
+// service port of the destination, whose set entry it matched.
 func (x *explainer) steps(hits []tracer.Hit, svc *model.DebugServicePort) []explain.Step {
 	out := make([]explain.Step, 0, len(hits))
-	hook := ""
 	for _, h := range hits {
-		if t := x.full.Tables[h.Table]; t != nil {
-			if c := t.Chains[h.Rule.Chain]; c != nil && c.Builtin {
-				hook = h.Table + "/" + h.Rule.Chain
-			}
-		}
-		st := explain.Step{Hook: hook, Chain: h.Rule.Chain, Rule: h.Rule.String(), Note: h.Rule.Comment}
-		if isOwnChain(h.Rule.Chain) {
+		r := h.Rule
+		st := explain.Step{Hook: h.Table + "/" + h.Hook, Chain: r.Chain, Rule: r.String(), Note: r.Action()}
+		if isOwnChain(r.Chain) {
 			st.Service = serviceRef(svc)
+		}
+		switch {
+		case r.Chain == chainMarkMasq:
+			st.Note += " (marks the packet to be masqueraded in " + chainPostrouting + ")"
+		case r.Chain == chainPostrouting && r.TargetName() == "MARK":
+			st.Note += " (takes the masquerade mark off again before masquerading)"
 		}
 		out = append(out, st)
 	}
@@ -342,7 +395,7 @@ func isOwnChain(chain string) bool { return strings.HasPrefix(chain, "SY-IPVS-")
 // the jumps into them match every packet, and a RETURN hands it back untouched, so neither counts.
 func touchedBySwitchyard(hits []tracer.Hit) bool {
 	for _, h := range hits {
-		if isOwnChain(h.Rule.Chain) && !strings.HasSuffix(h.Rule.Text, "-j RETURN") {
+		if isOwnChain(h.Rule.Chain) && h.Rule.TargetName() != "RETURN" {
 			return true
 		}
 	}
@@ -356,4 +409,32 @@ func (x *explainer) route(dst netip.Addr) *explain.Route {
 		return nil
 	}
 	return &r
+}
+
+// readSets reads `ipset save` text into the tracer's sets. tracer.ParseIPSetSave reads IPv4 sets only
+// (it refuses "family inet6"); an IPv6 set holds the same kinds of members (addresses, prefixes,
+// protocol:port), which the tracer's sets test alike for both families, so IPv6 mode's sets are
+// read here through the tracer's own Create and Add.
+func readSets(text string, fam model.IPFamily) (*tracer.Sets, error) {
+	if fam != model.IPv6 {
+		return tracer.ParseIPSetSave(text)
+	}
+	sets := tracer.NewSets()
+	for i, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		var err error
+		switch {
+		case len(f) == 0:
+		case f[0] == "create" && len(f) >= 3:
+			err = sets.Create(f[1], f[2])
+		case f[0] == "add" && len(f) == 3:
+			err = sets.Add(f[1], f[2])
+		default:
+			err = fmt.Errorf("not a create or add line")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ipset save line %d %q: %w", i+1, line, err)
+		}
+	}
+	return sets, nil
 }
