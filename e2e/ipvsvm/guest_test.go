@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchyard/switchyard/e2e/framework/echo"
 	"github.com/switchyard/switchyard/internal/netnstest"
+	"github.com/switchyard/switchyard/proxier/explain"
 )
 
 // Addresses inside the VM. The VM's root namespace is the node (the whole VM is thrown away);
@@ -92,6 +93,13 @@ func TestGuest(t *testing.T) {
 				t.Errorf("a backend saw the outside client's own address %s: NodePort traffic was not masqueraded", client)
 			}
 		}
+	})
+	// switchyard explain, read from the same live state, must tell the path these requests took.
+	t.Run("explain ClusterIP from a pod", func(t *testing.T) {
+		checkExplain(t, podClient, explain.FromPod, podClientIP, vip, want)
+	})
+	t.Run("explain NodePort from outside", func(t *testing.T) {
+		checkExplain(t, outside, explain.FromExternal, outsideClientIP, np, want)
 	})
 	if t.Failed() {
 		dumpNode(t)

@@ -46,6 +46,8 @@ var guestScenarios = []string{
 	"ClusterIP_from_a_pod",
 	"NodePort_from_the_node",
 	"NodePort_from_outside",
+	"explain_ClusterIP_from_a_pod",
+	"explain_NodePort_from_outside",
 }
 
 func TestIPVSVM(t *testing.T) {
