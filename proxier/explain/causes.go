@@ -123,15 +123,17 @@ func serviceCauses(live *Live, rep *Report, a addressed) []Cause {
 	// eTP=Local only binds traffic from outside the node (pods and host processes take the
 	// cluster-wide endpoints), and only for the service's external addresses.
 	if a.external() && sp.ExternalTrafficPolicy == model.PolicyLocal && len(sp.LocalEndpoints) == 0 && sp.HasAny &&
-		(rep.Packet.From == FromExternal || anyVerdict(rep, Dropped)) {
+		(rep.Packet.From == FromExternal || anyVerdict(rep, Dropped) || anyVerdict(rep, Rejected)) {
 		out = append(out, Cause{
 			Kind:    CauseETPLocalNoLocal,
-			Summary: fmt.Sprintf("%s has externalTrafficPolicy: Local and no endpoint on this node, so traffic from outside to its %s is dropped here", name, a.via),
+			// iptables mode drops such traffic; IPVS mode's virtual server has no real server, so the
+			// kernel answers with ICMP port unreachable. Either way it is not delivered here.
+			Summary: fmt.Sprintf("%s has externalTrafficPolicy: Local and no endpoint on this node, so traffic from outside to its %s is not delivered here", name, a.via),
 			Evidence: append([]string{
 				"model: externalTrafficPolicy: Local",
 				fmt.Sprintf("model: endpoints on this node (%s): none", live.Model.Node.Name),
 				"model: endpoints elsewhere: " + endpointList(sp.Endpoints, func(e model.DebugEndpoint) bool { return !e.Local }),
-			}, verdictEvidence(rep, Dropped)...),
+			}, append(verdictEvidence(rep, Dropped), verdictEvidence(rep, Rejected)...)...),
 		})
 	}
 	if a.via == "load balancer IP" && len(sp.LoadBalancerSourceRanges) > 0 && rep.Packet.Src.Addr().IsValid() {

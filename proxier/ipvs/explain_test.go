@@ -207,6 +207,15 @@ func TestExplain(t *testing.T) {
 			if !slices.Equal(causes, c.causes) || rep.Unexplained != "" {
 				t.Errorf("causes %v, want %v; unexplained %q\n%s", causes, c.causes, rep.Unexplained, text(t, rep))
 			}
+			// Each cause quotes the outcome it explains, whatever the verdict (IPVS rejects where
+			// iptables mode drops).
+			for _, cause := range rep.Causes {
+				if cause.Kind == explain.CauseETPLocalNoLocal && !slices.ContainsFunc(cause.Evidence, func(e string) bool {
+					return strings.HasPrefix(e, string(explain.Rejected)+":")
+				}) {
+					t.Errorf("cause %s quotes no rejected outcome: %q", cause.Kind, cause.Evidence)
+				}
+			}
 			if c.note == "" {
 				return
 			}
