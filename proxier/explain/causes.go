@@ -125,7 +125,7 @@ func serviceCauses(live *Live, rep *Report, a addressed) []Cause {
 	if a.external() && sp.ExternalTrafficPolicy == model.PolicyLocal && len(sp.LocalEndpoints) == 0 && sp.HasAny &&
 		(rep.Packet.From == FromExternal || anyVerdict(rep, Dropped) || anyVerdict(rep, Rejected)) {
 		out = append(out, Cause{
-			Kind:    CauseETPLocalNoLocal,
+			Kind: CauseETPLocalNoLocal,
 			// iptables mode drops such traffic; IPVS mode's virtual server has no real server, so the
 			// kernel answers with ICMP port unreachable. Either way it is not delivered here.
 			Summary: fmt.Sprintf("%s has externalTrafficPolicy: Local and no endpoint on this node, so traffic from outside to its %s is not delivered here", name, a.via),
