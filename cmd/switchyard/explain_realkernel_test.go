@@ -101,6 +101,15 @@ func TestExplainCommandRealKernel(t *testing.T) {
 		}
 		t.Logf("switchyard explain --src 10.244.1.7 --dst 10.96.0.10:80 (%s):\n%s", v, out)
 
+		// Without the daemon the walk still runs on the live rules, and says what it could not read.
+		out, errOut, code = runInNS(t, ns, "explain", "--src", "10.244.1.7", "--dst", "10.96.0.10:80", "--metrics-address=127.0.0.1:1")
+		if code != 0 || !strings.Contains(out, "10.244.2.5:8080") || !strings.Contains(out, "model could not be read") {
+			t.Errorf("without the daemon (exit %d):\n%s\n%s", code, out, errOut)
+		}
+		if _, errOut, code = runInNS(t, ns, "explain", "--check", "--metrics-address=127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "is it running") {
+			t.Errorf("--check without the daemon: exit %d, %s", code, errOut)
+		}
+
 		if out, errOut, code = runInNS(t, ns, "explain", "--check", metrics); code != 0 || !strings.Contains(out, "no drift") {
 			t.Errorf("--check right after a sync exited %d:\n%s\n%s", code, out, errOut)
 		}
