@@ -194,8 +194,7 @@ func explainPacket(src liveSources, f *explainFlags, stdout io.Writer) error {
 		return fmt.Errorf("explain: %w", err)
 	}
 	// Without --src, the walker takes the source the node's route to the destination gives.
-	pkt := f.pkt
-	rep, err := walk(g.live, pkt)
+	rep, err := walk(g.live, f.pkt)
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}

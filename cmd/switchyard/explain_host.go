@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"time"
 
+	mobyipvs "github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -81,6 +82,30 @@ func hostIptablesSave(family model.IPFamily) ([]byte, error) {
 		return nil, err
 	}
 	return run(bin(family, variant))
+}
+
+// hostIPVS reads IPVS mode's live state in this network namespace, through the backend's own
+// seams: the kernel's virtual servers and the backend's ipsets of the family.
+func hostIPVS(family model.IPFamily) ([]explain.VirtualServer, string, error) {
+	h, err := mobyipvs.New("")
+	if err != nil {
+		return nil, "", fmt.Errorf("open IPVS netlink socket (is the ip_vs module loaded?): %w", err)
+	}
+	defer h.Close()
+	vss, err := ipvs.LiveVirtualServers(h)
+	if err != nil {
+		return nil, "", err
+	}
+	nl, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
+	if err != nil {
+		return nil, "", fmt.Errorf("open netlink handle: %w", err)
+	}
+	defer nl.Close()
+	sets, err := ipvs.LiveIPSets(nl, family)
+	if err != nil {
+		return nil, "", err
+	}
+	return vss, sets, nil
 }
 
 // hostLocalAddrs lists the addresses of the family on every interface of this namespace.

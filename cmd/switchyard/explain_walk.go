@@ -4,17 +4,13 @@ import (
 	"fmt"
 	"io"
 
-	mobyipvs "github.com/moby/ipvs"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
 	"github.com/switchyard/switchyard/proxier/explain"
 	"github.com/switchyard/switchyard/proxier/iptables"
 	"github.com/switchyard/switchyard/proxier/ipvs"
-	"github.com/switchyard/switchyard/proxier/model"
 )
 
-// The walkers, one per mode, and the report's writers.
+// The walkers, one per mode, and the report's writers. (The readers of the node are in
+// explain_host.go.)
 
 // walk explains pkt with the walker of live.Mode.
 func walk(live *explain.Live, pkt explain.Packet) (*explain.Report, error) {
@@ -25,30 +21,6 @@ func walk(live *explain.Live, pkt explain.Packet) (*explain.Report, error) {
 		return ipvs.Explain(live, pkt)
 	}
 	return nil, fmt.Errorf("explaining %s mode is not built yet", live.Mode)
-}
-
-// hostIPVS reads IPVS mode's live state in this network namespace, through the backend's own
-// seams: the kernel's virtual servers and the backend's ipsets of the family.
-func hostIPVS(family model.IPFamily) ([]explain.VirtualServer, string, error) {
-	h, err := mobyipvs.New("")
-	if err != nil {
-		return nil, "", fmt.Errorf("open IPVS netlink socket (is the ip_vs module loaded?): %w", err)
-	}
-	defer h.Close()
-	vss, err := ipvs.LiveVirtualServers(h)
-	if err != nil {
-		return nil, "", err
-	}
-	nl, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
-	if err != nil {
-		return nil, "", fmt.Errorf("open netlink handle: %w", err)
-	}
-	defer nl.Close()
-	sets, err := ipvs.LiveIPSets(nl, family)
-	if err != nil {
-		return nil, "", err
-	}
-	return vss, sets, nil
 }
 
 // writeExplainReport writes rep as --output asks.
