@@ -122,8 +122,10 @@ func pickMode(mode string, save []byte, hasIPVSDevice func() bool) (string, erro
 	return "iptables", nil
 }
 
-// matchingFlows lists the conntrack entries of pkt's protocol that are about its destination:
-// those sent to it, and those sent to one of its endpoints (by the model) or answered by it.
+// matchingFlows lists the conntrack entries of pkt's protocol that are about its destination
+// (those sent to it, and those sent to one of its endpoints, by the model, or answered by it) and,
+// when the packet has a source, that come from it: only the client's own entries can pin its flow,
+// and on a busy node other clients' entries are noise.
 func matchingFlows(t conntrack.Table, family model.IPFamily, pkt explain.Packet, m *model.DebugModel) ([]explain.ConntrackEntry, error) {
 	if t == nil {
 		return nil, errors.New("no conntrack table")
@@ -146,7 +148,7 @@ func matchingFlows(t conntrack.Table, family model.IPFamily, pkt explain.Packet,
 	proto := protocolOf(pkt.Proto)
 	var out []explain.ConntrackEntry
 	for _, f := range flows {
-		if f.Protocol != proto || !(targets[f.OrigDst] || targets[f.ReplySrc]) {
+		if f.Protocol != proto || !(targets[f.OrigDst] || targets[f.ReplySrc]) || !fromSource(f, pkt.Src) {
 			continue
 		}
 		out = append(out, explain.ConntrackEntry{Protocol: pkt.Proto, OrigSrc: f.OrigSrc, OrigDst: f.OrigDst, ReplySrc: f.ReplySrc, ReplyDst: f.ReplyDst})
@@ -158,6 +160,15 @@ func matchingFlows(t conntrack.Table, family model.IPFamily, pkt explain.Packet,
 		return a.OrigDst.Compare(b.OrigDst)
 	})
 	return out, err
+}
+
+// fromSource reports whether a flow comes from src: any flow when src has no address, any port of
+// the address when src has no port.
+func fromSource(f conntrack.Flow, src netip.AddrPort) bool {
+	if !src.Addr().IsValid() {
+		return true
+	}
+	return f.OrigSrc.Addr() == src.Addr() && (src.Port() == 0 || f.OrigSrc.Port() == src.Port())
 }
 
 // classifyRoute names the route a packet to f.Dst takes: "local" (the node itself), "bridge" (a pod

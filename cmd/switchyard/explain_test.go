@@ -189,16 +189,17 @@ func handEdit(t *testing.T, ipt utiliptables.Interface, endpoint string) string 
 }
 
 // TestGatherLive: the live state holds the family's rules, the mode they are of, the node's
-// addresses, the conntrack entries about the destination (to it, or to one of its endpoints) and
-// not others, the model, and routes named by kind and by the model's node.
+// addresses, the client's conntrack entries about the destination (to it, or to one of its
+// endpoints) and not others, the model, and routes named by kind and by the model's node.
 func TestGatherLive(t *testing.T) {
 	n, _ := syncedNode(t)
 	ap := netip.MustParseAddrPort
 	toService := conntrack.Flow{Protocol: model.TCP, OrigSrc: ap("10.244.1.7:40000"), OrigDst: ap("10.96.0.10:80"), ReplySrc: ap("10.244.2.5:8080"), ReplyDst: ap("10.244.1.7:40000")}
-	toEndpoint := conntrack.Flow{Protocol: model.TCP, OrigSrc: ap("10.244.1.8:40000"), OrigDst: ap("10.244.1.5:8080"), ReplySrc: ap("10.244.1.5:8080"), ReplyDst: ap("10.244.1.8:40000")}
+	toEndpoint := conntrack.Flow{Protocol: model.TCP, OrigSrc: ap("10.244.1.7:40002"), OrigDst: ap("10.244.1.5:8080"), ReplySrc: ap("10.244.1.5:8080"), ReplyDst: ap("10.244.1.7:40002")}
 	udpSamePort := conntrack.Flow{Protocol: model.UDP, OrigSrc: ap("10.244.1.7:40000"), OrigDst: ap("10.96.0.10:80"), ReplySrc: ap("10.96.0.10:80"), ReplyDst: ap("10.244.1.7:40000")}
 	elsewhere := conntrack.Flow{Protocol: model.TCP, OrigSrc: ap("10.244.1.7:40001"), OrigDst: ap("10.96.0.99:80"), ReplySrc: ap("10.96.0.99:80"), ReplyDst: ap("10.244.1.7:40001")}
-	n.ct.Flows = []conntrack.Flow{elsewhere, toEndpoint, udpSamePort, toService}
+	otherClient := conntrack.Flow{Protocol: model.TCP, OrigSrc: ap("10.244.1.9:40000"), OrigDst: ap("10.96.0.10:80"), ReplySrc: ap("10.244.2.5:8080"), ReplyDst: ap("10.244.1.9:40000")}
+	n.ct.Flows = []conntrack.Flow{elsewhere, toEndpoint, udpSamePort, toService, otherClient}
 
 	pkt := explain.Packet{Src: ap("10.244.1.7:0"), Dst: ap("10.96.0.10:80"), Proto: "tcp", From: explain.FromPod}
 	g, err := gatherLive(n.sources(), "auto", pkt)
@@ -216,7 +217,7 @@ func TestGatherLive(t *testing.T) {
 		t.Errorf("local addresses = %v", live.LocalAddrs)
 	}
 	if len(live.Conntrack) != 2 || live.Conntrack[0].OrigSrc != toService.OrigSrc || live.Conntrack[1].OrigDst != toEndpoint.OrigDst {
-		t.Errorf("conntrack entries = %+v, want the flow to the service and the one to its endpoint", live.Conntrack)
+		t.Errorf("conntrack entries = %+v, want the client's flows to the service and to its endpoint, not another client's", live.Conntrack)
 	}
 	for dst, want := range map[string]explain.Route{
 		"10.244.2.5":   {Dst: netip.MustParseAddr("10.244.2.5"), Device: "sy-vxlan", Src: netip.MustParseAddr("10.244.1.0"), Kind: "vxlan", Node: "node-b"},
