@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/switchyard/switchyard/e2e/framework/cluster"
+	"github.com/switchyard/switchyard/proxier/explain"
 )
 
 // Endpoint churn: scaling up adds a backend, scaling down and a readiness flip take one out and
@@ -78,10 +79,12 @@ func TestNoEndpointsRejected(t *testing.T) {
 	if ce, ok := err.(*curlExit); !ok || ce.code != 7 {
 		t.Errorf("request from node 1 to the service without endpoints: %v; want connection refused (curl exit 7)", err)
 	}
+	s.explainVerdict(s.c.Node(1).Name, vip, explain.Rejected)
 	_, err = s.get(s.podNS("client"), vip, 10*time.Second)
 	if ce, ok := err.(*curlExit); !ok || ce.code != 7 {
 		t.Errorf("request from a pod on node 1 to the service without endpoints: %v; want connection refused (curl exit 7)", err)
 	}
+	s.explainVerdict(s.podNS("client"), vip, explain.Rejected)
 }
 
 // A UDP flow keeps its conntrack entry (and so its DNAT to the old backend) as long as packets keep

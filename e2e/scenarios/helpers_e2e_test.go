@@ -38,6 +38,8 @@ type scenario struct {
 	ns  string
 	// pods maps an echo pod's name to its node index and IP.
 	pods map[string]podInfo
+	// routes maps an address the underlay routes through a node (underlayRoute) to that node.
+	routes map[string]int
 }
 
 type podInfo struct {
@@ -52,7 +54,7 @@ func newScenario(t *testing.T, ns string) *scenario {
 	t.Helper()
 	c := testCluster
 	ctx := context.Background()
-	s := &scenario{t: t, c: c, ctx: ctx, ns: ns, pods: map[string]podInfo{}}
+	s := &scenario{t: t, c: c, ctx: ctx, ns: ns, pods: map[string]podInfo{}, routes: map[string]int{}}
 	if err := c.EnsureNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +226,7 @@ func (s *scenario) waitAnswers(netns, addr string, want ...string) map[string]an
 	if err != nil {
 		s.t.Fatalf("%v (seen %v, last error %v)", err, keys(seen), last)
 	}
+	s.explainDelivers(netns, addr, want)
 	return seen
 }
 
@@ -248,6 +251,7 @@ func (s *scenario) waitOnly(node int, netns, addr string, gone []string, n int, 
 			s.t.Fatalf("request %d to %s from %s answered by %s; want one of %v", i, addr, netns, a.pod, want)
 		}
 	}
+	s.explainDelivers(netns, addr, want)
 }
 
 // natRules is node i's nat table.
@@ -307,6 +311,7 @@ func (s *scenario) underlayRoute(dst string, node int) {
 	if _, err := s.c.Exec(s.ctx, s.c.Underlay, "ip", "route", "replace", dst+"/32", "via", via); err != nil {
 		s.t.Fatal(err)
 	}
+	s.routes[dst] = node
 	s.t.Cleanup(func() {
 		if _, err := s.c.Exec(s.ctx, s.c.Underlay, "ip", "route", "del", dst+"/32", "via", via); err != nil {
 			s.t.Errorf("remove the underlay route to %s: %v", dst, err)

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/switchyard/switchyard/e2e/framework/cluster"
+	"github.com/switchyard/switchyard/proxier/explain"
 )
 
 // webPods starts backends web-1 on node 1 and web-2 on node 2 (app=web) and clients on nodes 1
@@ -178,6 +179,7 @@ func TestExternalTrafficPolicyLocal(t *testing.T) {
 	if ce, ok := err.(*curlExit); !ok || ce.code != 28 {
 		t.Errorf("node 3 (no local endpoint) NodePort: got %v; want a timeout (dropped)", err)
 	}
+	s.explainVerdict(s.c.Underlay, hostPort(s.c.Node(3).IP, np), explain.Dropped)
 }
 
 // internalTrafficPolicy=Local: a client reaches only its own node's endpoint; a node without one
@@ -208,6 +210,7 @@ func TestInternalTrafficPolicyLocal(t *testing.T) {
 	if ce, ok := err.(*curlExit); !ok || ce.code != 28 {
 		t.Errorf("node 3 itself (no local endpoint): got %v; want a timeout (dropped)", err)
 	}
+	s.explainVerdict(s.c.Node(3).Name, vip, explain.Dropped)
 
 	// A pod on node 3 (the FORWARD path) is dropped too, on the node. A timeout alone cannot tell
 	// a drop from a leak (the packet forwarded, not translated, to the underlay, where nothing answers),
@@ -220,6 +223,7 @@ func TestInternalTrafficPolicyLocal(t *testing.T) {
 	if ce, ok := err.(*curlExit); !ok || ce.code != 28 {
 		t.Errorf("pod client-3 on node 3 (no local endpoint): got %v; want a timeout (dropped)", err)
 	}
+	s.explainVerdict(s.podNS("client-3"), vip, explain.Dropped)
 	after := s.dropCount(3, "filter", svc.Spec.ClusterIP)
 	if after <= before {
 		t.Errorf("node 3's DROP rules for %s counted %d packets before client-3's request and %d after; want more (the drop must happen on the node)",

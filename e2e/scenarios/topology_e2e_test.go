@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/switchyard/switchyard/e2e/framework/cluster"
+	"github.com/switchyard/switchyard/proxier/explain"
 )
 
 // trafficDistribution PreferSameZone and PreferSameNode, end to end: the real EndpointSlice
@@ -131,6 +132,7 @@ func TestSourceRangesOfTheOtherFamily(t *testing.T) {
 	if ce, ok := err.(*curlExit); !ok || ce.code != 28 {
 		t.Errorf("%s from a source outside its IPv4 loadBalancerSourceRanges: got %v; want a timeout (dropped)", closedIP, err)
 	}
+	s.explainVerdict(s.c.Underlay, hostPort(closedIP, 80), explain.Dropped)
 }
 
 // waitOnlyAnswers polls addr from netns until a round of requests is answered only by pods in want
@@ -164,4 +166,5 @@ func (s *scenario) waitOnlyAnswers(netns, addr string, want ...string) {
 	if err != nil {
 		s.t.Fatalf("%v; last: %s", err, last)
 	}
+	s.explainDelivers(netns, addr, want)
 }

@@ -43,6 +43,7 @@ func printReport(w io.Writer, r *results, upTook, demoTook time.Duration) {
 			fmt.Fprintf(w, "   %s %s: %s\n", verdict, h.node, detail)
 		}
 	}
+	printExplained(w, r.explained)
 	printRules(w, r)
 	verdict := "PASS"
 	if r.failures() > 0 {

@@ -19,6 +19,7 @@ type results struct {
 	health    []healthResult
 	rules     []nodeRules
 	ipvs      ipvsRender
+	explained []explained
 }
 
 // group is one kind of request (a service through one entry point, from one client) and what
@@ -51,11 +52,16 @@ func (r *results) failures() int {
 			n++
 		}
 	}
+	for _, x := range r.explained {
+		if !x.ok {
+			n++
+		}
+	}
 	return n
 }
 
 func (r *results) checks() int {
-	n := len(r.health)
+	n := len(r.health) + len(r.explained)
 	for _, g := range r.groups {
 		n += len(g.rows)
 	}

@@ -109,6 +109,8 @@ func runDemo(ctx context.Context, c *cluster.Cluster, opts options) (*results, e
 		return res, ctx.Err()
 	}
 	res.health = e.healthChecks(ctx)
+	step("asking switchyard explain about two of those requests")
+	res.explained = e.explainRequests(ctx)
 	step("counting rules")
 	res.rules = e.countRules(ctx)
 	res.ipvs = renderIPVS(ctx, c, e.nodeNets[1])
