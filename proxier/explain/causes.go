@@ -305,7 +305,11 @@ func conntrackPinned(live *Live, rep *Report) (Cause, bool) {
 		if !strings.EqualFold(e.Protocol, proto) || e.OrigDst != pkt.Dst || e.OrigSrc.Addr() != pkt.Src.Addr() {
 			continue
 		}
-		if pkt.Src.Port() != 0 && e.OrigSrc.Port() != pkt.Src.Port() {
+		// A TCP entry pins only its own connection: a new one comes from a new source port, so
+		// without the packet's port there is nothing to pin. A UDP (or SCTP) client often keeps its
+		// port, so any of its entries to this destination is evidence then.
+		if pkt.Src.Port() != 0 && e.OrigSrc.Port() != pkt.Src.Port() ||
+			pkt.Src.Port() == 0 && strings.EqualFold(proto, "tcp") {
 			continue
 		}
 		if current[e.ReplySrc.Addr()] {

@@ -306,6 +306,23 @@ func TestExplainConntrackPinned(t *testing.T) {
 	if !strings.Contains(ev, "10.244.9.9:53") || strings.Contains(ev, "10.244.1.21") || strings.Count(ev, "conntrack:") != 1 {
 		t.Fatalf("wrong evidence: %q", ev)
 	}
+
+	// Without the packet's source port, a UDP client's entries count (it may keep its port), but a
+	// TCP client's do not: a new connection comes from a new port, and an old entry (say, a SYN
+	// sent before the rules existed) pins only its own connection.
+	rep = explainPacket(t, live, explain.Packet{Src: ap("10.244.1.20:0"), Dst: ap("10.96.0.53:53"), Proto: "udp", From: explain.FromPod})
+	causeOf(t, rep, explain.CauseConntrackPinned)
+	live.Conntrack = []explain.ConntrackEntry{
+		{Protocol: "tcp", OrigSrc: ap("10.244.1.20:40000"), OrigDst: ap("10.96.0.10:80"), ReplySrc: ap("10.96.0.10:80"), ReplyDst: ap("10.244.1.20:40000")},
+	}
+	rep = explainPacket(t, live, packet("10.244.1.20:0", "10.96.0.10:80", explain.FromPod))
+	for _, c := range rep.Causes {
+		if c.Kind == explain.CauseConntrackPinned {
+			t.Fatalf("a TCP entry of another connection pins nothing: %q", c.Evidence)
+		}
+	}
+	rep = explainPacket(t, live, packet("10.244.1.20:40000", "10.96.0.10:80", explain.FromPod))
+	causeOf(t, rep, explain.CauseConntrackPinned)
 }
 
 // TestExplainStaleRules: a failed last sync, and a model that changed after the last success, make
