@@ -80,11 +80,11 @@ func testRealKernelLocalhost(t *testing.T, variant utiliptables.Variant) {
 		t.Fatalf("the Proxier did not create its counter: %v", err)
 	}
 	t.Run("node process to 127.0.0.1:NodePort over TCP", func(t *testing.T) {
-		c, s := askMany(t, l.node, "tcp", "127.0.0.1:30080", tries)
+		c, s := askManyFrom(t, l.node, "tcp", "127.0.0.1:30080", tries, 41000)
 		expect(t, "tcp localhost nodeport", c, s, []string{"b1", "b2", "b3"}, source(labGateway))
 	})
 	t.Run("node process to 127.0.0.1:NodePort over UDP", func(t *testing.T) {
-		c, s := askMany(t, l.node, "udp", "127.0.0.1:30053", tries)
+		c, s := askManyFrom(t, l.node, "udp", "127.0.0.1:30053", tries, 42000)
 		expect(t, "udp localhost nodeport", c, s, []string{"b1", "b2", "b3"}, source(labGateway))
 	})
 	t.Run("the localhost node port counter counts each new connection", func(t *testing.T) {
@@ -92,7 +92,8 @@ func testRealKernelLocalhost(t *testing.T, variant utiliptables.Variant) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// nat sees only a connection's first packet, so each exchange counts once.
+		// nat sees only a connection's first packet, so each exchange (each from a port of its
+		// own, so a connection of its own) counts once.
 		if got := after.Packets - before.Packets; got != 2*tries {
 			t.Fatalf("counter grew by %d packets, want %d", got, 2*tries)
 		}

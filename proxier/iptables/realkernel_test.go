@@ -150,10 +150,22 @@ func askFrom(ns *netnstest.NS, proto, dst string, localPort int) (answer, error)
 // sources each saw.
 func askMany(t *testing.T, ns *netnstest.NS, proto, dst string, n int) (map[string]int, map[string]map[netip.Addr]bool) {
 	t.Helper()
+	return askManyFrom(t, ns, proto, dst, n, 0)
+}
+
+// askManyFrom is askMany from local ports firstPort, firstPort+1, ... (0: any), so that every
+// exchange is a connection of its own: with ports the kernel picks, two UDP exchanges may share a
+// 5-tuple, and so a conntrack entry.
+func askManyFrom(t *testing.T, ns *netnstest.NS, proto, dst string, n, firstPort int) (map[string]int, map[string]map[netip.Addr]bool) {
+	t.Helper()
 	counts := map[string]int{}
 	peers := map[string]map[netip.Addr]bool{}
 	for i := 0; i < n; i++ {
-		a, err := ask(ns, proto, dst)
+		port := 0
+		if firstPort != 0 {
+			port = firstPort + i
+		}
+		a, err := askFrom(ns, proto, dst, port)
 		if err != nil {
 			t.Fatalf("%s to %s from %s (try %d): %v", proto, dst, ns.Name, i, err)
 		}
