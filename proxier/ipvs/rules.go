@@ -88,7 +88,8 @@ func renderRules(o *Options) []byte {
 	for _, ch := range []string{chainFilter, chainForward} {
 		line(":" + ch + " - [0:0]")
 	}
-	line("-A", chainFilter, "-m comment --comment \"loadBalancerSourceRanges\"",
+	// One word, so unquoted, as iptables-save prints it.
+	line("-A", chainFilter, "-m comment --comment loadBalancerSourceRanges",
 		"-m set --match-set", set(setLoadBalancerFW), "dst,dst",
 		"-m set ! --match-set", set(setLoadBalancerSourceCIDR), "dst,dst,src -j DROP")
 	for _, k := range []setKind{setClusterIP, setExternalIP, setExternalIPLocal, setLoadBalancer} {
