@@ -14,8 +14,8 @@ import (
 // The drift tests read what the real backend programmed into the stateful fakes, through the
 // readers the command uses, and compare it with the Proxier's own ExpectedState.
 
-// liveState reads the fakes as `explain --check` reads a node.
-func liveState(t *testing.T, k *testKernel) LiveState {
+// liveState reads the fakes as `switchyard explain` reads a node.
+func liveState(t testing.TB, k *testKernel) LiveState {
 	t.Helper()
 	vss, err := LiveVirtualServers(k.ipvs)
 	if err != nil {
