@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/syncloop"
 	"github.com/switchyard/switchyard/proxier/iptables"
+	"github.com/switchyard/switchyard/proxier/ipvs"
 	"github.com/switchyard/switchyard/proxier/model"
 )
 
@@ -27,6 +28,14 @@ type rulesExpecter interface {
 
 var _ rulesExpecter = (*iptables.Proxier)(nil)
 
+// stateExpecter is a backend that can say what state a snapshot makes it leave in the kernel (IPVS
+// mode: virtual servers, addresses, ipsets and rules).
+type stateExpecter interface {
+	ExpectedState(snap *model.Snapshot) (*ipvs.ExpectedState, error)
+}
+
+var _ stateExpecter = (*ipvs.Proxier)(nil)
+
 // Paths of the debug endpoints on the metrics address. `switchyard explain` reads them.
 const (
 	debugModelPath = "/debug/model"
@@ -36,8 +45,9 @@ const (
 // addDebugHandlers serves, on mux, /debug/model (what Switchyard believes, as JSON; with
 // ?dst=ADDR:PORT&protocol=P only the service ports a packet to dst is addressed to, with
 // ?services=none none) and, for a
-// backend that can say what it writes, /debug/rules (the rules a sync of the current model leaves
-// in the tables, as iptables-save prints them), which `explain --check` diffs with the live ones.
+// backend that can say what it writes, /debug/rules (what a sync of the current model leaves in
+// the kernel: in iptables mode the rules, as iptables-save prints them; in IPVS mode its
+// ipvs.ExpectedState, as JSON), which `explain --check` diffs with the live state.
 // Both build their answer on request, from the snapshot last handed to the backends.
 func addDebugHandlers(mux *http.ServeMux, src debugSource, backend model.Backend) {
 	mux.HandleFunc(debugModelPath, func(w http.ResponseWriter, r *http.Request) {
@@ -68,8 +78,9 @@ func addDebugHandlers(mux *http.ServeMux, src debugSource, backend model.Backend
 		}
 	})
 	mux.HandleFunc(debugRulesPath, func(w http.ResponseWriter, _ *http.Request) {
-		exp, ok := backend.(rulesExpecter)
-		if !ok {
+		rulesExp, rulesOK := backend.(rulesExpecter)
+		stateExp, stateOK := backend.(stateExpecter)
+		if !rulesOK && !stateOK {
 			http.Error(w, "this proxy mode does not serve its expected rules", http.StatusNotImplemented)
 			return
 		}
@@ -78,7 +89,19 @@ func addDebugHandlers(mux *http.ServeMux, src debugSource, backend model.Backend
 			http.Error(w, "no sync yet: the model is not complete", http.StatusServiceUnavailable)
 			return
 		}
-		rules, err := exp.ExpectedRules(snap)
+		if stateOK {
+			state, err := stateExp.ExpectedState(snap)
+			if err != nil {
+				http.Error(w, "compute the expected state: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			if err := json.NewEncoder(w).Encode(state); err != nil {
+				klog.V(2).InfoS("Could not write /debug/rules", "err", err)
+			}
+			return
+		}
+		rules, err := rulesExp.ExpectedRules(snap)
 		if err != nil {
 			http.Error(w, "render the expected rules: "+err.Error(), http.StatusInternalServerError)
 			return

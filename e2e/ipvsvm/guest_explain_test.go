@@ -3,6 +3,8 @@
 package ipvsvm
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -142,4 +144,54 @@ func nodeLive(t *testing.T) *explain.Live {
 	}
 	return &explain.Live{Mode: "ipvs", Family: model.IPv4, IptablesSave: save, IPSetSave: sets, VirtualServers: vss,
 		LocalAddrs: local, Route: route}
+}
+
+// checkDrift runs the real `switchyard explain --check` against the running daemon: right after a
+// sync it finds no drift; once a real server of the virtual server at vip is deleted by hand, it
+// reports exactly that real server as missing and exits non-zero. The daemon's periodic full sync
+// may put the real server back before the check reads the kernel; then the edit is made again.
+func checkDrift(t *testing.T, vip string) {
+	t.Helper()
+	if out, err := runCheckCommand(); err != nil || !strings.Contains(out, "no drift") {
+		t.Fatalf("explain --check right after a sync: %v\n%s", err, out)
+	}
+	ih, err := mobyipvs.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ih.Close()
+	ap := netip.MustParseAddrPort(vip)
+	svc := &mobyipvs.Service{Address: net.IP(ap.Addr().AsSlice()), Protocol: unix.IPPROTO_TCP, Port: ap.Port(), AddressFamily: unix.AF_INET}
+	rs := netip.AddrPortFrom(netip.MustParseAddr(backendIPs[0]), 8080)
+	want := fmt.Sprintf("missing:    real server %s weight 1 of tcp %s\n", rs, vip)
+	for attempt := 1; ; attempt++ {
+		d := &mobyipvs.Destination{Address: net.IP(rs.Addr().AsSlice()), Port: rs.Port(), AddressFamily: unix.AF_INET}
+		if err := ih.DelDestination(svc, d); err != nil {
+			t.Fatalf("delete real server %s of %s by hand: %v", rs, vip, err)
+		}
+		out, err := runCheckCommand()
+		var exit *exec.ExitError
+		if strings.Contains(out, "no drift") && attempt < 3 {
+			t.Logf("a sync repaired the hand edit before the check read the kernel; again:\n%s", out)
+			waitForVirtualServer(t, vip, len(backendIPs))
+			continue
+		}
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.HasPrefix(out, want) || strings.Count(out, "missing:") != 1 || strings.Contains(out, "unexpected:") {
+			t.Errorf("explain --check after deleting real server %s: %v\n%s\nwant it to start with %q, with no other drift, and exit 1", rs, err, out, want)
+		}
+		t.Logf("explain --check after the hand edit:\n%s", out)
+		return
+	}
+}
+
+// runCheckCommand runs `switchyard explain --check` and returns its standard output.
+func runCheckCommand() (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(switchyardBinary, "explain", "--check", "--metrics-address="+metricsAddr)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String() + stderr.String(), err
+	}
+	return stdout.String(), nil
 }

@@ -101,6 +101,10 @@ func TestGuest(t *testing.T) {
 	t.Run("explain NodePort from outside", func(t *testing.T) {
 		checkExplain(t, outside, explain.FromExternal, outsideClientIP, np, want)
 	})
+	// explain --check, last: it deletes a real server by hand, which the daemon then repairs.
+	t.Run("explain check", func(t *testing.T) {
+		checkDrift(t, vip)
+	})
 	if t.Failed() {
 		dumpNode(t)
 	}

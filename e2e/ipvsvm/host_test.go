@@ -48,6 +48,7 @@ var guestScenarios = []string{
 	"NodePort_from_outside",
 	"explain_ClusterIP_from_a_pod",
 	"explain_NodePort_from_outside",
+	"explain_check",
 }
 
 func TestIPVSVM(t *testing.T) {

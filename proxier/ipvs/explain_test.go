@@ -33,14 +33,7 @@ var (
 // liveFromKernel takes the fakes' state as explain's live state, with the model m.
 func liveFromKernel(t testing.TB, k *testKernel, m *model.DebugModel) *explain.Live {
 	t.Helper()
-	vss, err := LiveVirtualServers(k.ipvs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sets, err := LiveIPSets(k.ipset, model.IPv4)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ls := liveState(t, k)
 	local := map[netip.Addr]string{flannelAddr: "flannel.1"}
 	for name, l := range k.links.Links {
 		for _, p := range l.Addrs {
@@ -51,7 +44,7 @@ func liveFromKernel(t testing.TB, k *testKernel, m *model.DebugModel) *explain.L
 	}
 	return &explain.Live{
 		Mode: "ipvs", Family: model.IPv4,
-		IptablesSave: []byte(k.iptables.Dump()), IPSetSave: sets, VirtualServers: vss,
+		IptablesSave: ls.IptablesSave, IPSetSave: ls.IPSetSave, VirtualServers: ls.VirtualServers,
 		LocalAddrs: local, Route: fixtureRoutes(local), Model: m,
 	}
 }

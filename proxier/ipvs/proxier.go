@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	mobyipvs "github.com/moby/ipvs"
@@ -52,8 +53,10 @@ type Proxier struct {
 	dummy        netlink.Link
 	nodeAddrs    nodeAddrs
 	nodeAddrsAt  time.Time // when nodeAddrs were read
-	needFull     bool
-	lastStats    SyncStats
+	// syncedNodeAddrs is nodeAddrs for ExpectedState, which the debug server calls concurrently.
+	syncedNodeAddrs atomic.Pointer[nodeAddrs]
+	needFull        bool
+	lastStats       SyncStats
 }
 
 var _ model.Backend = (*Proxier)(nil)
@@ -274,6 +277,7 @@ func (p *Proxier) sync(snap *model.Snapshot, full bool) error {
 			full = true
 		}
 		p.nodeAddrs, p.nodeAddrsAt = addrs, now
+		p.syncedNodeAddrs.Store(&addrs)
 	}
 	p.render(snap, full)
 	if full {
@@ -344,19 +348,10 @@ func renderInto(d *desiredState, snap *model.Snapshot, full bool, addrs nodeAddr
 // --ipvs-exclude-cidrs, it is of this family, and either its address is bound to kube-ipvs0, the
 // NodePort sets record it, or this process created it. Anything else belongs to someone else.
 func (p *Proxier) owns(k vsKey, bound map[netip.Addr]struct{}, sets *[numSetKinds]map[ipset.Entry]struct{}) bool {
-	if p.opts.excluded(k.Addr) || !p.opts.Family.Of(k.Addr) {
-		return false
-	}
-	if _, ok := bound[k.Addr]; ok {
-		return true
-	}
-	if _, ok := p.applied[k]; ok {
-		return true
-	}
-	np := ipset.Entry{IP: k.Addr, Protocol: ipsetProto(k.Protocol), Port: k.Port}
-	_, a := sets[setNodePort][np]
-	_, b := sets[setNodePortLocal][np]
-	return a || b
+	_, applied := p.applied[k]
+	return ownsVirtualServer(&p.opts, k, applied,
+		func(a netip.Addr) bool { _, ok := bound[a]; return ok },
+		func(kind setKind, e ipset.Entry) bool { _, ok := sets[kind][e]; return ok })
 }
 
 // loadKernelState replaces the backend's record of the kernel with a fresh listing: the ipsets (created

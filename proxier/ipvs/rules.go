@@ -54,11 +54,13 @@ func renderRules(o *Options) []byte {
 	for _, ch := range []string{chainServices, chainPostrouting, chainMarkMasq} {
 		line(":" + ch + " - [0:0]")
 	}
-	line("-A", chainMarkMasq, "-j MARK --or-mark", mark)
+	// MARK in the form iptables-save prints (--or-mark M is --set-xmark M/M, --xor-mark M is
+	// --set-xmark M/0x0), so that the rules as written are the rules as read back (ExpectedState).
+	line("-A", chainMarkMasq, "-j MARK --set-xmark", mark+"/"+mark)
 	line("-A", chainPostrouting, "-m comment --comment \"hairpin: a local endpoint reached itself\"",
 		"-m set --match-set", set(setLoopBack), "dst,dst,src -j MASQUERADE")
 	line("-A", chainPostrouting, "-m mark ! --mark", mark+"/"+mark, "-j RETURN")
-	line("-A", chainPostrouting, "-j MARK --xor-mark", mark)
+	line("-A", chainPostrouting, "-j MARK --set-xmark", mark+"/0x0")
 	masquerade := "-j MASQUERADE"
 	if o.RandomFully {
 		masquerade += " --random-fully"
@@ -86,7 +88,8 @@ func renderRules(o *Options) []byte {
 	for _, ch := range []string{chainFilter, chainForward} {
 		line(":" + ch + " - [0:0]")
 	}
-	line("-A", chainFilter, "-m comment --comment \"loadBalancerSourceRanges\"",
+	// One word, so unquoted, as iptables-save prints it.
+	line("-A", chainFilter, "-m comment --comment loadBalancerSourceRanges",
 		"-m set --match-set", set(setLoadBalancerFW), "dst,dst",
 		"-m set ! --match-set", set(setLoadBalancerSourceCIDR), "dst,dst,src -j DROP")
 	for _, k := range []setKind{setClusterIP, setExternalIP, setExternalIPLocal, setLoadBalancer} {
