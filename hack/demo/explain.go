@@ -72,7 +72,7 @@ func (e *env) explainOne(ctx context.Context, title, node string, args []string,
 		return x
 	}
 	var text strings.Builder
-	if werr := explain.WriteText(&text, &r); werr != nil {
+	if werr := explain.WriteText(&text, abridged(&r)); werr != nil {
 		x.note = werr.Error()
 		return x
 	}
@@ -123,4 +123,19 @@ func printExplained(w io.Writer, xs []explained) {
 			}
 		}
 	}
+}
+
+// abridged is the report as the demo prints it: the steps of the first outcome only, since the
+// others differ from it only from the DNAT on, and a note saying so. The checks read the whole report.
+func abridged(r *explain.Report) *explain.Report {
+	if len(r.Outcomes) < 2 {
+		return r
+	}
+	short := *r
+	short.Outcomes = slices.Clone(r.Outcomes)
+	for i := 1; i < len(short.Outcomes); i++ {
+		short.Outcomes[i].Steps = nil
+	}
+	short.Notes = append(slices.Clone(r.Notes), "the demo prints the first outcome's steps only; `switchyard explain` prints every outcome's")
+	return &short
 }
