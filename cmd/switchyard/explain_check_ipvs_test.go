@@ -51,11 +51,7 @@ func syncedIPVSNode(t *testing.T) *ipvsNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap := debugFixture()
-	snap.Full = true
-	if err := p.Sync(snap); err != nil {
-		t.Fatal(err)
-	}
+	snap := syncDebugFixture(t, p)
 	dm := model.NewDebugModel(snap, []model.DebugSync{{Family: model.IPv4}})
 	n.model = &dm
 	mux := http.NewServeMux()

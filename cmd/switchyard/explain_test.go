@@ -131,12 +131,18 @@ func syncedProxier(t *testing.T, ipt utiliptables.Interface) (*iptables.Proxier,
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p, syncDebugFixture(t, p)
+}
+
+// syncDebugFixture fully syncs debugFixture into backend b and returns the snapshot synced.
+func syncDebugFixture(t *testing.T, b model.Backend) *model.Snapshot {
+	t.Helper()
 	snap := debugFixture()
 	snap.Full = true
-	if err := p.Sync(snap); err != nil {
+	if err := b.Sync(snap); err != nil {
 		t.Fatal(err)
 	}
-	return p, snap
+	return snap
 }
 
 // syncedNode is a fake node whose iptables mode synced debugFixture.
