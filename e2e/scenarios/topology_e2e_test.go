@@ -6,11 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -40,6 +42,9 @@ func TestTrafficDistribution(t *testing.T) {
 		svc.Spec.TrafficDistribution = ptr.To(v1.ServiceTrafficDistributionPreferSameNode)
 	})
 	zoneVIP, nodeVIP := hostPort(sameZone.Spec.ClusterIP, 80), hostPort(sameNode.Spec.ClusterIP, 80)
+	// The proxy's part starts once the controller's hints are there.
+	s.waitForHints("same-zone", 3, false)
+	s.waitForHints("same-node", 3, true)
 	web := func(ns ...int) []string {
 		var out []string
 		for _, n := range ns {
@@ -72,6 +77,68 @@ func TestTrafficDistribution(t *testing.T) {
 	s.waitOnlyAnswers(s.c.Node(3).Name, zoneVIP, web(1, 2)...)
 	s.waitOnlyAnswers(s.c.Node(3).Name, nodeVIP, web(1, 2)...)
 	s.waitOnlyAnswers(s.c.Node(1).Name, nodeVIP, web(1)...)
+}
+
+// waitForHints waits until the EndpointSlices of service name hold n ready endpoints, each with the
+// zone hint of its own zone (and, with forNodes, the node hint of its own node): what the real
+// EndpointSlice controller writes for PreferSameZone and PreferSameNode. The controller takes an
+// endpoint's zone from its informer's copy of the Node when it syncs the service, and a Node's new
+// label does not make it sync again; so when that copy lagged behind the labels (it can, after the
+// API server outage scenario), the wait touches the Service, which makes the controller sync it.
+func (s *scenario) waitForHints(name string, n int, forNodes bool) {
+	s.t.Helper()
+	var last string
+	var touched time.Time
+	touches := 0
+	err := cluster.WaitFor(s.ctx, converge, fmt.Sprintf("hints on the endpoints of %s/%s", s.ns, name), func(ctx context.Context) (bool, error) {
+		list, err := s.c.Client.DiscoveryV1().EndpointSlices(s.ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		hinted, ready := 0, 0
+		for _, sl := range list.Items {
+			for _, ep := range sl.Endpoints {
+				if ep.Conditions.Ready == nil || !*ep.Conditions.Ready {
+					continue
+				}
+				ready++
+				h := ep.Hints
+				if ep.Zone == nil || h == nil || len(h.ForZones) != 1 || h.ForZones[0].Name != *ep.Zone {
+					continue
+				}
+				if forNodes && (ep.NodeName == nil || len(h.ForNodes) != 1 || h.ForNodes[0].Name != *ep.NodeName) {
+					continue
+				}
+				hinted++
+			}
+		}
+		last = fmt.Sprintf("%d ready endpoints, %d with the hints", ready, hinted)
+		if ready == n && hinted == n {
+			return true, nil
+		}
+		// Give the controller a few seconds of its own first, and touch at most every 3 seconds.
+		if ready == n && time.Since(touched) > 3*time.Second {
+			if touched.IsZero() {
+				touched = time.Now()
+				return false, nil
+			}
+			touched = time.Now()
+			touches++
+			patch := fmt.Sprintf(`{"metadata":{"annotations":{"e2e.switchyard.dev/resync":"%d"}}}`, touches)
+			_, err := s.c.Client.CoreV1().Services(s.ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+			if err != nil {
+				last += "; touch: " + err.Error()
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		s.t.Fatalf("%v; last: %s", err, last)
+	}
+	if touches > 0 {
+		s.t.Logf("%s/%s: the controller wrote its hints after the Service was touched %d time(s)", s.ns, name, touches)
+	}
 }
 
 // labelZones sets topology.kubernetes.io/zone on the given nodes, and removes it when the test ends.
@@ -135,36 +202,43 @@ func TestSourceRangesOfTheOtherFamily(t *testing.T) {
 	s.explainVerdict(s.c.Underlay, hostPort(closedIP, 80), explain.Dropped)
 }
 
-// waitOnlyAnswers polls addr from netns until a round of requests is answered only by pods in want
-// and by each of them, and fails the test if that never happens within converge. Earlier rounds may
-// see other pods: the hints and the rules converge after the pods and services are created.
+// waitOnlyAnswers waits until the rules of the node that handles a request from netns to addr
+// deliver it to exactly the pods in want, as switchyard explain reads them (the hints and the
+// rules converge after the pods and services are created), then checks that real requests are
+// answered only by pods in want, and by each of them. Polling real requests instead could stop on
+// a lucky round while the rules still include another pod.
 func (s *scenario) waitOnlyAnswers(netns, addr string, want ...string) {
 	s.t.Helper()
-	const round = 12
+	wantIPs := s.podIPs(want)
 	var last string
-	err := cluster.WaitFor(s.ctx, converge, fmt.Sprintf("%s from %s answered only by %v", addr, netns, want),
+	err := cluster.WaitFor(s.ctx, converge, fmt.Sprintf("the rules for %s from %s deliver only to %v", addr, netns, want),
 		func(context.Context) (bool, error) {
-			seen := map[string]bool{}
-			for i := 0; i < round; i++ {
-				a, err := s.get(netns, addr, 2*time.Second)
-				if err != nil {
-					last = err.Error()
-					return false, nil
-				}
-				if !contains(want, a.pod) {
-					last = "answered by " + a.pod
-					return false, nil
-				}
-				seen[a.pod] = true
-			}
-			if len(seen) < len(want) {
-				last = fmt.Sprintf("a round of %d saw only %v", round, keys(seen))
+			r, err := s.explainReport(netns, addr)
+			if err != nil {
+				last = err.Error()
 				return false, nil
 			}
-			return true, nil
+			got, others := deliveredIPs(r)
+			last = fmt.Sprintf("explain delivers to %v, other verdicts %v", got, others)
+			return len(others) == 0 && slices.Equal(got, wantIPs), nil
 		})
 	if err != nil {
 		s.t.Fatalf("%v; last: %s", err, last)
 	}
-	s.explainDelivers(netns, addr, want)
+	// 24 requests miss one of two equally likely pods with a chance of 2 in 16 million.
+	const requests = 24
+	seen := map[string]bool{}
+	for i := 0; i < requests; i++ {
+		a, err := s.get(netns, addr, 5*time.Second)
+		if err != nil {
+			s.t.Fatalf("request %d to %s from %s: %v", i, addr, netns, err)
+		}
+		if !contains(want, a.pod) {
+			s.t.Fatalf("request %d to %s from %s answered by %s; the rules deliver only to %v", i, addr, netns, a.pod, want)
+		}
+		seen[a.pod] = true
+	}
+	if len(seen) < len(want) {
+		s.t.Errorf("%d requests to %s from %s were answered only by %v; want each of %v", requests, addr, netns, keys(seen), want)
+	}
 }
