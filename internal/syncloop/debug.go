@@ -27,12 +27,12 @@ func newDebugState(backends []model.Backend) *debugState {
 }
 
 // handed records the snapshot about to be handed to every backend at now. The model changed for
-// them when the snapshot names changed services, or when it is the first.
+// them when the snapshot names changed services, or when it is the first. A change of the node's
+// facts needs no check of its own: the watcher then names every service as changed.
 func (d *debugState) handed(snap *model.Snapshot, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	changed := d.snap == nil || len(snap.Changed) > 0 || snap.Node.Name != d.snap.Node.Name ||
-		!slices.Equal(snap.Node.PodCIDRs, d.snap.Node.PodCIDRs)
+	changed := d.snap == nil || len(snap.Changed) > 0
 	d.snap = snap
 	if changed {
 		for i := range d.syncs {
