@@ -93,10 +93,10 @@ func (s *scenario) handlingNode(netns, addr string) (node, from, src string) {
 func (s *scenario) explainDelivers(netns, addr string, want []string) {
 	s.t.Helper()
 	r := s.explainRequest(netns, addr)
-	got, others := deliveredIPs(r)
+	got, others := r.DeliveredTo()
 	if wantIPs := s.podIPs(want); len(others) > 0 || !slices.Equal(got, wantIPs) {
 		s.t.Errorf("explain of %s from %s delivers to %v (other verdicts %v); the real requests were answered by %v (%v)\n%s",
-			addr, netns, got, others, wantIPs, want, reportText(r))
+			addr, netns, got, others, wantIPs, want, r.Text())
 	}
 }
 
@@ -115,23 +115,6 @@ func (s *scenario) podIPs(qualified []string) []string {
 	return ips
 }
 
-// deliveredIPs lists, sorted, the endpoint addresses a report delivers to, and its other verdicts.
-func deliveredIPs(r *explain.Report) (ips []string, others []explain.Verdict) {
-	for _, o := range r.Outcomes {
-		if o.Verdict != explain.Delivered || !o.Endpoint.IsValid() {
-			if !slices.Contains(others, o.Verdict) {
-				others = append(others, o.Verdict)
-			}
-			continue
-		}
-		if ip := o.Endpoint.Addr().String(); !slices.Contains(ips, ip) {
-			ips = append(ips, ip)
-		}
-	}
-	slices.Sort(ips)
-	return ips, others
-}
-
 // explainVerdict checks that explain's only verdict for a request from netns to addr is v.
 func (s *scenario) explainVerdict(netns, addr string, v explain.Verdict) {
 	s.t.Helper()
@@ -139,19 +122,11 @@ func (s *scenario) explainVerdict(netns, addr string, v explain.Verdict) {
 	for _, o := range r.Outcomes {
 		if o.Verdict != v {
 			s.t.Errorf("explain of %s from %s: an outcome %s (p=%.2f); the real request was %s\n%s",
-				addr, netns, o.Verdict, o.Probability, v, reportText(r))
+				addr, netns, o.Verdict, o.Probability, v, r.Text())
 			return
 		}
 	}
 	if len(r.Outcomes) == 0 {
 		s.t.Errorf("explain of %s from %s gave no outcome; the real request was %s", addr, netns, v)
 	}
-}
-
-func reportText(r *explain.Report) string {
-	var b strings.Builder
-	if err := explain.WriteText(&b, r); err != nil {
-		return fmt.Sprintf("(cannot print the report: %v)", err)
-	}
-	return b.String()
 }

@@ -218,7 +218,7 @@ func (s *scenario) waitOnlyAnswers(netns, addr string, want ...string) {
 				last = err.Error()
 				return false, nil
 			}
-			got, others := deliveredIPs(r)
+			got, others := r.DeliveredTo()
 			last = fmt.Sprintf("explain delivers to %v, other verdicts %v", got, others)
 			return len(others) == 0 && slices.Equal(got, wantIPs), nil
 		})

@@ -40,7 +40,7 @@ func (e *env) explainRequests(ctx context.Context) []explained {
 		e.explainOne(ctx, fmt.Sprintf("the ClusterIP request from pod %s (request group 1), on %s", client, clientNode), clientNode,
 			[]string{"--src", e.podIP[client], "--dst", e.clusterTarget(svcClusterIP) + "/tcp", "--from", "pod"},
 			func(r *explain.Report) (bool, string) {
-				got, others := deliveredTo(r)
+				got, others := r.DeliveredTo()
 				if len(others) > 0 || !slices.Equal(got, webIPs) {
 					return false, fmt.Sprintf("explain delivers to %v (other verdicts %v); the web pods are %v", got, others, webIPs)
 				}
@@ -49,7 +49,7 @@ func (e *env) explainRequests(ctx context.Context) []explained {
 		e.explainOne(ctx, fmt.Sprintf("the dropped eTP=Local request from the underlay (request group 5), on %s", e.c.Node(1).Name), e.c.Node(1).Name,
 			[]string{"--src", e.underlay[0], "--dst", e.nodePortTarget(svcLocal, 1) + "/tcp", "--from", "external"},
 			func(r *explain.Report) (bool, string) {
-				got, others := deliveredTo(r)
+				got, others := r.DeliveredTo()
 				if len(got) > 0 || !slices.Equal(others, []explain.Verdict{explain.Dropped}) {
 					return false, fmt.Sprintf("explain says delivered to %v, other verdicts %v; the request was dropped", got, others)
 				}
@@ -71,35 +71,13 @@ func (e *env) explainOne(ctx context.Context, title, node string, args []string,
 		x.note = fmt.Sprintf("switchyard %s: %v %v: %s", strings.Join(args, " "), err, jerr, strings.TrimSpace(stderr.String()))
 		return x
 	}
-	var text strings.Builder
-	if werr := explain.WriteText(&text, abridged(&r)); werr != nil {
-		x.note = werr.Error()
-		return x
-	}
-	x.text = text.String()
+	x.text = abridged(&r).Text()
 	if err != nil {
 		x.note = fmt.Sprintf("explain exited with %v: %s", err, strings.TrimSpace(stderr.String()))
 		return x
 	}
 	x.ok, x.note = check(&r)
 	return x
-}
-
-// deliveredTo lists the endpoint addresses the report delivers to, sorted, and the other verdicts.
-func deliveredTo(r *explain.Report) (ips []string, others []explain.Verdict) {
-	for _, o := range r.Outcomes {
-		if o.Verdict == explain.Delivered && o.Endpoint.IsValid() {
-			if ip := o.Endpoint.Addr().String(); !slices.Contains(ips, ip) {
-				ips = append(ips, ip)
-			}
-			continue
-		}
-		if !slices.Contains(others, o.Verdict) {
-			others = append(others, o.Verdict)
-		}
-	}
-	sort.Strings(ips)
-	return ips, others
 }
 
 // printExplained prints the explanations, indented under their titles.

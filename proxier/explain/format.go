@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -13,6 +14,32 @@ func WriteJSON(w io.Writer, rep *Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(rep)
+}
+
+// Text is the report as WriteText writes it, for a test failure or a log line.
+func (r *Report) Text() string {
+	var b strings.Builder
+	_ = WriteText(&b, r) // a strings.Builder never fails a write
+	return b.String()
+}
+
+// DeliveredTo lists, sorted and once each, the endpoint addresses the report's outcomes deliver to,
+// and the verdicts of its other outcomes: what a test or the demo compares with the pods that really
+// answered.
+func (r *Report) DeliveredTo() (addrs []string, others []Verdict) {
+	for _, o := range r.Outcomes {
+		if o.Verdict != Delivered || !o.Endpoint.IsValid() {
+			if !slices.Contains(others, o.Verdict) {
+				others = append(others, o.Verdict)
+			}
+			continue
+		}
+		if a := o.Endpoint.Addr().String(); !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
+		}
+	}
+	slices.Sort(addrs)
+	return addrs, others
 }
 
 // WriteText writes the report for people: the packet, each outcome with its probability, endpoint,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/switchyard/switchyard/internal/golden"
@@ -69,5 +70,22 @@ func TestWriteJSON(t *testing.T) {
 	}
 	if !reflect.DeepEqual(&back, rep) {
 		t.Fatalf("the JSON does not read back into the same report:\n%+v\n%+v", &back, rep)
+	}
+}
+
+// DeliveredTo: each endpoint address once, sorted; the other outcomes' verdicts once each.
+func TestDeliveredTo(t *testing.T) {
+	ep := netip.MustParseAddrPort
+	r := &explain.Report{Outcomes: []explain.Outcome{
+		{Verdict: explain.Delivered, Endpoint: ep("10.244.2.5:8080")},
+		{Verdict: explain.Delivered, Endpoint: ep("10.244.1.5:8080")},
+		{Verdict: explain.Delivered, Endpoint: ep("10.244.2.5:9090")},
+		{Verdict: explain.Dropped},
+		{Verdict: explain.Dropped},
+		{Verdict: explain.NotHandled},
+	}}
+	addrs, others := r.DeliveredTo()
+	if !slices.Equal(addrs, []string{"10.244.1.5", "10.244.2.5"}) || !slices.Equal(others, []explain.Verdict{explain.Dropped, explain.NotHandled}) {
+		t.Fatalf("DeliveredTo = %v, %v", addrs, others)
 	}
 }

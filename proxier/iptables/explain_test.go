@@ -105,18 +105,9 @@ func explainPacket(t *testing.T, live *explain.Live, p explain.Packet) *explain.
 		sum += o.Probability
 	}
 	if math.Abs(sum-1) > 1e-9 {
-		t.Fatalf("probabilities sum to %v:\n%s", sum, text(t, rep))
+		t.Fatalf("probabilities sum to %v:\n%s", sum, rep.Text())
 	}
 	return rep
-}
-
-func text(t *testing.T, rep *explain.Report) string {
-	t.Helper()
-	var b bytes.Buffer
-	if err := explain.WriteText(&b, rep); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }
 
 func packet(src, dst string, from explain.From) explain.Packet {
@@ -127,7 +118,7 @@ func packet(src, dst string, from explain.From) explain.Packet {
 // testdata/<name>.txt (.json).
 func checkGolden(t *testing.T, name string, rep *explain.Report, withJSON bool) {
 	t.Helper()
-	golden.Check(t, name+".txt", []byte(text(t, rep)))
+	golden.Check(t, name+".txt", []byte(rep.Text()))
 	if !withJSON {
 		return
 	}
@@ -146,7 +137,7 @@ func causeOf(t *testing.T, rep *explain.Report, kind string) explain.Cause {
 			return c
 		}
 	}
-	t.Fatalf("no %s cause:\n%s", kind, text(t, rep))
+	t.Fatalf("no %s cause:\n%s", kind, rep.Text())
 	return explain.Cause{}
 }
 
@@ -154,7 +145,7 @@ func causeOf(t *testing.T, rep *explain.Report, kind string) explain.Cause {
 func onlyOutcome(t *testing.T, rep *explain.Report) explain.Outcome {
 	t.Helper()
 	if len(rep.Outcomes) != 1 {
-		t.Fatalf("want one outcome:\n%s", text(t, rep))
+		t.Fatalf("want one outcome:\n%s", rep.Text())
 	}
 	return rep.Outcomes[0]
 }
@@ -162,7 +153,7 @@ func onlyOutcome(t *testing.T, rep *explain.Report) explain.Outcome {
 func TestExplainClusterIPTwoEndpoints(t *testing.T) {
 	rep := explainPacket(t, liveTrace(t), explain.Packet{Src: ap("10.244.1.20:40000"), Dst: ap("10.96.0.53:53"), Proto: "udp", From: explain.FromPod})
 	if len(rep.Outcomes) != 2 || rep.Unexplained != "" || len(rep.Causes) != 0 {
-		t.Fatalf("want two outcomes and no causes:\n%s", text(t, rep))
+		t.Fatalf("want two outcomes and no causes:\n%s", rep.Text())
 	}
 	got := map[netip.AddrPort]explain.Outcome{}
 	for _, o := range rep.Outcomes {
@@ -171,10 +162,10 @@ func TestExplainClusterIPTwoEndpoints(t *testing.T) {
 	for ep, node := range map[string]string{"10.244.2.2:53": "node-b", "10.244.3.3:53": "node-c"} {
 		o, ok := got[ap(ep)]
 		if !ok || o.Verdict != explain.Delivered || math.Abs(o.Probability-0.5) > 1e-6 || o.EndpointNode != node {
-			t.Fatalf("endpoint %s: want delivered with probability 0.5 on %s:\n%s", ep, node, text(t, rep))
+			t.Fatalf("endpoint %s: want delivered with probability 0.5 on %s:\n%s", ep, node, rep.Text())
 		}
 		if o.Masquerade.IsValid() {
-			t.Fatalf("a pod's packet to a ClusterIP must keep its source:\n%s", text(t, rep))
+			t.Fatalf("a pod's packet to a ClusterIP must keep its source:\n%s", rep.Text())
 		}
 		if o.Route == nil || o.Route.Kind != "vxlan" || o.Route.Node != node {
 			t.Fatalf("endpoint %s: want the VXLAN route to %s, got %+v", ep, node, o.Route)
@@ -187,7 +178,7 @@ func TestExplainClusterIPTwoEndpoints(t *testing.T) {
 			}
 		}
 		if dnat == nil || dnat.Service == nil || *dnat.Service != want || dnat.Hook != "nat/PREROUTING" {
-			t.Fatalf("endpoint %s: want a nat/PREROUTING DNAT step of %v:\n%s", ep, want, text(t, rep))
+			t.Fatalf("endpoint %s: want a nat/PREROUTING DNAT step of %v:\n%s", ep, want, rep.Text())
 		}
 	}
 	checkGolden(t, "explain-clusterip", rep, true)
@@ -199,11 +190,11 @@ func TestExplainNodePortFromOutside(t *testing.T) {
 		t.Fatalf("the packet from outside should arrive on eth0, got %q", rep.Packet.InIface)
 	}
 	if len(rep.Outcomes) != 5 {
-		t.Fatalf("want web's five endpoints:\n%s", text(t, rep))
+		t.Fatalf("want web's five endpoints:\n%s", rep.Text())
 	}
 	for _, o := range rep.Outcomes {
 		if o.Verdict != explain.Delivered || math.Abs(o.Probability-0.2) > 1e-6 {
-			t.Fatalf("want each endpoint with probability 0.2:\n%s", text(t, rep))
+			t.Fatalf("want each endpoint with probability 0.2:\n%s", rep.Text())
 		}
 		// MASQUERADE picks the source of the route to the endpoint.
 		want := nodeIP
@@ -213,7 +204,7 @@ func TestExplainNodePortFromOutside(t *testing.T) {
 			want = bridgeIP
 		}
 		if o.Masquerade != want {
-			t.Fatalf("endpoint %s: masquerade %v, want %v:\n%s", o.Endpoint, o.Masquerade, want, text(t, rep))
+			t.Fatalf("endpoint %s: masquerade %v, want %v:\n%s", o.Endpoint, o.Masquerade, want, rep.Text())
 		}
 	}
 	checkGolden(t, "explain-nodeport", rep, false)
@@ -222,7 +213,7 @@ func TestExplainNodePortFromOutside(t *testing.T) {
 func TestExplainETPLocalWithoutLocalEndpoints(t *testing.T) {
 	rep := explainPacket(t, liveTrace(t), packet("198.51.100.7:40000", "192.168.50.10:30030", explain.FromExternal))
 	if o := onlyOutcome(t, rep); o.Verdict != explain.Dropped {
-		t.Fatalf("want dropped:\n%s", text(t, rep))
+		t.Fatalf("want dropped:\n%s", rep.Text())
 	}
 	c := causeOf(t, rep, explain.CauseETPLocalNoLocal)
 	if !strings.Contains(c.Summary, "default/lb-remote:p") || !strings.Contains(strings.Join(c.Evidence, "\n"), "10.244.2.10:8080 (ready, serving, on node-b)") {
@@ -234,7 +225,7 @@ func TestExplainETPLocalWithoutLocalEndpoints(t *testing.T) {
 func TestExplainNoEndpoints(t *testing.T) {
 	rep := explainPacket(t, liveTrace(t), packet("10.244.1.20:40000", "10.96.0.40:80", explain.FromPod))
 	if o := onlyOutcome(t, rep); o.Verdict != explain.Rejected || o.RejectWith != "icmp-port-unreachable" {
-		t.Fatalf("want rejected with icmp-port-unreachable:\n%s", text(t, rep))
+		t.Fatalf("want rejected with icmp-port-unreachable:\n%s", rep.Text())
 	}
 	c := causeOf(t, rep, explain.CauseNoReadyEndpoints)
 	if !strings.Contains(c.Summary, "default/empty:p") {
@@ -247,7 +238,7 @@ func TestExplainOutsideSourceRanges(t *testing.T) {
 	live := liveTrace(t)
 	rep := explainPacket(t, live, packet("198.51.100.7:40000", "198.18.0.20:80", explain.FromExternal))
 	if o := onlyOutcome(t, rep); o.Verdict != explain.Dropped {
-		t.Fatalf("want dropped:\n%s", text(t, rep))
+		t.Fatalf("want dropped:\n%s", rep.Text())
 	}
 	c := causeOf(t, rep, explain.CauseOutsideSourceRanges)
 	if !strings.Contains(strings.Join(c.Evidence, "\n"), "203.0.113.0/24") {
@@ -256,7 +247,7 @@ func TestExplainOutsideSourceRanges(t *testing.T) {
 	// From inside the ranges the same packet reaches the local endpoint, and no cause is given.
 	rep = explainPacket(t, live, packet("203.0.113.7:40000", "198.18.0.20:80", explain.FromExternal))
 	if o := onlyOutcome(t, rep); o.Verdict != explain.Delivered || o.Endpoint != ap("10.244.1.7:8080") || len(rep.Causes) != 0 {
-		t.Fatalf("want delivered to the local endpoint without causes:\n%s", text(t, rep))
+		t.Fatalf("want delivered to the local endpoint without causes:\n%s", rep.Text())
 	}
 }
 
@@ -276,7 +267,7 @@ func TestExplainForeignRule(t *testing.T) {
 	rep := explainPacket(t, liveOf(t, snap, ahead), p)
 	o := onlyOutcome(t, rep)
 	if o.Verdict != explain.Unexplained || rep.Unexplained != "cannot explain past this rule: "+foreign {
-		t.Fatalf("want the walk to stop at the foreign rule:\n%s", text(t, rep))
+		t.Fatalf("want the walk to stop at the foreign rule:\n%s", rep.Text())
 	}
 	checkGolden(t, "explain-foreign-rule", rep, false)
 
@@ -286,7 +277,7 @@ func TestExplainForeignRule(t *testing.T) {
 		fmt.Sprintf("-A CNI-OTHER %s\n", strings.TrimPrefix(foreign, "-A PREROUTING ")) + save[end:]
 	rep = explainPacket(t, liveOf(t, snap, elsewhere), p)
 	if rep.Unexplained != "" || len(rep.Outcomes) != 5 {
-		t.Fatalf("a foreign rule off the packet's path must not matter:\n%s", text(t, rep))
+		t.Fatalf("a foreign rule off the packet's path must not matter:\n%s", rep.Text())
 	}
 }
 
@@ -342,19 +333,19 @@ func TestExplainStaleRules(t *testing.T) {
 	live.Model = nil
 	rep = explainPacket(t, live, packet("10.244.1.20:40000", "10.96.0.40:80", explain.FromPod))
 	if len(rep.Causes) != 0 || len(rep.Notes) != 1 || rep.Notes[0] != explain.NoModelNote {
-		t.Fatalf("without a model: want no causes and the note:\n%s", text(t, rep))
+		t.Fatalf("without a model: want no causes and the note:\n%s", rep.Text())
 	}
 	// The comments still name the service.
 	o := onlyOutcome(t, rep)
 	if last := o.Steps[len(o.Steps)-1]; last.Service == nil || last.Service.Name != "empty" {
-		t.Fatalf("without a model the comment should still name the service:\n%s", text(t, rep))
+		t.Fatalf("without a model the comment should still name the service:\n%s", rep.Text())
 	}
 }
 
 func TestExplainAffinityNote(t *testing.T) {
 	rep := explainPacket(t, liveTrace(t), packet("10.244.1.20:40000", "10.96.0.50:80", explain.FromPod))
 	if len(rep.Outcomes) != 3 || len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "no affinity entry") {
-		t.Fatalf("want three endpoints and the affinity note:\n%s", text(t, rep))
+		t.Fatalf("want three endpoints and the affinity note:\n%s", rep.Text())
 	}
 }
 
@@ -362,7 +353,7 @@ func TestExplainNotHandled(t *testing.T) {
 	rep := explainPacket(t, liveTrace(t), packet("10.244.1.20:40000", "93.184.216.34:443", explain.FromPod))
 	o := onlyOutcome(t, rep)
 	if o.Verdict != explain.NotHandled || o.Route == nil || o.Route.Kind != "default" {
-		t.Fatalf("want not handled, on the default route:\n%s", text(t, rep))
+		t.Fatalf("want not handled, on the default route:\n%s", rep.Text())
 	}
 }
 
@@ -371,11 +362,11 @@ func TestExplainNotHandled(t *testing.T) {
 func TestExplainFromNode(t *testing.T) {
 	rep := explainPacket(t, liveTrace(t), explain.Packet{Dst: ap("10.96.0.53:53"), Proto: "udp", From: explain.FromNode})
 	if len(rep.Outcomes) != 2 {
-		t.Fatalf("want dns's two endpoints:\n%s", text(t, rep))
+		t.Fatalf("want dns's two endpoints:\n%s", rep.Text())
 	}
 	for _, o := range rep.Outcomes {
 		if o.Verdict != explain.Delivered || o.Masquerade != a("10.244.1.0") || o.Steps[0].Hook != "nat/OUTPUT" {
-			t.Fatalf("want delivered from nat/OUTPUT, masqueraded to flannel.1's address:\n%s", text(t, rep))
+			t.Fatalf("want delivered from nat/OUTPUT, masqueraded to flannel.1's address:\n%s", rep.Text())
 		}
 	}
 }

@@ -111,11 +111,11 @@ func TestRealKernelExplain(t *testing.T) {
 	compare := func(t *testing.T, live *explain.Live, ns *netnstest.NS, pkt explain.Packet, n int) {
 		t.Helper()
 		rep := explainPacket(t, live, pkt)
-		t.Logf("explain says:\n%s", text(t, rep))
+		t.Logf("explain says:\n%s", rep.Text())
 		want := map[string]netip.Addr{}
 		for _, o := range rep.Outcomes {
 			if o.Verdict != explain.Delivered || math.Abs(o.Probability-1.0/3) > 1e-6 {
-				t.Fatalf("want three equally likely deliveries:\n%s", text(t, rep))
+				t.Fatalf("want three equally likely deliveries:\n%s", rep.Text())
 			}
 			src := pkt.Src.Addr()
 			if o.Masquerade.IsValid() {
@@ -150,7 +150,7 @@ func TestRealKernelExplain(t *testing.T) {
 		rep := explainPacket(t, live, explain.Packet{Src: netip.MustParseAddrPort(l.podIPs["pc"] + ":0"),
 			Dst: netip.MustParseAddrPort("10.96.0.10:80"), Proto: "tcp", From: explain.FromPod})
 		if !strings.HasPrefix(rep.Unexplained, "cannot explain past this rule: -A PREROUTING -m length --length 1:65535 -j RETURN") {
-			t.Fatalf("want the walk to stop at the length rule:\n%s", text(t, rep))
+			t.Fatalf("want the walk to stop at the length rule:\n%s", rep.Text())
 		}
 	})
 }

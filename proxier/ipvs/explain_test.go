@@ -1,7 +1,6 @@
 package ipvs
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -191,14 +190,14 @@ func TestExplain(t *testing.T) {
 				got = append(got, summarize(o))
 			}
 			if !slices.Equal(got, c.want) {
-				t.Fatalf("outcomes:\n got %+v\nwant %+v\n%s", got, c.want, text(t, rep))
+				t.Fatalf("outcomes:\n got %+v\nwant %+v\n%s", got, c.want, rep.Text())
 			}
 			var causes []string
 			for _, cause := range rep.Causes {
 				causes = append(causes, cause.Kind)
 			}
 			if !slices.Equal(causes, c.causes) || rep.Unexplained != "" {
-				t.Errorf("causes %v, want %v; unexplained %q\n%s", causes, c.causes, rep.Unexplained, text(t, rep))
+				t.Errorf("causes %v, want %v; unexplained %q\n%s", causes, c.causes, rep.Unexplained, rep.Text())
 			}
 			// Each cause quotes the outcome it explains, whatever the verdict (IPVS rejects where
 			// iptables mode drops).
@@ -214,7 +213,7 @@ func TestExplain(t *testing.T) {
 			}
 			st, ok := deciding(rep.Outcomes[0], c.note)
 			if !ok {
-				t.Fatalf("no step notes %q\n%s", c.note, text(t, rep))
+				t.Fatalf("no step notes %q\n%s", c.note, rep.Text())
 			}
 			if (st.Service == nil) != (c.service == nil) || st.Service != nil && *st.Service != *c.service {
 				t.Errorf("step %q: service %v, want %v", st.Rule, st.Service, c.service)
@@ -243,10 +242,10 @@ func TestExplainTerminatingRealServer(t *testing.T) {
 	}
 	want := []want{{p: 1, verdict: explain.Delivered, endpoint: "10.244.1.2:8080", node: nodeName, device: "cni0"}}
 	if len(rep.Outcomes) != 1 || summarize(rep.Outcomes[0]) != want[0] {
-		t.Fatalf("outcomes:\n%s\nwant %+v", text(t, rep), want)
+		t.Fatalf("outcomes:\n%s\nwant %+v", rep.Text(), want)
 	}
 	if st, ok := deciding(rep.Outcomes[0], "weight 1"); !ok || !strings.Contains(st.Rule, "10.244.2.3:8080 weight 0") {
-		t.Errorf("the IPVS step should show the weight-0 real server:\n%s", text(t, rep))
+		t.Errorf("the IPVS step should show the weight-0 real server:\n%s", rep.Text())
 	}
 }
 
@@ -259,7 +258,7 @@ func TestExplainWithoutModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(rep.Outcomes) != 2 || rep.Outcomes[0].EndpointNode != "" {
-		t.Fatalf("outcomes:\n%s", text(t, rep))
+		t.Fatalf("outcomes:\n%s", rep.Text())
 	}
 	for _, st := range rep.Outcomes[0].Steps {
 		if st.Service != nil {
@@ -278,15 +277,6 @@ func deciding(o explain.Outcome, s string) (explain.Step, bool) {
 	return explain.Step{}, false
 }
 
-func text(t *testing.T, rep *explain.Report) string {
-	t.Helper()
-	var b bytes.Buffer
-	if err := explain.WriteText(&b, rep); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
-
 // TestExplainText holds the text form of one explanation (NodePort from outside: masquerade,
 // persistence, two real servers) in a golden file; -update rewrites it.
 func TestExplainText(t *testing.T) {
@@ -295,7 +285,7 @@ func TestExplainText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden.Check(t, "explain-nodeport.txt", []byte(text(t, rep)))
+	golden.Check(t, "explain-nodeport.txt", []byte(rep.Text()))
 }
 
 // TestExplainForeignRule: another agent's rule the tracer does not understand, ahead of IPVS mode's
@@ -319,7 +309,7 @@ func TestExplainForeignRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(rep.Outcomes) != 1 || rep.Outcomes[0].Verdict != explain.Unexplained || rep.Unexplained != "cannot explain past this rule: "+foreign {
-		t.Fatalf("want the walk to stop at the foreign rule:\n%s", text(t, rep))
+		t.Fatalf("want the walk to stop at the foreign rule:\n%s", rep.Text())
 	}
 
 	elsewhere := strings.Replace(save, "*nat\n", "*nat\n:CNI-HOOK - [0:0]\n:CNI-OTHER - [0:0]\n-A CNI-OTHER -m physdev --physdev-is-in -j CNI-HOOK\n", 1)
@@ -328,7 +318,7 @@ func TestExplainForeignRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rep.Unexplained != "" || len(rep.Outcomes) != 2 || rep.Outcomes[0].Verdict != explain.Delivered {
-		t.Fatalf("a foreign rule off the packet's path must not matter:\n%s", text(t, rep))
+		t.Fatalf("a foreign rule off the packet's path must not matter:\n%s", rep.Text())
 	}
 }
 
@@ -347,7 +337,7 @@ func TestExplainPersistentWithoutRealServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(rep.Outcomes) != 1 || summarize(rep.Outcomes[0]) != (want{p: 1, verdict: explain.Dropped}) {
-		t.Fatalf("want one silent drop:\n%s", text(t, rep))
+		t.Fatalf("want one silent drop:\n%s", rep.Text())
 	}
 	if len(rep.Notes) != 0 {
 		t.Errorf("nothing was scheduled, so no persistence note: %q", rep.Notes)
@@ -444,7 +434,7 @@ func TestExplainIPv6(t *testing.T) {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		if len(rep.Outcomes) != 1 || summarize(rep.Outcomes[0]) != c.want {
-			t.Errorf("%s: want %+v\n%s", c.name, c.want, text(t, rep))
+			t.Errorf("%s: want %+v\n%s", c.name, c.want, rep.Text())
 		}
 	}
 }
